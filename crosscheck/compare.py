@@ -1,0 +1,85 @@
+"""The one comparison helper: manual (actual) against autograd (desired), named, with the worst element."""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from crosscheck.tolerances import tolerance_for
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The result of comparing one quantity; `worst_*` describe the element furthest out of tolerance."""
+
+    name: str
+    shape: tuple
+    passed: bool
+    max_abs_error: float
+    max_rel_error: float
+    worst_index: tuple = ()
+    worst_manual: float = float("nan")
+    worst_autograd: float = float("nan")
+    problem: str = ""  # set when the two cannot be compared element by element (shape, dtype)
+
+    def as_dict(self):
+        d = asdict(self)
+        d["shape"], d["worst_index"] = list(self.shape), list(self.worst_index)
+        return d
+
+    def describe(self, case=""):
+        """A one-paragraph failure message naming the case, the quantity and the worst element."""
+        where = f"case {case}: " if case else ""
+        if self.problem:
+            return f"{where}{self.name}: {self.problem}"
+        return (
+            f"{where}{self.name} {'agrees' if self.passed else 'differs'}; worst element at index "
+            f"{self.worst_index}: manual {self.worst_manual!r}, autograd {self.worst_autograd!r}, "
+            f"abs error {self.max_abs_error:.3e}, rel error {self.max_rel_error:.3e}"
+        )
+
+
+def compare(name, manual, autograd, dtype=None):
+    """Compare arrays element by element under the tolerance of `dtype` (default: autograd's dtype)."""
+    manual, autograd = np.asarray(manual), np.asarray(autograd)
+    dtype = np.dtype(dtype or autograd.dtype)
+    tol = tolerance_for(dtype)
+    if manual.shape != autograd.shape:
+        hint = ""
+        if manual.T.shape == autograd.shape and np.allclose(manual.T, autograd, tol.rtol, tol.atol):
+            hint = "; manual equals autograd transposed"
+        return Comparison(
+            name, autograd.shape, False, float("inf"), float("inf"),
+            problem=f"shape mismatch: manual {manual.shape}, autograd {autograd.shape}{hint}",
+        )
+    if manual.dtype != dtype or autograd.dtype != dtype:
+        return Comparison(
+            name, autograd.shape, False, float("inf"), float("inf"),
+            problem=f"dtype mismatch: manual {manual.dtype}, autograd {autograd.dtype}, expected {dtype}",
+        )
+    if manual.size == 0:
+        return Comparison(name, autograd.shape, True, 0.0, 0.0)
+    a, d = manual.astype(np.float64), autograd.astype(np.float64)
+    abs_err = np.abs(a - d)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_err = np.where(abs_err == 0, 0.0, abs_err / np.abs(d))
+    allowed = tol.atol + tol.rtol * np.abs(d)
+    worst = np.unravel_index(np.argmax(abs_err / allowed), abs_err.shape)
+    return Comparison(
+        name=name,
+        shape=autograd.shape,
+        passed=bool(np.all(abs_err <= allowed)),
+        max_abs_error=float(abs_err.max()),
+        max_rel_error=float(rel_err.max()),
+        worst_index=tuple(int(i) for i in worst),
+        worst_manual=float(a[worst]),
+        worst_autograd=float(d[worst]),
+    )
+
+
+def assert_close(manual, autograd, name, case="", dtype=None):
+    """Raise AssertionError with `Comparison.describe` unless manual matches autograd."""
+    result = compare(name, manual, autograd, dtype)
+    if not result.passed:
+        tol = tolerance_for(dtype or np.asarray(autograd).dtype)
+        raise AssertionError(f"{result.describe(case)} (allowed {tol.atol:g} + {tol.rtol:g} * |autograd|)")
+    return result

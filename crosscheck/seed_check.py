@@ -1,0 +1,113 @@
+"""The seed network checked quantity by quantity: manual.seed_network against reference.seed_network."""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from crosscheck.compare import compare
+from manual import seed_network as manual_net
+from manual import wrong
+from manual.validation import InputError, check_learning_rate, check_positive_int, check_reduction
+from reference import seed_network as reference_net
+
+# The order of the checks: forward values and E, the chain-rule factors as the slides derive
+# them (from the error back to the filter), the parameter gradients.
+FORWARD = ("Z1", "H1", "Z2", "O", "E")
+FACTORS = ("dE_dO", "dO_dZ2", "dE_dZ2", "dZ2_dW", "dZ2_dH1", "dE_dH1", "dH1_dZ1", "dE_dZ1", "dZ1_df")
+GRADIENTS = ("dE_df", "dE_dW", "dE_db")
+DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+def slide_name(quantity):
+    """'dE_dZ1' -> 'dE/dZ1', as the slides write it."""
+    return quantity.replace("_d", "/d", 1) if quantity.startswith("d") else quantity
+
+
+@dataclass(frozen=True)
+class SeedCase:
+    """One configuration of the seed network; str() is its test id."""
+
+    input_shape: tuple = (8, 8)
+    kernel_shape: tuple = (3, 3)
+    n_out: int = 1
+    batch: int = 4
+    seed: int = 0
+    dtype: str = "float64"
+    reduction: str = "sum"
+    lr: float = 0.5
+    steps: int = 50
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise InputError(f"dtype: got {self.dtype!r}, needs one of {', '.join(DTYPES)}")
+        check_reduction(self.reduction)
+        check_learning_rate(self.lr)
+        for name in ("n_out", "batch", "steps"):
+            check_positive_int(name, getattr(self, name))
+        check_positive_int("seed", self.seed, minimum=0)
+        for name in ("input_shape", "kernel_shape"):
+            shape = getattr(self, name)
+            if len(shape) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+                raise InputError(f"{name}: got {shape!r}, needs two positive integers (height, width)")
+        (H, W), (KH, KW) = self.input_shape, self.kernel_shape
+        if KH > H or KW > W:
+            raise InputError(f"kernel_shape: got {KH}x{KW}, needs at most the input's {H}x{W}")
+
+    def __str__(self):
+        (H, W), (KH, KW) = self.input_shape, self.kernel_shape
+        k = f"k{KH}" if KH == KW else f"k{KH}x{KW}"
+        return f"{H}x{W}-{k}-out{self.n_out}-N{self.batch}-{self.reduction}-{self.dtype}-seed{self.seed}"
+
+    def as_dict(self):
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def inputs(self):
+        """(X, Y, params) drawn from this case's seed, in its dtype."""
+        dtype = DTYPES[self.dtype]
+        rng = np.random.default_rng(self.seed)
+        X = rng.normal(size=(self.batch, *self.input_shape)).astype(dtype)
+        Y = rng.uniform(size=(self.batch, self.n_out)).astype(dtype)
+        params = manual_net.init_params(self.input_shape, self.kernel_shape, self.n_out, dtype, seed=self.seed + 1)
+        return X, Y, params
+
+
+def one_step_pairs(case, wrong_name=None):
+    """[(quantity, manual value, autograd value)] for one forward, backward and SGD step, in check order."""
+    X, Y, params = case.inputs()
+    layer_backward = _layer_backward(wrong_name)
+    values, cache = manual_net.forward(X, params, Y, case.reduction)
+    grads = manual_net.backward(cache, layer_backward)
+    ref_values, ref_grads = reference_net.run(X, params, Y, case.reduction)
+    updated = manual_net.sgd_step(params, grads, case.lr)
+    _, ref_updated = reference_net.train(X, Y, params, case.lr, 1, case.reduction)
+    return (
+        [(k, values[k], ref_values[k]) for k in FORWARD]
+        + [(k, grads[k], ref_grads[k]) for k in FACTORS + GRADIENTS]
+        + [(f"{k} after 1 step", updated[k], ref_updated[k]) for k in manual_net.PARAM_NAMES]
+    )
+
+
+def training_pairs(case, wrong_name=None):
+    """[(quantity, manual, autograd)] for `case.steps` SGD steps: E at every step, parameters at the end."""
+    X, Y, params = case.inputs()
+    errors, final = manual_net.train(X, Y, params, case.lr, case.steps, case.reduction, _layer_backward(wrong_name))
+    ref_errors, ref_final = reference_net.train(X, Y, params, case.lr, case.steps, case.reduction)
+    steps = case.steps
+    return [(f"E at steps 1..{steps}", errors, ref_errors)] + [
+        (f"{k} after {steps} steps", final[k], ref_final[k]) for k in manual_net.PARAM_NAMES
+    ]
+
+
+def _layer_backward(wrong_name):
+    if wrong_name is None:
+        return None
+    entry = wrong.get(wrong_name)
+    return {entry.step: entry.backward}
+
+
+def check(case, wrong_name=None, train=True):
+    """Every comparison for `case`, in order -> list of Comparison."""
+    pairs = one_step_pairs(case, wrong_name)
+    if train:
+        pairs += training_pairs(case, wrong_name)
+    return [compare(slide_name(name), m, a, case.dtype) for name, m, a in pairs]

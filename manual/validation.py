@@ -1,0 +1,69 @@
+"""Input checks shared by the manual and reference sides.
+
+Every check raises :class:`InputError` whose message names the argument, what it
+got and what it needs, so that bad input never becomes a silent wrong answer.
+"""
+
+import numpy as np
+
+FLOAT_DTYPES = (np.float32, np.float64)
+REDUCTIONS = ("sum", "mean")
+
+
+class InputError(ValueError):
+    """Bad input: the message names the argument, what it got and what it needs."""
+
+
+def check_float_array(name, value, ndim=None):
+    """Return `value` as a float32/float64 ndarray, or raise InputError.
+
+    `ndim` is an int or a tuple of allowed ints.
+    """
+    if not isinstance(value, np.ndarray):
+        raise InputError(f"{name}: got {type(value).__name__}, needs a NumPy array")
+    if value.dtype.type not in FLOAT_DTYPES:
+        raise InputError(f"{name}: got dtype {value.dtype}, needs float32 or float64")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if value.ndim not in allowed:
+            wanted = " or ".join(f"{n}-D" for n in allowed)
+            raise InputError(f"{name}: got {value.ndim}-D array of shape {value.shape}, needs {wanted}")
+    if not np.all(np.isfinite(value)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(value))[0])
+        raise InputError(f"{name}: got non-finite value {value[bad]} at index {bad}, needs finite values")
+    return value
+
+
+def check_same_dtype(**arrays):
+    """Raise InputError unless every array has the same dtype."""
+    dtypes = {name: a.dtype for name, a in arrays.items()}
+    if len(set(dtypes.values())) > 1:
+        got = ", ".join(f"{name} {dt}" for name, dt in dtypes.items())
+        raise InputError(f"mixed dtypes: got {got}, needs one dtype (all float32 or all float64)")
+
+
+def check_shape(name, value, expected, meaning):
+    """Raise InputError unless `value.shape == expected`; `meaning` explains the expected shape."""
+    if value.shape != tuple(expected):
+        raise InputError(f"{name}: got shape {value.shape}, needs {tuple(expected)} ({meaning})")
+
+
+def check_reduction(reduction):
+    if reduction not in REDUCTIONS:
+        raise InputError(f"reduction: got {reduction!r}, needs one of {', '.join(REDUCTIONS)}")
+    return reduction
+
+
+def check_learning_rate(lr):
+    """Return lr as a float; it must be a finite number > 0."""
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)):
+        raise InputError(f"lr: got {type(lr).__name__} {lr!r}, needs a positive number")
+    if not np.isfinite(lr) or lr <= 0:
+        raise InputError(f"lr: got {lr}, needs a finite number > 0")
+    return float(lr)
+
+
+def check_positive_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"{name}: got {value!r}, needs an integer >= {minimum}")
+    return int(value)
