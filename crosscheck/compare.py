@@ -7,6 +7,10 @@ import numpy as np
 from crosscheck.tolerances import tolerance_for
 
 
+class ManualFailure(str):
+    """Stands in for a value the manual side failed to produce; the text says why."""
+
+
 @dataclass(frozen=True)
 class Comparison:
     """The result of comparing one quantity; `worst_*` describe the element furthest out of tolerance."""
@@ -24,7 +28,8 @@ class Comparison:
     def as_dict(self):
         d = asdict(self)
         d["shape"], d["worst_index"] = list(self.shape), list(self.worst_index)
-        return d
+        # JSON has no inf/nan: a value that could not be measured is null.
+        return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in d.items()}
 
     def describe(self, case=""):
         """A one-paragraph failure message naming the case, the quantity and the worst element."""
@@ -38,23 +43,27 @@ class Comparison:
         )
 
 
+def _not_comparable(name, shape, problem):
+    return Comparison(name, shape, False, float("inf"), float("inf"), problem=problem)
+
+
 def compare(name, manual, autograd, dtype=None):
     """Compare arrays element by element under the tolerance of `dtype` (default: autograd's dtype)."""
-    manual, autograd = np.asarray(manual), np.asarray(autograd)
+    autograd = np.asarray(autograd)
+    if isinstance(manual, ManualFailure):
+        return _not_comparable(name, autograd.shape, f"manual side failed: {manual}")
+    manual = np.asarray(manual)
     dtype = np.dtype(dtype or autograd.dtype)
     tol = tolerance_for(dtype)
     if manual.shape != autograd.shape:
         hint = ""
         if manual.T.shape == autograd.shape and np.allclose(manual.T, autograd, tol.rtol, tol.atol):
             hint = "; manual equals autograd transposed"
-        return Comparison(
-            name, autograd.shape, False, float("inf"), float("inf"),
-            problem=f"shape mismatch: manual {manual.shape}, autograd {autograd.shape}{hint}",
-        )
+        problem = f"shape mismatch: manual {manual.shape}, autograd {autograd.shape}{hint}"
+        return _not_comparable(name, autograd.shape, problem)
     if manual.dtype != dtype or autograd.dtype != dtype:
-        return Comparison(
-            name, autograd.shape, False, float("inf"), float("inf"),
-            problem=f"dtype mismatch: manual {manual.dtype}, autograd {autograd.dtype}, expected {dtype}",
+        return _not_comparable(
+            name, autograd.shape, f"dtype mismatch: manual {manual.dtype}, autograd {autograd.dtype}, expected {dtype}"
         )
     if manual.size == 0:
         return Comparison(name, autograd.shape, True, 0.0, 0.0)

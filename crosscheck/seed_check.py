@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from crosscheck.compare import compare
+from crosscheck.compare import ManualFailure, compare
 from manual import seed_network as manual_net
 from manual import wrong
 from manual.validation import InputError, check_learning_rate, check_positive_int, check_reduction
@@ -78,7 +78,10 @@ def one_step_pairs(case, wrong_name=None):
     values, cache = manual_net.forward(X, params, Y, case.reduction)
     grads = manual_net.backward(cache, layer_backward)
     ref_values, ref_grads = reference_net.run(X, params, Y, case.reduction)
-    updated = manual_net.sgd_step(params, grads, case.lr)
+    try:
+        updated = manual_net.sgd_step(params, grads, case.lr)
+    except InputError as err:  # a gradient of the wrong shape: a mismatch to report, not a crash
+        updated = dict.fromkeys(manual_net.PARAM_NAMES, ManualFailure(str(err)))
     _, ref_updated = reference_net.train(X, Y, params, case.lr, 1, case.reduction)
     return (
         [(k, values[k], ref_values[k]) for k in FORWARD]
@@ -90,7 +93,12 @@ def one_step_pairs(case, wrong_name=None):
 def training_pairs(case, wrong_name=None):
     """[(quantity, manual, autograd)] for `case.steps` SGD steps: E at every step, parameters at the end."""
     X, Y, params = case.inputs()
-    errors, final = manual_net.train(X, Y, params, case.lr, case.steps, case.reduction, _layer_backward(wrong_name))
+    manual_net.check_inputs(X, Y, params, case.reduction)  # bad input is the caller's error, not a mismatch
+    try:
+        errors, final = manual_net.train(X, Y, params, case.lr, case.steps, case.reduction, _layer_backward(wrong_name))
+    except InputError as err:  # as in one_step_pairs
+        errors = ManualFailure(str(err))
+        final = dict.fromkeys(manual_net.PARAM_NAMES, errors)
     ref_errors, ref_final = reference_net.train(X, Y, params, case.lr, case.steps, case.reduction)
     steps = case.steps
     return [(f"E at steps 1..{steps}", errors, ref_errors)] + [

@@ -59,7 +59,8 @@ def conv_patches(cache):
 
 def sigmoid(z):
     """Logistic function that never overflows: exp is only taken of -|z| <= 0."""
-    e = np.exp(-np.abs(z))
+    with np.errstate(under="ignore"):  # exp(-|z|) -> 0 for |z| > ~745 is the right answer, not an error
+        e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
 
 

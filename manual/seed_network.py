@@ -137,6 +137,8 @@ def backward(cache, layer_backward=None):
 def sgd_step(params, grads, lr):
     """Plain SGD, w <- w - lr * dE/dw for f, W and b -> new params (inputs untouched)."""
     lr = check_learning_rate(lr)
+    for name in PARAM_NAMES:  # a gradient of another shape would broadcast into a wrong update
+        check_shape(f"dE_d{name}", grads[f"dE_d{name}"], params[name].shape, f"the shape of {name}")
     return {name: params[name] - params[name].dtype.type(lr) * grads[f"dE_d{name}"] for name in PARAM_NAMES}
 
 

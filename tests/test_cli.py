@@ -1,0 +1,133 @@
+"""The crosscheck command: the table, --json, exit codes 0 / 1 / 2, one-line errors."""
+
+import json
+import pathlib
+import runpy
+import subprocess
+import sys
+
+import pytest
+
+from crosscheck import cli
+from manual import wrong
+
+
+def test_default_run_prints_the_table_and_exits_0(capsys):
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    assert "case 8x8-k3-out1-N4-sum-float64-seed0" in out
+    assert "quantity" in out and "max abs err" in out and "max rel err" in out
+    for name in ["Z1", "H1", "dE/dO", "dO/dZ2", "dZ2/dH1", "dH1/dZ1", "dZ1/df", "dE/df", "dE/dW", "dE/db",
+                 "W after 1 step", "E at steps 1..50", "f after 50 steps"]:
+        assert f"\n{name} " in out
+    assert "MISMATCH" not in out
+    assert out.rstrip().endswith("all 24 quantities agree")
+
+
+@pytest.mark.parametrize("entry", wrong.WRONG_DERIVATIONS, ids=str)
+def test_injected_wrong_derivation_exits_1(entry, capsys):
+    assert cli.main(["--inject", entry.name, "--steps", "3"]) == 1
+    out = capsys.readouterr().out
+    assert f"injected wrong derivation: {entry.name}" in out
+    assert "MISMATCH" in out
+    first = out.split("the first: ")[1]
+    assert first.startswith(entry.first_wrong.replace("_d", "/d", 1))
+
+
+def test_json_output(capsys):
+    assert cli.main(["--json", "--shape", "5x7", "--k", "2x3", "--n-out", "3", "-N", "2", "--dtype", "float32",
+                     "--reduction", "mean", "--seed", "4", "--lr", "0.1", "--steps", "5"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["passed"] is True
+    assert result["id"] == "5x7-k2x3-out3-N2-mean-float32-seed4"
+    assert result["tolerance"] == {"rtol": 1e-4, "atol": 1e-6}
+    names = [q["name"] for q in result["quantities"]]
+    assert names[:5] == ["Z1", "H1", "Z2", "O", "E"] and names[-1] == "b after 5 steps"
+    dW = next(q for q in result["quantities"] if q["name"] == "dE/dW")
+    assert dW["shape"] == [20, 3] and dW["passed"] and dW["max_abs_error"] < 1e-5
+
+
+def test_json_mismatch_has_no_infinities(capsys):
+    assert cli.main(["--json", "--inject", "transposed-dE_dW", "--steps", "2"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    dW = next(q for q in result["quantities"] if q["name"] == "dE/dW")
+    assert dW["max_abs_error"] is None and "manual equals autograd transposed" in dW["problem"]
+    assert result["passed"] is False
+
+
+def test_unstable_training_gets_a_hint(capsys):
+    # 50 steps at lr 0.5 with a 32x32 filter over 16 summed samples oscillate; rounding grows.
+    code = cli.main(["--shape", "32", "--k", "32", "-N", "16", "--n-out", "3"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "one step agrees but the training run does not" in out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--shape", "3", "--k", "5"], "kernel_shape: got 5x5, needs at most the input's 3x3"),
+    (["--shape", "0x4"], "argument --shape: got '0x4', needs two positive sizes"),
+    (["--shape", "axb"], "argument --shape: got 'axb', needs HxW or a single size"),
+    (["--shape", "2x3x4"], "argument --shape: got '2x3x4'"),
+    (["--lr", "-1"], "lr: got -1.0, needs a finite number > 0"),
+    (["--lr", "0"], "lr: got 0.0, needs a finite number > 0"),
+    (["--steps", "0"], "steps: got 0, needs an integer >= 1"),
+    (["--batch", "0"], "batch: got 0, needs an integer >= 1"),
+    (["--n-out", "-2"], "n_out: got -2, needs an integer >= 1"),
+    (["--dtype", "float16"], "argument --dtype: invalid choice: 'float16'"),
+    (["--inject", "nope"], "argument --inject: invalid choice: 'nope'"),
+    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+])
+def test_bad_input_exits_2_with_one_line(argv, message, capsys):
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("crosscheck: error: ")
+    assert message in captured.err
+    assert captured.err.count("\n") == 1
+
+
+def test_a_closed_pipe_is_not_an_error(monkeypatch):
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError
+
+        def fileno(self):
+            return 99
+
+    redirected = []
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    monkeypatch.setattr(cli.os, "dup2", lambda fd, target: redirected.append(target))
+    assert cli.main(["--steps", "1"]) == 0
+    assert redirected == [99]
+
+
+def test_console_script_exits_with_mains_code(monkeypatch):
+    monkeypatch.setattr(cli, "main", lambda: 1)
+    with pytest.raises(SystemExit) as info:
+        cli.console_main()
+    assert info.value.code == 1
+
+
+def test_python_dash_m_runs_the_same_command(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["crosscheck", "--steps", "2", "--shape", "4"])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_module("crosscheck", run_name="__main__")
+    assert info.value.code == 0
+    assert "all 24 quantities agree" in capsys.readouterr().out
+
+
+def test_installed_console_script_runs():
+    script = pathlib.Path(sys.executable).with_name("crosscheck")
+    done = subprocess.run([str(script), "--steps", "1", "--shape", "3"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "all 24 quantities agree" in done.stdout
+
+
+def test_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ["--shape", "--k", "--n-out", "--batch", "--seed", "--dtype", "--reduction", "--lr", "--steps",
+                   "--inject", "--json"]:
+        assert option in out
