@@ -1,6 +1,7 @@
 """``crosscheck``: run the seed network by hand and by autograd, print one row per quantity.
 
-Exit codes: 0 all quantities agree, 1 a mismatch, 2 bad input (one line on stderr).
+``crosscheck verify --spec FILE`` does the same for a network described in a TOML or JSON file (manual.spec).
+Exit codes: 0 all quantities agree, 1 a mismatch, 2 bad input or a bad description (one line on stderr).
 """
 
 import argparse
@@ -10,9 +11,11 @@ import sys
 
 import torch
 
+from crosscheck import verify
 from crosscheck.seed_check import DTYPES, SeedCase, check
 from crosscheck.tolerances import tolerance_for
 from manual import wrong
+from manual.spec import load_spec, spec_from_json
 from manual.validation import InputError
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
@@ -42,7 +45,8 @@ def build_parser():
     p = _Parser(
         prog="crosscheck",
         description="Check the hand-derived backprop of the slides' CNN against PyTorch autograd.",
-        epilog="Exit codes: 0 all agree, 1 a mismatch, 2 bad input.",
+        epilog="Exit codes: 0 all agree, 1 a mismatch, 2 bad input. "
+        "Any other network: crosscheck verify --spec FILE (see crosscheck verify --help).",
     )
     p.add_argument("--shape", type=_shape, default=d.input_shape, metavar="HxW", help="input image size (default 8x8)")
     p.add_argument("--k", type=_shape, default=d.kernel_shape, metavar="K|KHxKW", help="filter size (default 3)")
@@ -91,8 +95,90 @@ def _format_table(case, results, injected):
     return "\n".join(lines)
 
 
+def build_verify_parser():
+    p = _Parser(
+        prog="crosscheck verify",
+        description="Check the hand-derived backprop of a network described in TOML or JSON against PyTorch "
+        "autograd: every layer's output, the loss, every layer's input gradient, every parameter gradient, "
+        "and the parameters after the description's SGD steps.",
+        epilog="Exit codes: 0 all agree, 1 a mismatch, 2 bad input or a bad description.",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--spec", metavar="FILE", help="the description, a .toml or .json file (see examples/)")
+    source.add_argument("--spec-json", metavar="TEXT", help="the description as JSON text")
+    p.add_argument("--seed", type=int, default=0, help="random seed of inputs, targets and parameters (default 0)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float64", help="default float64")
+    p.add_argument("--steps", type=int, help="SGD steps to compare (default: the description's optimizer.steps)")
+    p.add_argument("--inject", type=int, metavar="LAYER", help="scale that layer's backward by 1 + 100 * rtol, "
+                   "a deliberately wrong derivation, to see a mismatch reported")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    return p
+
+
+def _verify_header(spec, source, args, steps):
+    tol = tolerance_for(args.dtype)
+    o = spec.optimizer
+    lines = [
+        f"network {spec.name} ({source}): hand-derived NumPy vs PyTorch {torch.__version__} autograd",
+        f"input {spec.input_shape} per sample, batch {spec.batch_size}, {len(spec.layers)} layers, "
+        f"loss {spec.loss.type} ({spec.loss.reduction}), seed {args.seed}, {args.dtype}",
+        f"SGD lr {o.lr:g}, momentum {o.momentum:g}, dampening {o.dampening:g}, nesterov {str(o.nesterov).lower()}, "
+        f"weight decay {o.weight_decay:g}, {steps} steps",
+        f"pass when |manual - autograd| <= {tol.atol:g} + {tol.rtol:g} * |autograd| ({args.dtype})",
+    ]
+    if args.inject is not None:
+        layer = spec.layers[args.inject]
+        lines.append(f"injected wrong derivation: {layer}'s backward scaled by 1 + {100 * tol.rtol:g}")
+    return lines
+
+
+def _format_verify_table(header, rows):
+    columns = f"{'layer':<16} {'quantity':<22} {'shape':<18} {'max abs err':>12} {'max rel err':>12}  result"
+    lines = [*header, "", columns]
+    for row in rows:
+        r = row.result
+        errors = f"{'n/a':>12} {'n/a':>12}" if r.problem else f"{r.max_abs_error:>12.3e} {r.max_rel_error:>12.3e}"
+        lines.append(f"{row.layer:<16} {row.quantity:<22} {str(r.shape):<18} {errors}  "
+                     + ("ok" if r.passed else "MISMATCH"))
+    failed = [row.result for row in rows if not row.passed]
+    lines.append("")
+    if failed:
+        lines.append(f"{len(failed)} of {len(rows)} quantities differ; the first: {failed[0].describe()}")
+    else:
+        lines.append(f"all {len(rows)} quantities agree")
+    return "\n".join(lines)
+
+
+def verify_main(argv):
+    """``crosscheck verify ...``; returns the exit code."""
+    try:
+        args = build_verify_parser().parse_args(argv)
+        spec = spec_from_json(args.spec_json) if args.spec is None else load_spec(args.spec)
+        _, _, steps = verify.check_options(spec, args.seed, args.dtype, args.steps)
+        injected = None if args.inject is None else verify.inject(spec, args.inject, args.dtype)
+        rows = verify.check(spec, args.seed, args.dtype, steps, injected)
+    except InputError as err:
+        print(f"crosscheck: error: {' '.join(str(err).splitlines())}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    passed = all(row.passed for row in rows)
+    source = "--spec-json" if args.spec is None else args.spec
+    if args.json:
+        tol = tolerance_for(args.dtype)
+        _print(json.dumps({
+            "spec": spec.name, "source": source, "seed": args.seed, "dtype": args.dtype, "steps": steps,
+            "injected_layer": args.inject, "tolerance": {"rtol": tol.rtol, "atol": tol.atol}, "passed": passed,
+            "quantities": [row.as_dict() for row in rows],
+        }, indent=2, allow_nan=False))
+    else:
+        _print(_format_verify_table(_verify_header(spec, source, args, steps), rows))
+    return EXIT_OK if passed else EXIT_MISMATCH
+
+
 def main(argv=None):
     """Entry point of the console script; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["verify"]:
+        return verify_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
         case = SeedCase(

@@ -73,6 +73,14 @@ WRONG_DERIVATIONS = [
 ]
 
 
+def scaled_backward(backward, factor):
+    """`backward` with every gradient it returns multiplied by `factor`: the smallest wrong derivation, for the
+    layers of manual.network (``layer_backward={index: scaled_backward(...)}``)."""
+    def wrong_backward(dout, cache):
+        return tuple(None if g is None else g * factor for g in backward(dout, cache))
+    return wrong_backward
+
+
 def get(name):
     """The entry called `name`; InputError listing the names otherwise."""
     for entry in WRONG_DERIVATIONS:

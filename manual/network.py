@@ -1,0 +1,172 @@
+"""A network built from a description (manual.spec) over manual.functional's layers (NumPy only).
+
+Parameters are a dict named as torch.nn.Sequential names them, "<layer index>.weight" and "<layer index>.bias",
+in torch's layouts (conv (F, C, KH, KW), linear (out, in)). ``run`` keeps every layer's output and returns,
+by hand, the loss, every parameter gradient and every layer's input gradient; ``train`` takes SGD steps with
+manual.optim. Layer i reads the output of layer i - 1 (layer 0 reads x, shape (N, C, H, W)).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from manual import functional as F
+from manual.optim import sgd_step
+from manual.validation import InputError, check_float_array, check_positive_int, check_same_dtype, check_shape
+
+# type -> forward(x, params of the layer, options) -> (out, cache)
+FORWARD = {
+    "conv2d": lambda x, p, o: F.conv2d_forward(x, p["weight"], p.get("bias"), o["stride"], o["padding"], o["dilation"]),
+    "max_pool2d": lambda x, p, o: F.max_pool2d_forward(x, o["kernel_size"], o["stride"], o["padding"]),
+    "avg_pool2d": lambda x, p, o: F.avg_pool2d_forward(x, o["kernel_size"], o["stride"], o["padding"]),
+    "linear": lambda x, p, o: F.linear_forward(x, p["weight"], p.get("bias")),
+    "flatten": lambda x, p, o: F.flatten_forward(x),
+    "relu": lambda x, p, o: F.relu_forward(x),
+    "tanh": lambda x, p, o: F.tanh_forward(x),
+    "sigmoid": lambda x, p, o: F.sigmoid_forward(x),
+    "leaky_relu": lambda x, p, o: F.leaky_relu_forward(x, o["negative_slope"]),
+}
+# type -> backward(dout, cache) -> (dx, dweight, dbias) or (dx,)
+BACKWARD = {
+    "conv2d": F.conv2d_backward,
+    "max_pool2d": F.max_pool2d_backward,
+    "avg_pool2d": F.avg_pool2d_backward,
+    "linear": F.linear_backward,
+    "flatten": F.flatten_backward,
+    "relu": F.relu_backward,
+    "tanh": F.tanh_backward,
+    "sigmoid": F.sigmoid_backward,
+    "leaky_relu": F.leaky_relu_backward,
+}
+LOSS = {
+    "softmax_cross_entropy": (F.softmax_cross_entropy_forward, F.softmax_cross_entropy_backward),
+    "mse": (F.mse_forward, F.mse_backward),
+    "half_squared_error": (F.half_squared_error_forward, F.half_squared_error_backward),
+    "binary_cross_entropy": (F.binary_cross_entropy_forward, F.binary_cross_entropy_backward),
+    "binary_cross_entropy_with_logits": (
+        F.binary_cross_entropy_with_logits_forward, F.binary_cross_entropy_with_logits_backward,
+    ),
+}
+PARAM_KINDS = ("weight", "bias")  # the order of a backward's parameter gradients, after dx
+
+
+@dataclass(frozen=True)
+class Backprop:
+    """One forward and backward pass: outputs[i] and input_grads[i] belong to layer i."""
+
+    outputs: list  # layer i's output, (N, *layer.out_shape)
+    loss: np.ndarray  # E, 0-d
+    loss_grad: np.ndarray  # dE/d(the last layer's output)
+    input_grads: list  # dE/d(layer i's input), (N, *layer.in_shape)
+    param_grads: dict  # "<i>.weight" / "<i>.bias" -> dE/dparameter
+
+
+def init_params(spec, dtype=np.float64, seed=0):
+    """torch's default initialization in law: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in the
+    weight's inputs per output (C*KH*KW or in) -> {"<i>.weight": array, "<i>.bias": array}."""
+    rng = np.random.default_rng([seed, 0])
+    params = {}
+    for layer in spec.layers:
+        shapes = layer.param_shapes()
+        for kind, shape in shapes.items():
+            bound = 1 / np.sqrt(np.prod(shapes["weight"][1:]))
+            params[f"{layer.index}.{kind}"] = rng.uniform(-bound, bound, shape).astype(dtype)
+    return params
+
+
+def random_batch(spec, dtype=np.float64, seed=0):
+    """x ~ N(0, 1) of shape (N, C, H, W) and a target: the description's labels or labels drawn in [0, classes)
+    for softmax_cross_entropy (int64, (N,)), else values in [0, 1] shaped like the output."""
+    rng = np.random.default_rng([seed, 1])
+    N = spec.batch_size
+    x = rng.normal(size=(N, *spec.input_shape)).astype(dtype)
+    if spec.loss.type != "softmax_cross_entropy":
+        return x, rng.uniform(size=(N, *spec.output_shape)).astype(dtype)
+    if spec.loss.labels is not None:
+        return x, np.array(spec.loss.labels, dtype=np.int64)
+    return x, rng.integers(0, spec.output_shape[0], size=N)
+
+
+def _check_labels(labels, classes, N):
+    if not isinstance(labels, np.ndarray) or not np.issubdtype(labels.dtype, np.integer):
+        got = f"dtype {labels.dtype}" if isinstance(labels, np.ndarray) else type(labels).__name__
+        raise InputError(f"labels: got {got}, needs a NumPy array of integer class labels")
+    check_shape("labels", labels, (N,), "one class label per sample")
+    bad = np.flatnonzero((labels < 0) | (labels >= classes))
+    if bad.size:
+        raise InputError(f"labels[{bad[0]}]: got {labels[bad[0]]}, needs a class in [0, {classes - 1}]")
+
+
+def check_inputs(spec, params, x, target):
+    """Check user-supplied parameters, input and target against the description, before any arithmetic."""
+    expected = spec.param_shapes()
+    if not isinstance(params, dict) or sorted(params) != sorted(expected):
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise InputError(f"params: got {got}, needs exactly the parameters {sorted(expected)}")
+    arrays = {name: check_float_array(name, params[name]) for name in expected}
+    arrays["x"] = check_float_array("x", x)
+    for name, shape in expected.items():
+        check_shape(name, arrays[name], shape, "the description's layout")
+    check_shape("x", x, (spec.batch_size, *spec.input_shape), "(batch_size, *input_shape)")
+    if spec.loss.type == "softmax_cross_entropy":
+        _check_labels(target, spec.output_shape[0], spec.batch_size)
+    else:
+        arrays["target"] = check_float_array("target", target)
+        check_shape("target", target, (spec.batch_size, *spec.output_shape), "(batch_size, *the output shape)")
+        if spec.loss.type.startswith("binary_cross_entropy") and np.any((target < 0) | (target > 1)):
+            raise InputError(f"target: got values outside [0, 1] (min {target.min()}, max {target.max()}), "
+                             "needs probabilities")
+    check_same_dtype(**arrays)
+
+
+def _layer_params(params, layer):
+    return {kind: params[f"{layer.index}.{kind}"] for kind in layer.param_shapes()}
+
+
+def forward(spec, params, x):
+    """-> (outputs, caches): outputs[i] is layer i's output (N, *out_shape), caches[i] its backward cache."""
+    outputs, caches = [], []
+    for layer in spec.layers:
+        x, cache = FORWARD[layer.type](x, _layer_params(params, layer), layer.options)
+        outputs.append(x)
+        caches.append(cache)
+    return outputs, caches
+
+
+def backward(spec, caches, loss_cache, layer_backward=None):
+    """The chain rule from the loss back to the input -> (loss_grad, input_grads, param_grads).
+
+    ``layer_backward`` maps a layer index to a replacement backward (a deliberately wrong derivation, to see
+    that it is caught); it must return gradients of the right shapes.
+    """
+    replaced = layer_backward or {}
+    _, loss_backward = LOSS[spec.loss.type]
+    dout, _ = loss_backward(1.0, loss_cache)
+    loss_grad, input_grads, param_grads = dout, [None] * len(spec.layers), {}
+    for layer in reversed(spec.layers):
+        dout, *dparams = replaced.get(layer.index, BACKWARD[layer.type])(dout, caches[layer.index])
+        input_grads[layer.index] = dout
+        param_grads |= {f"{layer.index}.{k}": g for k, g in zip(PARAM_KINDS, dparams, strict=False) if g is not None}
+    return loss_grad, input_grads, {name: param_grads[name] for name in spec.param_shapes()}
+
+
+def run(spec, params, x, target, layer_backward=None):
+    """Forward, loss and backward by hand -> Backprop."""
+    check_inputs(spec, params, x, target)
+    outputs, caches = forward(spec, params, x)
+    loss_forward, _ = LOSS[spec.loss.type]
+    E, loss_cache = loss_forward(outputs[-1], target, spec.loss.reduction)
+    loss_grad, input_grads, param_grads = backward(spec, caches, loss_cache, layer_backward)
+    return Backprop(outputs, E, loss_grad, input_grads, param_grads)
+
+
+def train(spec, params, x, target, steps=None, layer_backward=None):
+    """`steps` (default: the description's) SGD steps with its optimizer on one batch, through manual.optim
+    -> (E before each step, shape (steps,), final params)."""
+    steps = spec.optimizer.steps if steps is None else check_positive_int("steps", steps)
+    losses, state = [], {}
+    for _ in range(steps):
+        result = run(spec, params, x, target, layer_backward)
+        losses.append(result.loss)
+        params, state = sgd_step(params, result.param_grads, state, **spec.optimizer.settings())
+    return np.stack(losses), params

@@ -1,0 +1,97 @@
+"""Stochastic gradient descent as torch.optim.SGD computes it, step for step (NumPy only).
+
+For each parameter p with gradient g (torch's algorithm, maximize=False):
+
+    g = g + weight_decay * p                              if weight_decay != 0
+    buf = g  (first step)  or  momentum * buf + (1 - dampening) * g (later steps)    if momentum != 0
+    g = g + momentum * buf  if nesterov  else  buf        if momentum != 0
+    p = p - lr * g
+
+``sgd_step`` is a pure function over dicts of arrays; ``SGD`` is a thin holder of the settings and
+the momentum buffers over it.
+"""
+
+import numpy as np
+
+from manual.validation import InputError, check_float_array, check_learning_rate
+
+
+def _check_number(name, value, needs, minimum=None):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or (minimum is not None and value < minimum):
+        raise InputError(f"{name}: got {value!r}, needs {needs}")
+    return float(value)
+
+
+def check_sgd_settings(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+    """Validate the hyper-parameters as torch.optim.SGD does -> a dict of them as Python floats and a bool."""
+    settings = {
+        "lr": check_learning_rate(lr),
+        "momentum": _check_number("momentum", momentum, "a finite number >= 0", minimum=0),
+        "dampening": _check_number("dampening", dampening, "a finite number"),
+        "nesterov": nesterov,
+        "weight_decay": _check_number("weight_decay", weight_decay, "a finite number >= 0", minimum=0),
+    }
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise InputError(f"nesterov: got {nesterov!r}, needs True or False")
+    if nesterov and (settings["momentum"] <= 0 or settings["dampening"] != 0):
+        raise InputError(
+            f"nesterov: got True with momentum={momentum!r} and dampening={dampening!r}, "
+            "needs momentum > 0 and dampening = 0"
+        )
+    settings["nesterov"] = bool(nesterov)
+    return settings
+
+
+def _check_dicts(params, grads, state):
+    for name, value in (("params", params), ("grads", grads), ("state", state)):
+        if not isinstance(value, dict):
+            raise InputError(f"{name}: got {type(value).__name__}, needs a dict of arrays by parameter name")
+    if sorted(grads) != sorted(params):
+        raise InputError(f"grads: got names {sorted(grads)}, needs one gradient per parameter {sorted(params)}")
+    if not set(state) <= set(params):
+        raise InputError(f"state: got buffers for {sorted(state)}, needs names among the parameters {sorted(params)}")
+    for key, p in params.items():
+        p = check_float_array(f"params[{key!r}]", p)
+        for kind, other in (("grads", grads[key]), ("state", state.get(key, p))):
+            other = check_float_array(f"{kind}[{key!r}]", other)
+            if other.shape != p.shape or other.dtype != p.dtype:
+                raise InputError(
+                    f"{kind}[{key!r}]: got shape {other.shape} dtype {other.dtype}, "
+                    f"needs the parameter's shape {p.shape} and dtype {p.dtype}"
+                )
+
+
+def sgd_step(params, grads, state, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+    """One torch.optim.SGD step over every parameter -> (new_params, new_state); the arguments are not changed.
+
+    params, grads: dicts name -> array (same names, shapes, dtypes); state: name -> momentum buffer,
+    empty before the first step (a missing buffer means "first step": buf = g).
+    """
+    s = check_sgd_settings(lr, momentum, dampening, nesterov, weight_decay)
+    _check_dicts(params, grads, state)
+    new_params, new_state = {}, dict(state)
+    for key, p in params.items():
+        g = grads[key]
+        if s["weight_decay"] != 0:
+            g = g + s["weight_decay"] * p
+        if s["momentum"] != 0:
+            buf = state.get(key)
+            buf = g.copy() if buf is None else s["momentum"] * buf + (1 - s["dampening"]) * g
+            new_state[key] = buf
+            g = g + s["momentum"] * buf if s["nesterov"] else buf
+        new_params[key] = p - s["lr"] * g
+    return new_params, new_state
+
+
+class SGD:
+    """torch.optim.SGD's interface in miniature: settings checked once, momentum buffers kept between steps."""
+
+    def __init__(self, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+        self.settings = check_sgd_settings(lr, momentum, dampening, nesterov, weight_decay)
+        self.state = {}
+
+    def step(self, params, grads):
+        """-> the updated params (a new dict); the buffers are updated in self.state."""
+        new_params, self.state = sgd_step(params, grads, self.state, **self.settings)
+        return new_params

@@ -1,0 +1,365 @@
+"""A network described as plain data, parsed and checked before any arithmetic (Python and NumPy only).
+
+A description is a TOML or JSON document (or the same dict in Python); shapes are per sample, torch's layouts:
+
+    name = "lenet5"                     # optional; the file's stem otherwise
+    input_shape = [1, 28, 28]           # (C, H, W) of one sample
+    batch_size = 2                      # N, default 2
+
+    [[layers]]                          # in order, each a table: "type" and that type's options
+    type = "conv2d"
+    out_channels = 6
+    kernel_size = 5
+    padding = 2
+    ...
+
+    [loss]
+    type = "softmax_cross_entropy"      # one of LOSSES
+    reduction = "mean"                  # "mean" (default) or "sum"
+    labels = [3, 7]                     # optional, softmax_cross_entropy only: N labels (else drawn from the seed)
+
+    [optimizer]                         # torch.optim.SGD for the k-step check; every key optional
+    lr = 0.01
+    momentum = 0.0
+    dampening = 0.0
+    nesterov = false
+    weight_decay = 0.0
+    steps = 20
+
+Layer types and their options (default, or "required"), with torch's meanings (``LAYER_OPTIONS``):
+
+    conv2d                  out_channels (required), kernel_size (required), stride 1, padding 0, dilation 1,
+                            bias true, in_channels (optional; checked against the input's channels)
+    max_pool2d, avg_pool2d  kernel_size (required), stride (= kernel_size), padding 0 (at most kernel_size // 2)
+    linear                  out_features (required), bias true, in_features (optional; checked); needs a flat input
+    leaky_relu              negative_slope 0.01
+    flatten, relu, tanh, sigmoid  no options
+
+kernel_size, stride, padding and dilation take an int or an [h, w] pair. Losses: softmax_cross_entropy
+(torch's cross_entropy with class labels; the output must be flat, (classes,)), mse, half_squared_error (the
+slides' sum (y - o)^2 / 2, "mean" divides by N), binary_cross_entropy (after a final sigmoid) and
+binary_cross_entropy_with_logits. Every mistake raises ``InputError`` naming where it is ("layer 2 (conv2d): ...").
+"""
+
+import json
+import math
+import pathlib
+from dataclasses import dataclass
+
+import tomllib
+
+from manual.optim import check_sgd_settings
+from manual.validation import REDUCTIONS, InputError, check_positive_int
+
+REQUIRED = "required"
+_POOL = {"kernel_size": REQUIRED, "stride": None, "padding": 0}
+LAYER_OPTIONS = {
+    "conv2d": {
+        "out_channels": REQUIRED, "kernel_size": REQUIRED, "stride": 1, "padding": 0, "dilation": 1, "bias": True,
+        "in_channels": None,  # None: not given, nothing to check
+    },
+    "max_pool2d": _POOL,
+    "avg_pool2d": _POOL,
+    "linear": {"out_features": REQUIRED, "bias": True, "in_features": None},
+    "flatten": {},
+    "relu": {},
+    "tanh": {},
+    "sigmoid": {},
+    "leaky_relu": {"negative_slope": 0.01},
+}
+LOSSES = (
+    "softmax_cross_entropy", "mse", "half_squared_error", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+)
+LOSS_OPTIONS = {"type": REQUIRED, "reduction": "mean", "labels": None}
+OPTIMIZER_OPTIONS = {"lr": 0.01, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0, "steps": 20}
+TOP_LEVEL = {"name": None, "input_shape": REQUIRED, "batch_size": 2, "layers": REQUIRED, "loss": REQUIRED,
+             "optimizer": None}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One checked layer: its options with defaults filled in, its input and output shape per sample."""
+
+    index: int
+    type: str
+    options: dict
+    in_shape: tuple
+    out_shape: tuple
+
+    def __str__(self):
+        return f"layer {self.index} ({self.type})"
+
+    def param_shapes(self):
+        """{"weight": shape, "bias": shape} in torch's layouts: conv (F, C, KH, KW), linear (out, in)."""
+        o = self.options
+        if self.type == "conv2d":
+            shapes = {"weight": (o["out_channels"], self.in_shape[0], *o["kernel_size"])}
+            out = o["out_channels"]
+        elif self.type == "linear":
+            shapes = {"weight": (o["out_features"], self.in_shape[0])}
+            out = o["out_features"]
+        else:
+            return {}
+        if o["bias"]:
+            shapes["bias"] = (out,)
+        return shapes
+
+
+@dataclass(frozen=True)
+class Loss:
+    type: str
+    reduction: str
+    labels: tuple | None  # softmax_cross_entropy's labels from the description, else None (drawn from the seed)
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    lr: float
+    momentum: float
+    dampening: float
+    nesterov: bool
+    weight_decay: float
+    steps: int
+
+    def settings(self):
+        """The keyword arguments of manual.optim.sgd_step and torch.optim.SGD."""
+        return {k: getattr(self, k) for k in ("lr", "momentum", "dampening", "nesterov", "weight_decay")}
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    input_shape: tuple
+    batch_size: int
+    layers: tuple
+    loss: Loss
+    optimizer: Optimizer
+
+    @property
+    def output_shape(self):
+        return self.layers[-1].out_shape
+
+    def param_shapes(self):
+        """{"<index>.weight": shape, "<index>.bias": shape}: the names torch.nn.Sequential gives its parameters."""
+        return {f"{layer.index}.{k}": s for layer in self.layers for k, s in layer.param_shapes().items()}
+
+
+# --- option checks: each raises InputError("<option>: got ..., needs ...") -----------------------
+
+def _number(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"{name}: got {value!r}, needs a finite number")
+    return float(value)
+
+
+def _flag(name, value):
+    if not isinstance(value, bool):
+        raise InputError(f"{name}: got {value!r}, needs true or false")
+    return value
+
+
+def _pair(minimum):
+    def check(name, value):
+        pair = list(value) if isinstance(value, (list, tuple)) else [value, value]
+        if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in pair):
+            raise InputError(f"{name}: got {value!r}, needs an integer >= {minimum} or a pair [h, w] of them")
+        return tuple(pair)
+    return check
+
+
+OPTION_CHECKS = {
+    "out_channels": check_positive_int, "in_channels": check_positive_int,
+    "out_features": check_positive_int, "in_features": check_positive_int,
+    "kernel_size": _pair(1), "stride": _pair(1), "dilation": _pair(1), "padding": _pair(0),
+    "bias": _flag, "negative_slope": _number,
+}
+
+
+def _table(where, raw):
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: got {type(raw).__name__} {raw!r}, needs a table (a dict) of options")
+    return raw
+
+
+def _options(raw, known, skip=()):
+    """Fill in defaults, reject unknown and missing options -> a new dict (values not yet checked)."""
+    unknown = [k for k in raw if k not in known and k not in skip]
+    if unknown:
+        raise InputError(f"unknown option {unknown[0]!r}; known options: {', '.join(known) or 'none'}")
+    missing = [k for k, default in known.items() if default is REQUIRED and k not in raw]
+    if missing:
+        raise InputError(f"missing required option {missing[0]!r}")
+    return {k: raw.get(k, default) for k, default in known.items()}
+
+
+def _within(where, check, *args):
+    """Run a check, prefixing its InputError with where the mistake is."""
+    try:
+        return check(*args)
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
+
+
+# --- shape rules: input shape per sample -> output shape per sample -----------------------------
+
+def _image(shape):
+    if len(shape) != 3:
+        raise InputError(f"got an input of shape {shape} per sample, needs an image (C, H, W)")
+    return shape
+
+
+def _spatial(shape, kernel, stride, padding, dilation):
+    """(OH, OW) = floor((H + 2*ph - dh*(KH - 1) - 1) / sh) + 1, likewise W; InputError when empty."""
+    padded = (shape[1] + 2 * padding[0], shape[2] + 2 * padding[1])
+    span = ((kernel[0] - 1) * dilation[0] + 1, (kernel[1] - 1) * dilation[1] + 1)  # the dilated kernel
+    OH, OW = (padded[0] - span[0]) // stride[0] + 1, (padded[1] - span[1]) // stride[1] + 1
+    if OH < 1 or OW < 1:
+        raise InputError(
+            f"output would be empty ({OH}x{OW}): the input {shape} padded to {padded} "
+            f"is smaller than the (dilated) kernel {span}"
+        )
+    return OH, OW
+
+
+def _conv2d_shape(o, shape):
+    C = _image(shape)[0]
+    if o["in_channels"] is not None and o["in_channels"] != C:
+        raise InputError(f"in_channels: got {o['in_channels']}, but its input {shape} has {C} channels")
+    return (o["out_channels"], *_spatial(shape, o["kernel_size"], o["stride"], o["padding"], o["dilation"]))
+
+
+def _pool_shape(o, shape):
+    (ph, pw), (KH, KW) = o["padding"], o["kernel_size"]
+    if ph > KH // 2 or pw > KW // 2:
+        raise InputError(f"padding: got {[ph, pw]}, needs at most half of kernel_size {[KH, KW]} (torch's rule)")
+    return (_image(shape)[0], *_spatial(shape, o["kernel_size"], o["stride"], o["padding"], (1, 1)))
+
+
+def _linear_shape(o, shape):
+    if len(shape) != 1:
+        raise InputError(f"got an input of shape {shape} per sample, needs flat features (F,): add a flatten before it")
+    if o["in_features"] is not None and o["in_features"] != shape[0]:
+        raise InputError(f"in_features: got {o['in_features']}, but its input has {shape[0]} features")
+    return (o["out_features"],)
+
+
+SHAPE_RULES = {
+    "conv2d": _conv2d_shape,
+    "max_pool2d": _pool_shape,
+    "avg_pool2d": _pool_shape,
+    "linear": _linear_shape,
+    "flatten": lambda o, shape: (math.prod(shape),),
+}
+
+
+def _layer(index, kind, raw, in_shape):
+    options = _options(raw, LAYER_OPTIONS[kind], skip=("type",))
+    for name, value in options.items():
+        if value is not None:
+            options[name] = OPTION_CHECKS[name](name, value)
+    if options.get("stride", 1) is None:  # a pool's stride defaults to its kernel size
+        options["stride"] = options["kernel_size"]
+    out_shape = SHAPE_RULES.get(kind, lambda o, shape: shape)(options, in_shape)
+    return Layer(index, kind, options, in_shape, out_shape)
+
+
+def _parse_layer(index, raw, in_shape):
+    raw = _table(f"layer {index}", raw)
+    kind = raw.get("type")
+    if kind not in LAYER_OPTIONS:
+        raise InputError(f"layer {index}: unknown type {kind!r}; known types: {', '.join(LAYER_OPTIONS)}")
+    return _within(f"layer {index} ({kind})", _layer, index, kind, raw, in_shape)
+
+
+# --- loss, optimizer, the whole description -------------------------------------------------------
+
+def _loss(raw, spec_layers, batch_size):
+    o = _options(raw, LOSS_OPTIONS)
+    if o["reduction"] not in REDUCTIONS:
+        raise InputError(f"reduction: got {o['reduction']!r}, needs one of {', '.join(REDUCTIONS)}")
+    last = spec_layers[-1]
+    if o["type"] == "softmax_cross_entropy" and len(last.out_shape) != 1:
+        raise InputError(f"got {last}'s output of shape {last.out_shape} per sample, needs flat logits (classes,)")
+    if o["type"] == "binary_cross_entropy" and last.type != "sigmoid":
+        raise InputError(f"needs probabilities: the last layer must be a sigmoid, got {last}")
+    labels = o["labels"]
+    if labels is not None:
+        labels = _labels(labels, o["type"], last.out_shape[0], batch_size)
+    return Loss(o["type"], o["reduction"], labels)
+
+
+def _labels(labels, loss_type, classes, batch_size):
+    if loss_type != "softmax_cross_entropy":
+        raise InputError("labels: only softmax_cross_entropy takes labels; other losses draw targets from the seed")
+    if not isinstance(labels, list) or len(labels) != batch_size:
+        raise InputError(f"labels: got {labels!r}, needs a list of batch_size = {batch_size} class labels")
+    for n, label in enumerate(labels):
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < classes:
+            raise InputError(f"labels[{n}]: got {label!r}, needs a class in [0, {classes - 1}]")
+    return tuple(labels)
+
+
+def _parse_loss(raw, spec_layers, batch_size):
+    raw = _table("loss", raw)
+    kind = raw.get("type")
+    if kind not in LOSSES:
+        raise InputError(f"loss: unknown type {kind!r}; known types: {', '.join(LOSSES)}")
+    return _within(f"loss ({kind})", _loss, raw, spec_layers, batch_size)
+
+
+def _optimizer(raw):
+    o = _options(raw, OPTIMIZER_OPTIONS)
+    settings = check_sgd_settings(o["lr"], o["momentum"], o["dampening"], o["nesterov"], o["weight_decay"])
+    return Optimizer(**settings, steps=check_positive_int("steps", o["steps"]))
+
+
+def _shape(value):
+    if not isinstance(value, (list, tuple)) or len(value) != 3 \
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
+        raise InputError(f"input_shape: got {value!r}, needs [C, H, W], three integers >= 1")
+    return tuple(value)
+
+
+def parse_spec(data, name="spec"):
+    """A description (the dict of a TOML/JSON document) -> Spec; InputError names the first mistake."""
+    data = _table("description", data)
+    o = _within("description", _options, data, TOP_LEVEL)
+    if o["name"] is not None and not isinstance(o["name"], str):
+        raise InputError(f"name: got {o['name']!r}, needs a string")
+    input_shape = _shape(o["input_shape"])
+    batch_size = check_positive_int("batch_size", o["batch_size"])
+    if not isinstance(o["layers"], list) or not o["layers"]:
+        raise InputError(f"layers: got {o['layers']!r}, needs a non-empty list of layer tables")
+    layers, shape = [], input_shape
+    for index, raw in enumerate(o["layers"]):
+        layers.append(_parse_layer(index, raw, shape))
+        shape = layers[-1].out_shape
+    loss = _parse_loss(o["loss"], layers, batch_size)
+    optimizer = _within("optimizer", _optimizer, _table("optimizer", {} if o["optimizer"] is None else o["optimizer"]))
+    return Spec(o["name"] or name, input_shape, batch_size, tuple(layers), loss, optimizer)
+
+
+def spec_from_json(text, name="spec-json"):
+    """A JSON text -> Spec."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"spec JSON: not valid JSON: {err}") from None
+    return parse_spec(data, name)
+
+
+def load_spec(path):
+    """A .toml or .json file -> Spec, named by its "name" or else the file's stem."""
+    path = pathlib.Path(path)
+    readers = {".toml": (tomllib.loads, tomllib.TOMLDecodeError), ".json": (json.loads, json.JSONDecodeError)}
+    if path.suffix not in readers:
+        raise InputError(f"{path}: got a {path.suffix or 'suffix-less'} file, needs a .toml or .json description")
+    read, decode_error = readers[path.suffix]
+    try:
+        data = read(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise InputError(f"{path}: cannot read: {err.strerror}") from None
+    except (decode_error, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not valid {path.suffix[1:].upper()}: {err}") from None
+    return _within(str(path), parse_spec, data, path.stem)
+

@@ -1,0 +1,217 @@
+"""The layer registry: one line per (layer, input shapes, options) case.
+
+``tests/test_functional.py`` runs the same checks over every entry: the forward value and the gradient
+of every differentiable input against torch autograd, for several seeds and both float dtypes. Adding a
+layer costs its manual code, one ``op(...)`` line below and its case lines.
+"""
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from manual import functional as M
+
+# --- how inputs are drawn: (rng, shape) -> float64 (or integer) array ------------------------------
+
+
+def normal(rng, shape):
+    return rng.standard_normal(shape)
+
+
+def probabilities(rng, shape):
+    return rng.uniform(0.02, 0.98, shape)
+
+
+def huge(rng, shape):
+    """Logits up to |z| = 1e4: exp(z) would overflow any float; the stable forms must not."""
+    return rng.uniform(-1e4, 1e4, shape)
+
+
+def with_zeros(rng, shape):
+    """Normal values with about a third set to exactly 0, where ReLU and LeakyReLU have a kink."""
+    return np.where(rng.random(shape) < 1 / 3, 0.0, rng.standard_normal(shape))
+
+
+def ties(rng, shape):
+    """Small integers, so most pooling windows hold several equal maxima."""
+    return rng.integers(-2, 3, shape).astype(np.float64)
+
+
+def labels_below(n_classes):
+    def labels(rng, shape):
+        return rng.integers(0, n_classes, shape)
+
+    return labels
+
+
+# --- the entry -------------------------------------------------------------------------------------
+
+ABBREVIATIONS = {"stride": "s", "padding": "p", "dilation": "d", "kernel_size": "k", "negative_slope": "slope"}
+
+
+def _fmt(value):
+    return "x".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    name: str
+    forward: Callable
+    backward: Callable
+    torch_fn: Callable  # the same layer in torch, on tensors, with the same keyword options
+    shapes: tuple  # one shape per positional input; optional inputs left out (a bias) get None
+    kwargs: tuple = ()  # (option, value) pairs, so the entry stays frozen and hashable
+    differentiable: tuple = ()  # per input, False for data without a gradient (targets, labels)
+    draw: tuple = ()  # per input, (rng, shape) -> array; standard normal where not given
+    tag: str = ""  # names an unusual input draw in the test id
+
+    def __str__(self):
+        parts = [self.name, "_".join("x".join(map(str, s)) for s in self.shapes)]
+        for key, value in self.kwargs:
+            if value is True:
+                parts.append(key)
+            elif key == "reduction":
+                parts.append(value)
+            else:
+                parts.append(f"{ABBREVIATIONS.get(key, key)}{_fmt(value)}")
+        return "-".join(parts + ([self.tag] if self.tag else []))
+
+    @property
+    def options(self):
+        return dict(self.kwargs)
+
+    @property
+    def input_names(self):
+        return list(inspect.signature(self.forward).parameters)[: len(self.shapes)]
+
+    def wants_grad(self, i):
+        return self.differentiable[i] if self.differentiable else True
+
+    def inputs(self, rng, dtype):
+        """Draw every input; floating ones in `dtype`, integer labels as they come."""
+        arrays = []
+        for i, shape in enumerate(self.shapes):
+            draw = self.draw[i] if i < len(self.draw) else normal
+            a = draw(rng, shape)
+            arrays.append(a.astype(dtype) if np.issubdtype(a.dtype, np.floating) else a)
+        return arrays
+
+
+def op(name, forward, backward, torch_fn, differentiable=(), draw=()):
+    """A case factory for one layer: (*shapes, draw=..., tag=..., **options) -> LayerCase."""
+
+    def case(*shapes, draw=draw, tag="", **options):
+        return LayerCase(name, forward, backward, torch_fn, shapes, tuple(options.items()), differentiable, draw, tag)
+
+    return case
+
+
+# --- the layers in torch (forward only: the gradients come from autograd) -------------------------
+
+
+def torch_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, flip=False):
+    return F.conv2d(x, torch.flip(w, (2, 3)) if flip else w, b, stride, padding, dilation)
+
+
+def torch_half_squared_error(pred, target, reduction="mean"):
+    E = ((target - pred) ** 2).sum() / 2
+    return E / pred.shape[0] if reduction == "mean" else E
+
+
+conv2d = op("conv2d", M.conv2d_forward, M.conv2d_backward, torch_conv2d)
+max_pool2d = op("max_pool2d", M.max_pool2d_forward, M.max_pool2d_backward, F.max_pool2d)
+avg_pool2d = op("avg_pool2d", M.avg_pool2d_forward, M.avg_pool2d_backward, F.avg_pool2d)
+tanh = op("tanh", M.tanh_forward, M.tanh_backward, torch.tanh)
+relu = op("relu", M.relu_forward, M.relu_backward, torch.relu)
+leaky_relu = op("leaky_relu", M.leaky_relu_forward, M.leaky_relu_backward, F.leaky_relu)
+sigmoid = op("sigmoid", M.sigmoid_forward, M.sigmoid_backward, torch.sigmoid)
+flatten = op("flatten", M.flatten_forward, M.flatten_backward, lambda x: torch.flatten(x, 1))
+linear = op("linear", M.linear_forward, M.linear_backward, F.linear)
+LOSS = dict(differentiable=(True, False))
+half_squared_error = op(
+    "half_squared_error", M.half_squared_error_forward, M.half_squared_error_backward, torch_half_squared_error, **LOSS
+)
+mse = op("mse", M.mse_forward, M.mse_backward, F.mse_loss, **LOSS)
+bce = op(
+    "bce", M.binary_cross_entropy_forward, M.binary_cross_entropy_backward, F.binary_cross_entropy,
+    draw=(probabilities, probabilities), **LOSS,
+)
+bce_with_logits = op(
+    "bce_with_logits", M.binary_cross_entropy_with_logits_forward, M.binary_cross_entropy_with_logits_backward,
+    F.binary_cross_entropy_with_logits, draw=(normal, probabilities), **LOSS,
+)
+cross_entropy = op(
+    "softmax_cross_entropy", M.softmax_cross_entropy_forward, M.softmax_cross_entropy_backward, F.cross_entropy,
+    **LOSS,
+)
+
+LAYER_CASES = [
+    # conv2d: x, w[, b]; stride/padding/dilation as ints or (h, w) pairs
+    conv2d((2, 3, 7, 5), (4, 3, 3, 2), (4,), stride=2, padding=1, dilation=1),  # non-square input and kernel
+    conv2d((1, 1, 5, 5), (1, 1, 1, 1), (1,)),  # batch 1, one channel, 1x1 kernel
+    conv2d((2, 2, 4, 6), (3, 2, 4, 6)),  # kernel as large as the input, no bias
+    conv2d((1, 2, 3, 4), (2, 2, 5, 6), (2,), padding=1),  # kernel as large as the padded input
+    conv2d((2, 1, 9, 8), (2, 1, 2, 2), (2,), stride=3),  # stride larger than the kernel
+    conv2d((2, 3, 9, 10), (2, 3, 3, 2), (2,), padding=(2, 1), dilation=2),
+    conv2d((2, 3, 11, 11), (4, 3, 3, 3), (4,), stride=2, padding=3, dilation=3),
+    conv2d((1, 4, 6, 7), (3, 4, 2, 3), (3,), stride=(1, 2), padding=(0, 2), dilation=(2, 1)),
+    conv2d((1, 3, 6, 6), (2, 3, 3, 3), (2,), padding=1, flip=True),  # true convolution
+    conv2d((2, 2, 8, 7), (3, 2, 3, 2), (3,), stride=(2, 1), padding=(1, 0), dilation=(1, 2), flip=True),
+    conv2d((3, 4, 6, 5), (5, 4, 2, 3), flip=True),
+    conv2d((2, 1, 3, 5), (2, 1, 5, 7), (2,), padding=1, flip=True),  # flipped kernel as large as the padded input
+    # max_pool2d / avg_pool2d: x; kernel_size, stride (default kernel_size), padding <= kernel_size // 2
+    max_pool2d((2, 3, 6, 6), kernel_size=2),
+    max_pool2d((1, 1, 5, 7), kernel_size=(2, 3), stride=(1, 2), padding=1),
+    max_pool2d((2, 2, 7, 7), kernel_size=3, stride=2, padding=1),
+    max_pool2d((2, 1, 4, 6), kernel_size=(4, 6)),  # window as large as the input
+    max_pool2d((1, 2, 9, 9), kernel_size=2, stride=3),  # stride larger than the kernel
+    max_pool2d((2, 2, 6, 6), kernel_size=3, stride=1, padding=1, draw=(ties,), tag="ties"),
+    max_pool2d((2, 1, 5, 6), kernel_size=(2, 3), stride=1, draw=(ties,), tag="ties"),
+    avg_pool2d((2, 3, 6, 6), kernel_size=2),
+    avg_pool2d((1, 1, 5, 7), kernel_size=(2, 3), stride=(1, 2), padding=1),
+    avg_pool2d((2, 2, 7, 7), kernel_size=3, stride=2, padding=1),
+    avg_pool2d((2, 1, 4, 6), kernel_size=(4, 6)),
+    avg_pool2d((1, 2, 9, 9), kernel_size=2, stride=3),
+    avg_pool2d((2, 2, 5, 5), kernel_size=3, stride=1, padding=1),
+    # activations, any shape
+    tanh((2, 3, 4, 5)),
+    tanh((7,)),
+    relu((2, 3, 4, 4)),
+    relu((5, 6), draw=(with_zeros,), tag="zeros"),
+    leaky_relu((2, 3, 4, 4)),
+    leaky_relu((5, 6), draw=(with_zeros,), tag="zeros"),
+    leaky_relu((3, 8), negative_slope=0.2, draw=(with_zeros,), tag="zeros"),
+    leaky_relu((1, 1, 3, 3), negative_slope=-1.5),
+    sigmoid((2, 3, 4)),
+    sigmoid((5,), draw=(huge,), tag="huge"),
+    flatten((2, 3, 4, 5)),
+    flatten((1, 1, 1, 1)),
+    # linear: x (N, in), w (out, in)[, b (out,)]
+    linear((4, 5), (3, 5), (3,)),
+    linear((1, 1), (1, 1)),
+    linear((6, 2), (7, 2), (7,)),
+    # losses: pred, target, both reductions
+    *[
+        case
+        for reduction in ("mean", "sum")
+        for case in [
+            half_squared_error((4, 3), (4, 3), reduction=reduction),
+            half_squared_error((2, 3, 4), (2, 3, 4), reduction=reduction),
+            half_squared_error((1, 1), (1, 1), reduction=reduction),
+            mse((4, 3), (4, 3), reduction=reduction),
+            mse((2, 3, 4), (2, 3, 4), reduction=reduction),
+            mse((1,), (1,), reduction=reduction),
+            bce((4, 3), (4, 3), reduction=reduction),
+            bce((5,), (5,), reduction=reduction),
+            bce_with_logits((4, 3), (4, 3), reduction=reduction),
+            bce_with_logits((6, 5), (6, 5), reduction=reduction, draw=(huge, probabilities), tag="huge"),
+            cross_entropy((4, 5), (4,), reduction=reduction, draw=(normal, labels_below(5))),
+            cross_entropy((1, 1), (1,), reduction=reduction, draw=(normal, labels_below(1))),
+            cross_entropy((8, 10), (8,), reduction=reduction, draw=(huge, labels_below(10)), tag="huge"),
+        ]
+    ],
+]

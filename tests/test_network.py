@@ -1,0 +1,221 @@
+"""Described networks end to end: manual.network against reference.network, and the slides' description
+against the dedicated seed-network code."""
+
+import dataclasses
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tomllib
+
+from crosscheck import verify
+from crosscheck.compare import assert_close
+from manual import InputError, seed_network, wrong
+from manual import network as manual_net
+from manual.spec import load_spec, parse_spec
+from reference import network as reference_net
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+EXAMPLES = {path.stem: load_spec(path) for path in sorted((ROOT / "examples").glob("*.toml"))}
+SEEDS = [0, 1]
+
+
+def _id(spec, dtype, seed):
+    return f"{spec.name}-{dtype}-seed{seed}"
+
+
+END_TO_END = [
+    pytest.param(spec, dtype, seed, id=_id(spec, dtype, seed))
+    for spec in EXAMPLES.values() for dtype in ("float64", "float32") for seed in SEEDS
+]
+
+
+def test_the_three_examples_are_shipped():
+    assert set(EXAMPLES) == {"slides", "lenet5", "small3conv"}
+
+
+@pytest.mark.parametrize(("spec", "dtype", "seed"), END_TO_END)
+def test_example_matches_autograd(spec, dtype, seed):
+    """Every output, the loss, every input and parameter gradient, and 20 steps of SGD with momentum."""
+    rows = verify.check(spec, seed, dtype)
+    failed = [row.result.describe(_id(spec, dtype, seed)) for row in rows if not row.passed]
+    assert not failed, "\n".join(failed)
+    assert ("loss", "E at steps 1..20") in [(row.layer, row.quantity) for row in rows]
+
+
+@pytest.mark.parametrize("spec", EXAMPLES.values(), ids=lambda s: s.name)
+def test_examples_train_with_momentum_and_weight_decay(spec):
+    o = spec.optimizer
+    assert o.steps == 20 and o.momentum > 0 and o.weight_decay > 0
+
+
+def _sequential_parameters(spec):
+    net = reference_net.build(spec, manual_net.init_params(spec))
+    return {name: tuple(p.shape) for name, p in net.named_parameters()}
+
+
+@pytest.mark.parametrize("spec", EXAMPLES.values(), ids=lambda s: s.name)
+def test_every_layer_and_parameter_is_checked(spec):
+    """The rows cover every layer's output and input gradient, and every parameter of torch's Sequential
+    (names and shapes from torch, not from the description), as a gradient and after training."""
+    rows = verify.check(spec, steps=1)
+    seen = {(row.layer, row.quantity): row.result.shape for row in rows}
+    for layer in spec.layers:
+        assert (f"{layer.index} {layer.type}", "output") in seen
+        assert seen[(f"{layer.index} {layer.type}", "dE/dinput")] == (spec.batch_size, *layer.in_shape)
+    for name, shape in _sequential_parameters(spec).items():
+        index, kind = name.split(".")
+        where = f"{index} {spec.layers[int(index)].type}"
+        assert seen[(where, f"dE/d{kind}")] == shape
+        assert seen[(where, f"{kind} after 1 steps")] == shape
+    assert ("loss", "E") in seen and ("loss", "E at steps 1..1") in seen
+
+
+# --- the slides' description is the seed network ---------------------------------------------------
+
+def _seed_params(params):
+    """The description's parameters in the slides' names: f = conv.weight[0, 0], W = linear.weight^T."""
+    return {"f": params["0.weight"][0, 0], "W": params["3.weight"].T, "b": params["3.bias"]}
+
+
+SLIDES_CASES = [
+    pytest.param(reduction, seed, id=f"slides-{reduction}-seed{seed}")
+    for reduction in ("sum", "mean") for seed in SEEDS
+]
+
+
+def _slides(reduction):
+    spec = EXAMPLES["slides"]
+    return dataclasses.replace(spec, loss=dataclasses.replace(spec.loss, reduction=reduction))
+
+
+@pytest.mark.parametrize(("reduction", "seed"), SLIDES_CASES)
+def test_slides_description_gives_the_seed_networks_numbers(reduction, seed):
+    spec = _slides(reduction)
+    params = manual_net.init_params(spec, seed=seed)
+    x, Y = manual_net.random_batch(spec, seed=seed)
+    general = manual_net.run(spec, params, x, Y)
+    values, cache = seed_network.forward(x[:, 0], _seed_params(params), Y, reduction)
+    grads = seed_network.backward(cache)
+    pairs = {
+        "Z1": (general.outputs[0][:, 0], values["Z1"]), "H1": (general.outputs[2], values["H1"]),
+        "Z2": (general.outputs[3], values["Z2"]), "O": (general.outputs[4], values["O"]),
+        "E": (general.loss, values["E"]), "dE_dO": (general.loss_grad, grads["dE_dO"]),
+        "dE_dZ2": (general.input_grads[4], grads["dE_dZ2"]), "dE_dH1": (general.input_grads[3], grads["dE_dH1"]),
+        "dE_dZ1": (general.input_grads[1][:, 0], grads["dE_dZ1"]),
+        **{f"dE_d{k}": (v, grads[f"dE_d{k}"]) for k, v in _seed_params(general.param_grads).items()},
+    }
+    for name, (mine, seed_value) in pairs.items():
+        assert_close(mine, seed_value, name, f"slides-{reduction}-seed{seed}")
+
+
+@pytest.mark.parametrize(("reduction", "seed"), SLIDES_CASES)
+def test_slides_description_trains_as_the_seed_network(reduction, seed):
+    """With plain SGD (no momentum, no weight decay), the seed network's own training loop."""
+    spec = _slides(reduction)
+    plain = dataclasses.replace(spec.optimizer, momentum=0.0, weight_decay=0.0, lr=0.5)
+    spec = dataclasses.replace(spec, optimizer=plain)
+    params = manual_net.init_params(spec, seed=seed)
+    x, Y = manual_net.random_batch(spec, seed=seed)
+    losses, final = manual_net.train(spec, params, x, Y, steps=10)
+    seed_losses, seed_final = seed_network.train(x[:, 0], Y, _seed_params(params), 0.5, 10, reduction)
+    assert_close(losses, seed_losses, "E at steps 1..10")
+    for name, value in _seed_params(final).items():
+        assert_close(value, seed_final[name], f"{name} after 10 steps")
+
+
+# --- a wrong derivation is caught where it starts ------------------------------------------------------
+
+INJECTIONS = [
+    pytest.param(spec, layer.index, dtype, id=f"{spec.name}-layer{layer.index}-{layer.type}-{dtype}")
+    for spec in EXAMPLES.values() for layer in spec.layers[::3] for dtype in ("float64", "float32")
+]
+
+
+@pytest.mark.parametrize(("spec", "index", "dtype"), INJECTIONS)
+def test_injected_wrong_backward_is_caught_at_its_layer(spec, index, dtype):
+    rows = verify.check(spec, dtype=dtype, layer_backward=verify.inject(spec, index, dtype), train=False)
+    first = next(i for i, row in enumerate(rows) if not row.passed)
+    assert (rows[first].layer, rows[first].quantity) == (f"{index} {spec.layers[index].type}", "dE/dinput")
+    assert all(row.passed for row in rows[:first])
+
+
+def test_injected_wrong_backward_breaks_training():
+    spec = EXAMPLES["lenet5"]
+    rows = verify.check(spec, steps=2, layer_backward=verify.inject(spec, 7))
+    assert not next(row for row in rows if row.quantity == "weight after 2 steps" and row.layer == "7 linear").passed
+
+
+def test_a_backward_scaled_by_one_plus_1e_minus_6_is_caught_in_float64():
+    spec = EXAMPLES["small3conv"]
+    scaled = {3: wrong.scaled_backward(manual_net.BACKWARD["conv2d"], 1 + 1e-6)}
+    assert not all(row.passed for row in verify.check(spec, layer_backward=scaled, train=False))
+
+
+# --- bad parameters, inputs and targets from a caller -----------------------------------------------
+
+def _inputs(name="small3conv"):
+    spec = EXAMPLES[name]
+    return spec, manual_net.init_params(spec), *manual_net.random_batch(spec)
+
+
+def _mse(spec):
+    return dataclasses.replace(spec, loss=dataclasses.replace(spec.loss, type="mse"))
+
+
+def _bce(spec):
+    return dataclasses.replace(spec, loss=dataclasses.replace(spec.loss, type="binary_cross_entropy"))
+
+
+BAD_CALLS = [
+    ("missing-parameter", lambda s, p, x, t: (s, {k: v for k, v in p.items() if k != "3.bias"}, x, t),
+     "params: got ['0.bias', '0.weight', '3.weight', '5.bias', '5.weight', '9.bias', '9.weight'], needs exactly"),
+    ("params-not-a-dict", lambda s, p, x, t: (s, list(p.values()), x, t), "params: got list, needs exactly"),
+    ("transposed-weight", lambda s, p, x, t: (s, p | {"9.weight": p["9.weight"].T}, x, t),
+     "9.weight: got shape (60, 3), needs (3, 60)"),
+    ("float32-weight", lambda s, p, x, t: (s, p | {"0.bias": p["0.bias"].astype(np.float32)}, x, t),
+     "mixed dtypes"),
+    ("int-input", lambda s, p, x, t: (s, p, x.astype(int), t), "x: got dtype int64, needs float32 or float64"),
+    ("input-shape", lambda s, p, x, t: (s, p, x[:, :2], t), "x: got shape (3, 2, 16, 12), needs (3, 3, 16, 12)"),
+    ("label-out-of-range", lambda s, p, x, t: (s, p, x, np.array([0, 3, 1])),
+     "labels[1]: got 3, needs a class in [0, 2]"),
+    ("negative-label", lambda s, p, x, t: (s, p, x, np.array([0, 1, -1])),
+     "labels[2]: got -1, needs a class in [0, 2]"),
+    ("float-labels", lambda s, p, x, t: (s, p, x, t.astype(float)), "labels: got dtype float64, needs a NumPy array"),
+    ("labels-list", lambda s, p, x, t: (s, p, x, [0, 1, 2]), "labels: got list, needs a NumPy array"),
+    ("labels-shape", lambda s, p, x, t: (s, p, x, t[:2]), "labels: got shape (2,), needs (3,)"),
+    ("target-shape", lambda s, p, x, t: (_mse(s), p, x, np.zeros((3, 4))), "target: got shape (3, 4), needs (3, 3)"),
+    ("target-dtype", lambda s, p, x, t: (_mse(s), p, x, np.zeros((3, 3), np.float32)), "mixed dtypes"),
+    ("bce-target-outside-0-1", lambda s, p, x, t: (_bce(s), p, x, np.full((3, 3), 1.5)),
+     "target: got values outside [0, 1] (min 1.5, max 1.5), needs probabilities"),
+]
+
+
+@pytest.mark.parametrize(("case", "mutate", "message"), BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
+@pytest.mark.parametrize("side", [manual_net, reference_net], ids=["manual", "reference"])
+def test_bad_call_is_refused_before_any_arithmetic(side, case, mutate, message):
+    with pytest.raises(InputError) as info:
+        side.run(*mutate(*_inputs()))
+    assert message in str(info.value)
+
+
+def test_training_steps_must_be_positive():
+    with pytest.raises(InputError, match="steps: got 0, needs an integer >= 1"):
+        manual_net.train(*_inputs(), steps=0)
+
+
+def test_labels_in_the_description_are_the_labels_used():
+    data = tomllib.loads((ROOT / "examples" / "small3conv.toml").read_text())
+    data["loss"]["labels"] = [2, 0, 2]
+    spec = parse_spec(data)
+    _, labels = manual_net.random_batch(spec, seed=5)
+    assert labels.tolist() == [2, 0, 2] and labels.dtype == np.int64
+    assert all(row.passed for row in verify.check(spec, seed=5, steps=1))
+
+
+def test_importing_the_network_builder_does_not_import_torch():
+    code = "import sys, manual.network, manual.spec; assert 'torch' not in sys.modules, 'manual imported torch'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr

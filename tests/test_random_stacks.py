@@ -1,0 +1,142 @@
+"""Random valid stacks (conv with random stride, padding and dilation, pools, activations, flatten, linear, a
+random loss), float64: the loss, every parameter gradient and every layer's input gradient against autograd.
+
+Hypothesis shrinks a failure to the smallest stack and prints it (``note``) with the one-line command that
+reproduces it: ``python -m crosscheck verify --spec-json '<json>' --seed N``. Profiles: tests/conftest.py.
+"""
+
+import json
+import shlex
+
+import pytest
+from hypothesis import find, given, note, settings
+from hypothesis import strategies as st
+
+from crosscheck import verify
+from manual.network import BACKWARD
+from manual.spec import parse_spec
+
+ACTIVATIONS = st.sampled_from([
+    {"type": "relu"}, {"type": "tanh"}, {"type": "sigmoid"}, {"type": "leaky_relu", "negative_slope": 0.2},
+])
+LOSSES = ["mse", "half_squared_error", "softmax_cross_entropy", "binary_cross_entropy_with_logits",
+          "binary_cross_entropy"]  # simplest first: Hypothesis shrinks towards the start of the list
+SEEDS = st.integers(0, 2**16)
+
+
+def _largest_kernel(size, padding, dilation):
+    """The largest kernel (at most 3) whose dilated span (dilation * (k - 1) + 1) fits the padded size."""
+    return min(3, (size + 2 * padding - 1) // dilation + 1)
+
+
+@st.composite
+def conv2d(draw, shape):
+    _, H, W = shape
+    padding, dilation = draw(st.integers(0, 2)), draw(st.integers(1, 2))
+    kernel = [draw(st.integers(1, _largest_kernel(n, padding, dilation))) for n in (H, W)]
+    return {"type": "conv2d", "out_channels": draw(st.integers(1, 3)), "kernel_size": kernel,
+            "stride": draw(st.integers(1, 3)), "padding": padding, "dilation": dilation, "bias": draw(st.booleans())}
+
+
+@st.composite
+def pool2d(draw, shape):
+    kernel = draw(st.integers(1, min(3, *shape[1:])))
+    layer = {"type": draw(st.sampled_from(["max_pool2d", "avg_pool2d"])), "kernel_size": kernel,
+             "padding": draw(st.integers(0, kernel // 2))}
+    stride = draw(st.none() | st.integers(1, 3))
+    return layer if stride is None else layer | {"stride": stride}
+
+
+IMAGE_LAYERS = {"activation": lambda shape: ACTIVATIONS, "conv2d": conv2d, "pool2d": pool2d}  # simplest first
+
+
+def _out_shape(description, layers):
+    """The shape per sample after `layers`, as the description's parser infers it."""
+    probe = description | {"layers": layers, "loss": {"type": "mse"}}
+    return parse_spec(probe).output_shape
+
+
+@st.composite
+def descriptions(draw):
+    """A valid description of at most ~9 layers on an input of at most 3x8x8, batch 1 to 3."""
+    description = {"input_shape": [draw(st.integers(1, 3)), draw(st.integers(1, 8)), draw(st.integers(1, 8))],
+                   "batch_size": draw(st.integers(1, 3))}
+    layers, shape = [], tuple(description["input_shape"])
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(list(IMAGE_LAYERS)))
+        layers.append(draw(IMAGE_LAYERS[kind](shape)))
+        shape = _out_shape(description, layers)
+    loss = draw(st.sampled_from(LOSSES))
+    if loss == "softmax_cross_entropy" or draw(st.booleans()):
+        layers.append({"type": "flatten"})
+        for _ in range(draw(st.integers(0, 2))):
+            if layers[-1]["type"] == "linear":
+                layers.append(draw(ACTIVATIONS))
+            layers.append({"type": "linear", "out_features": draw(st.integers(1, 4)), "bias": draw(st.booleans())})
+    if loss == "binary_cross_entropy" or not layers:
+        layers.append({"type": "sigmoid"} if loss == "binary_cross_entropy" else draw(ACTIVATIONS))
+    reduction = draw(st.sampled_from(["mean", "sum"]))
+    return description | {"layers": layers, "loss": {"type": loss, "reduction": reduction}}
+
+
+def reproduce_command(description, seed):
+    return f"python -m crosscheck verify --spec-json {shlex.quote(json.dumps(description))} --seed {seed}"
+
+
+def check_stack(description, seed, layer_backward=None):
+    """Loss, every parameter gradient and every layer input gradient, manual against autograd (float64);
+    AssertionError naming the first mismatch and the command that reproduces it."""
+    spec = parse_spec(description, "random-stack")
+    rows = verify.check(spec, seed, "float64", layer_backward=layer_backward, train=False)
+    failed = [row for row in rows if not row.passed]
+    if failed:
+        raise AssertionError(f"{len(failed)} of {len(rows)} quantities differ; the first: "
+                             f"{failed[0].result.describe()}\nreproduce: {reproduce_command(description, seed)}")
+    return rows
+
+
+@given(descriptions(), SEEDS)
+def test_random_stack_matches_autograd(description, seed):
+    note(f"description: {json.dumps(description)}")
+    note(f"reproduce: {reproduce_command(description, seed)}")
+    check_stack(description, seed)
+
+
+# --- the checker cannot pass vacuously -----------------------------------------------------------------
+
+def _off_by_1e_minus_6(spec, index):
+    """Layer `index`'s backward with 1e-6 added to every gradient: wrong even where the true gradient is 0."""
+    backward = BACKWARD[spec.layers[index].type]
+    return {index: lambda dout, cache: tuple(None if g is None else g + 1e-6 for g in backward(dout, cache))}
+
+
+@settings(max_examples=25)
+@given(descriptions(), SEEDS, st.data())
+def test_checker_flags_a_wrong_backward_in_any_stack(description, seed, data):
+    spec = parse_spec(description)
+    index = data.draw(st.integers(0, len(spec.layers) - 1), label="wrong layer")
+    with pytest.raises(AssertionError) as info:
+        check_stack(description, seed, _off_by_1e_minus_6(spec, index))
+    assert f"the first: {index} {spec.layers[index].type}: dE/dinput differs" in str(info.value)
+    command = shlex.split(str(info.value).split("reproduce: ")[1])
+    assert command[:4] == ["python", "-m", "crosscheck", "verify"]
+    assert json.loads(command[5]) == description and command[7] == str(seed)
+
+
+def _relu_without_its_mask(spec):
+    """Every relu passes dout through where its input was negative: the classic forgotten mask."""
+    return {layer.index: lambda dout, cache: (dout,) for layer in spec.layers if layer.type == "relu"}
+
+
+def _flagged(description):
+    try:
+        check_stack(description, 0, _relu_without_its_mask(parse_spec(description)))
+    except AssertionError:
+        return True
+    return False
+
+
+def test_a_wrong_derivation_shrinks_to_the_smallest_stack():
+    smallest = find(descriptions(), _flagged, settings=settings(max_examples=500, derandomize=True, database=None))
+    assert smallest["layers"] == [{"type": "relu"}]
+    assert smallest["input_shape"][0] == 1 and smallest["loss"] == {"type": "mse", "reduction": "mean"}

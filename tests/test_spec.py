@@ -1,0 +1,250 @@
+"""Network descriptions: the schema, the shapes it infers, and every mistake named before any arithmetic."""
+
+import copy
+import json
+import pathlib
+
+import pytest
+import tomllib
+
+from crosscheck import cli
+from manual import InputError
+from manual.spec import LAYER_OPTIONS, LOSSES, load_spec, parse_spec, spec_from_json
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+BASE = {
+    "input_shape": [1, 8, 8],
+    "batch_size": 2,
+    "layers": [
+        {"type": "conv2d", "out_channels": 2, "kernel_size": 3},  # 8x8 -> 6x6
+        {"type": "relu"},
+        {"type": "max_pool2d", "kernel_size": 2},  # -> 3x3
+        {"type": "flatten"},  # -> 18
+        {"type": "linear", "out_features": 4},
+    ],
+    "loss": {"type": "softmax_cross_entropy"},
+}
+
+
+def test_lenet5_shapes_are_lenets():
+    spec = load_spec(ROOT / "examples" / "lenet5.toml")
+    assert [layer.out_shape for layer in spec.layers] == [
+        (6, 28, 28), (6, 28, 28), (6, 14, 14), (16, 10, 10), (16, 10, 10), (16, 5, 5), (400,),
+        (120,), (120,), (84,), (84,), (10,),
+    ]
+    assert spec.param_shapes() == {
+        "0.weight": (6, 1, 5, 5), "0.bias": (6,), "3.weight": (16, 6, 5, 5), "3.bias": (16,),
+        "7.weight": (120, 400), "7.bias": (120,), "9.weight": (84, 120), "9.bias": (84,),
+        "11.weight": (10, 84), "11.bias": (10,),
+    }
+
+
+def test_defaults_are_filled_in():
+    spec = parse_spec(BASE, "base")
+    assert spec.name == "base" and spec.batch_size == 2
+    assert spec.loss.reduction == "mean" and spec.loss.labels is None
+    conv, pool = spec.layers[0].options, spec.layers[2].options
+    assert conv == {"out_channels": 2, "kernel_size": (3, 3), "stride": (1, 1), "padding": (0, 0),
+                    "dilation": (1, 1), "bias": True, "in_channels": None}
+    assert pool["stride"] == (2, 2)  # a pool's stride is its kernel size
+    o = spec.optimizer
+    assert (o.lr, o.momentum, o.dampening, o.nesterov, o.weight_decay, o.steps) == (0.01, 0, 0, False, 0, 20)
+    assert str(spec.layers[4]) == "layer 4 (linear)"
+
+
+def test_conv_output_size_follows_torchs_formula():
+    # H = 9, kernel 3, dilation 2 (span 5), padding 1, stride 2: floor((9 + 2 - 5) / 2) + 1 = 4; W = 7 with
+    # kernel 2 (span 3), padding 0, stride 3: floor((7 - 3) / 3) + 1 = 2.
+    spec = parse_spec(BASE | {"input_shape": [2, 9, 7], "layers": [
+        {"type": "conv2d", "out_channels": 5, "kernel_size": [3, 2], "dilation": 2, "padding": [1, 0],
+         "stride": [2, 3], "bias": False},
+        {"type": "flatten"},
+    ]})
+    assert spec.layers[0].out_shape == (5, 4, 2)
+    assert spec.param_shapes() == {"0.weight": (5, 2, 3, 2)}
+
+
+def test_toml_and_json_of_one_description_are_one_spec(tmp_path):
+    toml_spec = load_spec(ROOT / "examples" / "small3conv.toml")
+    data = tomllib.loads((ROOT / "examples" / "small3conv.toml").read_text())
+    (tmp_path / "small3conv.json").write_text(json.dumps(data))
+    assert load_spec(tmp_path / "small3conv.json") == toml_spec
+    assert spec_from_json(json.dumps(data)) == toml_spec
+
+
+def _with(path, value):
+    """A copy of BASE with the item at `path` (keys and indices) set to `value`, or deleted if value is DELETE."""
+    data = copy.deepcopy(BASE)
+    *parents, last = path
+    target = data
+    for key in parents:
+        target = target[key]
+    if value is DELETE:
+        del target[last]
+    else:
+        target[last] = value
+    return data
+
+
+DELETE = object()
+TYPES = ", ".join(LAYER_OPTIONS)
+
+BAD_DESCRIPTIONS = [
+    # (id, description, the message it must give)
+    ("unknown-layer-type", _with(["layers", 1, "type"], "swish"),
+     f"layer 1: unknown type 'swish'; known types: {TYPES}"),
+    ("layer-without-type", _with(["layers", 1], {"kind": "relu"}), "layer 1: unknown type None; known types: conv2d"),
+    ("layer-not-a-table", _with(["layers", 1], "relu"), "layer 1: got str 'relu', needs a table"),
+    ("unknown-option", _with(["layers", 0, "strides"], 2),
+     "layer 0 (conv2d): unknown option 'strides'; known options: out_channels, kernel_size, stride, padding, "
+     "dilation, bias, in_channels"),
+    ("option-of-an-optionless-layer", _with(["layers", 1, "inplace"], True),
+     "layer 1 (relu): unknown option 'inplace'; known options: none"),
+    ("missing-kernel-size", _with(["layers", 0, "kernel_size"], DELETE),
+     "layer 0 (conv2d): missing required option 'kernel_size'"),
+    ("missing-out-features", _with(["layers", 4, "out_features"], DELETE),
+     "layer 4 (linear): missing required option 'out_features'"),
+    ("empty-conv-output", _with(["layers", 0, "kernel_size"], 9),
+     "layer 0 (conv2d): output would be empty (0x0): the input (1, 8, 8) padded to (8, 8) is smaller than the "
+     "(dilated) kernel (9, 9)"),
+    ("empty-conv-output-by-dilation", _with(["layers", 0, "dilation"], [1, 4]),
+     "layer 0 (conv2d): output would be empty (6x0)"),
+    ("empty-pool-output", _with(["layers", 2, "kernel_size"], 7),
+     "layer 2 (max_pool2d): output would be empty (0x0): the input (2, 6, 6) padded to (6, 6)"),
+    ("channels-do-not-match", _with(["layers", 0, "in_channels"], 3),
+     "layer 0 (conv2d): in_channels: got 3, but its input (1, 8, 8) has 1 channels"),
+    ("features-do-not-match", _with(["layers", 4, "in_features"], 16),
+     "layer 4 (linear): in_features: got 16, but its input has 18 features"),
+    ("linear-without-flatten", _with(["layers", 3], {"type": "tanh"}),
+     "layer 4 (linear): got an input of shape (2, 3, 3) per sample, needs flat features (F,): add a flatten"),
+    ("conv-after-flatten", _with(["layers", 4], {"type": "conv2d", "out_channels": 1, "kernel_size": 1}),
+     "layer 4 (conv2d): got an input of shape (18,) per sample, needs an image (C, H, W)"),
+    ("pool-after-flatten", _with(["layers", 4], {"type": "avg_pool2d", "kernel_size": 1}),
+     "layer 4 (avg_pool2d): got an input of shape (18,) per sample, needs an image (C, H, W)"),
+    ("zero-stride", _with(["layers", 0, "stride"], 0),
+     "layer 0 (conv2d): stride: got 0, needs an integer >= 1 or a pair [h, w] of them"),
+    ("negative-padding", _with(["layers", 0, "padding"], [1, -1]),
+     "layer 0 (conv2d): padding: got [1, -1], needs an integer >= 0 or a pair [h, w] of them"),
+    ("kernel-of-three-sizes", _with(["layers", 0, "kernel_size"], [3, 3, 3]),
+     "layer 0 (conv2d): kernel_size: got [3, 3, 3], needs an integer >= 1"),
+    ("kernel-as-text", _with(["layers", 0, "kernel_size"], "3"), "layer 0 (conv2d): kernel_size: got '3'"),
+    ("kernel-as-bool", _with(["layers", 0, "kernel_size"], True), "layer 0 (conv2d): kernel_size: got True"),
+    ("fractional-channels", _with(["layers", 0, "out_channels"], 2.5),
+     "layer 0 (conv2d): out_channels: got 2.5, needs an integer >= 1"),
+    ("zero-channels", _with(["layers", 0, "out_channels"], 0),
+     "layer 0 (conv2d): out_channels: got 0, needs an integer >= 1"),
+    ("bias-as-text", _with(["layers", 4, "bias"], "yes"), "layer 4 (linear): bias: got 'yes', needs true or false"),
+    ("slope-as-text", _with(["layers", 1], {"type": "leaky_relu", "negative_slope": "small"}),
+     "layer 1 (leaky_relu): negative_slope: got 'small', needs a finite number"),
+    ("slope-nan", _with(["layers", 1], {"type": "leaky_relu", "negative_slope": float("nan")}),
+     "layer 1 (leaky_relu): negative_slope: got nan, needs a finite number"),
+    ("pool-padding-over-half-the-kernel", _with(["layers", 2, "padding"], 2),
+     "layer 2 (max_pool2d): padding: got [2, 2], needs at most half of kernel_size [2, 2] (torch's rule)"),
+    ("no-layers", _with(["layers"], []), "layers: got [], needs a non-empty list of layer tables"),
+    ("layers-not-a-list", _with(["layers"], {"type": "relu"}), "layers: got {'type': 'relu'}, needs a non-empty list"),
+    ("two-dimensional-input", _with(["input_shape"], [8, 8]),
+     "input_shape: got [8, 8], needs [C, H, W], three integers >= 1"),
+    ("zero-sized-input", _with(["input_shape"], [1, 0, 8]), "input_shape: got [1, 0, 8], needs [C, H, W]"),
+    ("input-as-text", _with(["input_shape"], "1x8x8"), "input_shape: got '1x8x8', needs [C, H, W]"),
+    ("zero-batch", _with(["batch_size"], 0), "batch_size: got 0, needs an integer >= 1"),
+    ("boolean-batch", _with(["batch_size"], True), "batch_size: got True, needs an integer >= 1"),
+    ("name-not-text", _with(["name"], 5), "name: got 5, needs a string"),
+    ("unknown-top-level-key", _with(["optimiser"], {}),
+     "description: unknown option 'optimiser'; known options: name, input_shape, batch_size, layers, loss, optimizer"),
+    ("no-loss", _with(["loss"], DELETE), "description: missing required option 'loss'"),
+    ("not-a-table", [BASE], "description: got list"),
+    ("loss-not-a-table", _with(["loss"], "mse"), "loss: got str 'mse', needs a table"),
+    ("unknown-loss", _with(["loss", "type"], "cross_entropy"),
+     f"loss: unknown type 'cross_entropy'; known types: {', '.join(LOSSES)}"),
+    ("bad-reduction", _with(["loss", "reduction"], "avg"),
+     "loss (softmax_cross_entropy): reduction: got 'avg', needs one of sum, mean"),
+    ("unknown-loss-option", _with(["loss", "weight"], [1, 2]),
+     "loss (softmax_cross_entropy): unknown option 'weight'; known options: type, reduction, labels"),
+    ("cross-entropy-on-an-image", _with(["layers"], BASE["layers"][:3]),
+     "loss (softmax_cross_entropy): got layer 2 (max_pool2d)'s output of shape (2, 3, 3) per sample, "
+     "needs flat logits (classes,)"),
+    ("bce-without-sigmoid", _with(["loss", "type"], "binary_cross_entropy"),
+     "loss (binary_cross_entropy): needs probabilities: the last layer must be a sigmoid, got layer 4 (linear)"),
+    ("label-out-of-range", _with(["loss", "labels"], [3, 4]),
+     "loss (softmax_cross_entropy): labels[1]: got 4, needs a class in [0, 3]"),
+    ("negative-label", _with(["loss", "labels"], [-1, 0]),
+     "loss (softmax_cross_entropy): labels[0]: got -1, needs a class in [0, 3]"),
+    ("fractional-label", _with(["loss", "labels"], [1, 1.5]),
+     "loss (softmax_cross_entropy): labels[1]: got 1.5, needs a class in [0, 3]"),
+    ("too-few-labels", _with(["loss", "labels"], [1]),
+     "loss (softmax_cross_entropy): labels: got [1], needs a list of batch_size = 2 class labels"),
+    ("labels-for-mse", _with(["loss"], {"type": "mse", "labels": [0, 1]}),
+     "loss (mse): labels: only softmax_cross_entropy takes labels"),
+    ("negative-lr", _with(["optimizer"], {"lr": -0.1}), "optimizer: lr: got -0.1, needs a finite number > 0"),
+    ("negative-momentum", _with(["optimizer"], {"momentum": -0.5}), "optimizer: momentum: got -0.5"),
+    ("negative-weight-decay", _with(["optimizer"], {"weight_decay": -1}), "optimizer: weight_decay: got -1"),
+    ("nesterov-without-momentum", _with(["optimizer"], {"nesterov": True}),
+     "optimizer: nesterov: got True with momentum=0.0 and dampening=0.0, needs momentum > 0 and dampening = 0"),
+    ("nesterov-as-text", _with(["optimizer"], {"nesterov": "yes"}), "optimizer: nesterov: got 'yes'"),
+    ("zero-steps", _with(["optimizer"], {"steps": 0}), "optimizer: steps: got 0, needs an integer >= 1"),
+    ("unknown-optimizer-option", _with(["optimizer"], {"betas": [0.9, 0.99]}),
+     "optimizer: unknown option 'betas'; known options: lr, momentum, dampening, nesterov, weight_decay, steps"),
+    ("optimizer-not-a-table", _with(["optimizer"], 0.1), "optimizer: got float 0.1, needs a table"),
+]
+
+
+@pytest.mark.parametrize(("case", "data", "message"), BAD_DESCRIPTIONS, ids=[c[0] for c in BAD_DESCRIPTIONS])
+def test_bad_description_is_named(case, data, message):
+    with pytest.raises(InputError) as info:
+        parse_spec(data)
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(("case", "data", "message"), BAD_DESCRIPTIONS, ids=[c[0] for c in BAD_DESCRIPTIONS])
+def test_verify_exits_2_with_one_line_on_a_bad_description(case, data, message, capsys):
+    assert cli.main(["verify", "--spec-json", json.dumps(data)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"crosscheck: error: {message}")
+    assert captured.err.count("\n") == 1
+
+
+def test_every_layer_type_and_loss_has_a_bad_description():
+    named = " ".join(message for _, _, message in BAD_DESCRIPTIONS)
+    for kind in set(LAYER_OPTIONS) - {"sigmoid", "flatten", "tanh"}:  # the option-less ones share relu's case
+        assert f"({kind})" in named, kind
+    assert "loss (" in named and "optimizer: " in named
+
+
+BAD_FILES = [
+    ("missing.toml", None, "missing.toml: cannot read: No such file or directory"),
+    ("net.yaml", "input_shape: [1, 8, 8]", "net.yaml: got a .yaml file, needs a .toml or .json description"),
+    ("net", "{}", "net: got a suffix-less file, needs a .toml or .json description"),
+    ("net.toml", "input_shape = [1, 8, 8", "net.toml: not valid TOML: "),
+    ("net.json", '{"input_shape": [1, 8, 8],}', "net.json: not valid JSON: "),
+    ("latin1.toml", b"name = '\xe9'", "latin1.toml: not valid TOML: 'utf-8' codec can't decode"),
+    ("bad.toml", 'input_shape = [1, 8, 8]\nlayers = [{type = "relu"}]\n[loss]\ntype = "hinge"',
+     "bad.toml: loss: unknown type 'hinge'"),
+]
+
+
+@pytest.mark.parametrize(("filename", "content", "message"), BAD_FILES, ids=[c[0] for c in BAD_FILES])
+def test_bad_file_is_named(tmp_path, filename, content, message, capsys):
+    path = tmp_path / filename
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(InputError) as info:
+        load_spec(path)
+    assert str(info.value).startswith(f"{tmp_path}/{message}")
+    assert cli.main(["verify", "--spec", str(path)]) == 2
+    assert capsys.readouterr().err == f"crosscheck: error: {info.value}\n"
+
+
+def test_bad_json_text_is_named():
+    with pytest.raises(InputError, match=r"^spec JSON: not valid JSON: Expecting value: line 1 column 1"):
+        spec_from_json("input_shape = [1, 8, 8]")
+
+
+def test_a_named_description_keeps_its_name(tmp_path):
+    path = tmp_path / "file.json"
+    path.write_text(json.dumps(BASE | {"name": "mine"}))
+    assert load_spec(path).name == "mine"
+    assert load_spec(ROOT / "examples" / "slides.toml").name == "slides"
