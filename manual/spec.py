@@ -44,9 +44,8 @@ binary_cross_entropy_with_logits. Every mistake raises ``InputError`` naming whe
 import json
 import math
 import pathlib
-from dataclasses import dataclass
-
 import tomllib
+from dataclasses import dataclass
 
 from manual.optim import check_sgd_settings
 from manual.validation import REDUCTIONS, InputError, check_positive_int

@@ -5,10 +5,10 @@ import dataclasses
 import pathlib
 import subprocess
 import sys
+import tomllib
 
 import numpy as np
 import pytest
-import tomllib
 
 from crosscheck import verify
 from crosscheck.compare import assert_close

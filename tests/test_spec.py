@@ -3,9 +3,9 @@
 import copy
 import json
 import pathlib
+import tomllib
 
 import pytest
-import tomllib
 
 from crosscheck import cli
 from manual import InputError

@@ -4,9 +4,9 @@ import json
 import pathlib
 import subprocess
 import sys
+import tomllib
 
 import pytest
-import tomllib
 
 from crosscheck import cli, verify
 from manual.spec import load_spec
