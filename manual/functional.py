@@ -103,6 +103,8 @@ def _inside(out_len, in_len, k, stride, pad, dil):
     [lo, hi) that read a real pixel rather than padding, and the slice of input pixels they read."""
     lo = max(0, -((k * dil - pad) // stride))  # ceil((pad - k*dil) / stride): the first o reading index >= 0
     hi = max(lo, min(out_len, (in_len - 1 + pad - k * dil) // stride + 1))  # one past the last o reading < in_len
+    if hi == lo:  # this tap reads only padding; an explicit empty slice, since a computed stop of -1 would wrap
+        return lo, hi, slice(0, 0)
     start = lo * stride + k * dil - pad
     return lo, hi, slice(start, start + (hi - lo - 1) * stride + 1, stride)
 

@@ -159,6 +159,9 @@ LAYER_CASES = [
     conv2d((2, 3, 9, 10), (2, 3, 3, 2), (2,), padding=(2, 1), dilation=2),
     conv2d((2, 3, 11, 11), (4, 3, 3, 3), (4,), stride=2, padding=3, dilation=3),
     conv2d((1, 4, 6, 7), (3, 4, 2, 3), (3,), stride=(1, 2), padding=(0, 2), dilation=(2, 1)),
+    # taps that read only padding at the start of a row (found by hypothesis: a slice stop of -1 wrapped around)
+    conv2d((1, 1, 1, 2), (1, 1, 1, 3), stride=2, padding=2, dilation=2),
+    conv2d((2, 2, 2, 3), (2, 2, 3, 3), (2,), stride=3, padding=2, dilation=2),
     conv2d((1, 3, 6, 6), (2, 3, 3, 3), (2,), padding=1, flip=True),  # true convolution
     conv2d((2, 2, 8, 7), (3, 2, 3, 2), (3,), stride=(2, 1), padding=(1, 0), dilation=(1, 2), flip=True),
     conv2d((3, 4, 6, 5), (5, 4, 2, 3), flip=True),

@@ -1,0 +1,109 @@
+"""The pytest plugin (crosscheck.pytest_plugin), run by pytester on users' test files: the layer_check fixture
+passes a right layer, fails a wrong one with the readable report at the user's line, and honours
+--crosscheck-seeds and --crosscheck-gradcheck.
+
+Each run loads the plugin with -p and turns entry-point autoloading off, so it behaves the same before and after
+the package's pytest11 entry point is installed.
+"""
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+USER_TEST = """
+import numpy as np
+import torch.nn.functional as F
+from manual import functional as M
+
+
+def scaled_dw(dout, cache):
+    dx, dw, db = M.linear_backward(dout, cache)
+    return dx, dw * {factor}, db
+
+
+def test_my_linear(layer_check):
+    check = layer_check(M.linear_forward, scaled_dw, F.linear, [(4, 5), (3, 5), (3,)]{options})
+    seeds = ",".join(str(s) for s in sorted({{row.seed for row in check.rows}}))
+    print("SEEDS", seeds, "GRADCHECK", any(row.quantity == "gradcheck" for row in check.rows))
+"""
+
+
+def _run(pytester, monkeypatch, *args, factor=1, options=""):
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pytester.makepyfile(test_user=USER_TEST.format(factor=factor, options=options))
+    return pytester.runpytest("-p", "crosscheck.pytest_plugin", "-p", "no:cacheprovider", "-s", *args)
+
+
+def test_a_right_layer_passes_with_the_default_seeds(pytester, monkeypatch):
+    result = _run(pytester, monkeypatch)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*SEEDS 0,1,2 GRADCHECK False*"])
+
+
+def test_a_wrong_backward_fails_with_the_report_at_the_users_line(pytester, monkeypatch):
+    result = _run(pytester, monkeypatch, factor=1.01)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        ">*check = layer_check(M.linear_forward, scaled_dw, F.linear, *",
+        "E*AssertionError: linear_forward(4x5, 3x5, 3) against torch autograd: FAILED, 6 of 24 checks differ",
+        "E*FAIL seed0-float64  dw differs; worst element at index (*): manual *, autograd *, abs error *, rel error *",
+    ])
+    assert "crosscheck/api.py" not in result.stdout.str()  # the traceback stops at the user's call
+
+
+@pytest.mark.parametrize(("args", "expected"), [(("--crosscheck-seeds", "5"), "0,1,2,3,4"),
+                                                (("--crosscheck-seeds=1",), "0")])
+def test_crosscheck_seeds_sets_how_many_seeds_are_checked(pytester, monkeypatch, args, expected):
+    result = _run(pytester, monkeypatch, *args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*SEEDS {expected} GRADCHECK False*"])
+
+
+def test_seeds_given_in_the_call_win_over_the_option(pytester, monkeypatch):
+    result = _run(pytester, monkeypatch, "--crosscheck-seeds", "5", options=", seeds=[7]")
+    result.stdout.fnmatch_lines(["*SEEDS 7 GRADCHECK False*"])
+
+
+def test_crosscheck_gradcheck_adds_the_witness(pytester, monkeypatch):
+    result = _run(pytester, monkeypatch, "--crosscheck-gradcheck", "--crosscheck-seeds", "1")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*SEEDS 0 GRADCHECK True*"])
+    failed = _run(pytester, monkeypatch, "--crosscheck-gradcheck", "--crosscheck-seeds", "1", factor=1.01)
+    failed.stdout.fnmatch_lines(["E*FAIL seed0-float64  gradcheck: torch.autograd.gradcheck failed: Jacobian mismatch "
+                                 "for output 0 with respect to input 1 (w)*"])
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many"])
+def test_a_bad_seed_count_is_a_usage_error(pytester, monkeypatch, value):
+    result = _run(pytester, monkeypatch, f"--crosscheck-seeds={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--crosscheck-seeds: got '{value}', needs an integer >= 1 (the number of seeds)*"])
+
+
+def test_the_options_are_in_the_help(pytester, monkeypatch):
+    result = _run(pytester, monkeypatch, "--help")
+    result.stdout.fnmatch_lines(["*--crosscheck-seeds=N*", "*--crosscheck-gradcheck*"])
+
+
+def test_the_plugin_is_a_pytest11_entry_point():
+    from importlib.metadata import entry_points
+
+    assert "crosscheck.pytest_plugin" in {ep.value for ep in entry_points(group="pytest11")}
+
+
+def test_loading_the_plugin_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, crosscheck.pytest_plugin; assert 'torch' not in sys.modules, 'the plugin imported torch'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_public_names_load_on_first_use():
+    import crosscheck
+
+    assert set(crosscheck.__all__) >= {"check_layer", "assert_layer_matches", "compare", "TOLERANCES"}
+    assert all(getattr(crosscheck, name) is not None for name in crosscheck.__all__)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        crosscheck.nope  # noqa: B018
