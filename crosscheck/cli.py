@@ -1,6 +1,9 @@
 """``crosscheck``: run the seed network by hand and by autograd, print one row per quantity.
 
-``crosscheck verify --spec FILE`` does the same for a network described in a TOML or JSON file (manual.spec).
+``crosscheck verify --spec FILE`` does the same for a network described in a TOML or JSON file (manual.spec);
+``crosscheck explain`` walks the slides' derivation equation by equation on a tiny example;
+``crosscheck diagnose`` finds and classifies the first wrong quantity of a catalogued wrong derivation
+(``--wrong NAME``, ``--list``) or of a user's module of backward overrides (``--module FILE``).
 Exit codes: 0 all quantities agree, 1 a mismatch, 2 bad input or a bad description (one line on stderr).
 """
 
@@ -8,15 +11,17 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 
 import torch
 
-from crosscheck import verify
+from crosscheck import diagnose, verify
+from crosscheck.explain import explain
 from crosscheck.seed_check import DTYPES, SeedCase, check
 from crosscheck.tolerances import tolerance_for
 from manual import wrong
 from manual.spec import load_spec, spec_from_json
-from manual.validation import InputError
+from manual.validation import InputError, check_positive_int
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -174,11 +179,107 @@ def verify_main(argv):
     return EXIT_OK if passed else EXIT_MISMATCH
 
 
+def build_explain_parser():
+    p = _Parser(
+        prog="crosscheck explain",
+        description="Walk the slides' derivation equation by equation on one small example: each chain-rule "
+        "factor, its value by hand and by autograd, agree or not; then the SGD updates of W, b and f.",
+        epilog="Exit codes: 0 all agree, 1 a mismatch, 2 bad input.",
+    )
+    p.add_argument("--shape", type=_shape, default=(4, 4), metavar="HxW", help="input image size (default 4x4)")
+    p.add_argument("--k", type=_shape, default=(2, 2), metavar="K|KHxKW", help="filter size (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of input and parameters (default 0)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float64", help="default float64")
+    p.add_argument("--lr", type=float, default=0.5, help="SGD learning rate alpha (default 0.5)")
+    p.add_argument("--inject", metavar="NAME", choices=[e.name for e in wrong.WRONG_DERIVATIONS],
+                   help="swap in a wrong derivation to see where the chain breaks")
+    return p
+
+
+def explain_main(argv):
+    """``crosscheck explain ...``; returns the exit code."""
+    try:
+        args = build_explain_parser().parse_args(argv)
+        case = SeedCase(input_shape=args.shape, kernel_shape=args.k, n_out=1, batch=1, seed=args.seed,
+                        dtype=args.dtype, lr=args.lr, steps=1)
+        text, agree = explain(case, args.inject)
+    except InputError as err:
+        return _bad_input(err)
+    _print(text)
+    return EXIT_OK if agree else EXIT_MISMATCH
+
+
+def build_diagnose_parser():
+    p = _Parser(
+        prog="crosscheck diagnose",
+        description="Find the first quantity where the manual side leaves autograd (forward, then backward from "
+        "the loss to the first layer, then the SGD updates), classify the mistake, show the worst elements with "
+        "the finite differences' value, and say which side finite differences support.",
+        epilog="A module (--module) defines LAYER_BACKWARD = {step: fn} for the seed network (steps E, O, Z2, H1, "
+        "Z1; optional SGD_STEP, CASE) or SPEC (a description or its file) and LAYER_BACKWARD = {layer index or "
+        "'loss': fn} for a described network (optional LAYER_FORWARD, OPTIMIZER_STEP, INPUTS); see "
+        "crosscheck/diagnose.py. Exit codes: 0 nothing wrong, 1 a mismatch diagnosed, 2 bad input.",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--wrong", metavar="NAME", help="a catalogued wrong derivation (see --list)")
+    source.add_argument("--module", metavar="FILE", help="a Python file of backward overrides")
+    source.add_argument("--list", action="store_true", help="list the catalogue of wrong derivations")
+    p.add_argument("--dtype", choices=sorted(DTYPES), help="default float64")
+    p.add_argument("--seed", type=int, help="random seed of inputs and parameters (default: the case's)")
+    p.add_argument("--top", type=int, default=diagnose.TOP_K, help="worst elements shown (default 5)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    return p
+
+
+def _catalogue(as_json):
+    entries = [{"name": e.name, "network": diagnose.network_of(e), "first_wrong": diagnose.expected_name(e),
+                "class": e.kind, "description": e.description, "dtypes": list(e.dtypes)}
+               for e in diagnose.catalogue()]
+    if as_json:
+        return json.dumps(entries, indent=2)
+    lines = [f"{len(entries)} wrong derivations; crosscheck diagnose --wrong NAME runs one", "",
+             f"{'name':<32} {'first wrong quantity':<32} class"]
+    for e in entries:
+        lines.append(f"{e['name']:<32} {e['first_wrong']:<32} {e['class']}")
+        lines += textwrap.wrap(f"{e['network']}: {e['description']}", 100, initial_indent="    ",
+                               subsequent_indent="      ")
+    return "\n".join(lines)
+
+
+def diagnose_main(argv):
+    """``crosscheck diagnose ...``; returns the exit code."""
+    try:
+        args = build_diagnose_parser().parse_args(argv)
+        if args.list:
+            _print(_catalogue(args.json))
+            return EXIT_OK
+        check_positive_int("top", args.top, minimum=0)
+        if args.seed is not None:
+            check_positive_int("seed", args.seed, minimum=0)
+        if args.wrong is not None:
+            result = diagnose.diagnose_entry(diagnose.find(args.wrong), args.dtype, args.seed, args.top)
+        else:
+            result = diagnose.diagnose_module(args.module, args.dtype or "float64", args.seed, args.top)
+    except InputError as err:
+        return _bad_input(err)
+    _print(json.dumps(result.as_dict(), indent=2, allow_nan=False) if args.json else result.report())
+    return EXIT_MISMATCH if result.wrong else EXIT_OK
+
+
+def _bad_input(err):
+    print(f"crosscheck: error: {' '.join(str(err).splitlines())}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
 def main(argv=None):
     """Entry point of the console script; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["verify"]:
         return verify_main(argv[1:])
+    if argv[:1] == ["explain"]:
+        return explain_main(argv[1:])
+    if argv[:1] == ["diagnose"]:
+        return diagnose_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
         case = SeedCase(

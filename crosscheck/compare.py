@@ -47,14 +47,21 @@ def _not_comparable(name, shape, problem):
     return Comparison(name, shape, False, float("inf"), float("inf"), problem=problem)
 
 
-def compare(name, manual, autograd, dtype=None):
-    """Compare arrays element by element under the tolerance of `dtype` (default: autograd's dtype)."""
+def excess(manual, autograd, tol):
+    """Per element, |manual - autograd| / (atol + rtol * |autograd|) in float64: above 1 (or NaN) where it fails."""
+    a, d = np.asarray(manual, np.float64), np.asarray(autograd, np.float64)
+    return np.abs(a - d) / (tol.atol + tol.rtol * np.abs(d))
+
+
+def compare(name, manual, autograd, dtype=None, tol=None):
+    """Compare arrays element by element under the tolerance of `dtype` (default: autograd's dtype), or `tol`
+    where a witness of another precision is compared (finite differences, crosscheck.numerical)."""
     autograd = np.asarray(autograd)
     if isinstance(manual, ManualFailure):
         return _not_comparable(name, autograd.shape, f"manual side failed: {manual}")
     manual = np.asarray(manual)
     dtype = np.dtype(dtype or autograd.dtype)
-    tol = tolerance_for(dtype)
+    tol = tol or tolerance_for(dtype)
     if manual.shape != autograd.shape:
         hint = ""
         if manual.T.shape == autograd.shape and np.allclose(manual.T, autograd, tol.rtol, tol.atol):
@@ -72,7 +79,7 @@ def compare(name, manual, autograd, dtype=None):
     with np.errstate(divide="ignore", invalid="ignore"):
         rel_err = np.where(abs_err == 0, 0.0, abs_err / np.abs(d))
     allowed = tol.atol + tol.rtol * np.abs(d)
-    worst = np.unravel_index(np.argmax(abs_err / allowed), abs_err.shape)
+    worst = np.unravel_index(np.argmax(excess(a, d, tol)), abs_err.shape)
     return Comparison(
         name=name,
         shape=autograd.shape,

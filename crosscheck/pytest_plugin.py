@@ -5,8 +5,9 @@
 
 Options: ``--crosscheck-seeds N`` checks seeds 0 .. N-1 (default: check_layer's 0, 1, 2), e.g. many more in a
 nightly job; ``--crosscheck-gradcheck`` adds torch.autograd.gradcheck to every check. Arguments given in the
-call win over both. Installed, the package registers this module through its ``pytest11`` entry point;
-otherwise load it with ``-p crosscheck.pytest_plugin`` or ``pytest_plugins = ["crosscheck.pytest_plugin"]``.
+call win over both. Load it with ``pytest_plugins = ["crosscheck.pytest_plugin"]`` in a conftest.py or with
+``-p crosscheck.pytest_plugin``. (No pytest11 entry point on purpose: an auto-loaded plugin would be imported
+before coverage starts and marked for assertion rewriting in every pytest run of the environment.)
 """
 
 import argparse

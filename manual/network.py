@@ -123,11 +123,16 @@ def _layer_params(params, layer):
     return {kind: params[f"{layer.index}.{kind}"] for kind in layer.param_shapes()}
 
 
-def forward(spec, params, x):
-    """-> (outputs, caches): outputs[i] is layer i's output (N, *out_shape), caches[i] its backward cache."""
+def forward(spec, params, x, layer_forward=None):
+    """-> (outputs, caches): outputs[i] is layer i's output (N, *out_shape), caches[i] its backward cache.
+
+    ``layer_forward`` maps a layer index to a replacement forward(x, layer params, options) -> (out, cache): the
+    forward half of a hand-written layer whose backward needs another cache (manual.wrong_layers).
+    """
+    replaced = layer_forward or {}
     outputs, caches = [], []
     for layer in spec.layers:
-        x, cache = FORWARD[layer.type](x, _layer_params(params, layer), layer.options)
+        x, cache = replaced.get(layer.index, FORWARD[layer.type])(x, _layer_params(params, layer), layer.options)
         outputs.append(x)
         caches.append(cache)
     return outputs, caches
@@ -137,11 +142,11 @@ def backward(spec, caches, loss_cache, layer_backward=None):
     """The chain rule from the loss back to the input -> (loss_grad, input_grads, param_grads).
 
     ``layer_backward`` maps a layer index to a replacement backward (a deliberately wrong derivation, to see
-    that it is caught); it must return gradients of the right shapes.
+    that it is caught), and "loss" to a replacement of the loss's backward; it must return gradients of the
+    right shapes.
     """
     replaced = layer_backward or {}
-    _, loss_backward = LOSS[spec.loss.type]
-    dout, _ = loss_backward(1.0, loss_cache)
+    dout, _ = replaced.get("loss", LOSS[spec.loss.type][1])(1.0, loss_cache)
     loss_grad, input_grads, param_grads = dout, [None] * len(spec.layers), {}
     for layer in reversed(spec.layers):
         dout, *dparams = replaced.get(layer.index, BACKWARD[layer.type])(dout, caches[layer.index])
@@ -150,23 +155,26 @@ def backward(spec, caches, loss_cache, layer_backward=None):
     return loss_grad, input_grads, {name: param_grads[name] for name in spec.param_shapes()}
 
 
-def run(spec, params, x, target, layer_backward=None):
-    """Forward, loss and backward by hand -> Backprop."""
+def run(spec, params, x, target, layer_backward=None, layer_forward=None):
+    """Forward, loss and backward by hand -> Backprop; ``layer_forward`` as in forward, its "loss" entry a
+    replacement loss forward(pred, target, reduction) -> (E, cache)."""
     check_inputs(spec, params, x, target)
-    outputs, caches = forward(spec, params, x)
-    loss_forward, _ = LOSS[spec.loss.type]
+    outputs, caches = forward(spec, params, x, layer_forward)
+    loss_forward = (layer_forward or {}).get("loss", LOSS[spec.loss.type][0])
     E, loss_cache = loss_forward(outputs[-1], target, spec.loss.reduction)
     loss_grad, input_grads, param_grads = backward(spec, caches, loss_cache, layer_backward)
     return Backprop(outputs, E, loss_grad, input_grads, param_grads)
 
 
-def train(spec, params, x, target, steps=None, layer_backward=None):
+def train(spec, params, x, target, steps=None, layer_backward=None, layer_forward=None, optimizer_step=None):
     """`steps` (default: the description's) SGD steps with its optimizer on one batch, through manual.optim
-    -> (E before each step, shape (steps,), final params)."""
+    -> (E before each step, shape (steps,), final params). ``optimizer_step`` replaces manual.optim.sgd_step
+    (same signature), the hooks of run pass through."""
     steps = spec.optimizer.steps if steps is None else check_positive_int("steps", steps)
+    step = optimizer_step or sgd_step
     losses, state = [], {}
     for _ in range(steps):
-        result = run(spec, params, x, target, layer_backward)
+        result = run(spec, params, x, target, layer_backward, layer_forward)
         losses.append(result.loss)
-        params, state = sgd_step(params, result.param_grads, state, **spec.optimizer.settings())
+        params, state = step(params, result.param_grads, state, **spec.optimizer.settings())
     return np.stack(losses), params

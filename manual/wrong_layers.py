@@ -1,0 +1,295 @@
+"""Deliberately wrong derivations for the general layers (manual.functional, manual.optim), kept apart from the
+real code (NumPy only).
+
+Each entry is a mistake people make when deriving a layer or an optimizer by hand, shown on a small network
+description (manual.spec): it replaces one layer's backward (``layer_backward``, by layer index, "loss" for
+the loss), with the forward that keeps what that backward reads (``layer_forward``), or the SGD step
+(``optimizer_step``, manual.optim.sgd_step's signature). ``first_wrong`` names the first quantity it breaks as
+crosscheck.verify names the rows, ``kind`` the class crosscheck.diagnose should give it.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from manual import functional as F
+from manual import optim
+from manual.network import random_batch
+
+
+@dataclass(frozen=True)
+class WrongLayer:
+    name: str
+    description: str
+    spec: dict  # the network description it is shown on
+    first_wrong: str  # "<i> <type>: dE/dinput", "loss: dE/dinput", "<i> <type>: weight after step k", ...
+    kind: str
+    layer_backward: dict = field(default_factory=dict)
+    layer_forward: dict = field(default_factory=dict)
+    optimizer_step: object = None
+    inputs: object = None  # (spec, dtype, seed) -> (x, target); manual.network.random_batch otherwise
+    dtypes: tuple = ("float64", "float32")
+
+    def __str__(self):
+        return self.name
+
+
+def _stack(input_shape, layers, loss="mse", reduction="mean", batch=2, optimizer=None):
+    return {"input_shape": list(input_shape), "batch_size": batch, "layers": layers,
+            "loss": {"type": loss, "reduction": reduction}, "optimizer": optimizer or {"lr": 0.1}}
+
+
+# --- convolution: forward keeping its input, the input gradient scattered back tap by tap ---------------
+
+def _conv_forward(x, p, o):
+    out, cache = F.conv2d_forward(x, p["weight"], p.get("bias"), o["stride"], o["padding"], o["dilation"])
+    return out, (cache, x, p["weight"], o)
+
+
+def _scatter_dx(dout, w, x_shape, stride, padding, dilation):
+    """dx on the padded grid (N, C, H + 2ph, W + 2pw): tap (i, j) of output (oh, ow) read xp[oh*sh + i*dh, ...]."""
+    (N, C, H, W), (KH, KW), (OH, OW) = x_shape, w.shape[2:], dout.shape[2:]
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    dxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dout.dtype)
+    for i in range(KH):
+        for j in range(KW):
+            rows = slice(i * dh, i * dh + (OH - 1) * sh + 1, sh)
+            cols = slice(j * dw, j * dw + (OW - 1) * sw + 1, sw)
+            dxp[:, :, rows, cols] += np.einsum("nfhw,fc->nchw", dout, w[:, :, i, j])
+    return dxp
+
+
+def _conv_stride_ignored(dout, cache):
+    inner, x, w, o = cache
+    _, dw, db = F.conv2d_backward(dout, inner)
+    (ph, pw), (H, W) = o["padding"], x.shape[2:]
+    dxp = _scatter_dx(dout, w, x.shape, (1, 1), o["padding"], o["dilation"])  # as if the windows were adjacent
+    return dxp[:, :, ph:ph + H, pw:pw + W], dw, db
+
+
+def _conv_cropped_wrong_side(dout, cache):
+    inner, x, w, o = cache
+    _, dw, db = F.conv2d_backward(dout, inner)
+    H, W = x.shape[2:]
+    return _scatter_dx(dout, w, x.shape, o["stride"], o["padding"], o["dilation"])[:, :, :H, :W], dw, db
+
+
+def _conv_not_cropped(dout, cache):
+    inner, x, w, o = cache
+    _, dw, db = F.conv2d_backward(dout, inner)
+    return _scatter_dx(dout, w, x.shape, o["stride"], o["padding"], o["dilation"]), dw, db
+
+
+def _conv_dilation_ignored(dout, cache):
+    inner, x, _, o = cache
+    dx, dw, db = F.conv2d_backward(dout, inner)
+    (sh, sw), (ph, pw), (OH, OW) = o["stride"], o["padding"], dout.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    wrong = np.empty_like(dw)
+    for i in range(dw.shape[2]):
+        for j in range(dw.shape[3]):  # tap (i, j) read from i, j: the dilation's i * dh, j * dw left out
+            wrong[:, :, i, j] = np.einsum("nfhw,nchw->fc", dout, xp[:, :, i:i + (OH - 1) * sh + 1:sh,
+                                                                    j:j + (OW - 1) * sw + 1:sw])
+    return dx, wrong, db
+
+
+def _conv_dw_flipped(dout, cache):
+    dx, dw, db = F.conv2d_backward(dout, cache)
+    return dx, np.ascontiguousarray(dw[:, :, ::-1, ::-1]), db
+
+
+# --- pooling: forward keeping its input, window gradients scattered back ----------------------------------
+
+def _max_pool_forward(x, p, o):
+    out, _ = F.max_pool2d_forward(x, o["kernel_size"], o["stride"], o["padding"])
+    return out, (x, o)
+
+
+def _avg_pool_forward(x, p, o):
+    out, _ = F.avg_pool2d_forward(x, o["kernel_size"], o["stride"], o["padding"])
+    return out, (x, o)
+
+
+def _scatter_windows(dwin, x_shape, o):
+    """dwin (N, C, KH, KW, OH, OW), the gradient of each window element, added back to its pixel -> dx."""
+    (N, C, H, W), (KH, KW, OH, OW) = x_shape, dwin.shape[2:]
+    (sh, sw), (ph, pw) = o["stride"], o["padding"]
+    dxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dwin.dtype)
+    for i in range(KH):
+        for j in range(KW):
+            dxp[:, :, i:i + (OH - 1) * sh + 1:sh, j:j + (OW - 1) * sw + 1:sw] += dwin[:, :, i, j]
+    return dxp[:, :, ph:ph + H, pw:pw + W]
+
+
+def _pool_to_every_element(dout, cache):
+    x, o = cache
+    N, C, OH, OW = dout.shape
+    return (_scatter_windows(np.broadcast_to(dout[:, :, None, None], (N, C, *o["kernel_size"], OH, OW)), x.shape, o),)
+
+
+def _max_pool_last_tie(dout, cache):
+    x, o = cache
+    (KH, KW), (sh, sw), (ph, pw) = o["kernel_size"], o["stride"], o["padding"]
+    N, C, OH, OW = dout.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+    win = sliding_window_view(xp, (KH, KW), axis=(2, 3))[:, :, ::sh, ::sw][:, :, :OH, :OW]  # (N, C, OH, OW, KH, KW)
+    flat = win.reshape(N, C, OH, OW, KH * KW)
+    last = KH * KW - 1 - flat[..., ::-1].argmax(axis=-1)  # the last maximum in row-major window order
+    hot = np.arange(KH * KW) == last[..., None]
+    dwin = (hot * dout[..., None]).reshape(N, C, OH, OW, KH, KW).transpose(0, 1, 4, 5, 2, 3)
+    return (_scatter_windows(dwin, x.shape, o),)
+
+
+# --- activations and the loss --------------------------------------------------------------------------
+
+def _relu_forward(x, p, o):
+    out, _ = F.relu_forward(x)
+    return out, x
+
+
+def _relu_ge(dout, cache):
+    return (dout * (cache >= 0),)  # x >= 0: the gradient passes at x == 0 too, where torch's is 0
+
+
+def _tanh_forward(x, p, o):
+    out, _ = F.tanh_forward(x)
+    return out, out
+
+
+def _tanh_of_output(dout, cache):
+    return (dout * (1 - np.tanh(cache) ** 2),)  # tanh'(y) = 1 - tanh(y)^2: the derivative taken at the output y
+
+
+def _cross_entropy_forward(logits, labels, reduction):
+    E, _ = F.softmax_cross_entropy_forward(logits, labels, reduction)
+    return E, (logits, labels, len(labels) if reduction == "mean" else 1)
+
+
+def _softmax(logits):
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _cross_entropy_onehot_forgotten(dout, cache):
+    logits, _, scale = cache
+    return _softmax(logits) * (dout / scale), None  # softmax - onehot(labels): the one-hot term left out
+
+
+def _cross_entropy_mean_forgotten(dout, cache):
+    logits, labels, _ = cache
+    dlogits = _softmax(logits)
+    dlogits[np.arange(len(labels)), labels] -= 1
+    return dlogits * dout, None  # divided by N under "mean": left out
+
+
+# --- SGD --------------------------------------------------------------------------------------------------
+
+def _sgd_dampening_first_step(params, grads, state, **settings):
+    # The buffer started at zero and updated by the general rule, so step 1 gives (1 - dampening) g, not g.
+    state = state or {k: np.zeros_like(p) for k, p in params.items()}
+    return optim.sgd_step(params, grads, state, **settings)
+
+
+def _sgd_nesterov_lookahead_missing(params, grads, state, **settings):
+    return optim.sgd_step(params, grads, state, **(settings | {"nesterov": False}))
+
+
+def _sgd_buffer_not_kept(params, grads, state, **settings):
+    return optim.sgd_step(params, grads, {}, **settings)  # every step starts a fresh buffer: buf = g
+
+
+def _sgd_weight_decay_forgotten(params, grads, state, **settings):
+    return optim.sgd_step(params, grads, state, **(settings | {"weight_decay": 0.0}))
+
+
+def _black_border(spec, dtype, seed):
+    """random_batch with all but the centre 2x2 of each image set to exactly 0 (a dark background, as in MNIST)."""
+    x, target = random_batch(spec, dtype, seed)
+    centre = np.zeros(x.shape[2:], bool)
+    H, W = centre.shape
+    centre[H // 2 - 1:H // 2 + 1, W // 2 - 1:W // 2 + 1] = True
+    return np.where(centre, x, 0).astype(dtype), target
+
+
+# --- the catalogue -------------------------------------------------------------------------------------------
+
+def _conv(out, k, **options):
+    return {"type": "conv2d", "out_channels": out, "kernel_size": k, **options}
+
+
+TANH, RELU, FLAT = {"type": "tanh"}, {"type": "relu"}, {"type": "flatten"}
+
+
+def _linear(out):
+    return {"type": "linear", "out_features": out}
+
+
+CONV_AT_2 = _stack((1, 7, 7), [_conv(2, 2), TANH, _conv(2, 3, stride=2), FLAT, _linear(3)])
+PADDED_AT_2 = _stack((1, 6, 6), [_conv(2, 2), TANH, _conv(2, 3, padding=1), FLAT, _linear(2)])
+PADDED_AT_0 = _stack((1, 5, 5), [_conv(2, 3, padding=1), TANH, FLAT, _linear(2)])
+DILATED_AT_0 = _stack((1, 7, 7), [_conv(2, 2, dilation=2), TANH, FLAT, _linear(2)])
+RELU_POOL = _stack((1, 8, 8), [_conv(2, 3, padding=1), RELU, {"type": "max_pool2d", "kernel_size": 2}, FLAT,
+                               _linear(3)])
+AVG_POOL = _stack((1, 6, 6), [_conv(2, 3, padding=1), TANH, {"type": "avg_pool2d", "kernel_size": 2}, FLAT,
+                              _linear(3)])
+CLASSIFIER = _stack((1, 3, 3), [FLAT, _linear(5)], loss="softmax_cross_entropy", batch=4)
+BORDER = _stack((1, 6, 6), [_conv(2, 3, padding=1, bias=False), RELU, FLAT, _linear(3)])
+TANH_MLP = _stack((1, 2, 3), [FLAT, _linear(5), TANH, _linear(2)], batch=3)
+MOMENTUM = {"lr": 0.1, "momentum": 0.9}
+
+
+def _linear_sgd(**optimizer):
+    return _stack((1, 3, 3), [FLAT, _linear(2)], optimizer=optimizer)
+
+
+STACK_CATALOGUE = [
+    WrongLayer("conv2d-stride-ignored-dx", "conv2d with stride 2: dx scattered as if the windows were adjacent "
+               "(stride 1), the dilated gradient forgotten", CONV_AT_2, "2 conv2d: dE/dinput", "stride",
+               {2: _conv_stride_ignored}, {2: _conv_forward}),
+    WrongLayer("conv2d-padding-wrong-side", "conv2d with padding 1: dx cropped from the padded grid at the top "
+               "left, [:H, :W], instead of [p:p+H, p:p+W]", PADDED_AT_2, "2 conv2d: dE/dinput", "padding",
+               {2: _conv_cropped_wrong_side}, {2: _conv_forward}),
+    WrongLayer("conv2d-padding-not-cropped", "conv2d with padding 1: dx returned on the padded grid, the padding "
+               "not cropped off", PADDED_AT_0, "0 conv2d: dE/dinput", "padding",
+               {0: _conv_not_cropped}, {0: _conv_forward}),
+    WrongLayer("conv2d-dilation-ignored-dw", "conv2d with dilation 2: dw correlates taps i, j instead of "
+               "i*d, j*d, the dilation left out", DILATED_AT_0, "0 conv2d: dE/dweight", "dilation",
+               {0: _conv_dilation_ignored}, {0: _conv_forward}),
+    WrongLayer("conv2d-dw-flipped", "conv2d: dw returned with both kernel axes reversed (a true convolution "
+               "in the backward, a cross-correlation in the forward)", PADDED_AT_0, "0 conv2d: dE/dweight",
+               "kernel-flipped", {0: _conv_dw_flipped}),
+    WrongLayer("max-pool-every-element", "max_pool2d: the window's gradient sent to every element of the window, "
+               "not only to its maximum", RELU_POOL, "2 max_pool2d: dE/dinput", "window",
+               {2: _pool_to_every_element}, {2: _max_pool_forward}),
+    WrongLayer("max-pool-last-tie", "max_pool2d: a tie broken towards the last maximum of the window (torch "
+               "takes the first); after a ReLU, windows of zeros tie", RELU_POOL, "2 max_pool2d: dE/dinput",
+               "kink", {2: _max_pool_last_tie}, {2: _max_pool_forward}),
+    WrongLayer("avg-pool-not-divided", "avg_pool2d: dout sent to every window element without the division by "
+               "the window size KH*KW", AVG_POOL, "2 avg_pool2d: dE/dinput", "scaled",
+               {2: _pool_to_every_element}, {2: _avg_pool_forward}),
+    WrongLayer("cross-entropy-onehot-forgotten", "softmax cross-entropy: dlogits = softmax / N, the one-hot "
+               "subtraction left out", CLASSIFIER, "loss: dE/dinput", "one-hot",
+               {"loss": _cross_entropy_onehot_forgotten}, {"loss": _cross_entropy_forward}),
+    WrongLayer("cross-entropy-mean-forgotten", "softmax cross-entropy under the mean reduction: dlogits = "
+               "softmax - onehot, the division by N left out", CLASSIFIER, "loss: dE/dinput", "batch-reduction",
+               {"loss": _cross_entropy_mean_forgotten}, {"loss": _cross_entropy_forward}),
+    WrongLayer("relu-ge-instead-of-gt", "relu: dx = dout * (x >= 0), the gradient let through at x == 0 "
+               "(a conv without bias over a black border gives exact zeros)", BORDER, "1 relu: dE/dinput", "kink",
+               {1: _relu_ge}, {1: _relu_forward}, inputs=_black_border),
+    WrongLayer("tanh-of-output", "tanh: dx = dout * (1 - tanh(y)^2), the derivative taken at the output y "
+               "instead of at the input", TANH_MLP, "2 tanh: dE/dinput", "activation-wrong-point",
+               {2: _tanh_of_output}, {2: _tanh_forward}),
+    WrongLayer("sgd-dampening-first-step", "SGD with momentum 0.9, dampening 0.5: the buffer starts at zero, so "
+               "step 1 moves by (1 - dampening) g instead of g", _linear_sgd(**MOMENTUM, dampening=0.5),
+               "1 linear: weight after step 1", "momentum", optimizer_step=_sgd_dampening_first_step),
+    WrongLayer("sgd-nesterov-lookahead-missing", "SGD with Nesterov momentum: the update uses the buffer, "
+               "g + momentum * buf left out (plain momentum)", _linear_sgd(**MOMENTUM, nesterov=True),
+               "1 linear: weight after step 1", "momentum", optimizer_step=_sgd_nesterov_lookahead_missing),
+    WrongLayer("sgd-buffer-not-kept", "SGD with momentum 0.9: the buffer is not carried from step to step",
+               _linear_sgd(**MOMENTUM), "1 linear: weight after step 2", "momentum",
+               optimizer_step=_sgd_buffer_not_kept),
+    WrongLayer("sgd-weight-decay-forgotten", "SGD with weight decay 0.05: the decay term left out of the "
+               "gradient", _linear_sgd(lr=0.1, weight_decay=0.05), "1 linear: weight after step 1",
+               "weight-decay", optimizer_step=_sgd_weight_decay_forgotten),
+]

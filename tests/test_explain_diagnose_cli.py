@@ -1,0 +1,207 @@
+"""``crosscheck explain`` and ``crosscheck diagnose``: the text, --json, exit codes 0 / 1 / 2, one-line errors,
+and the module convention of --module."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from crosscheck import cli, diagnose
+from crosscheck.seed_check import SeedCase
+from reference import seed_network as reference_seed
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SEED_MODULE = str(ROOT / "examples" / "diagnose" / "seed_sigmoid.py")
+STACK_MODULE = str(ROOT / "examples" / "diagnose" / "small3conv_tanh.py")
+
+
+def _run(argv, capsys):
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# --- explain ------------------------------------------------------------------------------------------------
+
+def test_explain_walks_the_slides_equations_in_order(capsys):
+    code, out, _ = _run(["explain"], capsys)
+    assert code == 0
+    order = ["Z1 = conv(X, f)", "H1 = sigmoid(Z1), flattened", "Z2 = W^T H1 + b", "O = sigmoid(Z2)",
+             "E = (Y - O)^2 / 2", "dE/dO = O - Y", "dO/dZ2 = O (1 - O)", "dE/dZ2 = dE/dO * dO/dZ2", "dZ2/dW = H1",
+             "dE/dW = H1^T dE/dZ2", "dE/db = dE/dZ2", "dZ2/dH1 = W^T", "dE/dH1 = dE/dZ2 W^T",
+             "dH1/dZ1 = H1 (1 - H1)", "dE/dZ1 = dE/dH1 * dH1/dZ1", "dZ1/df = the KHxKW patches of X",
+             "dE/df = conv(X, dE/dZ1)", "W <- W - alpha dE/dW", "b <- b - alpha dE/db", "f <- f - alpha dE/df"]
+    positions = [out.index(f"\n  {equation}") for equation in order]
+    assert positions == sorted(positions)
+    assert len([line for line in out.splitlines() if line.startswith("  ") and line.endswith(" agree")]) == 20
+    assert "DIFFER" not in out
+    assert "X 4x4 -> Z1 3x3 -> H1 9 -> Z2 -> O 1 -> E" in out and "f 2x2, W 9x1, b 1; N = 1" in out
+    assert out.rstrip().endswith("all 20 equations agree")
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_explain_prints_the_values_autograd_finds(capsys):
+    case = SeedCase(input_shape=(4, 4), kernel_shape=(2, 2), batch=1, seed=3)
+    _, grads = reference_seed.run(*case.inputs()[::2], case.inputs()[1])
+    _, out, _ = _run(["explain", "--seed", "3"], capsys)
+    block = out.split("dE/dO = O - Y")[1].split("dO/dZ2")[0]
+    expected = np.array2string(grads["dE_dO"][0], precision=4, sign=" ")
+    assert f"manual    {expected}" in block and f"autograd  {expected}" in block
+    update = out.split("b <- b - alpha dE/db")[1]
+    before = case.inputs()[2]["b"]
+    assert f"before    {np.array2string(before, precision=4, sign=' ')}" in update
+    after = before - 0.5 * grads["dE_db"]
+    assert f"autograd  {np.array2string(after, precision=4, sign=' ')}" in update
+
+
+def test_explain_shows_where_a_wrong_derivation_breaks_the_chain(capsys):
+    code, out, _ = _run(["explain", "--inject", "twice-dH1_dZ1", "--shape", "5x4", "--k", "3x2", "--dtype",
+                         "float32", "--lr", "0.1"], capsys)
+    assert code == 1
+    assert "injected wrong derivation: twice-dH1_dZ1" in out and "float32, alpha = 0.1" in out
+    assert "  dE/dZ1 = dE/dH1 * dH1/dZ1                 DIFFER" in out
+    assert "  dE/dH1 = dE/dZ2 W^T                       agree" in out
+    assert out.rstrip().endswith("3 of 20 equations differ, the first: dE/dZ1 = dE/dH1 * dH1/dZ1")
+
+
+def test_explain_summarizes_large_arrays(capsys):
+    _, out, _ = _run(["explain", "--shape", "9", "--k", "2"], capsys)
+    assert "..." in out.split("dE/dZ1 = dE/dH1 * dH1/dZ1")[1].split("dZ1/df")[0]
+    assert "shape (8, 8, 2, 2): not printed, 256 values" in out
+
+
+# --- diagnose ----------------------------------------------------------------------------------------------
+
+def test_diagnose_list_names_every_entry(capsys):
+    code, out, _ = _run(["diagnose", "--list"], capsys)
+    assert code == 0
+    assert out.startswith(f"{len(diagnose.catalogue())} wrong derivations")
+    for entry in diagnose.catalogue():
+        assert f"\n{entry.name:<32} {diagnose.expected_name(entry):<32} {entry.kind}\n" in out
+    code, out, _ = _run(["diagnose", "--list", "--json"], capsys)
+    listed = json.loads(out)
+    assert [e["name"] for e in listed] == [e.name for e in diagnose.catalogue()]
+    assert listed[-1]["network"] == "flatten-linear" and listed[0]["dtypes"] == ["float64"]
+
+
+@pytest.mark.parametrize(("name", "quantity", "kind"), [
+    ("flipped-sign-dE_dO", "dE/dO", "sign"),
+    ("conv2d-stride-ignored-dx", "2 conv2d: dE/dinput", "stride"),
+])
+def test_diagnose_a_catalogue_entry(name, quantity, kind, capsys):
+    code, out, _ = _run(["diagnose", "--wrong", name], capsys)
+    assert code == 1
+    assert f"injected: {name} (" in out and f"first wrong quantity: {quantity}, shape" in out
+    assert f"({kind})\n" in out
+    assert "finite differences side with autograd: the manual derivation is wrong" in out
+    assert "worst 5 elements:" in out or "worst 4 elements:" in out
+
+
+def test_diagnose_json_is_the_same_report(capsys):
+    code, out, _ = _run(["diagnose", "--wrong", "max-pool-last-tie", "--json", "--top", "3", "--dtype", "float32",
+                         "--seed", "0"], capsys)
+    assert code == 1
+    d = json.loads(out)
+    assert d["wrong"] and d["quantity"] == "2 max_pool2d: dE/dinput" and d["dtype"] == "float32"
+    assert d["class"]["kind"] == "kink" and d["numerical"]["supports"] == "unreliable"
+    assert len(d["worst"]) == 3 and all(e["kink"] for e in d["worst"])
+    assert d["checked"][-1] == d["quantity"] and d["comparison"]["passed"] is False
+
+
+def test_diagnose_a_users_seed_module(capsys):
+    code, out, _ = _run(["diagnose", "--module", SEED_MODULE], capsys)
+    assert code == 1
+    assert "seed network 6x6-k3-out1-N2-sum-float64-seed0" in out
+    assert "first wrong quantity: dE/dZ2" in out and "(activation-wrong-point)" in out
+
+
+def test_diagnose_a_users_stack_module(capsys):
+    code, out, _ = _run(["diagnose", "--module", STACK_MODULE, "--json"], capsys)
+    assert code == 1
+    d = json.loads(out)
+    assert d["quantity"] == "6 tanh: dE/dinput" and d["class"]["kind"] == "activation-wrong-point"
+
+
+def _module(tmp_path, text, name="mine.py"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_module_without_mistakes_exits_0(tmp_path, capsys):
+    text = ("from manual import layers\nLAYER_BACKWARD = {'Z1': layers.conv_backward}\n"
+            "CASE = {'input_shape': [5, 6], 'kernel_shape': [2, 2], 'reduction': 'mean'}\n")
+    code, out, _ = _run(["diagnose", "--module", _module(tmp_path, text), "--seed", "4"], capsys)
+    assert code == 0 and "seed network 5x6-k2-out1-N4-mean-float64-seed4" in out and "no diagnosis" in out
+    spec = {"input_shape": [1, 3, 3], "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 2}],
+            "loss": {"type": "mse"}}
+    code, out, _ = _run(["diagnose", "--module", _module(tmp_path, f"SPEC = {spec!r}\n", "stack.py")], capsys)
+    assert code == 0 and "network stack, seed 0" in out
+
+
+def test_a_module_replacing_the_update(tmp_path, capsys):
+    text = ("def SGD_STEP(params, grads, lr):\n"
+            "    return {k: p + lr * grads['dE_d' + k] for k, p in params.items()}\n")
+    code, out, _ = _run(["diagnose", "--module", _module(tmp_path, text)], capsys)
+    assert code == 1 and "first wrong quantity: W after step 1" in out and "(update-sign)" in out
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("LAYER_BACKWARD = [1]\n", "LAYER_BACKWARD is a list, needs a dict of callables"),
+    ("LAYER_BACKWARD = {'Z3': abs}\n", "LAYER_BACKWARD has the key 'Z3', needs keys among 'E', 'O', 'Z2', 'H1', 'Z1'"),
+    ("LAYER_BACKWARD = {'O': 1}\n", "LAYER_BACKWARD['O'] is a int, needs a function"),
+    ("SGD_STEP = 2\n", "SGD_STEP is a int, needs a function"),
+    ("CASE = [1]\n", "CASE is a list, needs a dict of SeedCase fields"),
+    ("CASE = {'shape': 3}\n", "CASE: SeedCase.__init__() got an unexpected keyword argument 'shape'"),
+    ("CASE = {'batch': 0}\n", "batch: got 0, needs an integer >= 1"),
+    ("SPEC = {'input_shape': [1, 2, 2]}\n", "description: missing required option 'layers'"),
+    ("SPEC = 'missing.toml'\n", "missing.toml: cannot read"),
+    ("SPEC = {'input_shape': [1, 2, 2], 'layers': [{'type': 'flatten'}], 'loss': {'type': 'mse'}}\n"
+     "LAYER_BACKWARD = {1: abs}\n", "LAYER_BACKWARD has the key 1, needs keys among 0, 'loss'"),
+    ("raise RuntimeError('broken')\n", "importing it raised RuntimeError: broken"),
+    ("x = (\n", "importing it raised SyntaxError"),
+])
+def test_a_bad_module_exits_2_with_one_line(tmp_path, text, message, capsys):
+    code, out, err = _run(["diagnose", "--module", _module(tmp_path, text)], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("crosscheck: error: ") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["diagnose"], "one of the arguments --wrong --module --list is required"),
+    (["diagnose", "--wrong", "nope"], "--wrong: got 'nope', needs one of scaled-dE_dW"),
+    (["diagnose", "--wrong", "sgd-wrong-sign", "--list"], "argument --list: not allowed with argument --wrong"),
+    (["diagnose", "--wrong", "sgd-wrong-sign", "--top", "-1"], "top: got -1, needs an integer >= 0"),
+    (["diagnose", "--wrong", "sgd-wrong-sign", "--seed", "-2"], "seed: got -2, needs an integer >= 0"),
+    (["diagnose", "--wrong", "sgd-wrong-sign", "--dtype", "float16"], "argument --dtype: invalid choice"),
+    (["diagnose", "--module", "missing.py"], "--module: got 'missing.py', needs an existing .py file"),
+    (["diagnose", "--module", "README.md"], "--module: got 'README.md', needs an existing .py file"),
+    (["explain", "--shape", "3", "--k", "5"], "kernel_shape: got 5x5, needs at most the input's 3x3"),
+    (["explain", "--lr", "0"], "lr: got 0.0, needs a finite number > 0"),
+    (["explain", "--inject", "nope"], "argument --inject: invalid choice: 'nope'"),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
+    code, out, err = _run(argv, capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("crosscheck: error: ") and message in err and err.count("\n") == 1
+
+
+def test_help_of_the_subcommands(capsys):
+    for command, options in (("explain", ["--shape", "--k", "--seed", "--dtype", "--lr", "--inject"]),
+                             ("diagnose", ["--wrong", "--module", "--list", "--dtype", "--seed", "--top", "--json",
+                                           "LAYER_BACKWARD"])):
+        with pytest.raises(SystemExit) as info:
+            cli.main([command, "--help"])
+        assert info.value.code == 0
+        out = capsys.readouterr().out
+        assert all(option in out for option in options)
+
+
+def test_python_dash_m_diagnose_runs_the_same_command():
+    command = [sys.executable, "-m", "crosscheck", "diagnose", "--wrong", "sgd-nesterov-lookahead-missing"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "class: momentum buffer mistake (momentum)" in done.stdout
