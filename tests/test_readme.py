@@ -46,3 +46,15 @@ def test_readme_table_matches_the_command(capsys):
                 if line.endswith(("  ok", "  MISMATCH"))]
 
     assert rows(block) == rows(printed) and len(rows(printed)) == 24
+
+
+def test_readme_shows_explain_as_it_prints(capsys):
+    block = next(b for b in _blocks() if b.startswith("$ python3 -m crosscheck explain\n"))
+    assert cli.main(["explain"]) == 0
+    printed = capsys.readouterr().out
+
+    def equations(text):
+        return [" ".join(line.split()) for line in text.splitlines()
+                if line.startswith("  ") and line.rstrip().endswith((" agree", " DIFFER"))]
+
+    assert equations(block) == equations(printed) and len(equations(printed)) == 20
