@@ -82,17 +82,9 @@ def _format_table(case, results, injected):
     ]
     if injected:
         lines.append(f"injected wrong derivation: {injected} ({wrong.get(injected).description})")
-    lines += ["", f"{'quantity':<22} {'shape':<18} {'max abs err':>12} {'max rel err':>12}  result"]
-    for r in results:
-        errors = f"{'n/a':>12} {'n/a':>12}" if r.problem else f"{r.max_abs_error:>12.3e} {r.max_rel_error:>12.3e}"
-        lines.append(f"{r.name:<22} {str(r.shape):<18} {errors}  " + ("ok" if r.passed else "MISMATCH"))
+    lines += _result_table([(f"{r.name:<22}", r) for r in results], f"{'quantity':<22}")
     failed = [r for r in results if not r.passed]
-    lines.append("")
-    if not failed:
-        lines.append(f"all {len(results)} quantities agree")
-        return "\n".join(lines)
-    lines.append(f"{len(failed)} of {len(results)} quantities differ; the first: {failed[0].describe()}")
-    if all(r.name.endswith("steps") or r.name.startswith("E at steps") for r in failed):
+    if failed and all(r.name.endswith("steps") or r.name.startswith("E at steps") for r in failed):
         lines.append(
             "one step agrees but the training run does not: if training is unstable at this learning rate, "
             "rounding differences grow step by step; rerun with a smaller --lr to tell the two apart"
@@ -137,21 +129,24 @@ def _verify_header(spec, source, args, steps):
     return lines
 
 
-def _format_verify_table(header, rows):
-    columns = f"{'layer':<16} {'quantity':<22} {'shape':<18} {'max abs err':>12} {'max rel err':>12}  result"
-    lines = [*header, "", columns]
-    for row in rows:
-        r = row.result
+def _result_table(labelled, label_header):
+    """Column headings, one row per (label, Comparison) and the summary line -> list of lines."""
+    lines = ["", f"{label_header} {'shape':<18} {'max abs err':>12} {'max rel err':>12}  result"]
+    for label, r in labelled:
         errors = f"{'n/a':>12} {'n/a':>12}" if r.problem else f"{r.max_abs_error:>12.3e} {r.max_rel_error:>12.3e}"
-        lines.append(f"{row.layer:<16} {row.quantity:<22} {str(r.shape):<18} {errors}  "
-                     + ("ok" if r.passed else "MISMATCH"))
-    failed = [row.result for row in rows if not row.passed]
+        lines.append(f"{label} {str(r.shape):<18} {errors}  " + ("ok" if r.passed else "MISMATCH"))
+    failed = [r for _, r in labelled if not r.passed]
     lines.append("")
     if failed:
-        lines.append(f"{len(failed)} of {len(rows)} quantities differ; the first: {failed[0].describe()}")
+        lines.append(f"{len(failed)} of {len(labelled)} quantities differ; the first: {failed[0].describe()}")
     else:
-        lines.append(f"all {len(rows)} quantities agree")
-    return "\n".join(lines)
+        lines.append(f"all {len(labelled)} quantities agree")
+    return lines
+
+
+def _format_verify_table(header, rows):
+    labelled = [(f"{row.layer:<16} {row.quantity:<22}", row.result) for row in rows]
+    return "\n".join([*header, *_result_table(labelled, f"{'layer':<16} {'quantity':<22}")])
 
 
 def verify_main(argv):

@@ -12,10 +12,13 @@ A single image X (H, W) is taken as N = 1 (then Y may be (n_out,)).
 Each ``dE_d*`` equals what autograd stores in ``.grad`` of that quantity.
 """
 
+import math
+
 import numpy as np
 
 from manual import layers
 from manual.validation import (
+    FLOAT_DTYPES,
     InputError,
     check_float_array,
     check_learning_rate,
@@ -50,6 +53,23 @@ def init_params(input_shape, kernel_shape, n_out=1, dtype=np.float64, seed=0):
     }
 
 
+def _surely_valid(X, Y, f, W, b):
+    """Whether the five arrays pass check_float_array and check_same_dtype, tested cheaply: NumPy arrays
+    of one float dtype with the right numbers of dimensions, and a finite sum of squares (one BLAS dot
+    per array, which a NaN or an inf makes non-finite). A sum that overflows only sends the arrays to the
+    precise checks; this spares each call an isfinite pass and a boolean temporary per array."""
+    arrays = (X, Y, f, W, b)
+    if not (
+        all(isinstance(a, np.ndarray) for a in arrays)
+        and X.dtype.type in FLOAT_DTYPES
+        and all(a.dtype == X.dtype for a in arrays)
+        and X.ndim in (2, 3) and f.ndim == 2 and W.ndim == 2 and b.ndim == 1
+        and (Y.ndim == 2 or Y.ndim == 1 and X.ndim == 2)
+    ):
+        return False
+    return math.isfinite(sum(float(np.vdot(a, a)) for a in arrays))  # Python floats: inf, not a warning
+
+
 def check_inputs(X, Y, params, reduction="sum"):
     """Validate the network's inputs; return X as (N, H, W) and Y as (N, n_out).
 
@@ -58,15 +78,16 @@ def check_inputs(X, Y, params, reduction="sum"):
     if not isinstance(params, dict) or set(params) != set(PARAM_NAMES):
         got = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise InputError(f"params: got {got}, needs a dict with exactly the keys f, W, b")
-    X = check_float_array("X", X, ndim=(2, 3))
-    single = X.ndim == 2
-    X = X[None] if single else X
-    f = check_float_array("f", params["f"], ndim=2)
-    W = check_float_array("W", params["W"], ndim=2)
-    b = check_float_array("b", params["b"], ndim=1)
-    Y = check_float_array("Y", Y, ndim=(1, 2) if single else 2)
+    f, W, b = params["f"], params["W"], params["b"]
+    if not _surely_valid(X, Y, f, W, b):  # the precise checks, which name what is wrong
+        X = check_float_array("X", X, ndim=(2, 3))
+        f = check_float_array("f", f, ndim=2)
+        W = check_float_array("W", W, ndim=2)
+        b = check_float_array("b", b, ndim=1)
+        Y = check_float_array("Y", Y, ndim=(1, 2) if X.ndim == 2 else 2)
+        check_same_dtype(X=X, Y=Y, f=f, W=W, b=b)
+    X = X[None] if X.ndim == 2 else X
     Y = Y[None] if Y.ndim == 1 else Y
-    check_same_dtype(X=X, Y=Y, f=f, W=W, b=b)
     N, H, W_ = X.shape
     if N == 0 or H == 0 or W_ == 0:
         raise InputError(f"X: got shape {X.shape}, needs at least one sample of at least 1x1")
@@ -128,7 +149,11 @@ def backward(cache, layer_backward=None):
     g["dE_dH1"], g["dE_dW"], g["dE_db"] = step["Z2"](g["dE_dZ2"], cache["Z2"])
     g["dH1_dZ1"] = layers.sigmoid_derivative(sig1_cache)
     (dE_dS1,) = layers.flatten_backward(g["dE_dH1"], flat_cache)
-    (g["dE_dZ1"],) = step["H1"](dE_dS1, sig1_cache)
+    if step["H1"] is layers.sigmoid_backward:
+        # What sigmoid_backward computes (dout * sigmoid_derivative(out)), without deriving dH1/dZ1 twice.
+        g["dE_dZ1"] = dE_dS1 * g["dH1_dZ1"]
+    else:
+        (g["dE_dZ1"],) = step["H1"](dE_dS1, sig1_cache)
     g["dZ1_df"] = layers.conv_patches(cache["Z1"])
     _, g["dE_df"] = step["Z1"](g["dE_dZ1"], cache["Z1"], input_grad=False)
     return g
