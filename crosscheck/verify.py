@@ -12,7 +12,7 @@ from crosscheck.seed_check import DTYPES
 from crosscheck.tolerances import tolerance_for
 from manual import network as manual_net
 from manual import wrong
-from manual.validation import InputError, check_positive_int
+from manual.validation import InputError, ManualFailure, check_positive_int
 from reference import network as reference_net
 
 
@@ -71,7 +71,11 @@ def pairs(spec, seed=0, dtype="float64", steps=None, layer_backward=None, train=
                  for kind in layer.param_shapes()]
     if not train:
         return rows
-    m_losses, m_params = manual_net.train(spec, params, x, target, steps, layer_backward)
+    try:
+        m_losses, m_params = manual_net.train(spec, params, x, target, steps, layer_backward)
+    except InputError as err:  # a gradient of the wrong shape: a mismatch to report, not a crash
+        m_losses = ManualFailure(str(err))
+        m_params = dict.fromkeys(spec.param_shapes(), m_losses)
     a_losses, a_params = reference_net.train(spec, params, x, target, steps)
     rows.append(("loss", f"E at steps 1..{steps}", m_losses, a_losses))
     for layer in spec.layers:

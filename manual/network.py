@@ -12,7 +12,14 @@ import numpy as np
 
 from manual import functional as F
 from manual.optim import sgd_step
-from manual.validation import InputError, check_float_array, check_positive_int, check_same_dtype, check_shape
+from manual.validation import (
+    InputError,
+    ManualFailure,
+    check_float_array,
+    check_positive_int,
+    check_same_dtype,
+    check_shape,
+)
 
 # type -> forward(x, params of the layer, options) -> (out, cache)
 FORWARD = {
@@ -148,11 +155,28 @@ def backward(spec, caches, loss_cache, layer_backward=None):
     replaced = layer_backward or {}
     dout, _ = replaced.get("loss", LOSS[spec.loss.type][1])(1.0, loss_cache)
     loss_grad, input_grads, param_grads = dout, [None] * len(spec.layers), {}
+    broken = _wrong_shape("the loss", "dE/dinput", dout, (spec.batch_size, *spec.output_shape))
     for layer in reversed(spec.layers):
+        names = [f"{layer.index}.{kind}" for kind in layer.param_shapes()]
+        if broken:  # a backward above returned a gradient of the wrong shape: nothing below it can be computed
+            input_grads[layer.index] = broken
+            param_grads |= dict.fromkeys(names, broken)
+            continue
         dout, *dparams = replaced.get(layer.index, BACKWARD[layer.type])(dout, caches[layer.index])
         input_grads[layer.index] = dout
-        param_grads |= {f"{layer.index}.{k}": g for k, g in zip(PARAM_KINDS, dparams, strict=False) if g is not None}
-    return loss_grad, input_grads, {name: param_grads[name] for name in spec.param_shapes()}
+        for name, grad in zip(names, dparams, strict=False):
+            param_grads[name] = grad if grad is not None else ManualFailure(f"{layer}'s backward returned None")
+        broken = _wrong_shape(str(layer), "dE/dinput", dout, (spec.batch_size, *layer.in_shape))
+    missing = ManualFailure("the backward returned no such gradient")
+    return loss_grad, input_grads, {name: param_grads.get(name, missing) for name in spec.param_shapes()}
+
+
+def _wrong_shape(where, quantity, grad, shape):
+    """A ManualFailure for every quantity below `where` when its gradient does not have `shape`, else None."""
+    if np.shape(grad) == shape:
+        return None
+    return ManualFailure(f"not computed: {where}'s backward returned {quantity} of shape {np.shape(grad)}, "
+                         f"needs {shape}")
 
 
 def run(spec, params, x, target, layer_backward=None, layer_forward=None):
@@ -176,5 +200,8 @@ def train(spec, params, x, target, steps=None, layer_backward=None, layer_forwar
     for _ in range(steps):
         result = run(spec, params, x, target, layer_backward, layer_forward)
         losses.append(result.loss)
+        for name, grad in result.param_grads.items():
+            if isinstance(grad, ManualFailure):
+                raise InputError(f"{name}: no gradient to step with ({grad})")
         params, state = step(params, result.param_grads, state, **spec.optimizer.settings())
     return np.stack(losses), params

@@ -14,6 +14,11 @@ class InputError(ValueError):
     """Bad input: the message names the argument, what it got and what it needs."""
 
 
+class ManualFailure(str):
+    """Stands in for a value the manual side failed to produce (a backward that broke the chain); the text
+    says why. Comparing it with autograd's value is a mismatch, never a crash."""
+
+
 def check_float_array(name, value, ndim=None):
     """Return `value` as a float32/float64 ndarray, or raise InputError.
 
