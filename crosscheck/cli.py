@@ -83,11 +83,11 @@ def _format_table(case, results, injected):
     if injected:
         lines.append(f"injected wrong derivation: {injected} ({wrong.get(injected).description})")
     lines += _result_table([(f"{r.name:<22}", r) for r in results], f"{'quantity':<22}")
-    failed = [r for r in results if not r.passed]
-    if failed and all(r.name.endswith("steps") or r.name.startswith("E at steps") for r in failed):
+    unstable = [r for r in results if r.note]
+    if unstable:
         lines.append(
-            "one step agrees but the training run does not: if training is unstable at this learning rate, "
-            "rounding differences grow step by step; rerun with a smaller --lr to tell the two apart"
+            f"training is chaotic at lr {case.lr:g}: {unstable[0].note}, so the rows marked unstable give no "
+            "verdict; the one-step rows, the same update step by step, do. A smaller --lr gives a training verdict."
         )
     return "\n".join(lines)
 
@@ -134,11 +134,15 @@ def _result_table(labelled, label_header):
     lines = ["", f"{label_header} {'shape':<18} {'max abs err':>12} {'max rel err':>12}  result"]
     for label, r in labelled:
         errors = f"{'n/a':>12} {'n/a':>12}" if r.problem else f"{r.max_abs_error:>12.3e} {r.max_rel_error:>12.3e}"
-        lines.append(f"{label} {str(r.shape):<18} {errors}  " + ("ok" if r.passed else "MISMATCH"))
+        result = "unstable" if r.note else "ok" if r.passed else "MISMATCH"
+        lines.append(f"{label} {str(r.shape):<18} {errors}  {result}")
     failed = [r for _, r in labelled if not r.passed]
+    unstable = sum(1 for _, r in labelled if r.note)
     lines.append("")
     if failed:
         lines.append(f"{len(failed)} of {len(labelled)} quantities differ; the first: {failed[0].describe()}")
+    elif unstable:
+        lines.append(f"{len(labelled) - unstable} of {len(labelled)} quantities agree; {unstable} give no verdict")
     else:
         lines.append(f"all {len(labelled)} quantities agree")
     return lines

@@ -23,6 +23,7 @@ class Comparison:
     worst_manual: float = float("nan")
     worst_autograd: float = float("nan")
     problem: str = ""  # set when the two cannot be compared element by element (shape, dtype)
+    note: str = ""  # set when a difference is no verdict (a chaotic training run): passed, with the reason
 
     def as_dict(self):
         d = asdict(self)

@@ -1,6 +1,6 @@
 """The seed network checked quantity by quantity: manual.seed_network against reference.seed_network."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -113,9 +113,40 @@ def _layer_backward(wrong_name):
     return {entry.step: entry.backward}
 
 
+def reference_wobble(case):
+    """How far autograd's own training run moves when every parameter is nudged by one rounding error
+    (a relative eps of the dtype, random signs) -> [Comparison of the nudged run against the plain run].
+
+    A stable run stays within the tolerance; a chaotic one (too large a learning rate) does not, and then
+    no comparison of training runs can tell a wrong gradient from rounding.
+    """
+    X, Y, params = case.inputs()
+    rng = np.random.default_rng(case.seed)
+    eps = np.finfo(X.dtype).eps
+    nudged = {k: v * (1 + eps * rng.choice([-1, 1], v.shape)).astype(v.dtype) for k, v in params.items()}
+    errors, final = reference_net.train(X, Y, params, case.lr, case.steps, case.reduction)
+    nudged_errors, nudged_final = reference_net.train(X, Y, nudged, case.lr, case.steps, case.reduction)
+    steps = case.steps
+    pairs = [(f"E at steps 1..{steps}", nudged_errors, errors)]
+    pairs += [(f"{k} after {steps} steps", nudged_final[k], final[k]) for k in manual_net.PARAM_NAMES]
+    return [compare(name, n, a, case.dtype) for name, n, a in pairs]
+
+
 def check(case, wrong_name=None, train=True):
-    """Every comparison for `case`, in order -> list of Comparison."""
-    pairs = one_step_pairs(case, wrong_name)
-    if train:
-        pairs += training_pairs(case, wrong_name)
-    return [compare(slide_name(name), m, a, case.dtype) for name, m, a in pairs]
+    """Every comparison for `case`, in order -> list of Comparison.
+
+    When every one-step quantity agrees but the training run does not, and autograd's own run is chaotic
+    (``reference_wobble``), the training rows pass with a note: they can give no verdict, the one-step rows
+    (the same update, step by step) do.
+    """
+    one_step = [compare(slide_name(name), m, a, case.dtype) for name, m, a in one_step_pairs(case, wrong_name)]
+    if not train:
+        return one_step
+    training = [compare(name, m, a, case.dtype) for name, m, a in training_pairs(case, wrong_name)]
+    if all(r.passed for r in one_step) and not all(r.passed for r in training):
+        wobble = max(reference_wobble(case), key=lambda w: w.max_abs_error)
+        if not wobble.passed:
+            note = (f"a one-ulp nudge of the parameters moves autograd's own run by up to "
+                    f"{wobble.max_abs_error:.3e} ({wobble.name}), more than the tolerance")
+            training = [r if r.passed else replace(r, passed=True, note=note) for r in training]
+    return one_step + training

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from crosscheck import cli
+from crosscheck import cli, seed_check
 from manual import wrong
 
 
@@ -55,12 +55,36 @@ def test_json_mismatch_has_no_infinities(capsys):
     assert result["passed"] is False
 
 
-def test_unstable_training_gets_a_hint(capsys):
-    # 50 steps at lr 0.5 with a 32x32 filter over 16 summed samples oscillate; rounding grows.
+def test_chaotic_training_gives_no_verdict_and_no_false_alarm(capsys):
+    # 50 steps at lr 0.5 with a 32x32 filter over 16 summed samples oscillate: a one-ulp nudge moves
+    # autograd's own run by more than the tolerance, so the training rows cannot judge the gradients.
     code = cli.main(["--shape", "32", "--k", "32", "-N", "16", "--n-out", "3"])
     out = capsys.readouterr().out
-    assert code == 1
-    assert "one step agrees but the training run does not" in out
+    assert code == 0
+    assert out.count("  unstable") == 4 and "MISMATCH" not in out
+    assert "20 of 24 quantities agree; 4 give no verdict" in out
+    assert "training is chaotic at lr 0.5: a one-ulp nudge of the parameters moves autograd's own run" in out
+
+
+def test_a_training_mismatch_in_a_stable_run_stays_a_mismatch(monkeypatch, capsys):
+    real_train = seed_check.manual_net.train
+
+    def drifting_train(*args, **kwargs):  # a bug only the training loop has: the final W drifts
+        errors, params = real_train(*args, **kwargs)
+        return errors, {**params, "W": params["W"] * (1 + 1e-6)}
+
+    monkeypatch.setattr(seed_check.manual_net, "train", drifting_train)
+    assert cli.main(["--steps", "3"]) == 1
+    out = capsys.readouterr().out
+    assert "W after 3 steps" in out.split("the first: ")[1] and "unstable" not in out
+
+
+def test_json_carries_the_unstable_note(capsys):
+    assert cli.main(["--json", "--shape", "32", "--k", "32", "-N", "16", "--n-out", "3"]) == 0
+    rows = json.loads(capsys.readouterr().out)["quantities"]
+    assert [r["name"] for r in rows if r["note"]] == ["E at steps 1..50", "f after 50 steps", "W after 50 steps",
+                                                      "b after 50 steps"]
+    assert all(r["passed"] for r in rows)
 
 
 @pytest.mark.parametrize(("argv", "message"), [
