@@ -147,6 +147,17 @@ def _col2im(dwin, x_shape, stride, padding, dilation):
     return dx
 
 
+def _check_weighted(name, x, w, b, ndim):
+    """The input and weight as float arrays of `ndim` dimensions, the bias 1-D or None, all of one dtype."""
+    x = check_float_array(name, x, ndim=ndim)
+    w = check_float_array("w", w, ndim=ndim)
+    arrays = {name: x, "w": w}
+    if b is not None:
+        arrays["b"] = b = check_float_array("b", b, ndim=1)
+    check_same_dtype(**arrays)
+    return x, w, b
+
+
 # --- conv2d --------------------------------------------------------------------------------------
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, flip=False):
@@ -161,12 +172,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, flip=False):
     cross-correlation, w[f, c, KH-1-i, KW-1-j]. The gradient then reaches w through the flip, so dw is
     the cross-correlation gradient flipped back; returning it un-flipped is the textbook mistake.
     """
-    x = check_float_array("x", x, ndim=4)
-    w = check_float_array("w", w, ndim=4)
-    arrays = {"x": x, "w": w}
-    if b is not None:
-        arrays["b"] = b = check_float_array("b", b, ndim=1)
-    check_same_dtype(**arrays)
+    x, w, b = _check_weighted("x", x, w, b, ndim=4)
     N, C, H, W = x.shape
     F, Cw, KH, KW = w.shape
     if Cw != C:
@@ -325,12 +331,7 @@ def leaky_relu_backward(dout, cache):
 
 def linear_forward(x, w, b=None):
     """torch.nn.functional.linear: x (N, in), w (out, in), b (out,) or None -> y (N, out) = x @ w.T + b."""
-    x = check_float_array("x", x, ndim=2)
-    w = check_float_array("w", w, ndim=2)
-    arrays = {"x": x, "w": w}
-    if b is not None:
-        arrays["b"] = b = check_float_array("b", b, ndim=1)
-    check_same_dtype(**arrays)
+    x, w, b = _check_weighted("x", x, w, b, ndim=2)
     if w.shape[1] != x.shape[1]:
         raise InputError(
             f"w: got {w.shape[1]} input features (shape {w.shape}), needs {x.shape[1]}, the features of x {x.shape}"
