@@ -45,6 +45,7 @@ import threadpoolctl  # noqa: E402
 import torch  # noqa: E402
 
 import manual.seed_network as manual_net  # noqa: E402
+import netdesc.seed  # noqa: E402
 import reference.seed_network as reference_net  # noqa: E402
 
 THREADS = (1, 2)
@@ -179,7 +180,7 @@ def make_steps(N, size, k, dtype):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(N, size, size)).astype(dtype)
     Y = rng.uniform(size=(N, 1)).astype(dtype)
-    params = manual_net.init_params((size, size), (k, k), 1, dtype, seed=1)
+    params = netdesc.seed.init_params((size, size), (k, k), 1, dtype, seed=1)
     state = {"params": params}
 
     def manual_step():

@@ -26,7 +26,7 @@ import torch
 from crosscheck.compare import Comparison, ManualFailure, compare
 from crosscheck.gradcheck import GradcheckError, as_gradients, gradcheck_pair
 from crosscheck.tolerances import tolerance_for
-from manual.validation import InputError
+from netdesc.checks import InputError
 
 __all__ = ["LayerCheck", "Row", "assert_layer_matches", "check_layer"]
 

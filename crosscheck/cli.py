@@ -1,6 +1,6 @@
 """``crosscheck``: run the seed network by hand and by autograd, print one row per quantity.
 
-``crosscheck verify --spec FILE`` does the same for a network described in a TOML or JSON file (manual.spec);
+``crosscheck verify --spec FILE`` does the same for a network described in a TOML or JSON file (netdesc.description);
 ``crosscheck explain`` walks the slides' derivation equation by equation on a tiny example;
 ``crosscheck diagnose`` finds and classifies the first wrong quantity of a catalogued wrong derivation
 (``--wrong NAME``, ``--list``) or of a user's module of backward overrides (``--module FILE``).
@@ -16,12 +16,12 @@ import textwrap
 import torch
 
 from crosscheck import diagnose, verify
+from crosscheck.catalogue import seed as wrong
 from crosscheck.explain import explain
 from crosscheck.seed_check import DTYPES, SeedCase, check
 from crosscheck.tolerances import tolerance_for
-from manual import wrong
-from manual.spec import load_spec, spec_from_json
-from manual.validation import InputError, check_positive_int
+from netdesc.checks import InputError, check_positive_int
+from netdesc.description import load_spec, spec_from_json
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from crosscheck.tolerances import tolerance_for
-from manual.validation import ManualFailure
+from netdesc.checks import ManualFailure
 
 __all__ = ["Comparison", "ManualFailure", "assert_close", "compare", "excess"]
 

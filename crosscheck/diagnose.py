@@ -20,7 +20,7 @@ A module given to ``crosscheck diagnose --module FILE`` follows one of two conve
     SGD_STEP = my_sgd_step                        # optional: (params, grads, lr) -> params
     CASE = {"input_shape": [6, 6], "reduction": "mean"}   # optional: crosscheck.seed_check.SeedCase fields
 
-    # a described network (manual.spec): SPEC is the description (a dict) or the path of a .toml / .json file,
+    # a described network (netdesc.description): SPEC is the description (a dict) or the path of a .toml / .json file,
     # relative to the module's folder
     SPEC = "../small3conv.toml"
     LAYER_BACKWARD = {3: my_conv_backward, "loss": my_loss_backward}   # by layer index, as manual.network's
@@ -42,15 +42,19 @@ import numpy as np
 import torch
 from torch.nn import functional as TF
 
+import netdesc.inputs
+import netdesc.seed
 from crosscheck import numerical, verify
+from crosscheck.catalogue import layers as wrong_layers
+from crosscheck.catalogue import seed as wrong
 from crosscheck.compare import ManualFailure, compare, excess
 from crosscheck.seed_check import FORWARD, SeedCase, slide_name
 from crosscheck.tolerances import tolerance_for
 from manual import network as manual_net
-from manual import optim, wrong, wrong_layers
+from manual import optim
 from manual import seed_network as manual_seed
-from manual.spec import load_spec, parse_spec
-from manual.validation import InputError
+from netdesc.checks import InputError
+from netdesc.description import load_spec, parse_spec
 from reference import network as reference_net
 from reference import seed_network as reference_seed
 
@@ -493,8 +497,8 @@ def stack_walk(spec, seed=0, dtype="float64", layer_backward=None, layer_forward
     """A described network's quantities in order: every layer's output, E, dE/d(last output), then per layer
     from the last its input gradient and parameter gradients; then the parameters after SGD steps 1..`steps`."""
     seed, np_dtype, _ = verify.check_options(spec, seed, dtype)
-    params = manual_net.init_params(spec, np_dtype, seed)
-    x, target = (inputs or manual_net.random_batch)(spec, np_dtype, seed)
+    params = netdesc.inputs.init_params(spec, np_dtype, seed)
+    x, target = (inputs or netdesc.inputs.random_batch)(spec, np_dtype, seed)
     m = manual_net.run(spec, params, x, target, layer_backward, layer_forward)
     a = reference_net.run(spec, params, x, target)
     sites = cache(lambda: numerical.network_sites(spec, params, x, target))
@@ -592,7 +596,7 @@ def _element(i, m, a, central, kinks, probed):
 # --- the catalogue and user modules -----------------------------------------------------------------------
 
 def catalogue():
-    """Every catalogued wrong derivation: the seed network's (manual.wrong), then the general layers'."""
+    """Every catalogued wrong derivation: the seed network's (crosscheck.catalogue.seed), then the general layers'."""
     return [*wrong.SEED_CATALOGUE, *wrong_layers.STACK_CATALOGUE]
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.autograd.gradcheck import GradcheckError
 
-from manual.validation import InputError
+from netdesc.checks import InputError
 
 __all__ = ["GradcheckError", "autograd_function", "gradcheck_pair", "as_gradients"]
 

@@ -21,7 +21,7 @@ from crosscheck.compare import ManualFailure, compare
 from crosscheck.tolerances import Tolerance, tolerance_for
 from manual import layers
 from manual import network as manual_net
-from manual.spec import parse_spec
+from netdesc.description import parse_spec
 
 # h_i = EPS * max(1, |x_i|). Central differences err by h^2 |E'''| / 6 (truncation) plus about u |E| / h
 # (rounding, u = 2.2e-16 the float64 unit roundoff, times the ulps a forward pass loses). At EPS = 1e-6 that is

@@ -4,10 +4,12 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+import netdesc.inputs
+import netdesc.seed
+from crosscheck.catalogue import seed as wrong
 from crosscheck.compare import ManualFailure, compare
 from manual import seed_network as manual_net
-from manual import wrong
-from manual.validation import InputError, check_learning_rate, check_positive_int, check_reduction
+from netdesc.checks import InputError, check_learning_rate, check_positive_int, check_reduction
 from reference import seed_network as reference_net
 
 # The order of the checks: forward values and E, the chain-rule factors as the slides derive
@@ -67,7 +69,7 @@ class SeedCase:
         rng = np.random.default_rng(self.seed)
         X = rng.normal(size=(self.batch, *self.input_shape)).astype(dtype)
         Y = rng.uniform(size=(self.batch, self.n_out)).astype(dtype)
-        params = manual_net.init_params(self.input_shape, self.kernel_shape, self.n_out, dtype, seed=self.seed + 1)
+        params = netdesc.seed.init_params(self.input_shape, self.kernel_shape, self.n_out, dtype, seed=self.seed + 1)
         return X, Y, params
 
 
@@ -93,7 +95,7 @@ def one_step_pairs(case, wrong_name=None):
 def training_pairs(case, wrong_name=None):
     """[(quantity, manual, autograd)] for `case.steps` SGD steps: E at every step, parameters at the end."""
     X, Y, params = case.inputs()
-    manual_net.check_inputs(X, Y, params, case.reduction)  # bad input is the caller's error, not a mismatch
+    netdesc.seed.check_inputs(X, Y, params, case.reduction)  # bad input is the caller's error, not a mismatch
     try:
         errors, final = manual_net.train(X, Y, params, case.lr, case.steps, case.reduction, _layer_backward(wrong_name))
     except InputError as err:  # as in one_step_pairs

@@ -7,12 +7,14 @@ parameter gradients; then the loss at every SGD step and every parameter after t
 
 from dataclasses import dataclass
 
+import netdesc.inputs
+import netdesc.seed
+from crosscheck.catalogue import seed as wrong
 from crosscheck.compare import Comparison, compare
 from crosscheck.seed_check import DTYPES
 from crosscheck.tolerances import tolerance_for
 from manual import network as manual_net
-from manual import wrong
-from manual.validation import InputError, ManualFailure, check_positive_int
+from netdesc.checks import InputError, ManualFailure, check_positive_int
 from reference import network as reference_net
 
 
@@ -58,8 +60,8 @@ def inject(spec, layer_index, dtype="float64"):
 def pairs(spec, seed=0, dtype="float64", steps=None, layer_backward=None, train=True):
     """[(where, quantity, manual value, autograd value)] in check order; `train=False` stops after the gradients."""
     seed, np_dtype, steps = check_options(spec, seed, dtype, steps)
-    params = manual_net.init_params(spec, np_dtype, seed)
-    x, target = manual_net.random_batch(spec, np_dtype, seed)
+    params = netdesc.inputs.init_params(spec, np_dtype, seed)
+    x, target = netdesc.inputs.random_batch(spec, np_dtype, seed)
     m = manual_net.run(spec, params, x, target, layer_backward)
     a = reference_net.run(spec, params, x, target)
     rows = [(_where(layer), "output", m.outputs[layer.index], a["outputs"][layer.index]) for layer in spec.layers]

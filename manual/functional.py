@@ -14,7 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from manual import layers
 from manual.layers import flatten_backward, flatten_forward, sigmoid, sigmoid_backward, sigmoid_forward
-from manual.validation import (
+from netdesc.checks import (
     InputError,
     check_float_array,
     check_positive_int,

@@ -1,4 +1,4 @@
-"""A network description (manual.spec) as a torch.nn.Sequential; every derivative comes from autograd.
+"""A network description (netdesc.description) as a torch.nn.Sequential; every derivative comes from autograd.
 
 The Sequential's parameters are named "<layer index>.weight" / "<layer index>.bias" in torch's layouts, the
 names and shapes of manual.network, so the manual parameters are copied in with ``load_state_dict``. Layer
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from manual.network import check_inputs
+from netdesc.inputs import check_inputs
 
 MODULES = {
     "conv2d": lambda layer, o: nn.Conv2d(

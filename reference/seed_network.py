@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from manual.seed_network import PARAM_NAMES, check_inputs
-from manual.validation import check_learning_rate, check_positive_int
+from netdesc.checks import check_learning_rate, check_positive_int
+from netdesc.seed import PARAM_NAMES, check_inputs
 
 
 class SeedNetwork(nn.Module):

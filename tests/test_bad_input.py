@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from crosscheck.seed_check import SeedCase
-from manual import InputError, seed_network
+from manual import seed_network
+from netdesc import InputError
 from reference import seed_network as reference_net
 
 
@@ -112,6 +113,6 @@ def test_outputs_keep_the_input_dtype(dtype):
 
 
 def test_float_check_without_ndim_accepts_any_rank():
-    from manual.validation import check_float_array
+    from netdesc.checks import check_float_array
 
     assert check_float_array("x", np.zeros((1, 2, 3, 4))).ndim == 4

@@ -4,9 +4,10 @@ breaks first and classified as the kind of mistake it is; finite differences sid
 import pytest
 
 from crosscheck import diagnose
+from crosscheck.catalogue import layers as wrong_layers
+from crosscheck.catalogue import seed as wrong
 from crosscheck.seed_check import SeedCase
-from manual import wrong, wrong_layers
-from manual.spec import parse_spec
+from netdesc.description import parse_spec
 
 ENTRIES = diagnose.catalogue()
 FLAGGED = [pytest.param(e, dtype, id=f"{e}-{dtype}") for e in ENTRIES for dtype in e.dtypes]

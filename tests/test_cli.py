@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from crosscheck import cli, seed_check
-from manual import wrong
+from crosscheck.catalogue import seed as wrong
 
 
 def test_default_run_prints_the_table_and_exits_0(capsys):

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from crosscheck import diagnose, verify
+from crosscheck.catalogue import seed as wrong
 from crosscheck.compare import ManualFailure
 from crosscheck.diagnose import Step, classify
 from crosscheck.seed_check import SeedCase
 from manual import functional as F
-from manual import optim, wrong
-from manual.spec import load_spec, parse_spec
+from manual import optim
+from netdesc.description import load_spec, parse_spec
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from layer_cases import LAYER_CASES, conv2d
 
 from crosscheck.compare import assert_close
-from manual import InputError
 from manual import functional as M
+from netdesc import InputError
 
 SEEDS = range(3)
 DTYPES = ["float64", "float32"]

@@ -19,8 +19,9 @@ from layer_cases import LAYER_CASES, max_pool2d, relu, ties, with_zeros
 
 from crosscheck.compare import assert_close
 from crosscheck.gradcheck import GradcheckError, as_gradients, autograd_function, gradcheck_pair
-from manual import InputError, layers
 from manual import functional as M
+from manual import layers
+from netdesc import InputError
 
 SEEDS = range(3)
 MODES = {"full": False, "fast": True}

@@ -10,11 +10,15 @@ import tomllib
 import numpy as np
 import pytest
 
+import netdesc.inputs
+import netdesc.seed
 from crosscheck import verify
+from crosscheck.catalogue import seed as wrong
 from crosscheck.compare import assert_close
-from manual import InputError, seed_network, wrong
 from manual import network as manual_net
-from manual.spec import load_spec, parse_spec
+from manual import seed_network
+from netdesc import InputError
+from netdesc.description import load_spec, parse_spec
 from reference import network as reference_net
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -52,7 +56,7 @@ def test_examples_train_with_momentum_and_weight_decay(spec):
 
 
 def _sequential_parameters(spec):
-    net = reference_net.build(spec, manual_net.init_params(spec))
+    net = reference_net.build(spec, netdesc.inputs.init_params(spec))
     return {name: tuple(p.shape) for name, p in net.named_parameters()}
 
 
@@ -94,8 +98,8 @@ def _slides(reduction):
 @pytest.mark.parametrize(("reduction", "seed"), SLIDES_CASES)
 def test_slides_description_gives_the_seed_networks_numbers(reduction, seed):
     spec = _slides(reduction)
-    params = manual_net.init_params(spec, seed=seed)
-    x, Y = manual_net.random_batch(spec, seed=seed)
+    params = netdesc.inputs.init_params(spec, seed=seed)
+    x, Y = netdesc.inputs.random_batch(spec, seed=seed)
     general = manual_net.run(spec, params, x, Y)
     values, cache = seed_network.forward(x[:, 0], _seed_params(params), Y, reduction)
     grads = seed_network.backward(cache)
@@ -117,8 +121,8 @@ def test_slides_description_trains_as_the_seed_network(reduction, seed):
     spec = _slides(reduction)
     plain = dataclasses.replace(spec.optimizer, momentum=0.0, weight_decay=0.0, lr=0.5)
     spec = dataclasses.replace(spec, optimizer=plain)
-    params = manual_net.init_params(spec, seed=seed)
-    x, Y = manual_net.random_batch(spec, seed=seed)
+    params = netdesc.inputs.init_params(spec, seed=seed)
+    x, Y = netdesc.inputs.random_batch(spec, seed=seed)
     losses, final = manual_net.train(spec, params, x, Y, steps=10)
     seed_losses, seed_final = seed_network.train(x[:, 0], Y, _seed_params(params), 0.5, 10, reduction)
     assert_close(losses, seed_losses, "E at steps 1..10")
@@ -158,7 +162,7 @@ def test_a_backward_scaled_by_one_plus_1e_minus_6_is_caught_in_float64():
 
 def _inputs(name="small3conv"):
     spec = EXAMPLES[name]
-    return spec, manual_net.init_params(spec), *manual_net.random_batch(spec)
+    return spec, netdesc.inputs.init_params(spec), *netdesc.inputs.random_batch(spec)
 
 
 def _mse(spec):
@@ -210,12 +214,12 @@ def test_labels_in_the_description_are_the_labels_used():
     data = tomllib.loads((ROOT / "examples" / "small3conv.toml").read_text())
     data["loss"]["labels"] = [2, 0, 2]
     spec = parse_spec(data)
-    _, labels = manual_net.random_batch(spec, seed=5)
+    _, labels = netdesc.inputs.random_batch(spec, seed=5)
     assert labels.tolist() == [2, 0, 2] and labels.dtype == np.int64
     assert all(row.passed for row in verify.check(spec, seed=5, steps=1))
 
 
 def test_importing_the_network_builder_does_not_import_torch():
-    code = "import sys, manual.network, manual.spec; assert 'torch' not in sys.modules, 'manual imported torch'"
+    code = "import sys, manual.network, netdesc.description; assert 'torch' not in sys.modules, 'manual imported torch'"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -7,8 +7,8 @@ import pytest
 
 from crosscheck import diagnose
 from crosscheck.seed_check import SeedCase
-from manual.spec import parse_spec
-from manual.validation import InputError
+from netdesc.checks import InputError
+from netdesc.description import parse_spec
 
 CHUNKS, PER_CHUNK = 12, 50  # 600 seed-network cases and 600 stacks
 

@@ -9,13 +9,15 @@ import pytest
 import torch
 from layer_cases import LAYER_CASES
 
+import netdesc.inputs
+import netdesc.seed
 from crosscheck import numerical as nm
 from crosscheck.compare import ManualFailure
 from crosscheck.seed_check import SeedCase
 from manual import functional as M
 from manual import network as manual_net
 from manual import seed_network as manual_seed
-from manual.spec import load_spec
+from netdesc.description import load_spec
 from reference import network as reference_net
 from reference import seed_network as reference_seed
 
@@ -105,8 +107,8 @@ def test_finite_differences_agree_with_the_seed_network(case):
 @pytest.mark.parametrize("example", ["slides", "small3conv", "lenet5"])
 def test_finite_differences_agree_with_described_networks(example):
     spec = load_spec(ROOT / "examples" / f"{example}.toml")
-    params = manual_net.init_params(spec, np.float64, seed=0)
-    x, target = manual_net.random_batch(spec, np.float64, seed=0)
+    params = netdesc.inputs.init_params(spec, np.float64, seed=0)
+    x, target = netdesc.inputs.random_batch(spec, np.float64, seed=0)
     m = manual_net.run(spec, params, x, target)
     a = reference_net.run(spec, params, x, target)
     grads = {"loss: dE/dinput": (m.loss_grad, a["loss_grad"])}
@@ -130,8 +132,8 @@ def test_finite_differences_agree_with_described_networks(example):
 
 def test_chunks_give_the_values_of_one_call(monkeypatch):
     spec = load_spec(ROOT / "examples" / "slides.toml")
-    params = manual_net.init_params(spec, np.float64, seed=1)
-    x, target = manual_net.random_batch(spec, np.float64, seed=1)
+    params = netdesc.inputs.init_params(spec, np.float64, seed=1)
+    x, target = netdesc.inputs.random_batch(spec, np.float64, seed=1)
     site = nm.network_sites(spec, params, x, target)["0 conv2d: dE/dweight"]
     whole = nm.element_differences(site)
     monkeypatch.setattr(nm, "CHUNK_ELEMENTS", 1)  # one point per forward call

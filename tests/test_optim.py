@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from crosscheck.compare import assert_close
-from manual import InputError
 from manual.optim import SGD, sgd_step
+from netdesc import InputError
 
 SHAPES = {"w": (4, 3, 3, 2), "b": (4,), "fc": (10, 7)}
 STEPS = 25

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from crosscheck import verify
 from manual.network import BACKWARD
-from manual.spec import parse_spec
+from netdesc.description import parse_spec
 
 ACTIVATIONS = st.sampled_from([
     {"type": "relu"}, {"type": "tanh"}, {"type": "sigmoid"}, {"type": "leaky_relu", "negative_slope": 0.2},

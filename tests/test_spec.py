@@ -8,8 +8,8 @@ import tomllib
 import pytest
 
 from crosscheck import cli
-from manual import InputError
-from manual.spec import LAYER_OPTIONS, LOSSES, load_spec, parse_spec, spec_from_json
+from netdesc import InputError
+from netdesc.description import LAYER_OPTIONS, LOSSES, load_spec, parse_spec, spec_from_json
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

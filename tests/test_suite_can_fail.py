@@ -1,12 +1,13 @@
 """Proof that the comparisons catch wrong gradients: each deliberately wrong derivation in
-manual.wrong is reported, at the quantity it breaks first, and the report names what failed."""
+crosscheck.catalogue.seed is reported, at the quantity it breaks first, and the report names what failed."""
 
 import numpy as np
 import pytest
 
+from crosscheck.catalogue import seed as wrong
 from crosscheck.compare import assert_close, compare
 from crosscheck.seed_check import SeedCase, check, slide_name
-from manual import InputError, wrong
+from netdesc import InputError
 
 CASES = [
     SeedCase(),

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from layer_cases import labels_below, torch_conv2d, with_zeros
 
 from crosscheck import LayerCheck, assert_layer_matches, check_layer
-from manual import InputError
 from manual import functional as M
+from netdesc import InputError
 
 pytest_plugins = ["pytester"]
 

@@ -9,7 +9,7 @@ import tomllib
 import pytest
 
 from crosscheck import cli, verify
-from manual.spec import load_spec
+from netdesc.description import load_spec
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LENET = str(ROOT / "examples" / "lenet5.toml")

@@ -5,7 +5,7 @@ import pytest
 
 from crosscheck import cli, verify
 from manual import functional as F
-from manual.spec import load_spec
+from netdesc.description import load_spec
 
 SPEC = load_spec("examples/small3conv.toml")  # layer 9 is linear (60 -> 3), layer 8 flatten, layer 5 conv2d
 

@@ -1,4 +1,4 @@
-"""Input checks shared by the manual and reference sides.
+"""Input checks shared by the manual side, the reference and the harness (NumPy only).
 
 Every check raises :class:`InputError` whose message names the argument, what it
 got and what it needs, so that bad input never becomes a silent wrong answer.
@@ -72,3 +72,30 @@ def check_positive_int(name, value, minimum=1):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise InputError(f"{name}: got {value!r}, needs an integer >= {minimum}")
     return int(value)
+
+
+def _check_number(name, value, needs, minimum=None):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or (minimum is not None and value < minimum):
+        raise InputError(f"{name}: got {value!r}, needs {needs}")
+    return float(value)
+
+
+def check_sgd_settings(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+    """Validate the hyper-parameters as torch.optim.SGD does -> a dict of them as Python floats and a bool."""
+    settings = {
+        "lr": check_learning_rate(lr),
+        "momentum": _check_number("momentum", momentum, "a finite number >= 0", minimum=0),
+        "dampening": _check_number("dampening", dampening, "a finite number"),
+        "nesterov": nesterov,
+        "weight_decay": _check_number("weight_decay", weight_decay, "a finite number >= 0", minimum=0),
+    }
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise InputError(f"nesterov: got {nesterov!r}, needs True or False")
+    if nesterov and (settings["momentum"] <= 0 or settings["dampening"] != 0):
+        raise InputError(
+            f"nesterov: got True with momentum={momentum!r} and dampening={dampening!r}, "
+            "needs momentum > 0 and dampening = 0"
+        )
+    settings["nesterov"] = bool(nesterov)
+    return settings

@@ -47,8 +47,7 @@ import pathlib
 import tomllib
 from dataclasses import dataclass
 
-from manual.optim import check_sgd_settings
-from manual.validation import REDUCTIONS, InputError, check_positive_int
+from netdesc.checks import REDUCTIONS, InputError, check_positive_int, check_sgd_settings
 
 REQUIRED = "required"
 _POOL = {"kernel_size": REQUIRED, "stride": None, "padding": 0}

@@ -2,7 +2,7 @@
 real code (NumPy only).
 
 Each entry is a mistake people make when deriving a layer or an optimizer by hand, shown on a small network
-description (manual.spec): it replaces one layer's backward (``layer_backward``, by layer index, "loss" for
+description (netdesc.description): it replaces one layer's backward (``layer_backward``, by layer index, "loss" for
 the loss), with the forward that keeps what that backward reads (``layer_forward``), or the SGD step
 (``optimizer_step``, manual.optim.sgd_step's signature). ``first_wrong`` names the first quantity it breaks as
 crosscheck.verify names the rows, ``kind`` the class crosscheck.diagnose should give it.
@@ -15,7 +15,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from manual import functional as F
 from manual import optim
-from manual.network import random_batch
+from netdesc.inputs import random_batch
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ case (a mean reduction) or replace the SGD update (step "update": sgd_step's sig
 The test suite, ``crosscheck --inject NAME`` and ``crosscheck diagnose --wrong NAME`` use them
 to show that a wrong gradient is caught, where and as what (``kind``, a class of
 crosscheck.diagnose); nothing in the real network imports them. The general layers' mistakes
-are in manual.wrong_layers.
+are in crosscheck.catalogue.layers.
 """
 
 from dataclasses import dataclass
@@ -16,7 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from manual import layers
-from manual.validation import InputError
+from netdesc.checks import InputError
 
 
 @dataclass(frozen=True)

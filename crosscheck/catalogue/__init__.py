@@ -1,0 +1,1 @@
+"""The catalogue of deliberately wrong derivations, kept apart from the real code."""

@@ -1,0 +1,64 @@
+"""A described network's inputs: parameters and a batch drawn from a seed, and user-supplied ones checked against
+the description (NumPy only). Both sides of a comparison get the same arrays from here."""
+
+import numpy as np
+
+from netdesc.checks import InputError, check_float_array, check_same_dtype, check_shape
+
+
+def init_params(spec, dtype=np.float64, seed=0):
+    """torch's default initialization in law: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in the
+    weight's inputs per output (C*KH*KW or in) -> {"<i>.weight": array, "<i>.bias": array}."""
+    rng = np.random.default_rng([seed, 0])
+    params = {}
+    for layer in spec.layers:
+        shapes = layer.param_shapes()
+        for kind, shape in shapes.items():
+            bound = 1 / np.sqrt(np.prod(shapes["weight"][1:]))
+            params[f"{layer.index}.{kind}"] = rng.uniform(-bound, bound, shape).astype(dtype)
+    return params
+
+
+def random_batch(spec, dtype=np.float64, seed=0):
+    """x ~ N(0, 1) of shape (N, C, H, W) and a target: the description's labels or labels drawn in [0, classes)
+    for softmax_cross_entropy (int64, (N,)), else values in [0, 1] shaped like the output."""
+    rng = np.random.default_rng([seed, 1])
+    N = spec.batch_size
+    x = rng.normal(size=(N, *spec.input_shape)).astype(dtype)
+    if spec.loss.type != "softmax_cross_entropy":
+        return x, rng.uniform(size=(N, *spec.output_shape)).astype(dtype)
+    if spec.loss.labels is not None:
+        return x, np.array(spec.loss.labels, dtype=np.int64)
+    return x, rng.integers(0, spec.output_shape[0], size=N)
+
+
+def _check_labels(labels, classes, N):
+    if not isinstance(labels, np.ndarray) or not np.issubdtype(labels.dtype, np.integer):
+        got = f"dtype {labels.dtype}" if isinstance(labels, np.ndarray) else type(labels).__name__
+        raise InputError(f"labels: got {got}, needs a NumPy array of integer class labels")
+    check_shape("labels", labels, (N,), "one class label per sample")
+    bad = np.flatnonzero((labels < 0) | (labels >= classes))
+    if bad.size:
+        raise InputError(f"labels[{bad[0]}]: got {labels[bad[0]]}, needs a class in [0, {classes - 1}]")
+
+
+def check_inputs(spec, params, x, target):
+    """Check user-supplied parameters, input and target against the description, before any arithmetic."""
+    expected = spec.param_shapes()
+    if not isinstance(params, dict) or sorted(params) != sorted(expected):
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise InputError(f"params: got {got}, needs exactly the parameters {sorted(expected)}")
+    arrays = {name: check_float_array(name, params[name]) for name in expected}
+    arrays["x"] = check_float_array("x", x)
+    for name, shape in expected.items():
+        check_shape(name, arrays[name], shape, "the description's layout")
+    check_shape("x", x, (spec.batch_size, *spec.input_shape), "(batch_size, *input_shape)")
+    if spec.loss.type == "softmax_cross_entropy":
+        _check_labels(target, spec.output_shape[0], spec.batch_size)
+    else:
+        arrays["target"] = check_float_array("target", target)
+        check_shape("target", target, (spec.batch_size, *spec.output_shape), "(batch_size, *the output shape)")
+        if spec.loss.type.startswith("binary_cross_entropy") and np.any((target < 0) | (target > 1)):
+            raise InputError(f"target: got values outside [0, 1] (min {target.min()}, max {target.max()}), "
+                             "needs probabilities")
+    check_same_dtype(**arrays)
