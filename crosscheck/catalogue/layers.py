@@ -293,3 +293,5 @@ STACK_CATALOGUE = [
                "gradient", _linear_sgd(lr=0.1, weight_decay=0.05), "1 linear: weight after step 1",
                "weight-decay", optimizer_step=_sgd_weight_decay_forgotten),
 ]
+
+ENTRIES = STACK_CATALOGUE  # converted to crosscheck.catalogue.WrongDerivation next

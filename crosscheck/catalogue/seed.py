@@ -149,3 +149,5 @@ def get(name):
         if entry.name == name:
             return entry
     raise InputError(f"wrong derivation: got {name!r}, needs one of {', '.join(e.name for e in WRONG_DERIVATIONS)}")
+
+ENTRIES = SEED_CATALOGUE  # converted to crosscheck.catalogue.WrongDerivation next
