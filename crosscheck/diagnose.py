@@ -15,8 +15,8 @@ value of the worst elements.
 
 A module given to ``crosscheck diagnose --module FILE`` follows one of two conventions (``load_module``):
 
-    # the seed network (manual.seed_network's steps "E", "O", "Z2", "H1", "Z1")
-    LAYER_BACKWARD = {"Z1": my_conv_backward}     # backward(dout, cache[, input_grad]) as manual.layers'
+    # the seed network: equations of manual.seed_network.EQUATIONS by name, each with the real one's arguments
+    LAYER_BACKWARD = {"dE_df": my_filter_gradient}   # e.g. dE_df(X, dE_dZ1) -> (KH, KW)
     SGD_STEP = my_sgd_step                        # optional: (params, grads, lr) -> params
     CASE = {"input_shape": [6, 6], "reduction": "mean"}   # optional: crosscheck.seed_check.SeedCase fields
 
@@ -298,6 +298,17 @@ def _activation(fn, z, upstream):
     )
 
 
+def _local_derivative(fn, z):
+    """Hypotheses on the local derivative d fn(z)/dz itself (elementwise), autograd's value a."""
+    return (
+        Hypothesis("activation-missing", "manual = 1: the local derivative left out", _single(np.ones_like)),
+        Hypothesis("activation-twice", "manual = autograd^2: the local derivative applied twice",
+                   _single(lambda a: a * a)),
+        Hypothesis("activation-wrong-point", "manual = the derivative taken at the output instead of at the input",
+                   _single(lambda a: _vjp(fn, fn(_t(z)).numpy(), np.ones(np.shape(z))))),
+    )
+
+
 def _flipped_upstream(conv, w, upstream):
     """dE/dw with dE/d(output) slid flipped: conv(w) the layer's output as a function of its weight."""
     return Hypothesis("kernel-flipped", "manual slides dE/d(output) flipped over the input: a true convolution "
@@ -434,10 +445,11 @@ def _classify_update(step, m, a, tol):
 # --- the walks -----------------------------------------------------------------------------------------
 
 def seed_walk(case, layer_backward=None, sgd_step=None):
-    """The seed network's quantities in order (forward, the slides' backward, W, b, f after one SGD step)."""
+    """The seed network's quantities in order (forward, the slides' backward, W, b, f after one SGD step).
+    layer_backward: manual.seed_network.backward's ``wrong`` (equation name -> replacement)."""
     X, Y, params = case.inputs()
-    values, c = manual_seed.forward(X, params, Y, case.reduction)
-    grads = manual_seed.backward(c, layer_backward)
+    values = manual_seed.forward(X, params, Y, case.reduction)
+    grads = manual_seed.backward(X, Y, params, values, case.reduction, layer_backward)
     ref_values, ref_grads = reference_seed.run(X, params, Y, case.reduction)
     sites = cache(lambda: numerical.seed_sites(X, Y, params, case.reduction))
     site = {k: (lambda k=k: sites()[k]) for k in ("dE_dO", "dO_dZ2", "dE_dZ2", "dE_dW", "dE_db", "dE_dH1", "dH1_dZ1",
@@ -448,6 +460,8 @@ def seed_walk(case, layer_backward=None, sgd_step=None):
     def conv(f):
         return TF.conv2d(_t(X)[:, None], f[None, None])[:, 0]
     hypotheses = {
+        "dO_dZ2": _local_derivative(torch.sigmoid, ref_values["Z2"]),
+        "dH1_dZ1": _local_derivative(torch.sigmoid, Z1),
         "dE_dZ2": _activation(torch.sigmoid, ref_values["Z2"], ref_grads["dE_dO"]),
         "dE_dZ1": _activation(torch.sigmoid, Z1, dE_dH1),
         "dE_df": (_flipped_upstream(conv, params["f"], np.asarray(ref_grads["dE_dZ1"], np.float64)),),
@@ -597,7 +611,7 @@ def _element(i, m, a, central, kinks, probed):
 
 def catalogue():
     """Every catalogued wrong derivation: the seed network's (crosscheck.catalogue.seed), then the general layers'."""
-    return [*wrong.SEED_CATALOGUE, *wrong_layers.STACK_CATALOGUE]
+    return [*wrong.ENTRIES, *wrong_layers.STACK_CATALOGUE]
 
 
 def find(name):
@@ -610,32 +624,30 @@ def find(name):
 
 def network_of(entry):
     """"seed" for an entry of the seed network, else the layer types of its described network."""
-    if isinstance(entry, wrong.WrongDerivation):
+    if _on_seed(entry):
         return "seed"
     return "-".join(layer["type"] for layer in entry.spec["layers"])
 
 
 def expected_name(entry):
     """The first wrong quantity of an entry as diagnose names it."""
-    return slide_name(entry.first_wrong) if isinstance(entry, wrong.WrongDerivation) else entry.first_wrong
+    return slide_name(entry.first_wrong) if _on_seed(entry) else entry.first_wrong
+
+
+def _on_seed(entry):
+    return getattr(entry, "network", None) == "seed"
 
 
 def diagnose_entry(entry, dtype=None, seed=None, top=TOP_K):
     """Run a catalogue entry on its network -> Diagnosis."""
     dtype = dtype or entry.dtypes[0]
     injected = f"{entry.name} ({entry.description})"
-    if isinstance(entry, wrong.WrongDerivation):
+    if _on_seed(entry):
         fields = dict(entry.case) | {"dtype": dtype} | ({} if seed is None else {"seed": seed})
-        return diagnose_seed(SeedCase(**fields), *_seed_parts(entry), top=top, injected=injected)
+        return diagnose_seed(SeedCase(**fields), entry.backward, entry.optimizer_step, top=top, injected=injected)
     spec = parse_spec(entry.spec, entry.name)
     return diagnose_stack(spec, seed or 0, dtype, entry.layer_backward, entry.layer_forward, entry.optimizer_step,
                           entry.inputs, top=top, injected=injected)
-
-
-def _seed_parts(entry):
-    if entry.step == "update":
-        return {}, entry.backward
-    return {entry.step: entry.backward}, None
 
 
 def diagnose_seed(case, layer_backward=None, sgd_step=None, top=TOP_K, injected=""):
@@ -648,7 +660,7 @@ def diagnose_stack(spec, seed=0, dtype="float64", layer_backward=None, layer_for
     return diagnose(f"network {spec.name}, seed {seed}", walk, dtype, top, injected)
 
 
-SEED_STEPS = tuple(manual_seed.LAYER_BACKWARD)
+SEED_STEPS = tuple(manual_seed.EQUATIONS)
 
 
 def _callables(module, name, keys, where):

@@ -19,7 +19,7 @@ import numpy as np
 
 from crosscheck.compare import ManualFailure, compare
 from crosscheck.tolerances import Tolerance, tolerance_for
-from manual import layers
+from manual import kernels
 from manual import network as manual_net
 from netdesc.description import parse_spec
 
@@ -319,7 +319,7 @@ def seed_spec(input_shape, kernel_shape, n_out, batch, reduction):
 
 def _sigmoid_sum(zs):
     """Sum of sigmoid(z) per point (P, ...) -> (P,): its derivative at element i is sigmoid'(z_i)."""
-    return layers.sigmoid(zs).reshape(len(zs), -1).sum(axis=1)
+    return kernels.sigmoid(zs).reshape(len(zs), -1).sum(axis=1)
 
 
 def seed_sites(X, Y, params, reduction):

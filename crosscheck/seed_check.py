@@ -6,6 +6,7 @@ import numpy as np
 
 import netdesc.inputs
 import netdesc.seed
+from crosscheck.catalogue import WrongDerivation
 from crosscheck.catalogue import seed as wrong
 from crosscheck.compare import ManualFailure, compare
 from manual import seed_network as manual_net
@@ -76,12 +77,13 @@ class SeedCase:
 def one_step_pairs(case, wrong_name=None):
     """[(quantity, manual value, autograd value)] for one forward, backward and SGD step, in check order."""
     X, Y, params = case.inputs()
-    layer_backward = _layer_backward(wrong_name)
-    values, cache = manual_net.forward(X, params, Y, case.reduction)
-    grads = manual_net.backward(cache, layer_backward)
+    entry = _entry(wrong_name)
+    X, Y = netdesc.seed.check_inputs(X, Y, params, case.reduction)  # bad input is the caller's error, not a mismatch
+    values = manual_net.forward(X, params, Y, case.reduction)
+    grads = manual_net.backward(X, Y, params, values, case.reduction, wrong=entry.backward)
     ref_values, ref_grads = reference_net.run(X, params, Y, case.reduction)
     try:
-        updated = manual_net.sgd_step(params, grads, case.lr)
+        updated = (entry.optimizer_step or manual_net.sgd_step)(params, grads, case.lr)
     except InputError as err:  # a gradient of the wrong shape: a mismatch to report, not a crash
         updated = dict.fromkeys(manual_net.PARAM_NAMES, ManualFailure(str(err)))
     _, ref_updated = reference_net.train(X, Y, params, case.lr, 1, case.reduction)
@@ -96,8 +98,10 @@ def training_pairs(case, wrong_name=None):
     """[(quantity, manual, autograd)] for `case.steps` SGD steps: E at every step, parameters at the end."""
     X, Y, params = case.inputs()
     netdesc.seed.check_inputs(X, Y, params, case.reduction)  # bad input is the caller's error, not a mismatch
+    entry = _entry(wrong_name)
     try:
-        errors, final = manual_net.train(X, Y, params, case.lr, case.steps, case.reduction, _layer_backward(wrong_name))
+        errors, final = manual_net.train(X, Y, params, case.lr, case.steps, case.reduction,
+                                         wrong=entry.backward, step=entry.optimizer_step)
     except InputError as err:  # as in one_step_pairs
         errors = ManualFailure(str(err))
         final = dict.fromkeys(manual_net.PARAM_NAMES, errors)
@@ -108,11 +112,12 @@ def training_pairs(case, wrong_name=None):
     ]
 
 
-def _layer_backward(wrong_name):
-    if wrong_name is None:
-        return None
-    entry = wrong.get(wrong_name)
-    return {entry.step: entry.backward}
+_RIGHT = WrongDerivation("", "the real derivation", "seed", "", "")
+
+
+def _entry(wrong_name):
+    """The catalogue entry called `wrong_name`; for None, an entry that changes nothing."""
+    return _RIGHT if wrong_name is None else wrong.get(wrong_name)
 
 
 def reference_wobble(case):

@@ -1,6 +1,6 @@
 """Hand-derived backpropagation in NumPy. Importing this package never imports torch."""
 
-from manual import layers, seed_network
+from manual import kernels, seed_network
 from netdesc.checks import InputError
 
-__all__ = ["InputError", "layers", "seed_network"]
+__all__ = ["InputError", "kernels", "seed_network"]

@@ -1,6 +1,6 @@
 """Layers of a small CNN as forward/backward pairs in torch's layouts (NumPy only).
 
-Contract (the same as ``manual/layers.py`` and ``torch.autograd.Function``):
+Contract (the same as ``torch.autograd.Function``):
 ``<op>_forward(*inputs, **options) -> (out, cache)`` and ``<op>_backward(dout, cache) -> tuple`` with one
 gradient per forward input, in order, the layer input included; None for data that gets no gradient
 (targets, labels, a missing bias). Layouts are torch's: images (N, C, H, W), conv weight (F, C, KH, KW),
@@ -12,8 +12,7 @@ vectorized: the only Python loops run over the KH*KW kernel taps, never over sam
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from manual import layers
-from manual.layers import flatten_backward, flatten_forward, sigmoid, sigmoid_backward, sigmoid_forward
+from manual.kernels import sigmoid
 from netdesc.checks import (
     InputError,
     check_float_array,
@@ -282,6 +281,27 @@ def avg_pool2d_backward(dout, cache):
 
 # --- activations ---------------------------------------------------------------------------------
 
+def sigmoid_forward(z):
+    """out = 1 / (1 + exp(-z)), any shape (manual.kernels.sigmoid: it never overflows)."""
+    out = sigmoid(z)
+    return out, out
+
+
+def sigmoid_backward(dout, cache):
+    """dz = dout * out * (1 - out) -> (dz,)."""
+    out = cache
+    return (dout * (out * (1 - out)),)
+
+
+def flatten_forward(x):
+    """(N, ...) -> (N, prod(...)), row-major, as torch.flatten(x, 1)."""
+    return x.reshape(x.shape[0], -1), x.shape
+
+
+def flatten_backward(dout, cache):
+    return (dout.reshape(cache),)
+
+
 def tanh_forward(x):
     """out = tanh(x), any shape."""
     out = np.tanh(check_float_array("x", x))
@@ -374,19 +394,22 @@ def _check_probabilities(name, p):
 def half_squared_error_forward(pred, target, reduction="mean"):
     """The slides' E = sum (target - pred)^2 / 2; "mean" divides by the batch size N = pred.shape[0].
 
-    pred, target: (N, ...) -> E: 0-d array of pred's dtype (manual.layers' function, checked).
+    pred, target: (N, ...) -> E: 0-d array of pred's dtype.
     """
     pred, target, _ = _loss_inputs(pred, target, reduction)
     if pred.ndim == 0:
         raise InputError("pred: got a 0-d array, needs a batch axis (N, ...) for the batch mean")
-    E, cache = layers.half_squared_error_forward(pred, target, reduction)
-    return E, (cache, pred.dtype)
+    scale = pred.shape[0] if reduction == "mean" else 1
+    diff = pred - target
+    E = (diff * diff).sum() / (2 * scale)
+    return np.asarray(E, dtype=pred.dtype), (diff, scale)
 
 
 def half_squared_error_backward(dout, cache):
     """dpred = (pred - target) * dout / (N or 1) -> (dpred, None)."""
-    cache, dtype = cache
-    return layers.half_squared_error_backward(_check_dout(dout, (), dtype), cache)
+    diff, scale = cache
+    dout = _check_dout(dout, (), diff.dtype)
+    return (diff * (np.asarray(dout, dtype=diff.dtype) / scale), None)
 
 
 def mse_forward(pred, target, reduction="mean"):

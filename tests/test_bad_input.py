@@ -6,6 +6,7 @@ import pytest
 from crosscheck.seed_check import SeedCase
 from manual import seed_network
 from netdesc import InputError
+from netdesc.seed import check_inputs
 from reference import seed_network as reference_net
 
 
@@ -51,24 +52,31 @@ BAD = [
 @pytest.mark.parametrize(("X", "Y", "params", "message"), [(*b[1], b[2]) for b in BAD], ids=[b[0] for b in BAD])
 @pytest.mark.parametrize("side", ["manual", "reference"])
 def test_bad_input_is_named(side, X, Y, params, message):
-    run = seed_network.forward if side == "manual" else reference_net.run
+    """The manual side checks its inputs once, at its boundary: train (forward does not check again)."""
     with pytest.raises(InputError, match=message):
-        run(X, params, Y)
+        if side == "manual":
+            seed_network.train(X, Y, params, 0.1, 1)
+        else:
+            reference_net.run(X, params, Y)
 
 
 def test_single_image_is_a_batch_of_one():
     X, Y, params = _good()
-    values, _ = seed_network.forward(X[0], params, Y[0])
-    batch_values, _ = seed_network.forward(X[:1], params, Y[:1])
+    X1, Y1 = check_inputs(X[0], Y[0], params)  # one image (H, W) and its target (n_out,): N = 1
+    values = seed_network.forward(X1, params, Y1)
+    batch_values = seed_network.forward(X[:1], params, Y[:1])
     np.testing.assert_array_equal(values["O"], batch_values["O"])
     assert values["O"].shape == (1, 2)
+    errors, final = seed_network.train(X[0], Y[0], params, 0.1, 2)
+    batch_errors, batch_final = seed_network.train(X[:1], Y[:1], params, 0.1, 2)
+    np.testing.assert_array_equal(errors, batch_errors)
+    np.testing.assert_array_equal(final["f"], batch_final["f"])
 
 
 @pytest.mark.parametrize("lr", [0, -0.1, float("nan"), float("inf"), "0.1", True, None])
 def test_learning_rate_must_be_positive(lr):
     X, Y, params = _good()
-    _, cache = seed_network.forward(X, params, Y)
-    grads = seed_network.backward(cache)
+    grads = seed_network.backward(X, Y, params, seed_network.forward(X, params, Y))
     with pytest.raises(InputError, match="lr: got"):
         seed_network.sgd_step(params, grads, lr)
     with pytest.raises(InputError, match="lr: got"):
@@ -85,7 +93,7 @@ def test_steps_must_be_a_positive_integer(steps):
 def test_reduction_must_be_known():
     X, Y, params = _good()
     with pytest.raises(InputError, match=r"reduction: got 'avg', needs one of sum, mean"):
-        seed_network.forward(X, params, Y, reduction="avg")
+        seed_network.train(X, Y, params, 0.1, 1, reduction="avg")
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
@@ -105,8 +113,8 @@ def test_case_validation(field, value, message):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_outputs_keep_the_input_dtype(dtype):
     X, Y, params = _good(dtype)
-    values, cache = seed_network.forward(X, params, Y)
-    grads = seed_network.backward(cache)
+    values = seed_network.forward(X, params, Y)
+    grads = seed_network.backward(X, Y, params, values)
     updated = seed_network.sgd_step(params, grads, 0.1)
     for name, value in [*values.items(), *grads.items(), *updated.items()]:
         assert value.dtype == dtype, name

@@ -21,7 +21,7 @@ def test_the_catalogue_covers_the_seed_network_and_the_general_layers():
     assert len({e.name for e in ENTRIES}) == len(ENTRIES)
     assert ENTRIES[:5] == wrong.WRONG_DERIVATIONS[:5]  # the first five keep their names and behaviour
     assert {e.kind for e in ENTRIES} <= set(diagnose.CLASSES) - {"unclassified"}
-    assert len(wrong.SEED_CATALOGUE) >= 10 and len(wrong_layers.STACK_CATALOGUE) >= 10
+    assert len(wrong.ENTRIES) >= 10 and len(wrong_layers.STACK_CATALOGUE) >= 10
     types = {layer["type"] for e in wrong_layers.STACK_CATALOGUE for layer in e.spec["layers"]}
     assert types >= {"conv2d", "max_pool2d", "avg_pool2d", "relu", "tanh", "linear"}
 
@@ -60,8 +60,8 @@ def test_finite_differences_side_with_autograd(entry):
 @pytest.mark.parametrize("entry", ENTRIES, ids=str)
 def test_the_real_code_passes_each_entrys_network(entry):
     """The entry's network without its mistake: no diagnosis, and the quantity it names exists there."""
-    if isinstance(entry, wrong.WrongDerivation):
-        result = diagnose.diagnose_seed(SeedCase(**dict(entry.case)))
+    if getattr(entry, "network", None) == "seed":
+        result = diagnose.diagnose_seed(SeedCase(**entry.case))
     else:
         result = diagnose.diagnose_stack(parse_spec(entry.spec, entry.name), inputs=entry.inputs)
     assert not result.wrong, result.report()

@@ -131,7 +131,7 @@ def test_a_large_quantity_is_probed_in_random_directions_and_at_its_worst_elemen
 
 def test_a_seed_walk_goes_on_to_an_update_the_manual_side_cannot_make():
     entry = wrong.get("transposed-dE_dW")
-    steps = list(diagnose.seed_walk(SeedCase(), {entry.step: entry.backward}))
+    steps = list(diagnose.seed_walk(SeedCase(), entry.backward))
     update = next(s for s in steps if s.name == "W after step 1")
     assert isinstance(update.manual, ManualFailure) and "dE_dW: got shape" in update.manual
     assert classify(update, update.manual, update.autograd, "float64").kind == "unclassified"
@@ -150,7 +150,7 @@ def test_the_report_of_a_correct_network():
 
 def test_a_shape_mismatch_is_reported_without_elements():
     entry = wrong.get("transposed-dE_dW")
-    report = diagnose.diagnose_seed(SeedCase(), {entry.step: entry.backward}).report()
+    report = diagnose.diagnose_seed(SeedCase(), entry.backward).report()
     assert "shape mismatch: manual (1, 36), autograd (36, 1); manual equals autograd transposed" in report
     assert "manual   vs finite differences: differs (manual side failed: shape (1, 36)" in report
     assert "worst" not in report

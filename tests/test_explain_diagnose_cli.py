@@ -62,9 +62,11 @@ def test_explain_shows_where_a_wrong_derivation_breaks_the_chain(capsys):
                          "float32", "--lr", "0.1"], capsys)
     assert code == 1
     assert "injected wrong derivation: twice-dH1_dZ1" in out and "float32, alpha = 0.1" in out
+    # the wrong factor dH1/dZ1 is the one multiplied into dE/dZ1: its own row differs first
+    assert "  dH1/dZ1 = H1 (1 - H1)                     DIFFER" in out
     assert "  dE/dZ1 = dE/dH1 * dH1/dZ1                 DIFFER" in out
     assert "  dE/dH1 = dE/dZ2 W^T                       agree" in out
-    assert out.rstrip().endswith("3 of 20 equations differ, the first: dE/dZ1 = dE/dH1 * dH1/dZ1")
+    assert out.rstrip().endswith("4 of 20 equations differ, the first: dH1/dZ1 = H1 (1 - H1)")
 
 
 def test_explain_summarizes_large_arrays(capsys):
@@ -115,7 +117,7 @@ def test_diagnose_a_users_seed_module(capsys):
     code, out, _ = _run(["diagnose", "--module", SEED_MODULE], capsys)
     assert code == 1
     assert "seed network 6x6-k3-out1-N2-sum-float64-seed0" in out
-    assert "first wrong quantity: dE/dZ2" in out and "(activation-wrong-point)" in out
+    assert "first wrong quantity: dO/dZ2" in out and "(activation-wrong-point)" in out
 
 
 def test_diagnose_a_users_stack_module(capsys):
@@ -132,7 +134,7 @@ def _module(tmp_path, text, name="mine.py"):
 
 
 def test_a_module_without_mistakes_exits_0(tmp_path, capsys):
-    text = ("from manual import layers\nLAYER_BACKWARD = {'Z1': layers.conv_backward}\n"
+    text = ("from manual import seed_network\nLAYER_BACKWARD = {'dE_df': seed_network.dE_df}\n"
             "CASE = {'input_shape': [5, 6], 'kernel_shape': [2, 2], 'reduction': 'mean'}\n")
     code, out, _ = _run(["diagnose", "--module", _module(tmp_path, text), "--seed", "4"], capsys)
     assert code == 0 and "seed network 5x6-k2-out1-N4-mean-float64-seed4" in out and "no diagnosis" in out
@@ -151,8 +153,8 @@ def test_a_module_replacing_the_update(tmp_path, capsys):
 
 @pytest.mark.parametrize(("text", "message"), [
     ("LAYER_BACKWARD = [1]\n", "LAYER_BACKWARD is a list, needs a dict of callables"),
-    ("LAYER_BACKWARD = {'Z3': abs}\n", "LAYER_BACKWARD has the key 'Z3', needs keys among 'E', 'O', 'Z2', 'H1', 'Z1'"),
-    ("LAYER_BACKWARD = {'O': 1}\n", "LAYER_BACKWARD['O'] is a int, needs a function"),
+    ("LAYER_BACKWARD = {'Z1': abs}\n", "LAYER_BACKWARD has the key 'Z1', needs keys among 'dE_dO', 'dO_dZ2', "),
+    ("LAYER_BACKWARD = {'dO_dZ2': 1}\n", "LAYER_BACKWARD['dO_dZ2'] is a int, needs a function"),
     ("SGD_STEP = 2\n", "SGD_STEP is a int, needs a function"),
     ("CASE = [1]\n", "CASE is a list, needs a dict of SeedCase fields"),
     ("CASE = {'shape': 3}\n", "CASE: SeedCase.__init__() got an unexpected keyword argument 'shape'"),

@@ -171,18 +171,18 @@ def test_losses_on_logits_of_1e4_stay_finite_without_warnings(forward, backward,
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_half_squared_error_keeps_the_seed_networks_behaviour(dtype):
-    # The functional loss is manual.layers' one, checked; for (N, n_out) it gives the same numbers.
-    from manual import layers
+    # For (N, n_out) the functional loss gives the seed network's E and dE/dO.
+    from manual import seed_network
 
     rng = np.random.default_rng(0)
     O, Y = rng.random((4, 3)).astype(dtype), rng.random((4, 3)).astype(dtype)
     for reduction in ("sum", "mean"):
         E, cache = M.half_squared_error_forward(O, Y, reduction)
-        E_seed, cache_seed = layers.half_squared_error_forward(O, Y, reduction)
-        assert E == E_seed and E.dtype == dtype
-        dE = np.asarray(0.5, dtype=dtype)
-        np.testing.assert_array_equal(M.half_squared_error_backward(dE, cache)[0],
-                                      layers.half_squared_error_backward(dE, cache_seed)[0])
+        n = seed_network.n_of(O, reduction)
+        assert_close(E, ((Y - O) ** 2).sum() / 2 / n, "E", reduction, dtype)
+        assert E.dtype == dtype
+        dO = M.half_squared_error_backward(np.asarray(1.0, dtype=dtype), cache)[0]
+        assert_close(dO, seed_network.dE_dO(O, Y, n), "dE/dO", reduction, dtype)
 
 
 def test_loss_backward_accepts_a_python_scalar_dout():

@@ -20,7 +20,7 @@ from layer_cases import LAYER_CASES, max_pool2d, relu, ties, with_zeros
 from crosscheck.compare import assert_close
 from crosscheck.gradcheck import GradcheckError, as_gradients, autograd_function, gradcheck_pair
 from manual import functional as M
-from manual import layers
+from manual import kernels, seed_network
 from netdesc import InputError
 
 SEEDS = range(3)
@@ -52,18 +52,49 @@ def test_layer_passes_gradcheck(case, seed, mode):
                           differentiable=_differentiable(case, len(inputs)), fast_mode=MODES[mode])
 
 
-# The seed network's layers in the slides' layouts: (name, forward, backward, input shapes, differentiable).
+def _seed_network(reduction):
+    """The slides' network as one layer E(X, Y, f, W, b): manual.seed_network's forward and backward."""
+    def forward(X, Y, f, W, b):
+        params = {"f": f, "W": W, "b": b}
+        return seed_network.forward(X, params, Y, reduction)["E"], (X, Y, params)
+
+    def backward(dout, cache):
+        X, Y, params = cache
+        g = seed_network.backward(X, Y, params, seed_network.forward(X, params, Y, reduction), reduction)
+        return None, None, dout * g["dE_df"], dout * g["dE_dW"], dout * g["dE_db"]
+    return forward, backward
+
+
+def _conv(X, f):
+    return kernels.conv(X, f), X
+
+
+def _conv_backward(dZ1, X):
+    """conv's filter gradient alone: the seed network never needs dE/dX."""
+    return None, kernels.filter_gradient(X, dZ1)
+
+
+def _sigmoid(z):
+    s = kernels.sigmoid(z)
+    return s, s
+
+
+def _sigmoid_backward(dout, s):
+    return (dout * seed_network.dO_dZ2(s),)
+
+
+FILTER_ONLY = [False, True]
+NETWORK = [False, False, True, True, True]
+# The seed network's operations in the slides' layouts, and the network whole:
+# (name, forward, backward, input shapes, differentiable).
 SEED_LAYERS = [
-    ("conv", layers.conv_forward, layers.conv_backward, [(2, 6, 5), (3, 2)], None),
-    ("conv-1x1-kernel", layers.conv_forward, layers.conv_backward, [(1, 4, 4), (1, 1)], None),
-    ("conv-kernel-as-input", layers.conv_forward, layers.conv_backward, [(3, 4, 7), (4, 7)], None),
-    ("sigmoid", layers.sigmoid_forward, layers.sigmoid_backward, [(3, 4, 5)], None),
-    ("flatten", layers.flatten_forward, layers.flatten_backward, [(2, 3, 4)], None),
-    ("linear", layers.linear_forward, layers.linear_backward, [(4, 6), (6, 3), (3,)], None),
-    ("linear-batch1-out1", layers.linear_forward, layers.linear_backward, [(1, 1), (1, 1), (1,)], None),
-    ("error-sum", layers.half_squared_error_forward, layers.half_squared_error_backward, [(5, 3)] * 2, [True, False]),
-    ("error-mean", lambda O, Y: layers.half_squared_error_forward(O, Y, "mean"), layers.half_squared_error_backward,
-     [(5, 2)] * 2, [True, False]),
+    ("conv", _conv, _conv_backward, [(2, 6, 5), (3, 2)], FILTER_ONLY),
+    ("conv-1x1-kernel", _conv, _conv_backward, [(1, 4, 4), (1, 1)], FILTER_ONLY),
+    ("conv-kernel-as-input", _conv, _conv_backward, [(3, 4, 7), (4, 7)], FILTER_ONLY),
+    ("sigmoid", _sigmoid, _sigmoid_backward, [(3, 4, 5)], None),
+    ("network-sum", *_seed_network("sum"), [(2, 5, 4), (2, 3), (2, 2), (12, 3), (3,)], NETWORK),
+    ("network-mean", *_seed_network("mean"), [(3, 4, 4), (3, 1), (3, 3), (4, 1), (1,)], NETWORK),
+    ("network-batch1-out1", *_seed_network("sum"), [(1, 3, 3), (1, 1), (3, 3), (1, 1), (1,)], NETWORK),
 ]
 
 
@@ -124,7 +155,7 @@ WRONG = [
     ("conv-dw-transposed", M.conv2d_forward, _conv_dw_transposed, ((2, 2, 5, 5), (3, 2, 3, 3), (3,)), {}),
     ("conv-db-scaled-1.01", M.conv2d_forward, _scaled(M.conv2d_backward, 2), ((1, 1, 4, 4), (1, 1, 2, 2), (1,)), {}),
     ("tanh-forgets-dout", M.tanh_forward, _forgets_dout, ((3, 4),), {}),
-    ("seed-conv-df-scaled-1.01", layers.conv_forward, _scaled(layers.conv_backward, 1), ((2, 6, 5), (3, 2)), {}),
+    ("seed-conv-df-scaled-1.01", _conv, _scaled(_conv_backward, 1), ((2, 6, 5), (3, 2)), {}),
 ]
 
 

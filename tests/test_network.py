@@ -101,8 +101,9 @@ def test_slides_description_gives_the_seed_networks_numbers(reduction, seed):
     params = netdesc.inputs.init_params(spec, seed=seed)
     x, Y = netdesc.inputs.random_batch(spec, seed=seed)
     general = manual_net.run(spec, params, x, Y)
-    values, cache = seed_network.forward(x[:, 0], _seed_params(params), Y, reduction)
-    grads = seed_network.backward(cache)
+    seed_params = _seed_params(params)
+    values = seed_network.forward(x[:, 0], seed_params, Y, reduction)
+    grads = seed_network.backward(x[:, 0], Y, seed_params, values, reduction)
     pairs = {
         "Z1": (general.outputs[0][:, 0], values["Z1"]), "H1": (general.outputs[2], values["H1"]),
         "Z2": (general.outputs[3], values["Z2"]), "O": (general.outputs[4], values["O"]),

@@ -1,17 +1,18 @@
-"""A hand-derived step of the slides' network, for ``crosscheck diagnose --module examples/diagnose/seed_sigmoid.py``.
+"""A hand-derived equation of the slides' network: ``crosscheck diagnose --module examples/diagnose/seed_sigmoid.py``.
 
-The output sigmoid's backward, O = sigmoid(Z2), with its derivative written as sigmoid(z)(1 - sigmoid(z)) and
-fed the cached output O where Z2 was meant. Steps are named by the quantity they produce: E, O, Z2, H1, Z1.
+The output sigmoid's local derivative dO/dZ2, written as sigmoid(z)(1 - sigmoid(z)) and fed the output O where
+Z2 was meant. Equations are named as in manual.seed_network.EQUATIONS (dE_dO, dO_dZ2, ..., dE_df) and take the
+same arguments as the real ones.
 """
 
 import numpy as np
 
 
-def sigmoid_backward(dout, O):
-    """dZ2 = dout * sigmoid'(Z2); the cache holds O = sigmoid(Z2)."""
+def dO_dZ2(O):
+    """dO/dZ2 = sigmoid'(Z2); but only O = sigmoid(Z2) is at hand."""
     s = 1 / (1 + np.exp(-O))
-    return (dout * s * (1 - s),)
+    return s * (1 - s)
 
 
-LAYER_BACKWARD = {"O": sigmoid_backward}
+LAYER_BACKWARD = {"dO_dZ2": dO_dZ2}
 CASE = {"input_shape": [6, 6], "kernel_shape": [3, 3], "batch": 2}

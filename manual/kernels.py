@@ -1,0 +1,154 @@
+"""The named operations of the slides' network, fast, each beside its plain twin (NumPy only).
+
+manual/seed_network.py, the file read next to the slides, calls these by name: ``conv`` (Z1 = conv(X, f)),
+``sigmoid`` (H1, O), ``filter_gradient`` (dE/df = conv(X, dE/dZ1)) and ``patches`` (dZ1/df). The speed tricks
+(byte strides, a sign-bit sigmoid) live here and nowhere else. Each fast operation has a plain twin of a few
+lines, ``<op>_plain``, in the words of the math (CS231n's naive loops, thinc's plain sigmoid); the tests
+(tests/test_kernels.py) assert that each fast operation equals its twin. Every function keeps its dtype.
+"""
+
+import numpy as np
+
+# --- the fast operations ----------------------------------------------------------------------------------
+
+
+def conv(X, f):
+    """Valid cross-correlation of each image with one filter.
+
+    X: (N, H, W), f: (KH, KW) -> Z1: (N, OH, OW), OH = H-KH+1, OW = W-KW+1, with
+    Z1[n, i, j] = sum_{p,q} X[n, i+p, j+q] * f[p, q].
+    """
+    N, H, W = X.shape
+    KH, KW = f.shape
+    OH, OW = H - KH + 1, W - KW + 1
+    taps = _taps(X, KH, KW)
+    out = np.matmul(f.reshape(-1), taps)  # (OH, N*W): row i holds Z1[:, i, :] and W - OW thrown-away places
+    return out.reshape(OH, N, W)[:, :, :OW].transpose(1, 0, 2).copy()
+
+
+def filter_gradient(X, dE_dZ1):
+    """dE/df = conv(X, dE/dZ1), the slides' formula: df[p, q] = sum_{n,i,j} X[n, i+p, j+q] * dE_dZ1[n, i, j].
+
+    X: (N, H, W), dE_dZ1: (N, OH, OW) -> (KH, KW) with KH = H-OH+1, KW = W-OW+1.
+    """
+    N, H, W = X.shape
+    OH, OW = dE_dZ1.shape[1:]
+    KH, KW = H - OH + 1, W - OW + 1
+    R = N * W
+    rows = _rows(X, KW)
+    # dE_dZ1 in the same row layout, (OH, N, W), zero at the thrown-away places j >= OW. Tap (p, q) of the
+    # filter meets X's rows shifted down by p and left by q: the contiguous slice of `rows` that starts at
+    # p*R + q. So df[p, q] is one dot product of that slice with dE_dZ1's rows, no copy of X per tap.
+    grad = np.empty((OH, N, W), dE_dZ1.dtype)
+    grad[:, :, :OW] = dE_dZ1.transpose(1, 0, 2)
+    grad[:, :, OW:] = 0
+    grad = grad.reshape(-1)
+    df = np.empty((KH, KW), X.dtype)
+    for p in range(KH):
+        for q in range(KW):
+            df[p, q] = np.dot(rows[p * R + q:p * R + q + OH * R], grad)
+    return df
+
+
+def patches(X, kernel_shape):
+    """dZ1/df: dZ1[n, i, j]/df[p, q] = X[n, i+p, j+q] -> (N, OH, OW, KH, KW).
+
+    A read-only view of X, not a copy: the patches overlap, a copy would be KH*KW times the size of X.
+    """
+    N, H, W = X.shape
+    KH, KW = kernel_shape
+    X = np.ascontiguousarray(X)  # X itself, unless it was handed in non-contiguous
+    return _view(X, (N, H - KH + 1, W - KW + 1, KH, KW), X.strides + X.strides[1:])
+
+
+# By itemsize (float16, float32, float64): the integer type of the same size, and its sign bit alone.
+_SIGN_BIT = {size: (bits, np.iinfo(bits).min) for size, bits in ((2, np.int16), (4, np.int32), (8, np.int64))}
+
+
+def sigmoid(z):
+    """Logistic function 1 / (1 + exp(-z)) that never overflows: exp is only taken of -|z| <= 0."""
+    z = np.asarray(z)
+    # 1 / (1 + e) where z >= 0 and e / (1 + e) where z < 0, with e = exp(-|z|), in a few in-place passes
+    # (np.where alone, on mixed signs, costs more than all of them). -|z| is z with its sign bit set: one
+    # integer pass instead of abs and negate.
+    bits, sign = _SIGN_BIT[z.itemsize]
+    e = np.empty_like(z)
+    np.bitwise_or(z.view(bits), sign, out=e.view(bits))
+    with np.errstate(under="ignore"):  # exp(-|z|) -> 0 for |z| > ~745 is the right answer, not an error
+        np.exp(e, out=e)
+    denominator = np.add(e, 1, out=np.empty_like(z))
+    np.maximum(e, z >= 0, out=e)  # the numerator: 1 where z >= 0 (as e <= 1), e where z < 0 (as e >= 0)
+    return np.divide(e, denominator, out=denominator)
+
+
+def _rows(X, KW):
+    """X laid out as (H, N, W), flat: image row h of every sample side by side, one row of R = N*W values,
+    then KW - 1 zeros, so that a shift by up to KW - 1 places stays inside."""
+    N, H, W = X.shape
+    R = N * W
+    rows = np.empty(H * R + KW - 1, X.dtype)
+    np.copyto(rows[:H * R].reshape(H, N, W), X.transpose(1, 0, 2))
+    rows[H * R:] = 0
+    return rows
+
+
+def _taps(X, KH, KW):
+    """conv's (OH, KH*KW, N*W) read-only tap matrices.
+
+    shifted[h, q] is row h of _rows(X) shifted left by q (its last q values run into the next row: finite
+    values that only reach thrown-away outputs j >= OW). Output row i needs shifted[i+p, q] for every tap
+    (p, q), and as shifted is contiguous those KH*KW rows are evenly spaced in memory: a (KH*KW, R) matrix, a
+    strided view overlapping the next output row's. conv is then f.flat @ taps, one matrix-vector product
+    per output row, looped over in C by numpy's matmul. Memory traffic, not arithmetic, is what a
+    one-channel convolution costs: this copies X KW times, where the classic (N*OH*OW, KH*KW) im2col, or
+    a shifted copy per tap, copies it KH*KW times; it was the fastest of those measured.
+    """
+    N, H, W = X.shape
+    R = N * W
+    rows = _rows(X, KW)
+    step = X.itemsize
+    shifted = np.empty((H, KW, R), X.dtype)
+    np.copyto(shifted, _view(rows, (H, KW, R), (R * step, step, step)))
+    return _view(shifted, (H - KH + 1, KH * KW, R), (KW * R * step, R * step, step))
+
+
+def _view(base, shape, strides):
+    """A read-only view of the contiguous array `base` with the given shape and byte strides (as
+    numpy.lib.stride_tricks.as_strided, at a tenth of its call cost). The caller keeps it inside `base`."""
+    view = np.ndarray(shape, base.dtype, base, 0, strides)
+    view.flags.writeable = False
+    return view
+
+
+# --- their plain twins: the math as written, a few lines each ------------------------------------------------
+
+
+def conv_plain(X, f):
+    """conv by loops over the output: Z1[n, i, j] = sum(X[n, i:i+KH, j:j+KW] * f)."""
+    (N, H, W), (KH, KW) = X.shape, f.shape
+    Z1 = np.zeros((N, H - KH + 1, W - KW + 1), X.dtype)
+    for i in range(H - KH + 1):
+        for j in range(W - KW + 1):
+            Z1[:, i, j] = (X[:, i:i + KH, j:j + KW] * f).sum(axis=(1, 2))
+    return Z1
+
+
+def filter_gradient_plain(X, dE_dZ1):
+    """dE/df = conv(X, dE/dZ1), one sample at a time, summed over the batch."""
+    return sum(conv_plain(X[n:n + 1], dE_dZ1[n])[0] for n in range(len(X)))
+
+
+def patches_plain(X, kernel_shape):
+    """dZ1/df by loops: patch (n, i, j) is X[n, i:i+KH, j:j+KW]."""
+    (N, H, W), (KH, KW) = X.shape, kernel_shape
+    out = np.zeros((N, H - KH + 1, W - KW + 1, KH, KW), X.dtype)
+    for i in range(H - KH + 1):
+        for j in range(W - KW + 1):
+            out[:, i, j] = X[:, i:i + KH, j:j + KW]
+    return out
+
+
+def sigmoid_plain(z):
+    """1 / (1 + exp(-z)); exp(-z) overflows to inf for z < ~-710 (float64), which still gives 0."""
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-z))

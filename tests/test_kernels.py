@@ -1,0 +1,90 @@
+"""manual/kernels.py: each fast operation equals its plain twin, and matches torch, over shapes and dtypes (1x1
+kernels, a kernel as large as the input, a 1x1 input, non-square inputs and kernels, sigmoid at +-1000)."""
+
+import numpy as np
+import pytest
+import torch
+
+from crosscheck.compare import assert_close
+from manual import kernels
+
+DTYPES = {"float64": np.float64, "float32": np.float32}
+# (X's shape (N, H, W), the filter's (KH, KW))
+SHAPES = [((2, 6, 5), (3, 2)), ((1, 4, 4), (1, 1)), ((3, 4, 7), (4, 7)), ((2, 1, 1), (1, 1)), ((1, 8, 8), (3, 3)),
+          ((4, 9, 14), (2, 5)), ((3, 5, 3), (5, 1))]
+CASES = [pytest.param(x, k, dtype, seed, id=f"{'x'.join(map(str, x))}-k{'x'.join(map(str, k))}-{dtype}-seed{seed}")
+         for x, k in SHAPES for dtype in DTYPES for seed in range(2)]
+
+
+def _draw(rng, dtype, *shapes):
+    return [rng.normal(size=s).astype(DTYPES[dtype]) for s in shapes]
+
+
+def _out_shape(x, k):
+    return (x[0], x[1] - k[0] + 1, x[2] - k[1] + 1)
+
+
+@pytest.mark.parametrize(("x", "k", "dtype", "seed"), CASES)
+def test_conv_equals_its_plain_twin(x, k, dtype, seed):
+    X, f = _draw(np.random.default_rng(seed), dtype, x, k)
+    Z1 = kernels.conv(X, f)
+    assert Z1.dtype == X.dtype and Z1.shape == _out_shape(x, k)
+    assert_close(Z1, kernels.conv_plain(X, f), "conv", f"{x}-{k}", dtype)
+
+
+@pytest.mark.parametrize(("x", "k", "dtype", "seed"), CASES)
+def test_filter_gradient_equals_its_plain_twin(x, k, dtype, seed):
+    X, dE_dZ1 = _draw(np.random.default_rng(seed), dtype, x, _out_shape(x, k))
+    dE_df = kernels.filter_gradient(X, dE_dZ1)
+    assert dE_df.dtype == X.dtype and dE_df.shape == k
+    assert_close(dE_df, kernels.filter_gradient_plain(X, dE_dZ1), "filter_gradient", f"{x}-{k}", dtype)
+    # and it is dZ1/df, the patches, weighted by dE/dZ1 and summed: the chain rule's product, term by term
+    assert_close(dE_df, np.tensordot(dE_dZ1, kernels.patches(X, k), 3), "dE/dZ1 . dZ1/df", f"{x}-{k}", dtype)
+
+
+@pytest.mark.parametrize(("x", "k", "dtype", "seed"), CASES)
+def test_patches_equal_their_plain_twin(x, k, dtype, seed):
+    (X,) = _draw(np.random.default_rng(seed), dtype, x)
+    view = kernels.patches(X, k)
+    np.testing.assert_array_equal(view, kernels.patches_plain(X, k))
+    assert view.dtype == X.dtype and not view.flags.writeable and np.shares_memory(view, X)
+
+
+def test_patches_of_a_non_contiguous_X():
+    X = np.arange(60.0).reshape(3, 4, 5).transpose(0, 2, 1)  # (3, 5, 4), not contiguous
+    np.testing.assert_array_equal(kernels.patches(X, (2, 3)), kernels.patches_plain(X, (2, 3)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_equals_its_plain_twin(dtype):
+    rng = np.random.default_rng(0)
+    z = np.concatenate([[-1000.0, -800.0, -100.0, -1e-8, -0.0, 0.0, 1e-8, 100.0, 800.0, 1000.0],
+                        rng.normal(scale=5, size=200)]).astype(DTYPES[dtype])
+    # overflow, divide by zero or an invalid value would raise here (underflow to 0 is the right answer)
+    with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
+        s = kernels.sigmoid(z)
+    plain = kernels.sigmoid_plain(z)
+    assert s.dtype == z.dtype and plain.dtype == z.dtype
+    assert_close(s, plain, "sigmoid", "|z| up to 1000", dtype)
+    np.testing.assert_array_equal(s[z >= 0], plain[z >= 0])  # the same formula there
+    assert s[0] == 0.0 and s[9] == 1.0 and s[5] == 0.5 and plain[0] == 0.0 and plain[9] == 1.0
+
+
+# --- the same operations against torch --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("x", "k", "dtype", "seed"), CASES)
+def test_conv_and_its_filter_gradient_match_torch(x, k, dtype, seed):
+    rng = np.random.default_rng(seed)
+    X, f = _draw(rng, dtype, x, k)
+    tf = torch.tensor(f, requires_grad=True)
+    Z1 = torch.nn.functional.conv2d(torch.from_numpy(X)[:, None], tf[None, None])[:, 0]
+    assert_close(kernels.conv(X, f), Z1.detach().numpy(), "conv", f"{x}-{k}", dtype)
+    (dE_dZ1,) = _draw(rng, dtype, Z1.shape)  # a random upstream gradient: a forgotten factor cannot pass
+    (df,) = torch.autograd.grad(Z1, tf, torch.from_numpy(dE_dZ1))
+    assert_close(kernels.filter_gradient(X, dE_dZ1), df.numpy(), "filter_gradient", f"{x}-{k}", dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_matches_torch(dtype):
+    z = np.random.default_rng(1).normal(scale=10, size=(3, 4, 5)).astype(DTYPES[dtype])
+    assert_close(kernels.sigmoid(z), torch.sigmoid(torch.from_numpy(z)).numpy(), "sigmoid", "", dtype)
