@@ -2,14 +2,15 @@
 
 One step is forward, backward and an SGD update:
 
-    manual: values, cache = forward(X, params, Y, "sum"); grads = backward(cache); params = sgd_step(params, grads, lr)
+    manual: values = forward(X, params, Y, "sum"); grads = backward(X, Y, params, values); params = sgd_step(...)
+    plain:  the same, with manual.kernels' fast operations swapped for their plain twins (conv_plain, ...)
     torch:  opt.zero_grad(); E = error(net(X)["O"], Y, "sum"); E.backward(); opt.step()
 
-Both run in one process, interleaved: each round times a block of manual steps and a block of torch
-steps (the order alternating from round to round), so drift in the machine's load hits both alike.
-Each block's mean step time is one sample; the table gives the median sample of each side,
-manual/torch, and the page faults per step of each side (counted over one more block). Before timing,
-one step of each must give the same E. Both libraries get the same thread count, torch through
+All three run in one process, interleaved: each round times a block of steps of each side (the order
+rotating from round to round), so drift in the machine's load hits them alike. Each block's mean step
+time is one sample; the table gives the median sample of each side, manual/torch, plain/torch, and the
+page faults per step of manual and torch (counted over one more block). Before timing, one step of each
+must give the same E. Both libraries get the same thread count, torch through
 ``torch.set_num_threads`` and NumPy's BLAS through ``threadpoolctl`` (an idle OpenBLAS pool left at
 full size busy-waits and can slow torch by up to 2x in the same process).
 
@@ -26,6 +27,7 @@ Run by hand, not in CI, with OpenBLAS's CPU overrides unset for this command onl
 """
 
 import argparse
+import contextlib
 import ctypes
 import datetime
 import json
@@ -47,6 +49,7 @@ import torch  # noqa: E402
 import manual.seed_network as manual_net  # noqa: E402
 import netdesc.seed  # noqa: E402
 import reference.seed_network as reference_net  # noqa: E402
+from manual import kernels  # noqa: E402
 
 THREADS = (1, 2)
 DTYPES = ("float64", "float32")
@@ -175,19 +178,42 @@ def header(malloc):
     return lines
 
 
+KERNELS_USED = ("conv", "sigmoid", "filter_gradient", "patches")  # what manual/seed_network.py calls by name
+
+
+@contextlib.contextmanager
+def plain_kernels():
+    """manual.kernels' fast operations replaced by their plain twins while inside (a few setattr calls)."""
+    fast = {name: getattr(kernels, name) for name in KERNELS_USED}
+    for name in KERNELS_USED:
+        setattr(kernels, name, getattr(kernels, f"{name}_plain"))
+    try:
+        yield
+    finally:
+        for name, fn in fast.items():
+            setattr(kernels, name, fn)
+
+
 def make_steps(N, size, k, dtype):
-    """(manual_step, torch_step): two closures doing one SGD step each from the same start; each returns E."""
+    """(manual_step, plain_step, torch_step): closures doing one SGD step each from the same start; each
+    returns E. plain_step is manual_step on the plain twins of manual.kernels."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(N, size, size)).astype(dtype)
     Y = rng.uniform(size=(N, 1)).astype(dtype)
     params = netdesc.seed.init_params((size, size), (k, k), 1, dtype, seed=1)
+    X, Y = netdesc.seed.check_inputs(X, Y, params, "sum")  # once, at the boundary, as train does
     state = {"params": params}
+    plain_state = {"params": params}
 
-    def manual_step():
-        values, cache = manual_net.forward(X, state["params"], Y, "sum")
-        grads = manual_net.backward(cache)
+    def manual_step(state=state):
+        values = manual_net.forward(X, state["params"], Y, "sum")
+        grads = manual_net.backward(X, Y, state["params"], values, "sum")
         state["params"] = manual_net.sgd_step(state["params"], grads, LR)
         return values["E"]
+
+    def plain_step():
+        with plain_kernels():
+            return manual_step(plain_state)
 
     net = reference_net.SeedNetwork.from_manual(params, (size, size))
     opt = torch.optim.SGD(net.parameters(), lr=LR)
@@ -200,7 +226,7 @@ def make_steps(N, size, k, dtype):
         opt.step()
         return E
 
-    return manual_step, torch_step
+    return manual_step, plain_step, torch_step
 
 
 def time_block(step, reps, clock=time.perf_counter):
@@ -230,26 +256,29 @@ def calibrate(step, block_seconds):
 
 
 def bench_one(threads, dtype, N, size, k, rounds, block_seconds, clock="wall"):
-    manual_step, torch_step = make_steps(N, size, k, dtype)
-    E_manual, E_torch = float(manual_step()), float(torch_step().item())
-    if not np.isclose(E_manual, E_torch, rtol=1e-4 if dtype == "float32" else 1e-10):
-        raise RuntimeError(f"manual and torch disagree before timing: E {E_manual} vs {E_torch}")
-    reps = {"manual": calibrate(manual_step, block_seconds), "torch": calibrate(torch_step, block_seconds)}
-    steps = {"manual": manual_step, "torch": torch_step}
-    samples = {"manual": [], "torch": []}
+    manual_step, plain_step, torch_step = make_steps(N, size, k, dtype)
+    E_manual, E_plain, E_torch = float(manual_step()), float(plain_step()), float(torch_step().item())
+    for name, E in (("manual", E_manual), ("plain", E_plain)):
+        if not np.isclose(E, E_torch, rtol=1e-4 if dtype == "float32" else 1e-10):
+            raise RuntimeError(f"{name} and torch disagree before timing: E {E} vs {E_torch}")
+    steps = {"manual": manual_step, "plain": plain_step, "torch": torch_step}
+    reps = {side: calibrate(step, block_seconds) for side, step in steps.items()}
+    samples = {side: [] for side in steps}
+    sides = tuple(steps)
     for r in range(rounds):
-        order = ("manual", "torch") if r % 2 == 0 else ("torch", "manual")
-        for side in order:
+        for side in sides[r % 3:] + sides[:r % 3]:
             samples[side].append(time_block(steps[side], reps[side], CLOCKS[clock]))
-    manual_s, torch_s = statistics.median(samples["manual"]), statistics.median(samples["torch"])
-    faults = {side: faults_per_step(steps[side], reps[side]) for side in steps}
+    manual_s, plain_s, torch_s = (statistics.median(samples[side]) for side in sides)
+    faults = {side: faults_per_step(steps[side], reps[side]) for side in ("manual", "torch")}
     return {
         "threads": threads, "dtype": dtype, "N": N, "H": size, "W": size, "k": k,
         "manual_s": manual_s, "torch_s": torch_s, "ratio": manual_s / torch_s,
+        "plain_s": plain_s, "plain_ratio": plain_s / torch_s,
         "rounds": rounds, "steps_per_block": reps, "clock": clock,
         "page_faults_per_step": faults,
         "manual_spread": [min(samples["manual"]), max(samples["manual"])],
         "torch_spread": [min(samples["torch"]), max(samples["torch"])],
+        "plain_spread": [min(samples["plain"]), max(samples["plain"])],
     }
 
 
@@ -260,7 +289,8 @@ def _time(seconds):
 def table_row(row):
     return (
         f"| {row['threads']} | {row['dtype']} | {row['N']} | {row['H']} | {row['k']} "
-        f"| {_time(row['manual_s'])} | {_time(row['torch_s'])} | {row['ratio']:.2f} "
+        f"| {_time(row['manual_s'])} | {_time(row['plain_s'])} | {_time(row['torch_s'])} | {row['ratio']:.2f} "
+        f"| {row['plain_ratio']:.2f} "
         f"| {row['page_faults_per_step']['manual']:.0f} / {row['page_faults_per_step']['torch']:.0f} |"
     )
 
@@ -274,11 +304,11 @@ def main(argv=None):
     to_stdout_json = args.json == "-"
     text = sys.stderr if to_stdout_json else sys.stdout
     print("\n".join(header(malloc)), file=text)
-    print(f"- repetitions: {rounds} rounds x 2 blocks of ~{block_seconds * 1e3:.0f} ms each per configuration; "
+    print(f"- repetitions: {rounds} rounds x 3 blocks of ~{block_seconds * 1e3:.0f} ms each per configuration; "
           f"clock: {args.clock}\n", file=text)
-    print("| threads | dtype | N | H=W | k | manual median | torch median | manual/torch | page faults/step m / t |",
-          file=text)
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|", file=text, flush=True)
+    print("| threads | dtype | N | H=W | k | manual median | plain median | torch median | manual/torch | plain/torch "
+          "| page faults/step m / t |", file=text)
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|", file=text, flush=True)
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)

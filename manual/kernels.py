@@ -3,7 +3,7 @@
 manual/seed_network.py, the file read next to the slides, calls these by name: ``conv`` (Z1 = conv(X, f)),
 ``sigmoid`` (H1, O), ``filter_gradient`` (dE/df = conv(X, dE/dZ1)) and ``patches`` (dZ1/df). The speed tricks
 (byte strides, a sign-bit sigmoid) live here and nowhere else. Each fast operation has a plain twin of a few
-lines, ``<op>_plain``, in the words of the math (CS231n's naive loops, thinc's plain sigmoid); the tests
+lines, ``<op>_plain``, in the words of the math (a loop over the filter's taps, thinc's plain sigmoid); the tests
 (tests/test_kernels.py) assert that each fast operation equals its twin. Every function keeps its dtype.
 """
 
@@ -124,27 +124,34 @@ def _view(base, shape, strides):
 
 
 def conv_plain(X, f):
-    """conv by loops over the output: Z1[n, i, j] = sum(X[n, i:i+KH, j:j+KW] * f)."""
+    """conv as the sum over the filter's taps: Z1 = sum_{p,q} f[p, q] * X[:, p:p+OH, q:q+OW]."""
     (N, H, W), (KH, KW) = X.shape, f.shape
-    Z1 = np.zeros((N, H - KH + 1, W - KW + 1), X.dtype)
-    for i in range(H - KH + 1):
-        for j in range(W - KW + 1):
-            Z1[:, i, j] = (X[:, i:i + KH, j:j + KW] * f).sum(axis=(1, 2))
+    OH, OW = H - KH + 1, W - KW + 1
+    Z1 = np.zeros((N, OH, OW), X.dtype)
+    for p in range(KH):
+        for q in range(KW):
+            Z1 += f[p, q] * X[:, p:p + OH, q:q + OW]
     return Z1
 
 
 def filter_gradient_plain(X, dE_dZ1):
-    """dE/df = conv(X, dE/dZ1), one sample at a time, summed over the batch."""
-    return sum(conv_plain(X[n:n + 1], dE_dZ1[n])[0] for n in range(len(X)))
+    """dE/df = conv(X, dE/dZ1): df[p, q] = sum(X[:, p:p+OH, q:q+OW] * dE_dZ1), over the batch too."""
+    (H, W), (OH, OW) = X.shape[1:], dE_dZ1.shape[1:]
+    df = np.zeros((H - OH + 1, W - OW + 1), X.dtype)
+    for p in range(H - OH + 1):
+        for q in range(W - OW + 1):
+            df[p, q] = (X[:, p:p + OH, q:q + OW] * dE_dZ1).sum()
+    return df
 
 
 def patches_plain(X, kernel_shape):
-    """dZ1/df by loops: patch (n, i, j) is X[n, i:i+KH, j:j+KW]."""
+    """dZ1/df, copied tap by tap: patches[n, i, j, p, q] = X[n, i+p, j+q]."""
     (N, H, W), (KH, KW) = X.shape, kernel_shape
-    out = np.zeros((N, H - KH + 1, W - KW + 1, KH, KW), X.dtype)
-    for i in range(H - KH + 1):
-        for j in range(W - KW + 1):
-            out[:, i, j] = X[:, i:i + KH, j:j + KW]
+    OH, OW = H - KH + 1, W - KW + 1
+    out = np.zeros((N, OH, OW, KH, KW), X.dtype)
+    for p in range(KH):
+        for q in range(KW):
+            out[:, :, :, p, q] = X[:, p:p + OH, q:q + OW]
     return out
 
 
