@@ -214,10 +214,11 @@ def build_diagnose_parser():
         description="Find the first quantity where the manual side leaves autograd (forward, then backward from "
         "the loss to the first layer, then the SGD updates), classify the mistake, show the worst elements with "
         "the finite differences' value, and say which side finite differences support.",
-        epilog="A module (--module) defines LAYER_BACKWARD = {step: fn} for the seed network (steps E, O, Z2, H1, "
-        "Z1; optional SGD_STEP, CASE) or SPEC (a description or its file) and LAYER_BACKWARD = {layer index or "
-        "'loss': fn} for a described network (optional LAYER_FORWARD, OPTIMIZER_STEP, INPUTS); see "
-        "crosscheck/diagnose.py. Exit codes: 0 nothing wrong, 1 a mismatch diagnosed, 2 bad input.",
+        epilog="A module (--module) defines LAYER_BACKWARD = {equation: fn} for the seed network (names of "
+        "manual.seed_network.EQUATIONS, e.g. dO_dZ2; optional SGD_STEP, CASE) or SPEC (a description or its "
+        "file) and LAYER_BACKWARD = {layer index or 'loss': fn} for a described network (optional "
+        "LAYER_FORWARD, OPTIMIZER_STEP, INPUTS); see crosscheck/diagnose.py. Exit codes: 0 nothing wrong, "
+        "1 a mismatch diagnosed, 2 bad input.",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--wrong", metavar="NAME", help="a catalogued wrong derivation (see --list)")

@@ -81,7 +81,7 @@ WRONG_DERIVATIONS = [
            "transposed", backward={"dE_dW": _dE_dW_transposed}),
     _entry("flipped-kernel-dE_df", "dE_df", "dE/df by true (flipped) convolution of X with dE/dZ1",
            "kernel-flipped", backward={"dE_df": _dE_df_true_convolution}),
-    _entry("missing-dH1_dZ1", "dH1_dZ1", "dE/dZ1 = dE/dH1, the sigmoid derivative dH1/dZ1 left out (taken as 1)",
+    _entry("missing-dH1_dZ1", "dH1_dZ1", "dE/dZ1 = dE/dH1: the sigmoid derivative dH1/dZ1 left out, taken as 1",
            "activation-missing", backward={"dH1_dZ1": _dH1_dZ1_missing}),
     _entry("flipped-sign-dE_dO", "dE_dO", "dE/dO = Y - O, the minus sign of the inner derivative dropped", "sign",
            backward={"dE_dO": _dE_dO_sign_flipped}),
