@@ -42,11 +42,10 @@ import numpy as np
 import torch
 from torch.nn import functional as TF
 
+import crosscheck.catalogue as unified_catalogue
 import netdesc.inputs
 import netdesc.seed
 from crosscheck import numerical, verify
-from crosscheck.catalogue import layers as wrong_layers
-from crosscheck.catalogue import seed as wrong
 from crosscheck.compare import ManualFailure, compare, excess
 from crosscheck.seed_check import FORWARD, SeedCase, slide_name
 from crosscheck.tolerances import tolerance_for
@@ -611,15 +610,12 @@ def _element(i, m, a, central, kinks, probed):
 
 def catalogue():
     """Every catalogued wrong derivation: the seed network's (crosscheck.catalogue.seed), then the general layers'."""
-    return [*wrong.ENTRIES, *wrong_layers.STACK_CATALOGUE]
+    return unified_catalogue.catalogue()
 
 
 def find(name):
     """The catalogue entry called `name`; InputError listing the names otherwise."""
-    for entry in catalogue():
-        if entry.name == name:
-            return entry
-    raise InputError(f"--wrong: got {name!r}, needs one of {', '.join(e.name for e in catalogue())}")
+    return unified_catalogue.find(name, "--wrong")
 
 
 def network_of(entry):
@@ -635,7 +631,7 @@ def expected_name(entry):
 
 
 def _on_seed(entry):
-    return getattr(entry, "network", None) == "seed"
+    return getattr(entry, "on_seed", False)
 
 
 def diagnose_entry(entry, dtype=None, seed=None, top=TOP_K):
