@@ -322,6 +322,11 @@ def _sigmoid_sum(zs):
     return kernels.sigmoid(zs).reshape(len(zs), -1).sum(axis=1)
 
 
+# The slides' quantities that seed_sites differences (the local Jacobians dZ2/dW, dZ2/dH1, dZ1/df are compared
+# directly).
+SEED_SITES = ("dE_dO", "dO_dZ2", "dE_dZ2", "dE_dW", "dE_db", "dE_dH1", "dH1_dZ1", "dE_dZ1", "dE_df")
+
+
 def seed_sites(X, Y, params, reduction):
     """{slides' quantity: Site} for the seed network: dE_dO, dE_dZ2, dE_dH1, dE_dZ1, dE_dW, dE_db, dE_df, and the
     local factors dO_dZ2, dH1_dZ1 (the derivative of sum sigmoid(z) is sigmoid'(z) element by element).

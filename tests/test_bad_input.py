@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from crosscheck.seed_check import SeedCase
+from crosscheck.subjects import SeedCase
 from manual import seed_network
 from netdesc import InputError
 from netdesc.seed import check_inputs

@@ -5,12 +5,15 @@ import pathlib
 
 import numpy as np
 import pytest
+from runs import diagnose_entry, diagnose_network, diagnose_seed, scaled_at
 
-from crosscheck import diagnose, verify
-from crosscheck.catalogue import seed as wrong
+from crosscheck import diagnose
+from crosscheck.catalogue import find
+from crosscheck.check import overrides
 from crosscheck.compare import ManualFailure
-from crosscheck.diagnose import Step, classify
-from crosscheck.seed_check import SeedCase
+from crosscheck.hypotheses import batch_scales, classify
+from crosscheck.render import diagnosis_text
+from crosscheck.subjects import NetworkSubject, SeedCase, SeedSubject, Step
 from manual import functional as F
 from manual import optim
 from netdesc.description import load_spec, parse_spec
@@ -20,8 +23,20 @@ RNG = np.random.default_rng(0)
 A = RNG.standard_normal((2, 3, 4, 4))
 
 
+class Constructed:
+    """A subject whose walk is given: steps built by hand."""
+
+    title, dtype, wrong = "constructed", "float64", None
+
+    def __init__(self, steps):
+        self.steps = steps
+
+    def walk(self):
+        return iter(self.steps)
+
+
 def _kind(manual, autograd, step=None, dtype="float64", **flags):
-    return classify(step or Step("q", manual, autograd), manual, autograd, dtype, **flags).kind
+    return classify(step or Step("", "q", manual, autograd), manual, autograd, dtype, **flags).kind
 
 
 def _padded(a, p):
@@ -57,13 +72,13 @@ def test_generic_hypotheses(manual, autograd, kind):
 
 
 def test_scales_read_against_the_batch_size():
-    scales = diagnose._batch_scales(4)
-    step = Step("dE/dO", None, A, scales=scales)
+    scales = batch_scales(4)
+    step = Step("", "dE/dO", None, A, scales=scales)
     assert classify(step, 4 * A, A, "float64").kind == "batch-reduction"
     result = classify(step, A / 4, A, "float32")
     assert result.kind == "batch-reduction" and result.constant == pytest.approx(0.25) and "1/N" in result.detail
     assert classify(step, 3 * A, A, "float64").constant == pytest.approx(3.0)
-    assert diagnose._batch_scales(1) == ()
+    assert batch_scales(1) == ()
 
 
 def test_a_zero_gradient_has_no_scale():
@@ -76,7 +91,7 @@ def test_kinked_differences_classify_what_nothing_else_explains():
 
 
 def test_a_manual_failure_is_unclassified():
-    result = classify(Step("q", None, A), ManualFailure("sgd_step raised"), A, "float64")
+    result = classify(Step("", "q", None, A), ManualFailure("sgd_step raised"), A, "float64")
     assert result.kind == "unclassified" and "sgd_step raised" in result.detail
 
 
@@ -88,24 +103,24 @@ def test_a_manual_failure_is_unclassified():
 def test_update_hypotheses(manual, kind):
     before = RNG.standard_normal((3, 2))
     after = before - 0.1 * RNG.standard_normal((3, 2))
-    step = Step("W after step 1", None, after, before=before)
+    step = Step("", "W after step 1", None, after, before=before)
     assert classify(step, manual(before, after), after, "float64").kind == kind
 
 
 def test_a_dtype_mismatch_is_reported_not_classified():
-    step = Step("dE/db", np.ones(3, np.float32), np.ones(3))
-    result = diagnose.diagnose("constructed", [step], "float64")
+    step = Step("", "dE/db", np.ones(3, np.float32), np.ones(3))
+    result = diagnose.diagnose(Constructed([step]))
     assert result.classification.kind == "unclassified" and "dtype mismatch" in result.classification.detail
 
 
 def test_nan_elements_come_first_and_leave_json_valid():
-    step = Step("O", np.array([0.5, np.nan, 0.7]), np.array([0.5, 0.6, 0.75]))
-    result = diagnose.diagnose("constructed", [step], "float64")
+    step = Step("", "O", np.array([0.5, np.nan, 0.7]), np.array([0.5, 0.6, 0.75]))
+    result = diagnose.diagnose(Constructed([step]))
     assert [e.index for e in result.worst] == [(1,), (2,)]
     assert result.numerical is None and result.worst[0].numerical is None
     d = json.loads(json.dumps(result.as_dict(), allow_nan=False))
     assert d["worst"][0] == {"index": [1], "manual": None, "autograd": 0.6, "numerical": None, "kink": None}
-    assert "n/a" in result.report()
+    assert "n/a" in diagnosis_text(result)
 
 
 @pytest.mark.parametrize("activation", [{"type": "sigmoid"}, {"type": "tanh"}, {"type": "relu"},
@@ -114,34 +129,34 @@ def test_every_activation_of_a_stack_is_tested_for_a_missing_derivative(activati
     spec = parse_spec({"input_shape": [1, 2, 3], "batch_size": 3, "layers": [
         {"type": "flatten"}, {"type": "linear", "out_features": 4}, activation, {"type": "linear", "out_features": 2}],
         "loss": {"type": "mse"}})
-    result = diagnose.diagnose_stack(spec, layer_backward={2: lambda dout, cache: (dout,)})
+    result = diagnose_network(spec, layer_backward={2: lambda dout, cache: (dout,)})
     assert result.quantity == f"2 {activation['type']}: dE/dinput"
     assert result.classification.kind == "activation-missing"
 
 
 def test_a_large_quantity_is_probed_in_random_directions_and_at_its_worst_elements():
     spec = load_spec(ROOT / "examples" / "small3conv.toml")
-    result = diagnose.diagnose_stack(spec, layer_backward=verify.inject(spec, 0))
+    result = diagnose_network(spec, layer_backward=scaled_at(spec, 0))
     assert result.quantity == "0 conv2d: dE/dinput" and result.first.shape == (3, 3, 16, 12)
     assert result.classification.kind == "scaled" and result.classification.constant == pytest.approx(1 + 1e-8)
-    assert result.numerical.mode == "directions" and "random directions" in result.report()
+    assert result.numerical.mode == "directions" and "random directions" in diagnosis_text(result)
     for e in result.worst:
         assert e.numerical == pytest.approx(e.autograd, rel=1e-6, abs=1e-9)
 
 
 def test_a_seed_walk_goes_on_to_an_update_the_manual_side_cannot_make():
-    entry = wrong.get("transposed-dE_dW")
-    steps = list(diagnose.seed_walk(SeedCase(), entry.backward))
+    steps = list(SeedSubject(SeedCase(), find("transposed-dE_dW")).walk())
     update = next(s for s in steps if s.name == "W after step 1")
-    assert isinstance(update.manual, ManualFailure) and "dE_dW: got shape" in update.manual
+    assert isinstance(update.manual, ManualFailure)
+    assert "no gradient to step with for dE_dW: got shape (1, 36)" in update.manual
     assert classify(update, update.manual, update.autograd, "float64").kind == "unclassified"
     assert [s.name for s in steps[-3:]] == ["W after step 1", "b after step 1", "f after step 1"]
 
 
 def test_the_report_of_a_correct_network():
-    result = diagnose.diagnose_seed(SeedCase(batch=1))
+    result = diagnose_seed(SeedCase(batch=1))
     assert not result.wrong and result.quantity is None
-    assert result.report().endswith(f"no diagnosis: all {len(result.checked)} quantities agree with autograd "
+    assert diagnosis_text(result).endswith(f"no diagnosis: all {len(result.checked)} quantities agree with autograd "
                                     "(forward, backward from the loss, updates)")
     d = result.as_dict()
     assert d["wrong"] is False and d["comparison"] is None and d["class"] is None and d["worst"] == []
@@ -149,15 +164,14 @@ def test_the_report_of_a_correct_network():
 
 
 def test_a_shape_mismatch_is_reported_without_elements():
-    entry = wrong.get("transposed-dE_dW")
-    report = diagnose.diagnose_seed(SeedCase(), entry.backward).report()
+    report = diagnosis_text(diagnose_entry(find("transposed-dE_dW")))
     assert "shape mismatch: manual (1, 36), autograd (36, 1); manual equals autograd transposed" in report
     assert "manual   vs finite differences: differs (manual side failed: shape (1, 36)" in report
     assert "worst" not in report
 
 
 def test_the_report_at_a_kink_leaves_out_the_comparisons():
-    report = diagnose.diagnose_entry(diagnose.find("relu-ge-instead-of-gt")).report()
+    report = diagnosis_text(diagnose_entry(find("relu-ge-instead-of-gt")))
     assert "finite differences unreliable here" in report and "vs finite differences" not in report
     assert "probes straddle a kink" in report and " kink\n" in report
 
@@ -178,8 +192,8 @@ def test_a_stack_conv_sliding_its_upstream_gradient_flipped():
     def forward(x, p, o):
         out, _ = F.conv2d_forward(x, p["weight"], p["bias"], o["stride"], o["padding"], o["dilation"])
         return out, (x, p["weight"], o)
-    result = diagnose.diagnose_stack(spec, layer_backward={0: _conv_dw_with_flipped_upstream},
-                                     layer_forward={0: forward})
+    result = diagnose.diagnose(NetworkSubject(spec, wrong=overrides({0: _conv_dw_with_flipped_upstream},
+                                                                    {0: forward})))
     assert result.quantity == "0 conv2d: dE/dweight" and result.classification.kind == "kernel-flipped"
     assert "flipped over the input" in result.classification.detail
 
@@ -191,6 +205,6 @@ def test_an_update_that_no_sgd_variant_explains_is_read_as_a_scaled_step():
 
     def double_lr(params, grads, state, **settings):
         return optim.sgd_step(params, grads, state, **(settings | {"lr": 2 * settings["lr"]}))
-    result = diagnose.diagnose_stack(spec, optimizer_step=double_lr)
+    result = diagnose.diagnose(NetworkSubject(spec, wrong=overrides(optimizer_step=double_lr)))
     assert result.quantity == "1 linear: weight after step 1"
     assert result.classification.kind == "scaled" and result.classification.constant == pytest.approx(2.0)

@@ -9,8 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from crosscheck import cli, diagnose
-from crosscheck.seed_check import SeedCase
+from crosscheck import cli
+from crosscheck.catalogue import catalogue
+from crosscheck.render import first_wrong
+from crosscheck.subjects import SeedCase
 from reference import seed_network as reference_seed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -80,12 +82,12 @@ def test_explain_summarizes_large_arrays(capsys):
 def test_diagnose_list_names_every_entry(capsys):
     code, out, _ = _run(["diagnose", "--list"], capsys)
     assert code == 0
-    assert out.startswith(f"{len(diagnose.catalogue())} wrong derivations")
-    for entry in diagnose.catalogue():
-        assert f"\n{entry.name:<32} {diagnose.expected_name(entry):<32} {entry.kind}\n" in out
+    assert out.startswith(f"{len(catalogue())} wrong derivations")
+    for entry in catalogue():
+        assert f"\n{entry.name:<32} {first_wrong(entry):<32} {entry.kind}\n" in out
     code, out, _ = _run(["diagnose", "--list", "--json"], capsys)
     listed = json.loads(out)
-    assert [e["name"] for e in listed] == [e.name for e in diagnose.catalogue()]
+    assert [e["name"] for e in listed] == [e.name for e in catalogue()]
     assert listed[-1]["network"] == "flatten-linear" and listed[0]["dtypes"] == ["float64"]
 
 
@@ -183,7 +185,7 @@ def test_a_bad_module_exits_2_with_one_line(tmp_path, text, message, capsys):
     (["diagnose", "--module", "README.md"], "--module: got 'README.md', needs an existing .py file"),
     (["explain", "--shape", "3", "--k", "5"], "kernel_shape: got 5x5, needs at most the input's 3x3"),
     (["explain", "--lr", "0"], "lr: got 0.0, needs a finite number > 0"),
-    (["explain", "--inject", "nope"], "argument --inject: invalid choice: 'nope'"),
+    (["explain", "--inject", "nope"], "--inject: got 'nope', needs one of scaled-dE_dW, "),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
     code, out, err = _run(argv, capsys)

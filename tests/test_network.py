@@ -9,11 +9,11 @@ import tomllib
 
 import numpy as np
 import pytest
+from runs import network_rows, scaled_at
 
 import netdesc.inputs
 import netdesc.seed
-from crosscheck import verify
-from crosscheck.catalogue import seed as wrong
+from crosscheck.check import scaled_backward
 from crosscheck.compare import assert_close
 from manual import network as manual_net
 from manual import seed_network
@@ -43,10 +43,10 @@ def test_the_three_examples_are_shipped():
 @pytest.mark.parametrize(("spec", "dtype", "seed"), END_TO_END)
 def test_example_matches_autograd(spec, dtype, seed):
     """Every output, the loss, every input and parameter gradient, and 20 steps of SGD with momentum."""
-    rows = verify.check(spec, seed, dtype)
+    rows = network_rows(spec, seed, dtype)
     failed = [row.result.describe(_id(spec, dtype, seed)) for row in rows if not row.passed]
     assert not failed, "\n".join(failed)
-    assert ("loss", "E at steps 1..20") in [(row.layer, row.quantity) for row in rows]
+    assert ("loss", "E at steps 1..20") in [(row.where, row.quantity) for row in rows]
 
 
 @pytest.mark.parametrize("spec", EXAMPLES.values(), ids=lambda s: s.name)
@@ -64,8 +64,8 @@ def _sequential_parameters(spec):
 def test_every_layer_and_parameter_is_checked(spec):
     """The rows cover every layer's output and input gradient, and every parameter of torch's Sequential
     (names and shapes from torch, not from the description), as a gradient and after training."""
-    rows = verify.check(spec, steps=1)
-    seen = {(row.layer, row.quantity): row.result.shape for row in rows}
+    rows = network_rows(spec, steps=1)
+    seen = {(row.where, row.quantity): row.result.shape for row in rows}
     for layer in spec.layers:
         assert (f"{layer.index} {layer.type}", "output") in seen
         assert seen[(f"{layer.index} {layer.type}", "dE/dinput")] == (spec.batch_size, *layer.in_shape)
@@ -141,22 +141,22 @@ INJECTIONS = [
 
 @pytest.mark.parametrize(("spec", "index", "dtype"), INJECTIONS)
 def test_injected_wrong_backward_is_caught_at_its_layer(spec, index, dtype):
-    rows = verify.check(spec, dtype=dtype, layer_backward=verify.inject(spec, index, dtype), train=False)
+    rows = network_rows(spec, dtype=dtype, layer_backward=scaled_at(spec, index, dtype), train=False)
     first = next(i for i, row in enumerate(rows) if not row.passed)
-    assert (rows[first].layer, rows[first].quantity) == (f"{index} {spec.layers[index].type}", "dE/dinput")
+    assert (rows[first].where, rows[first].quantity) == (f"{index} {spec.layers[index].type}", "dE/dinput")
     assert all(row.passed for row in rows[:first])
 
 
 def test_injected_wrong_backward_breaks_training():
     spec = EXAMPLES["lenet5"]
-    rows = verify.check(spec, steps=2, layer_backward=verify.inject(spec, 7))
-    assert not next(row for row in rows if row.quantity == "weight after 2 steps" and row.layer == "7 linear").passed
+    rows = network_rows(spec, steps=2, layer_backward=scaled_at(spec, 7))
+    assert not next(row for row in rows if row.quantity == "weight after 2 steps" and row.where == "7 linear").passed
 
 
 def test_a_backward_scaled_by_one_plus_1e_minus_6_is_caught_in_float64():
     spec = EXAMPLES["small3conv"]
-    scaled = {3: wrong.scaled_backward(manual_net.BACKWARD["conv2d"], 1 + 1e-6)}
-    assert not all(row.passed for row in verify.check(spec, layer_backward=scaled, train=False))
+    scaled = {3: scaled_backward(manual_net.BACKWARD["conv2d"], 1 + 1e-6)}
+    assert not all(row.passed for row in network_rows(spec, layer_backward=scaled, train=False))
 
 
 # --- bad parameters, inputs and targets from a caller -----------------------------------------------
@@ -217,7 +217,7 @@ def test_labels_in_the_description_are_the_labels_used():
     spec = parse_spec(data)
     _, labels = netdesc.inputs.random_batch(spec, seed=5)
     assert labels.tolist() == [2, 0, 2] and labels.dtype == np.int64
-    assert all(row.passed for row in verify.check(spec, seed=5, steps=1))
+    assert all(row.passed for row in network_rows(spec, seed=5, steps=1))
 
 
 def test_importing_the_network_builder_does_not_import_torch():

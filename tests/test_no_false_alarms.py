@@ -4,9 +4,10 @@ many seeds), produces no diagnosis. Each chunk is one test; a failure lists ever
 
 import numpy as np
 import pytest
+from runs import diagnose_network, diagnose_seed
 
-from crosscheck import diagnose
-from crosscheck.seed_check import SeedCase
+from crosscheck.render import diagnosis_text
+from crosscheck.subjects import SeedCase
 from netdesc.checks import InputError
 from netdesc.description import parse_spec
 
@@ -81,15 +82,15 @@ def stacks(chunk):
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_the_real_seed_network_raises_no_alarm(chunk):
-    alarms = [d.report() for d in (diagnose.diagnose_seed(case) for case in seed_cases(chunk)) if d.wrong]
+    alarms = [diagnosis_text(d) for d in (diagnose_seed(case) for case in seed_cases(chunk)) if d.wrong]
     assert not alarms, "\n\n".join(alarms)
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_real_random_stacks_raise_no_alarm(chunk):
-    results = [diagnose.diagnose_stack(spec, seed=i, dtype=("float64", "float32")[i % 2])
+    results = [diagnose_network(spec, seed=i, dtype=("float64", "float32")[i % 2])
                for i, spec in enumerate(stacks(chunk))]
-    alarms = [d.report() for d in results if d.wrong]
+    alarms = [diagnosis_text(d) for d in results if d.wrong]
     assert not alarms, "\n\n".join(alarms)
     assert all(any(" after step 2" in name for name in d.checked) for d in results)  # the walks reach the updates
 

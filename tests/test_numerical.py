@@ -13,7 +13,7 @@ import netdesc.inputs
 import netdesc.seed
 from crosscheck import numerical as nm
 from crosscheck.compare import ManualFailure
-from crosscheck.seed_check import SeedCase
+from crosscheck.subjects import SeedCase
 from manual import functional as M
 from manual import network as manual_net
 from manual import seed_network as manual_seed

@@ -11,8 +11,8 @@ import shlex
 import pytest
 from hypothesis import find, given, note, settings
 from hypothesis import strategies as st
+from runs import network_rows
 
-from crosscheck import verify
 from manual.network import BACKWARD
 from netdesc.description import parse_spec
 
@@ -87,7 +87,7 @@ def check_stack(description, seed, layer_backward=None):
     """Loss, every parameter gradient and every layer input gradient, manual against autograd (float64);
     AssertionError naming the first mismatch and the command that reproduces it."""
     spec = parse_spec(description, "random-stack")
-    rows = verify.check(spec, seed, "float64", layer_backward=layer_backward, train=False)
+    rows = network_rows(spec, seed, "float64", layer_backward=layer_backward, train=False)
     failed = [row for row in rows if not row.passed]
     if failed:
         raise AssertionError(f"{len(failed)} of {len(rows)} quantities differ; the first: "

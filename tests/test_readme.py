@@ -1,27 +1,19 @@
-"""The README shows what the code does: its commands, its example and its sample output are checked here."""
+"""The README's own promises: CI runs its test command, and its slides-to-code table names what the code computes.
+
+Its sample output, its command lines and its links are checked with every page of docs/ in tests/test_docs.py."""
 
 import pathlib
+import re
 
-from crosscheck import cli
+from manual import seed_network
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+SEED_NETWORK = (ROOT / "manual" / "seed_network.py").read_text()
 
 
-def _blocks(language=None):
-    """The fenced code blocks, in order (of one language, when given)."""
-    blocks, current, lang = [], None, ""
-    for line in README.splitlines(keepends=True):
-        if line.startswith("```"):
-            if current is None:
-                current, lang = [], line[3:].strip()
-            else:
-                if language is None or lang == language:
-                    blocks.append("".join(current))
-                current = None
-        elif current is not None:
-            current.append(line)
-    return blocks
+def _blocks(language):
+    return re.findall(rf"^```{language}\n(.*?)^```", README, flags=re.S | re.M)
 
 
 def test_ci_runs_the_readmes_test_command():
@@ -31,30 +23,15 @@ def test_ci_runs_the_readmes_test_command():
     assert test_command in (ROOT / ".ci" / "run").read_text()
 
 
-def test_readme_shows_the_user_layer_example_verbatim():
-    example = (ROOT / "examples" / "user_layer" / "test_my_layer.py").read_text()
-    assert example in _blocks("python")
+def _slides_table():
+    """The rows of the table from the slides' equations to the code: (slides, name, value, shape, function)."""
+    lines = README.split("| slides ", 1)[1].split("\n\n", 1)[0].splitlines()[2:]
+    return [[cell.strip().strip("`") for cell in line.strip().strip("|").split(" | ")] for line in lines]
 
 
-def test_readme_table_matches_the_command(capsys):
-    block = next(b for b in _blocks() if b.startswith("$ python3 -m crosscheck\n"))
-    assert cli.main([]) == 0
-    printed = capsys.readouterr().out
-
-    def rows(text):  # quantity, shape and result; the error digits may differ with the BLAS
-        return [(line[:22].strip(), line[23:41].strip(), line.split()[-1]) for line in text.splitlines()
-                if line.endswith(("  ok", "  MISMATCH"))]
-
-    assert rows(block) == rows(printed) and len(rows(printed)) == 24
-
-
-def test_readme_shows_explain_as_it_prints(capsys):
-    block = next(b for b in _blocks() if b.startswith("$ python3 -m crosscheck explain\n"))
-    assert cli.main(["explain"]) == 0
-    printed = capsys.readouterr().out
-
-    def equations(text):
-        return [" ".join(line.split()) for line in text.splitlines()
-                if line.startswith("  ") and line.rstrip().endswith((" agree", " DIFFER"))]
-
-    assert equations(block) == equations(printed) and len(equations(printed)) == 20
+def test_the_slides_table_names_what_the_seed_network_computes():
+    rows = _slides_table()
+    assert [name for _, name, *_ in rows[:-1]] == list(seed_network.EQUATIONS)  # every factor, in backward's order
+    for _, name, _, _, function in rows:
+        assert function.startswith(f"{name}(") and f"def {function}:" in SEED_NETWORK, function
+        assert name == "sgd_step" or f'g["{name}"] = eq["{name}"]' in SEED_NETWORK, name

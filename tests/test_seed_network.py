@@ -6,9 +6,10 @@ import pathlib
 
 import numpy as np
 import pytest
+from runs import seed_pairs
 
 from crosscheck.compare import assert_close, compare
-from crosscheck.seed_check import FACTORS, GRADIENTS, SeedCase, one_step_pairs, slide_name, training_pairs
+from crosscheck.subjects import SEED_BACKWARD, SeedCase, slide_name
 from manual import seed_network
 from reference import seed_network as reference_net
 
@@ -56,16 +57,16 @@ TRAINING = [
 @pytest.mark.parametrize("case", GRID, ids=str)
 def test_seed_network_matches_autograd(case):
     """Forward values and E, every chain-rule factor, dE/df, dE/dW, dE/db, then one SGD step."""
-    for name, manual, autograd in one_step_pairs(case):
-        assert_close(manual, autograd, slide_name(name), case, case.dtype)
+    for name, manual, autograd in seed_pairs(case):
+        assert_close(manual, autograd, name, case, case.dtype)
 
 
 @pytest.mark.training
 @pytest.mark.parametrize("case", TRAINING, ids=str)
 def test_training_run_matches_autograd(case):
     """50 SGD steps on a fixed batch: E at every step and the parameters at the end."""
-    for name, manual, autograd in training_pairs(case):
-        assert_close(manual, autograd, slide_name(name), case, case.dtype)
+    for name, manual, autograd in seed_pairs(case, training=True):
+        assert_close(manual, autograd, name, case, case.dtype)
 
 
 def test_grid_is_big_enough():
@@ -82,7 +83,7 @@ def _rows(case, wrong=None):
     values = seed_network.forward(X, params, Y, case.reduction)
     grads = seed_network.backward(X, Y, params, values, case.reduction, wrong=wrong)
     _, autograd = reference_net.run(X, params, Y, case.reduction)
-    return [compare(slide_name(k), grads[k], autograd[k], case.dtype) for k in FACTORS + GRADIENTS]
+    return [compare(slide_name(k), grads[k], autograd[k], case.dtype) for k in SEED_BACKWARD]
 
 
 @pytest.mark.parametrize("case", [SeedCase(), SeedCase(input_shape=(5, 7), kernel_shape=(2, 3), n_out=3, batch=3,
@@ -116,7 +117,7 @@ def test_every_equation_is_called_by_name_and_can_be_swapped():
     X, Y, params = SeedCase().inputs()
     values = seed_network.forward(X, params, Y)
     real = seed_network.backward(X, Y, params, values)
-    assert set(seed_network.EQUATIONS) == set(real) == set(FACTORS + GRADIENTS)
+    assert set(seed_network.EQUATIONS) == set(real) == set(SEED_BACKWARD)
     for name, equation in seed_network.EQUATIONS.items():
         def doubled(*args, equation=equation):
             return 2 * equation(*args)

@@ -8,7 +8,9 @@ import tomllib
 
 import pytest
 
-from crosscheck import cli, verify
+import netdesc.description
+from crosscheck import cli
+from crosscheck.subjects import NetworkSubject
 from netdesc.description import load_spec
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -45,7 +47,7 @@ def test_json_output(capsys):
     assert cli.main(["verify", "--spec", SMALL, "--json", "--dtype", "float32", "--seed", "3", "--steps", "3"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["passed"] is True and result["spec"] == "small3conv" and result["source"] == SMALL
-    assert (result["seed"], result["dtype"], result["steps"], result["injected_layer"]) == (3, "float32", 3, None)
+    assert (result["seed"], result["dtype"], result["steps"], result["injected"]) == (3, "float32", 3, None)
     assert result["tolerance"] == {"rtol": 1e-4, "atol": 1e-6}
     dw = next(q for q in result["quantities"] if q["layer"] == "3 conv2d" and q["quantity"] == "dE/dweight")
     assert dw["shape"] == [6, 4, 3, 2] and dw["passed"] and dw["name"] == "3 conv2d: dE/dweight"
@@ -66,7 +68,7 @@ def test_injected_wrong_backward_exits_1_and_names_the_layer(dtype, capsys):
     assert cli.main(["verify", "--spec", LENET, "--inject", "3", "--steps", "1", "--dtype", dtype]) == 1
     out = capsys.readouterr().out
     rtol = {"float64": "1e-08", "float32": "0.01"}[dtype]
-    assert f"injected wrong derivation: layer 3 (conv2d)'s backward scaled by 1 + {rtol}" in out
+    assert f"injected wrong derivation: scaled@3 (layer 3 (conv2d)'s backward scaled by 1 + {rtol})" in out
     first = out.split("the first: ")[1]
     assert first.startswith("3 conv2d: dE/dinput differs; worst element at index")
     assert ("3 conv2d", "dE/dweight", "MISMATCH") in _rows(out)
@@ -76,7 +78,7 @@ def test_injected_wrong_backward_exits_1_and_names_the_layer(dtype, capsys):
 def test_injected_json_has_no_infinities(capsys):
     assert cli.main(["verify", "--spec", SMALL, "--inject", "0", "--json", "--steps", "1"]) == 1
     result = json.loads(capsys.readouterr().out)
-    assert result["passed"] is False and result["injected_layer"] == 0
+    assert result["passed"] is False and result["injected"].startswith("scaled@0 (layer 0 (conv2d)'s backward")
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -85,9 +87,9 @@ def test_injected_json_has_no_infinities(capsys):
     (["--spec", LENET, "--seed", "-1"], "seed: got -1, needs an integer >= 0"),
     (["--spec", LENET, "--steps", "0"], "steps: got 0, needs an integer >= 1"),
     (["--spec", LENET, "--dtype", "float16"], "argument --dtype: invalid choice: 'float16'"),
-    (["--spec", LENET, "--inject", "12"], "inject: got layer 12, needs a layer index in [0, 11]"),
-    (["--spec", LENET, "--inject", "-1"], "inject: got layer -1, needs a layer index in [0, 11]"),
-    (["--spec", LENET, "--inject", "conv"], "argument --inject: invalid int value: 'conv'"),
+    (["--spec", LENET, "--inject", "12"], "--inject: got layer '12', needs a layer index in [0, 11]"),
+    (["--spec", LENET, "--inject", "-1"], "--inject: got layer '-1', needs a layer index in [0, 11]"),
+    (["--spec", LENET, "--inject", "conv"], "--inject: got 'conv', needs one of scaled-dE_dW, "),
     (["--spec-json", "[1, 2"], "spec JSON: not valid JSON: "),
     (["--spec", ""], ".: got a suffix-less file, needs a .toml or .json description"),
     (["--spec", LENET, "--frobnicate"], "unrecognized arguments: --frobnicate"),
@@ -104,14 +106,14 @@ def test_a_multi_line_error_is_printed_on_one_line(monkeypatch, capsys):
     def two_lines(text):
         raise cli.InputError("first line\nsecond line")
 
-    monkeypatch.setattr(cli, "spec_from_json", two_lines)
+    monkeypatch.setattr(netdesc.description, "spec_from_json", two_lines)
     assert cli.main(["verify", "--spec-json", "{}"]) == 2
     assert capsys.readouterr().err == "crosscheck: error: first line second line\n"
 
 
 def test_check_options_refuses_an_unknown_dtype():
     with pytest.raises(cli.InputError, match="dtype: got 'float16', needs one of float64, float32"):
-        verify.check(load_spec(SMALL), dtype="float16")
+        NetworkSubject(load_spec(SMALL), dtype="float16")
 
 
 def test_verify_help_lists_the_options(capsys):
@@ -125,7 +127,7 @@ def test_verify_help_lists_the_options(capsys):
 
 def test_seed_network_help_points_to_verify(capsys):
     with pytest.raises(SystemExit):
-        cli.main(["--help"])
+        cli.main(["seed", "--help"])
     assert "crosscheck verify --spec FILE" in capsys.readouterr().out
 
 

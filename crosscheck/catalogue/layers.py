@@ -1,38 +1,20 @@
-"""Deliberately wrong derivations for the general layers (manual.functional, manual.optim), kept apart from the
-real code (NumPy only).
+"""Deliberately wrong derivations of the general layers (manual.functional, manual.optim) on small described
+networks (NumPy only).
 
 Each entry is a mistake people make when deriving a layer or an optimizer by hand, shown on a small network
-description (netdesc.description): it replaces one layer's backward (``layer_backward``, by layer index, "loss" for
-the loss), with the forward that keeps what that backward reads (``layer_forward``), or the SGD step
+description (netdesc.description): it replaces one layer's backward (``backward``, by layer index, "loss" for
+the loss), with the forward that keeps what that backward reads (``forward``), or the SGD step
 (``optimizer_step``, manual.optim.sgd_step's signature). ``first_wrong`` names the first quantity it breaks as
-crosscheck.verify names the rows, ``kind`` the class crosscheck.diagnose should give it.
+crosscheck.check names the rows, ``kind`` the class crosscheck.diagnose should give it.
 """
-
-from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from crosscheck.catalogue import WrongDerivation
 from manual import functional as F
 from manual import optim
 from netdesc.inputs import random_batch
-
-
-@dataclass(frozen=True)
-class WrongLayer:
-    name: str
-    description: str
-    spec: dict  # the network description it is shown on
-    first_wrong: str  # "<i> <type>: dE/dinput", "loss: dE/dinput", "<i> <type>: weight after step k", ...
-    kind: str
-    layer_backward: dict = field(default_factory=dict)
-    layer_forward: dict = field(default_factory=dict)
-    optimizer_step: object = None
-    inputs: object = None  # (spec, dtype, seed) -> (x, target); manual.network.random_batch otherwise
-    dtypes: tuple = ("float64", "float32")
-
-    def __str__(self):
-        return self.name
 
 
 def _stack(input_shape, layers, loss="mse", reduction="mean", batch=2, optimizer=None):
@@ -243,55 +225,53 @@ def _linear_sgd(**optimizer):
     return _stack((1, 3, 3), [FLAT, _linear(2)], optimizer=optimizer)
 
 
-STACK_CATALOGUE = [
-    WrongLayer("conv2d-stride-ignored-dx", "conv2d with stride 2: dx scattered as if the windows were adjacent "
+ENTRIES = [
+    WrongDerivation("conv2d-stride-ignored-dx", "conv2d with stride 2: dx scattered as if the windows were adjacent "
                "(stride 1), the dilated gradient forgotten", CONV_AT_2, "2 conv2d: dE/dinput", "stride",
                {2: _conv_stride_ignored}, {2: _conv_forward}),
-    WrongLayer("conv2d-padding-wrong-side", "conv2d with padding 1: dx cropped from the padded grid at the top "
+    WrongDerivation("conv2d-padding-wrong-side", "conv2d with padding 1: dx cropped from the padded grid at the top "
                "left, [:H, :W], instead of [p:p+H, p:p+W]", PADDED_AT_2, "2 conv2d: dE/dinput", "padding",
                {2: _conv_cropped_wrong_side}, {2: _conv_forward}),
-    WrongLayer("conv2d-padding-not-cropped", "conv2d with padding 1: dx returned on the padded grid, the padding "
+    WrongDerivation("conv2d-padding-not-cropped", "conv2d with padding 1: dx returned on the padded grid, the padding "
                "not cropped off", PADDED_AT_0, "0 conv2d: dE/dinput", "padding",
                {0: _conv_not_cropped}, {0: _conv_forward}),
-    WrongLayer("conv2d-dilation-ignored-dw", "conv2d with dilation 2: dw correlates taps i, j instead of "
+    WrongDerivation("conv2d-dilation-ignored-dw", "conv2d with dilation 2: dw correlates taps i, j instead of "
                "i*d, j*d, the dilation left out", DILATED_AT_0, "0 conv2d: dE/dweight", "dilation",
                {0: _conv_dilation_ignored}, {0: _conv_forward}),
-    WrongLayer("conv2d-dw-flipped", "conv2d: dw returned with both kernel axes reversed (a true convolution "
+    WrongDerivation("conv2d-dw-flipped", "conv2d: dw returned with both kernel axes reversed (a true convolution "
                "in the backward, a cross-correlation in the forward)", PADDED_AT_0, "0 conv2d: dE/dweight",
                "kernel-flipped", {0: _conv_dw_flipped}),
-    WrongLayer("max-pool-every-element", "max_pool2d: the window's gradient sent to every element of the window, "
+    WrongDerivation("max-pool-every-element", "max_pool2d: the window's gradient sent to every element of the window, "
                "not only to its maximum", RELU_POOL, "2 max_pool2d: dE/dinput", "window",
                {2: _pool_to_every_element}, {2: _max_pool_forward}),
-    WrongLayer("max-pool-last-tie", "max_pool2d: a tie broken towards the last maximum of the window (torch "
+    WrongDerivation("max-pool-last-tie", "max_pool2d: a tie broken towards the last maximum of the window (torch "
                "takes the first); after a ReLU, windows of zeros tie", RELU_POOL, "2 max_pool2d: dE/dinput",
                "kink", {2: _max_pool_last_tie}, {2: _max_pool_forward}),
-    WrongLayer("avg-pool-not-divided", "avg_pool2d: dout sent to every window element without the division by "
+    WrongDerivation("avg-pool-not-divided", "avg_pool2d: dout sent to every window element without the division by "
                "the window size KH*KW", AVG_POOL, "2 avg_pool2d: dE/dinput", "scaled",
                {2: _pool_to_every_element}, {2: _avg_pool_forward}),
-    WrongLayer("cross-entropy-onehot-forgotten", "softmax cross-entropy: dlogits = softmax / N, the one-hot "
+    WrongDerivation("cross-entropy-onehot-forgotten", "softmax cross-entropy: dlogits = softmax / N, the one-hot "
                "subtraction left out", CLASSIFIER, "loss: dE/dinput", "one-hot",
                {"loss": _cross_entropy_onehot_forgotten}, {"loss": _cross_entropy_forward}),
-    WrongLayer("cross-entropy-mean-forgotten", "softmax cross-entropy under the mean reduction: dlogits = "
+    WrongDerivation("cross-entropy-mean-forgotten", "softmax cross-entropy under the mean reduction: dlogits = "
                "softmax - onehot, the division by N left out", CLASSIFIER, "loss: dE/dinput", "batch-reduction",
                {"loss": _cross_entropy_mean_forgotten}, {"loss": _cross_entropy_forward}),
-    WrongLayer("relu-ge-instead-of-gt", "relu: dx = dout * (x >= 0), the gradient let through at x == 0 "
+    WrongDerivation("relu-ge-instead-of-gt", "relu: dx = dout * (x >= 0), the gradient let through at x == 0 "
                "(a conv without bias over a black border gives exact zeros)", BORDER, "1 relu: dE/dinput", "kink",
                {1: _relu_ge}, {1: _relu_forward}, inputs=_black_border),
-    WrongLayer("tanh-of-output", "tanh: dx = dout * (1 - tanh(y)^2), the derivative taken at the output y "
+    WrongDerivation("tanh-of-output", "tanh: dx = dout * (1 - tanh(y)^2), the derivative taken at the output y "
                "instead of at the input", TANH_MLP, "2 tanh: dE/dinput", "activation-wrong-point",
                {2: _tanh_of_output}, {2: _tanh_forward}),
-    WrongLayer("sgd-dampening-first-step", "SGD with momentum 0.9, dampening 0.5: the buffer starts at zero, so "
+    WrongDerivation("sgd-dampening-first-step", "SGD with momentum 0.9, dampening 0.5: the buffer starts at zero, so "
                "step 1 moves by (1 - dampening) g instead of g", _linear_sgd(**MOMENTUM, dampening=0.5),
                "1 linear: weight after step 1", "momentum", optimizer_step=_sgd_dampening_first_step),
-    WrongLayer("sgd-nesterov-lookahead-missing", "SGD with Nesterov momentum: the update uses the buffer, "
+    WrongDerivation("sgd-nesterov-lookahead-missing", "SGD with Nesterov momentum: the update uses the buffer, "
                "g + momentum * buf left out (plain momentum)", _linear_sgd(**MOMENTUM, nesterov=True),
                "1 linear: weight after step 1", "momentum", optimizer_step=_sgd_nesterov_lookahead_missing),
-    WrongLayer("sgd-buffer-not-kept", "SGD with momentum 0.9: the buffer is not carried from step to step",
+    WrongDerivation("sgd-buffer-not-kept", "SGD with momentum 0.9: the buffer is not carried from step to step",
                _linear_sgd(**MOMENTUM), "1 linear: weight after step 2", "momentum",
                optimizer_step=_sgd_buffer_not_kept),
-    WrongLayer("sgd-weight-decay-forgotten", "SGD with weight decay 0.05: the decay term left out of the "
+    WrongDerivation("sgd-weight-decay-forgotten", "SGD with weight decay 0.05: the decay term left out of the "
                "gradient", _linear_sgd(lr=0.1, weight_decay=0.05), "1 linear: weight after step 1",
                "weight-decay", optimizer_step=_sgd_weight_decay_forgotten),
 ]
-
-ENTRIES = STACK_CATALOGUE  # converted to crosscheck.catalogue.WrongDerivation next

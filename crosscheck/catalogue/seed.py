@@ -14,7 +14,6 @@ import numpy as np
 from crosscheck.catalogue import WrongDerivation
 from manual import kernels
 from manual.seed_network import EQUATIONS
-from netdesc.checks import InputError
 
 
 def _dE_dW_scaled(dE_dZ2, dZ2_dW):
@@ -71,8 +70,7 @@ def _entry(name, first_wrong, description, kind, **fields):
     return WrongDerivation(name, description, "seed", first_wrong, kind, **fields)
 
 
-# The mistakes caught in every case of the seed network (``crosscheck --inject`` offers these).
-WRONG_DERIVATIONS = [
+ENTRIES = [
     _entry("scaled-dE_dW", "dE_dW", "dE/dW multiplied by 1 + 1e-6", "scaled",
            backward={"dE_dW": _dE_dW_scaled}, dtypes=FLOAT64_ONLY),
     _entry("scaled-dE_df", "dE_df", "dE/df multiplied by 1 + 1e-6", "scaled",
@@ -90,30 +88,9 @@ WRONG_DERIVATIONS = [
            backward={"dO_dZ2": _dO_dZ2_at_the_output}),
     _entry("twice-dH1_dZ1", "dH1_dZ1", "dH1/dZ1 = (H1(1 - H1))^2, the sigmoid derivative applied twice",
            "activation-twice", backward={"dH1_dZ1": _dH1_dZ1_twice}),
-]
-
-# Every entry of the seed network: those above, and those that need a case (a mean reduction) or replace the
-# SGD update.
-ENTRIES = WRONG_DERIVATIONS + [
+    # the two below need a case (a mean reduction) or replace the SGD update
     _entry("mean-forgotten-dE_dO", "dE_dO", "dE/dO = O - Y under the mean reduction, the division by N left out",
            "batch-reduction", backward={"dE_dO": _dE_dO_mean_forgotten}, case={"reduction": "mean"}),
     _entry("sgd-wrong-sign", "W after step 1", "w <- w + alpha dE/dw: the update climbs the error", "update-sign",
            optimizer_step=_sgd_step_ascending),
 ]
-SEED_CATALOGUE = ENTRIES  # the name the harness used before the unified catalogue
-
-
-def scaled_backward(backward, factor):
-    """`backward` with every gradient it returns multiplied by `factor`: the smallest wrong derivation, for the
-    layers of manual.network (``layer_backward={index: scaled_backward(...)}``)."""
-    def wrong_backward(dout, cache):
-        return tuple(None if g is None else g * factor for g in backward(dout, cache))
-    return wrong_backward
-
-
-def get(name):
-    """The entry of WRONG_DERIVATIONS called `name`; InputError listing the names otherwise."""
-    for entry in WRONG_DERIVATIONS:
-        if entry.name == name:
-            return entry
-    raise InputError(f"wrong derivation: got {name!r}, needs one of {', '.join(e.name for e in WRONG_DERIVATIONS)}")

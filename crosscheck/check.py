@@ -1,0 +1,282 @@
+"""The one checker: a subject (crosscheck.subjects: the slides' network or a described network) compared quantity by
+quantity, manual against autograd under the dtype's tolerance (crosscheck.compare) -> a Result of Rows in the
+order the computation makes them: forward, backward from the loss, the first updates, then a k-step training run.
+
+Wrong derivations reach a subject in one way, a crosscheck.catalogue.WrongDerivation: a catalogued one by name
+(``--inject NAME``, ``--inject NAME@LAYER`` on another description, ``scaled@LAYER`` for any layer), or a user's
+module of overrides read into one (``load_module``, the convention below).
+
+A module given to ``crosscheck diagnose --module FILE`` follows one of two conventions:
+
+    # the slides' network: equations of manual.seed_network.EQUATIONS replaced by name
+    LAYER_BACKWARD = {"dH1_dZ1": my_sigmoid_derivative}
+    SGD_STEP = my_sgd_step                        # optional: (params, grads, lr) -> params
+    CASE = {"input_shape": [6, 6], "reduction": "mean"}   # optional: crosscheck.subjects.SeedCase fields
+
+    # a described network: SPEC is the description (a dict) or the path of a .toml / .json file, relative to the
+    # module's folder
+    SPEC = "../small3conv.toml"
+    LAYER_BACKWARD = {3: my_conv_backward, "loss": my_loss_backward}   # by layer index, as manual.network's
+    LAYER_FORWARD = {3: my_conv_forward}          # optional: forward(x, layer params, options) -> (out, cache)
+    OPTIMIZER_STEP = my_sgd_step                  # optional: manual.optim.sgd_step's signature
+    INPUTS = my_inputs                            # optional: (spec, dtype, seed) -> (x, target)
+
+examples/diagnose/ holds one module of each kind. A module is Python and runs as such: load trusted files only.
+"""
+
+import importlib.util
+import pathlib
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from crosscheck.catalogue import WrongDerivation, find
+from crosscheck.compare import Comparison, compare
+from crosscheck.subjects import DTYPES, NetworkSubject, SeedCase, SeedSubject, wobble
+from crosscheck.tolerances import tolerance_for
+from manual import network as manual_net
+from manual import seed_network as manual_seed
+from netdesc.checks import InputError
+from netdesc.description import load_spec, parse_spec
+
+GROWTH = 1e3  # a training run whose loss grows this many times over diverges
+
+
+@dataclass(frozen=True)
+class Row:
+    """One compared quantity: where ("" on the slides' network, "3 conv2d" or "loss"), what, and the comparison."""
+
+    where: str
+    quantity: str
+    result: Comparison
+
+    @property
+    def passed(self):
+        return self.result.passed
+
+    def as_dict(self):
+        return {"layer": self.where, "quantity": self.quantity, **self.result.as_dict()}
+
+
+@dataclass(frozen=True)
+class Result:
+    """Every row of one check of one subject."""
+
+    title: str
+    dtype: str
+    rows: tuple
+    injected: str = ""
+
+    @property
+    def passed(self):
+        return bool(self.rows) and all(row.passed for row in self.rows)
+
+    @property
+    def failed(self):
+        return [row for row in self.rows if not row.passed]
+
+    @property
+    def unstable(self):
+        return [row for row in self.rows if row.result.note]
+
+
+def _row(step, dtype):
+    return Row(step.where, step.quantity, compare(step.name, step.manual, step.autograd, dtype))
+
+
+def check(subject, train=True):
+    """Every comparison for `subject`, in order -> Result.
+
+    When every one-step row agrees but the training run does not, and autograd's own run is chaotic (a one-ulp
+    nudge of the parameters moves it past the tolerance, subjects.wobble), the training rows pass with a note:
+    they can give no verdict; the one-step rows, the same update step by step, do. A one-step row that differs
+    is never excused.
+    """
+    dtype = subject.dtype
+    rows = [_row(step, dtype) for step in subject.walk()]
+    if train:
+        training = [_row(step, dtype) for step in subject.training()]
+        note = None
+        if all(r.passed for r in rows) and not all(r.passed for r in training):
+            note = chaos(subject)
+        if note:
+            training = [r if r.passed else replace(r, result=replace(r.result, passed=True, note=note))
+                        for r in training]
+        rows += training
+    injected = "" if subject.wrong is None else f"{subject.wrong.name} ({subject.wrong.description})"
+    return Result(subject.title, dtype, tuple(rows), injected)
+
+
+def chaos(subject):
+    """Why autograd's own training run cannot judge gradients -> a note, or None where it can. Either its loss
+    diverges (grows GROWTH-fold or leaves the floats: rounding is then amplified without bound), or a one-ulp
+    nudge of the parameters moves its run past the tolerance (subjects.wobble)."""
+    nudged = wobble(subject)
+    losses = np.abs(np.asarray(nudged[0].autograd, np.float64))
+    if not np.all(np.isfinite(losses)) or losses.max() > GROWTH * max(losses[0], np.finfo(np.float64).tiny):
+        return (f"autograd's own loss grows from {losses[0]:.3e} to {losses.max():.3e}: a diverging run amplifies "
+                "rounding without bound")
+    moved = max((compare(s.name, s.manual, s.autograd, subject.dtype) for s in nudged), key=lambda c: c.max_abs_error)
+    if moved.passed:
+        return None
+    return (f"a one-ulp nudge of the parameters moves autograd's own run by up to {moved.max_abs_error:.3e} "
+            f"({moved.name}), more than the tolerance")
+
+
+# --- wrong derivations on a subject ------------------------------------------------------------------------
+
+def entry_subject(entry, dtype=None, seed=None):
+    """A catalogue entry on its own network -> the subject to check or diagnose."""
+    dtype = dtype or entry.dtypes[0]
+    if entry.on_seed:
+        fields = entry.case | {"dtype": dtype} | ({} if seed is None else {"seed": seed})
+        return SeedSubject(SeedCase(**fields), entry)
+    return NetworkSubject(parse_spec(entry.network, entry.name), seed or 0, dtype, wrong=entry)
+
+
+def overrides(backward=None, forward=None, optimizer_step=None, inputs=None, name="overrides", network=""):
+    """Hand-written replacements (a user's own backward, a deliberate mistake) as the WrongDerivation a subject takes:
+    on the slides' network backward maps equation names to functions; on a described network backward and forward
+    map a layer index or "loss" to functions, optimizer_step replaces manual.optim.sgd_step, inputs draws the batch."""
+    return WrongDerivation(name, "replaced by hand", network, "", "", backward or {}, forward or {}, optimizer_step,
+                           inputs)
+
+
+def scaled_backward(backward, factor):
+    """`backward` with every gradient it returns multiplied by `factor`: the smallest wrong derivation."""
+    def wrong_backward(dout, cache):
+        return tuple(None if g is None else g * factor for g in backward(dout, cache))
+    return wrong_backward
+
+
+def _layer_index(text, spec, option):
+    layers = len(spec.layers)
+    try:
+        index = int(text)
+    except ValueError:
+        index = -1
+    if not 0 <= index < layers:
+        raise InputError(f"{option}: got layer {text!r}, needs a layer index in [0, {layers - 1}]")
+    return index
+
+
+def scaled(spec, index, dtype):
+    """Layer `index`'s backward with every gradient scaled by 1 + 100 * rtol of `dtype`: a wrong derivation just
+    outside the tolerance, to see a mismatch reported."""
+    factor = 1 + 100 * tolerance_for(DTYPES[dtype]).rtol
+    layer = spec.layers[index]
+    return WrongDerivation(
+        f"scaled@{index}", f"{layer}'s backward scaled by 1 + {factor - 1:g}", spec.name,
+        f"{index} {layer.type}: dE/dinput", "scaled", {index: scaled_backward(manual_net.BACKWARD[layer.type], factor)})
+
+
+def inject(name, spec, dtype="float64", option="--inject"):
+    """`--inject NAME[@LAYER]` on a described network -> a WrongDerivation aimed at this description: the entry's
+    replaced layer functions moved to the first layer of the same type (or LAYER), its loss functions kept only
+    for the same loss. An integer LAYER alone, or ``scaled@LAYER``, scales that layer's backward."""
+    text = str(name)
+    base, _, at = text.partition("@")
+    if base.lstrip("-").isdigit() and not at:
+        base, at = "scaled", base
+    if base == "scaled":
+        return scaled(spec, _layer_index(at, spec, option), dtype)
+    entry = find(base, option)
+    if entry.on_seed:
+        raise InputError(f"{option}: got {base!r}, a mistake in the slides' network; it needs crosscheck seed "
+                         f"--inject {base}")
+    own = parse_spec(entry.network, entry.name)
+    moved = {}
+    for key in {*entry.backward, *entry.forward}:
+        if key == "loss":
+            if own.loss.type != spec.loss.type:
+                raise InputError(f"{option}: {base} changes the {own.loss.type} loss; the description's loss is "
+                                 f"{spec.loss.type}")
+            moved[key] = key
+            continue
+        kind = own.layers[key].type
+        targets = [layer.index for layer in spec.layers if layer.type == kind]
+        if at:
+            index = _layer_index(at, spec, option)
+            if spec.layers[index].type != kind:
+                raise InputError(f"{option}: {base} changes a {kind} layer; layer {index} is a "
+                                 f"{spec.layers[index].type}")
+            targets = [index]
+        if not targets:
+            raise InputError(f"{option}: {base} changes a {kind} layer; the description has none")
+        moved[key] = targets[0]
+    return replace(entry, network=spec.name, backward={moved[k]: fn for k, fn in entry.backward.items()},
+                   forward={moved[k]: fn for k, fn in entry.forward.items()})
+
+
+def seed_inject(name, option="--inject"):
+    """`--inject NAME` on the slides' network -> its catalogue entry."""
+    entry = find(name, option)
+    if not entry.on_seed:
+        raise InputError(f"{option}: got {name!r}, a mistake in a described network's layer; it needs crosscheck "
+                         f"verify --spec FILE --inject {name}")
+    return entry
+
+
+# --- a user's module of overrides --------------------------------------------------------------------------------
+
+def _callables(module, name, keys, where):
+    table = getattr(module, name, {})
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: {name} is a {type(table).__name__}, needs a dict of callables")
+    for key, fn in table.items():
+        if key not in keys:
+            raise InputError(f"{where}: {name} has the key {key!r}, needs keys among {', '.join(map(repr, keys))}")
+        if not callable(fn):
+            raise InputError(f"{where}: {name}[{key!r}] is a {type(fn).__name__}, needs a function")
+    return table
+
+
+def _function(module, name, where):
+    fn = getattr(module, name, None)
+    if fn is not None and not callable(fn):
+        raise InputError(f"{where}: {name} is a {type(fn).__name__}, needs a function")
+    return fn
+
+
+def load_module(path):
+    """Import a user's module of overrides (the convention in this module's docstring); it runs as Python."""
+    path = pathlib.Path(path)
+    if path.suffix != ".py" or not path.is_file():
+        raise InputError(f"--module: got {str(path)!r}, needs an existing .py file")
+    spec = importlib.util.spec_from_file_location(f"crosscheck_user_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # the user's code: whatever it raises is bad input, reported in one line
+        raise InputError(f"{path}: importing it raised {type(err).__name__}: {err}") from None
+    return module
+
+
+def module_subject(path, dtype="float64", seed=None):
+    """A user's module (see the module docstring) read into a WrongDerivation -> the subject it applies to."""
+    module = load_module(path)
+    where = str(path)
+    if not hasattr(module, "SPEC"):
+        fields = getattr(module, "CASE", {})
+        if not isinstance(fields, dict):
+            raise InputError(f"{where}: CASE is a {type(fields).__name__}, needs a dict of SeedCase fields")
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+        try:
+            case = SeedCase(**(fields | {"dtype": dtype} | ({} if seed is None else {"seed": seed})))
+        except TypeError as err:
+            raise InputError(f"{where}: CASE: {err}") from None
+        wrong = WrongDerivation(where, "a user's module", "seed", "", "", _callables(
+            module, "LAYER_BACKWARD", tuple(manual_seed.EQUATIONS), where),
+            optimizer_step=_function(module, "SGD_STEP", where))
+        return SeedSubject(case, wrong)
+    raw = module.SPEC
+    if isinstance(raw, dict):
+        spec = parse_spec(raw, pathlib.Path(path).stem)
+    else:  # a file, relative to the module's folder
+        spec = load_spec(pathlib.Path(path).parent / raw)
+    keys = [*range(len(spec.layers)), "loss"]
+    wrong = WrongDerivation(where, "a user's module", spec.name, "", "",
+                            _callables(module, "LAYER_BACKWARD", keys, where),
+                            _callables(module, "LAYER_FORWARD", keys, where),
+                            _function(module, "OPTIMIZER_STEP", where), _function(module, "INPUTS", where))
+    return NetworkSubject(spec, seed or 0, dtype, wrong=wrong)

@@ -1,0 +1,310 @@
+"""Hypotheses about a wrong quantity and the classification that tests them: a flipped sign, a transpose, a flipped
+kernel, padding, a missing or misplaced activation derivative, a stride or dilation left out, a pool or loss
+mistake, a kink convention, a constant factor (the batch size N: a wrong batch reduction), an update of the wrong
+sign, a momentum mistake. Each is a pair of arrays that agree if it holds, built from autograd's values (torch).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as TF
+
+from crosscheck.compare import ManualFailure, compare
+from crosscheck.tolerances import tolerance_for
+from manual import optim
+
+CLASSES = {
+    "sign": "sign flipped",
+    "transposed": "transposed",
+    "kernel-flipped": "kernel flipped",
+    "padding": "padding mishandled",
+    "activation-missing": "activation derivative missing",
+    "activation-wrong-point": "activation derivative taken at the wrong point",
+    "activation-twice": "activation derivative applied twice",
+    "stride": "stride ignored in the backward",
+    "dilation": "dilation ignored",
+    "window": "pool gradient sent to the whole window",
+    "one-hot": "one-hot term left out",
+    "kink": "a convention at a kink",
+    "batch-reduction": "wrong batch reduction",
+    "scaled": "scaled by a constant",
+    "update-sign": "update applied with the wrong sign",
+    "momentum": "momentum buffer mistake",
+    "weight-decay": "weight decay mishandled",
+    "unclassified": "no hypothesis fits",
+}
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A class and the pairs (actual, expected) that agree if it holds: pairs(m, a) -> iterable, float64 arrays."""
+
+    kind: str
+    detail: str
+    pairs: Callable
+
+
+@dataclass(frozen=True)
+class Classification:
+    kind: str  # a key of CLASSES
+    detail: str
+    constant: float | None = None  # c of manual = c * autograd
+
+
+
+# --- hypotheses ----------------------------------------------------------------------------------------
+
+def as_tensor(array):
+    return torch.from_numpy(np.array(array, dtype=np.float64))
+
+
+def _vjp(fn, primal, upstream):
+    """Autograd's vector-Jacobian product of fn at primal with upstream -> float64 array."""
+    _, pullback = torch.func.vjp(fn, as_tensor(primal))
+    return pullback(as_tensor(upstream))[0].numpy()
+
+
+def _single(candidate):
+    """pairs for 'manual equals this candidate' (candidate: a -> array, or None where it does not apply)."""
+    def pairs(m, a):
+        c = candidate(a)
+        return [] if c is None else [(m, c)]
+    return pairs
+
+
+def _transposes(m, a):
+    if a.ndim < 2:
+        return []
+    candidates = [a.T, np.ascontiguousarray(a.T).reshape(a.shape)]
+    if a.ndim > 2:
+        candidates += [a.swapaxes(-1, -2), a.swapaxes(0, 1)]
+    return [(m, c) for c in candidates if c.shape == m.shape]
+
+
+def _not_cropped(m, a):
+    if m.ndim != a.ndim or m.ndim < 3 or m.shape[:-2] != a.shape[:-2]:
+        return []
+    (dh, dw), (H, W) = np.subtract(m.shape[-2:], a.shape[-2:]), a.shape[-2:]
+    if min(dh, dw) < 0 or dh % 2 or dw % 2 or dh + dw == 0:
+        return []
+    return [(m[..., dh // 2:dh // 2 + H, dw // 2:dw // 2 + W], a)]
+
+
+def _shifted(m, a):
+    """m[..., i + dy, j + dx] = a[..., i, j] on the overlap, for shifts up to 2 that keep most of a's mass."""
+    if m.shape != a.shape or a.ndim < 3:
+        return []
+    H, W = a.shape[-2:]
+    total = np.abs(a).sum()
+    pairs = []
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):
+            if (dy, dx) == (0, 0) or abs(dy) >= H or abs(dx) >= W:
+                continue
+            ms = m[..., max(dy, 0):H + min(dy, 0), max(dx, 0):W + min(dx, 0)]
+            As = a[..., max(-dy, 0):H + min(-dy, 0), max(-dx, 0):W + min(-dx, 0)]
+            if np.abs(As).sum() >= 0.5 * total:
+                pairs.append((ms, As))
+    return pairs
+
+
+GENERIC = (
+    Hypothesis("sign", "manual = -autograd", _single(lambda a: -a)),
+    Hypothesis("transposed", "manual = autograd transposed (or its values laid out transposed)", _transposes),
+    Hypothesis("kernel-flipped", "manual = autograd with both kernel axes reversed, a[..., ::-1, ::-1]",
+               _single(lambda a: a[..., ::-1, ::-1] if a.ndim >= 2 else None)),
+    Hypothesis("padding", "padding not cropped: the centre of manual's padded grid equals autograd", _not_cropped),
+    Hypothesis("padding", "manual = autograd shifted: the padding cropped at the wrong side", _shifted),
+)
+
+
+def activation(fn, z, upstream):
+    """Hypotheses on dE/dz for out = fn(z) elementwise, upstream = autograd's dE/d(out) in z's shape."""
+    def local(at):
+        return _vjp(fn, at, np.ones(np.shape(at)))
+    return (
+        Hypothesis("activation-missing", "manual = dE/d(output): the local derivative left out",
+                   _single(lambda a: upstream)),
+        Hypothesis("activation-twice", "manual = autograd * the local derivative: applied twice",
+                   _single(lambda a: a * local(z))),
+        Hypothesis("activation-wrong-point", "manual = dE/d(output) * the derivative taken at the output instead "
+                   "of at the input", _single(lambda a: upstream * local(fn(as_tensor(z)).numpy()))),
+    )
+
+
+def local_derivative(fn, z):
+    """Hypotheses on the local derivative d fn(z)/dz itself (elementwise), autograd's value a."""
+    return (
+        Hypothesis("activation-missing", "manual = 1: the local derivative left out", _single(np.ones_like)),
+        Hypothesis("activation-twice", "manual = autograd^2: the local derivative applied twice",
+                   _single(lambda a: a * a)),
+        Hypothesis("activation-wrong-point", "manual = the derivative taken at the output instead of at the input",
+                   _single(lambda a: _vjp(fn, fn(as_tensor(z)).numpy(), np.ones(np.shape(z))))),
+    )
+
+
+def flipped_upstream(conv, w, upstream):
+    """dE/dw with dE/d(output) slid flipped: conv(w) the layer's output as a function of its weight."""
+    return Hypothesis("kernel-flipped", "manual slides dE/d(output) flipped over the input: a true convolution "
+                      "instead of the cross-correlation", _single(lambda a: _vjp(conv, w, upstream[..., ::-1, ::-1])))
+
+
+ACTIVATIONS = {
+    "sigmoid": lambda o: torch.sigmoid,
+    "tanh": lambda o: torch.tanh,
+    "relu": lambda o: torch.relu,
+    "leaky_relu": lambda o: lambda t: TF.leaky_relu(t, o["negative_slope"]),
+}
+
+
+def _conv_hypotheses(layer, x, params, upstream, kind):
+    """Hypotheses on a conv2d layer's dE/dinput (the stride left out) or dE/dweight (the dilation left out,
+    dE/d(output) slid flipped); x its input, upstream autograd's dE/d(output)."""
+    o, w = layer.options, params[f"{layer.index}.weight"]
+    (sh, sw), (ph, pw), (dh, dw) = o["stride"], o["padding"], o["dilation"]
+    (N, C, H, W), (KH, KW), (OH, OW) = x.shape, w.shape[2:], upstream.shape[2:]
+
+    def stride_ignored(a):
+        small = (N, C, OH + dh * (KH - 1), OW + dw * (KW - 1))  # the input a stride-1 conv maps to OH x OW
+        dxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw))
+        unstrided = lambda s: TF.conv2d(s, as_tensor(w), None, 1, 0, (dh, dw))  # noqa: E731
+        dxp[:, :, :small[2], :small[3]] = _vjp(unstrided, np.zeros(small), upstream)
+        return dxp[:, :, ph:ph + H, pw:pw + W]
+
+    def dilation_ignored(a):
+        crop = TF.pad(as_tensor(x), (pw, pw, ph, ph))[:, :, :(OH - 1) * sh + KH, :(OW - 1) * sw + KW]
+        return _vjp(lambda weight: TF.conv2d(crop, weight, None, (sh, sw)), w, upstream)
+
+    def conv(weight):
+        return TF.conv2d(as_tensor(x), weight, None, (sh, sw), (ph, pw), (dh, dw))
+    hypotheses = []
+    if kind == "input" and (sh, sw) != (1, 1):
+        hypotheses.append(Hypothesis("stride", f"manual = the input gradient of a stride-1 conv: the stride {(sh, sw)} "
+                                     "left out where dE/d(output) is scattered back", _single(stride_ignored)))
+    if kind == "weight" and (dh, dw) != (1, 1):
+        hypotheses.append(Hypothesis("dilation", f"manual = dE/dweight of the undilated conv: the dilation {(dh, dw)} "
+                                     "left out", _single(dilation_ignored)))
+    if kind == "weight":
+        hypotheses.append(flipped_upstream(conv, w, upstream))
+    return tuple(hypotheses)
+
+
+def _pool_hypotheses(layer, x, upstream):
+    o = layer.options
+    size = o["kernel_size"][0] * o["kernel_size"][1]
+
+    def window_sum(t):
+        return TF.avg_pool2d(t, o["kernel_size"], o["stride"], o["padding"]) * size
+    return (Hypothesis("window", "manual = the gradient of the window's sum: dE/d(output) sent to every element of "
+                       "the window, not only to its maximum", _single(lambda a: _vjp(window_sum, x, upstream))),)
+
+
+def layer_hypotheses(layer, kind, x, params, upstream):
+    """Hypotheses on one gradient of a described network's layer (kind "input", "weight" or "bias")."""
+    if layer.type in ACTIVATIONS:
+        return activation(ACTIVATIONS[layer.type](layer.options), x, upstream)
+    if layer.type == "conv2d":
+        return _conv_hypotheses(layer, x, params, upstream, kind)
+    if layer.type == "max_pool2d":
+        return _pool_hypotheses(layer, x, upstream)
+    return ()
+
+
+def loss_hypotheses(spec, pred, target):
+    if spec.loss.type != "softmax_cross_entropy":
+        return ()
+    scale = len(target) if spec.loss.reduction == "mean" else 1
+    return (Hypothesis("one-hot", "manual = softmax / N: the one-hot term of softmax - onehot(labels) left out",
+                       _single(lambda a: _vjp(lambda z: torch.logsumexp(z, 1).sum() / scale, pred, 1.0))),)
+
+
+def batch_scales(N):
+    if N == 1:
+        return ()
+    return ((N, "batch-reduction", "the batch size N: a sum where the mean was meant"),
+            (1 / N, "batch-reduction", f"1/N for the batch size N = {N}: a mean where the sum was meant"))
+
+
+def _agree(actual, expected, tol):
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    return actual.shape == expected.shape and compare("", actual, expected, np.float64, tol).passed
+
+
+def _scaled(m, a, tol, scales, what="manual"):
+    """manual = c * autograd for one constant c, read against the step's known scales -> Classification or None."""
+    aa = float(np.vdot(a, a))
+    if m.shape != a.shape or aa == 0:
+        return None
+    c = float(np.vdot(m, a)) / aa
+    if not _agree(m, c * a, tol):
+        return None
+    for value, kind, meaning in scales:
+        if abs(c - value) <= 10 * tol.rtol * abs(value):
+            return Classification(kind, f"{what} = c * autograd with c = {c:.7g}, {meaning}", c)
+    return Classification("scaled", f"{what} = c * autograd with c = {c:.7g}", c)
+
+
+def classify(step, m, a, dtype, kinked=False):
+    """Test the hypotheses in turn -> the first Classification that fits. kinked: finite differences found a
+    kink at every element that differs."""
+    tol = tolerance_for(dtype)
+    if isinstance(m, ManualFailure):
+        return Classification("unclassified", f"the manual side failed: {m}")
+    m, a = np.asarray(m, np.float64), np.asarray(a, np.float64)
+    if step.before is not None:
+        return _classify_update(step, m, a, tol)
+    for h in GENERIC + tuple(step.hypotheses):
+        if any(_agree(actual, expected, tol) for actual, expected in h.pairs(m, a)):
+            return Classification(h.kind, h.detail)
+    if kinked:
+        return Classification("kink", "manual and autograd differ only where finite differences find a kink (ReLU "
+                              "at 0, a max-pool tie): a different convention at a non-differentiable point")
+    return _scaled(m, a, tol, step.scales) or Classification(
+        "unclassified", "no hypothesis fits: not a sign, a transpose, a flip, a constant factor or a known "
+        "layer mistake")
+
+
+def _classify_update(step, m, a, tol):
+    before = np.asarray(step.before, np.float64)
+    dm, da = m - before, a - before
+    if _agree(dm, -da, tol):
+        return Classification("update-sign", "manual moved the parameter by +lr * g: its step = -autograd's step")
+    for h in step.hypotheses:
+        if any(_agree(actual, expected, tol) for actual, expected in h.pairs(m, a)):
+            return Classification(h.kind, h.detail)
+    return _scaled(dm, da, tol, (), "manual's step") or Classification(
+        "unclassified", "no hypothesis fits: not the sign of the step, a known SGD mistake or a scaled step")
+
+
+def optimizer_hypotheses(spec, gradients, params, k, key):
+    """SGD variants replayed over autograd's gradients of steps 1..k (gradients: j -> grads at step j)."""
+    s = spec.optimizer.settings()
+
+    def replay(zero_start=False, fresh=False, **changes):
+        def candidate(a):
+            p, state = params, {n: np.zeros_like(v) for n, v in params.items()} if zero_start else {}
+            for j in range(1, k + 1):
+                p, state = optim.sgd_step(p, gradients(j), {} if fresh else state, **(s | changes))
+            return p[key]
+        return _single(candidate)
+    variants = []
+    if s["momentum"] and s["dampening"]:
+        variants.append(Hypothesis("momentum", "the buffer started at zero: step 1 moved by (1 - dampening) g "
+                                   "instead of g (torch: buf = g on the first step)", replay(zero_start=True)))
+    if s["nesterov"]:
+        variants.append(Hypothesis("momentum", "Nesterov's look-ahead g + momentum * buf left out: the update used "
+                                   "buf, plain momentum", replay(nesterov=False)))
+    if s["momentum"]:
+        variants.append(Hypothesis("momentum", "the momentum buffer not carried from one step to the next",
+                                   replay(fresh=True)))
+    if s["weight_decay"]:
+        variants.append(Hypothesis("weight-decay", "the weight decay term left out of the gradient",
+                                   replay(weight_decay=0.0)))
+    return tuple(variants)
+
+
+def window(layer):
+    """A pool layer's window size KH*KW: the factor of a pool gradient sent to every element undivided."""
+    return layer.options["kernel_size"][0] * layer.options["kernel_size"][1]

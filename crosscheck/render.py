@@ -1,0 +1,263 @@
+"""Every text and JSON the harness prints, in one place: a check's table (crosscheck.check.Result), a diagnosis
+(crosscheck.diagnose.Diagnosis), the catalogue, and ``crosscheck explain``'s walk through the slides' derivation,
+each value by hand and by autograd, side by side."""
+
+import json
+import textwrap
+
+import numpy as np
+import torch
+
+from crosscheck import numerical
+from crosscheck.compare import compare
+from crosscheck.hypotheses import CLASSES
+from crosscheck.subjects import slide_name
+from crosscheck.tolerances import tolerance_for
+
+WIDTH = 100  # of a diagnosis' lines
+
+
+# --- a check's result ----------------------------------------------------------------------------------------
+
+def rule(dtype):
+    tol = tolerance_for(dtype)
+    return f"pass when |manual - autograd| <= {tol.atol:g} + {tol.rtol:g} * |autograd| ({dtype})"
+
+
+def seed_header(subject):
+    c = subject.case
+    (H, W), (KH, KW) = c.input_shape, c.kernel_shape
+    return [
+        f"seed network: hand-derived NumPy vs PyTorch {torch.__version__} autograd",
+        f"case {c}: X {H}x{W}, f {KH}x{KW}, n_out {c.n_out}, N {c.batch}, seed {c.seed}, {c.dtype}, "
+        f"reduction {c.reduction}, lr {c.lr:g}, {c.steps} steps",
+        rule(c.dtype),
+    ]
+
+
+def network_header(subject, source):
+    spec, o = subject.spec, subject.spec.optimizer
+    return [
+        f"network {spec.name} ({source}): hand-derived NumPy vs PyTorch {torch.__version__} autograd",
+        f"input {spec.input_shape} per sample, batch {spec.batch_size}, {len(spec.layers)} layers, "
+        f"loss {spec.loss.type} ({spec.loss.reduction}), seed {subject.seed}, {subject.dtype}",
+        f"SGD lr {o.lr:g}, momentum {o.momentum:g}, dampening {o.dampening:g}, nesterov {str(o.nesterov).lower()}, "
+        f"weight decay {o.weight_decay:g}, {subject.steps} steps",
+        rule(subject.dtype),
+    ]
+
+
+def table(header, result):
+    """The header lines, the injected mistake, one row per quantity, the verdict and the chaos note -> text."""
+    lines = list(header)
+    if result.injected:
+        lines.append(f"injected wrong derivation: {result.injected}")
+    layered = any(row.where for row in result.rows)
+    label = (lambda r: f"{r.where:<16} {r.quantity:<22}") if layered else (lambda r: f"{r.quantity:<22}")
+    heading = f"{'layer':<16} {'quantity':<22}" if layered else f"{'quantity':<22}"
+    lines += ["", f"{heading} {'shape':<18} {'max abs err':>12} {'max rel err':>12}  result"]
+    for row in result.rows:
+        r = row.result
+        errors = f"{'n/a':>12} {'n/a':>12}" if r.problem else f"{r.max_abs_error:>12.3e} {r.max_rel_error:>12.3e}"
+        verdict = "unstable" if r.note else "ok" if r.passed else "MISMATCH"
+        lines.append(f"{label(row)} {str(r.shape):<18} {errors}  {verdict}")
+    lines.append("")
+    n, failed, unstable = len(result.rows), result.failed, result.unstable
+    if failed:
+        lines.append(f"{len(failed)} of {n} quantities differ; the first: {failed[0].result.describe()}")
+    elif unstable:
+        lines.append(f"{n - len(unstable)} of {n} quantities agree; {len(unstable)} give no verdict")
+        lines.append(f"training is chaotic: {unstable[0].result.note}, so the rows marked unstable give no verdict; "
+                     "the one-step rows, the same update step by step, do. A smaller learning rate gives a training "
+                     "verdict.")
+    else:
+        lines.append(f"all {n} quantities agree")
+    return "\n".join(lines)
+
+
+def as_json(result, **about):
+    """The result as JSON: `about` (what was checked), the tolerance, the verdict and every row."""
+    tol = tolerance_for(result.dtype)
+    return json.dumps(about | {
+        "subject": result.title, "dtype": result.dtype, "injected": result.injected or None,
+        "tolerance": {"rtol": tol.rtol, "atol": tol.atol}, "passed": result.passed, "compared": len(result.rows),
+        "quantities": [row.as_dict() for row in result.rows],
+    }, indent=2, allow_nan=False)
+
+
+# --- a diagnosis --------------------------------------------------------------------------------------------
+
+def _wrap(text, indent=""):
+    """Lines of at most WIDTH characters, the continuation lines indented two more."""
+    return textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=indent + "  ")
+
+
+def diagnosis_text(d):
+    """A diagnosis (crosscheck.diagnose.Diagnosis) as text, a few short lines per part."""
+    lines = [f"diagnosis: {d.subject}, {d.dtype}"]
+    if d.injected:
+        lines += _wrap(f"injected: {d.injected}")
+    if not d.wrong:
+        lines.append(f"no diagnosis: all {len(d.checked)} quantities agree with autograd "
+                     "(forward, backward from the loss, updates)")
+        return "\n".join(lines)
+    tol, r = tolerance_for(d.dtype), d.first
+    errors = r.problem or f"max abs err {r.max_abs_error:.3e}, max rel err {r.max_rel_error:.3e} " \
+        f"(allowed {tol.atol:g} + {tol.rtol:g} * |autograd|)"
+    lines += [
+        f"walked {len(d.checked)} quantities in the order the computation makes them; "
+        f"the first {len(d.checked) - 1} agree",
+        "",
+        f"first wrong quantity: {d.quantity}, shape {r.shape}",
+        *_wrap(errors, "  "),
+        f"class: {CLASSES[d.classification.kind]} ({d.classification.kind})",
+        *_wrap(d.classification.detail, "  "),
+    ]
+    if d.numerical is not None:
+        lines += _numerical_lines(d)
+    if d.worst:
+        lines += _worst_lines(d)
+    return "\n".join(lines)
+
+def _numerical_lines(d):
+    v = d.numerical
+    probes = "every element" if v.mode == "elements" else f"{v.probes} random directions"
+    lines = ["", f"finite differences (float64, central, eps {numerical.EPS:g} * max(1, |x|), {probes}):",
+             *_wrap(v.detail, "  ")]
+    for side, result in (("manual", v.vs_manual), ("autograd", v.vs_autograd)):
+        if result is not None:
+            state = "agrees" if result.passed else "differs"
+            error = result.problem or f"max abs err {result.max_abs_error:.2e}, " \
+                f"max rel err {result.max_rel_error:.2e}"
+            lines += _wrap(f"{side:<8} vs finite differences: {state} ({error})", "  ")
+    if v.kinks:
+        lines.append(f"  {v.kinks} of {v.probes} probes straddle a kink")
+    return lines
+
+def _worst_lines(d):
+    lines = ["", f"worst {len(d.worst)} elements:",
+             f"  {'index':<16} {'manual':>13} {'autograd':>13} {'numerical':>13}"]
+    for e in d.worst:
+        fd = "n/a" if e.numerical is None else f"{e.numerical:13.6g}" + (" kink" if e.kink else "")
+        lines.append(f"  {str(e.index):<16} {e.manual:13.6g} {e.autograd:13.6g} {fd:>13}")
+    return lines
+
+
+# --- the catalogue ----------------------------------------------------------------------------------------
+
+def network_of(entry):
+    """"seed" for an entry of the slides' network, else the layer types of its described network."""
+    return "seed" if entry.on_seed else "-".join(layer["type"] for layer in entry.network["layers"])
+
+
+def first_wrong(entry):
+    """The first wrong quantity of an entry as the checker names it."""
+    return slide_name(entry.first_wrong) if entry.on_seed else entry.first_wrong
+
+
+def catalogue_text(entries, as_json_=False):
+    rows = [{"name": e.name, "network": network_of(e), "first_wrong": first_wrong(e), "class": e.kind,
+             "description": e.description, "dtypes": list(e.dtypes)} for e in entries]
+    if as_json_:
+        return json.dumps(rows, indent=2)
+    lines = [f"{len(rows)} wrong derivations; crosscheck diagnose --wrong NAME runs one", "",
+             f"{'name':<32} {'first wrong quantity':<32} class"]
+    for e in rows:
+        lines.append(f"{e['name']:<32} {e['first_wrong']:<32} {e['class']}")
+        lines += textwrap.wrap(f"{e['network']}: {e['description']}", 100, initial_indent="    ",
+                               subsequent_indent="      ")
+    return "\n".join(lines)
+
+
+# --- explain: the slides' derivation, equation by equation ------------------------------------------------------
+
+# (quantity, the equation as the slides write it), for one sample (N = 1, the sum reduction).
+FORWARD = (
+    ("Z1", "Z1 = conv(X, f)"),
+    ("H1", "H1 = sigmoid(Z1), flattened"),
+    ("Z2", "Z2 = W^T H1 + b"),
+    ("O", "O = sigmoid(Z2)"),
+    ("E", "E = (Y - O)^2 / 2"),
+)
+BACKWARD = (
+    ("dE_dO", "dE/dO = O - Y"),
+    ("dO_dZ2", "dO/dZ2 = O (1 - O)"),
+    ("dE_dZ2", "dE/dZ2 = dE/dO * dO/dZ2"),
+    ("dZ2_dW", "dZ2/dW = H1"),
+    ("dE_dW", "dE/dW = H1^T dE/dZ2"),
+    ("dE_db", "dE/db = dE/dZ2, summed over samples"),
+    ("dZ2_dH1", "dZ2/dH1 = W^T"),
+    ("dE_dH1", "dE/dH1 = dE/dZ2 W^T"),
+    ("dH1_dZ1", "dH1/dZ1 = H1 (1 - H1)"),
+    ("dE_dZ1", "dE/dZ1 = dE/dH1 * dH1/dZ1"),
+    ("dZ1_df", "dZ1/df = the KHxKW patches of X"),
+    ("dE_df", "dE/df = conv(X, dE/dZ1)"),
+)
+UPDATES = (("W", "W <- W - alpha dE/dW"), ("b", "b <- b - alpha dE/db"), ("f", "f <- f - alpha dE/df"))
+LABEL = 10  # width of the value labels, so that every array starts in the same column
+
+
+def _format(a, batch):
+    """A value as a few aligned lines: the batch axis dropped for one sample, a column (n, 1) as a row ^T."""
+    a = np.asarray(a, dtype=np.float64)
+    if batch == 1 and a.ndim > 1 and a.shape[0] == 1:
+        a = a[0]
+    suffix = ""
+    if a.ndim == 2 and a.shape[1] == 1 and a.shape[0] > 1:
+        a, suffix = a[:, 0], " ^T"
+    if a.ndim > 2:
+        return [f"shape {a.shape}: not printed, {a.size} values"]
+    text = np.array2string(a, precision=4, separator=" ", max_line_width=78, threshold=40, edgeitems=3, sign=" ")
+    return (text + suffix).splitlines()
+
+
+def _labelled(label, a, batch):
+    rows = _format(a, batch)
+    return [f"    {label:<{LABEL}}{rows[0]}"] + [f"    {'':<{LABEL}}{row}" for row in rows[1:]]
+
+
+def _equation(text, manual, autograd, dtype, batch, before=None):
+    """One equation: its text and agree / DIFFER, then the values (the parameter before, for an update)."""
+    agree = compare(text, manual, autograd, dtype).passed
+    lines = [f"  {text:<42}{'agree' if agree else 'DIFFER'}"]
+    if before is not None:
+        lines += _labelled("before", before, batch)
+    lines += _labelled("manual", manual, batch) + _labelled("autograd", autograd, batch)
+    return lines, agree
+
+
+def explain_text(subject):
+    """The walk through the slides' derivation for a SeedSubject (one sample) -> (text, all equations agree)."""
+    pairs = {step.name: (step.manual, step.autograd) for step in subject.walk()}
+    case, X, Y, params = subject.case, subject.X, subject.Y, subject.params
+    N, (H, W), (KH, KW) = case.batch, case.input_shape, case.kernel_shape
+    n_hidden = (H - KH + 1) * (W - KW + 1)
+    tol = tolerance_for(case.dtype)
+    lines = [
+        f"The slides' network by hand (NumPy) and by autograd (PyTorch {torch.__version__}):",
+        f"  X {H}x{W} -> Z1 {H - KH + 1}x{W - KW + 1} -> H1 {n_hidden} -> Z2 -> O {case.n_out} -> E",
+        f"  f {KH}x{KW}, W {n_hidden}x{case.n_out}, b {case.n_out}; N = {N}, seed {case.seed}, {case.dtype}, "
+        f"alpha = {case.lr:g}",
+        f"  agree: |manual - autograd| <= {tol.atol:g} + {tol.rtol:g} |autograd|",
+    ]
+    if subject.wrong is not None:
+        lines.append(f"  injected wrong derivation: {subject.wrong.name}")
+    lines += ["", "given"]
+    for name, value in (("X", X), ("Y", Y), ("f", params["f"]), ("W", params["W"]), ("b", params["b"])):
+        lines += _labelled(name, value, N)
+    total, differ = 0, []
+    for title, equations in (("forward", FORWARD), ("backward: the chain rule from E back to f", BACKWARD),
+                             (f"update: one SGD step, alpha = {case.lr:g}", UPDATES)):
+        lines += ["", title]
+        for name, text in equations:
+            if title.startswith("update"):
+                block, agree = _equation(text, *pairs[f"{name} after step 1"], case.dtype, N, before=params[name])
+            else:
+                block, agree = _equation(text, *pairs[slide_name(name)], case.dtype, N)
+            lines += block
+            total += 1
+            differ += [] if agree else [text]
+    lines.append("")
+    lines.append(f"all {total} equations agree" if not differ else
+                 f"{len(differ)} of {total} equations differ, the first: {differ[0]}")
+    return "\n".join(lines), not differ

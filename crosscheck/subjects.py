@@ -1,0 +1,343 @@
+"""What the one checker checks: a subject is a network with its inputs drawn from a seed and checked once, here at
+the boundary. It yields
+
+- ``walk()``: every quantity in the order the computation makes it, manual's value beside autograd's: the forward
+  values and the error; the backward pass from the loss back to the first layer; the parameters after the first
+  update steps. Each Step carries what a diagnosis needs (a finite-difference site, hypotheses, scales);
+- ``training()``: the loss at every step of a k-step run and the parameters at its end, on both sides;
+- ``reference_training(params)``: autograd's run alone, from other parameters (the chaos test of crosscheck.check).
+
+Two subjects: the slides' network (``SeedSubject``: manual.seed_network against reference.seed_network, quantities
+named as the slides name them) and a described network (``NetworkSubject``: manual.network against
+reference.network, quantities named "<index> <type>: <quantity>"). A wrong derivation (crosscheck.catalogue's
+WrongDerivation, or a user's module read into one) applies to either through ``wrong``.
+"""
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import cache
+
+import numpy as np
+import torch
+from torch.nn import functional as TF
+
+import netdesc.inputs
+import netdesc.seed
+from crosscheck import hypotheses as H
+from crosscheck import numerical
+from crosscheck.compare import ManualFailure
+from manual import network as manual_net
+from manual import seed_network as manual_seed
+from netdesc.checks import InputError, check_learning_rate, check_positive_int, check_reduction
+from reference import network as reference_net
+from reference import seed_network as reference_seed
+
+DTYPES = {"float64": np.float64, "float32": np.float32}
+NETWORK_UPDATE_STEPS = 2  # a described network's parameters after steps 1 and 2: a momentum buffer matters at step 2
+
+# The slides' quantities in the order the computation makes them: forward; the chain rule from the error back to
+# the filter; the updates, from the last layer's parameters back.
+SEED_FORWARD = ("Z1", "H1", "Z2", "O", "E")
+SEED_BACKWARD = ("dE_dO", "dO_dZ2", "dE_dZ2", "dZ2_dW", "dE_dW", "dE_db", "dZ2_dH1", "dE_dH1", "dH1_dZ1", "dE_dZ1",
+                 "dZ1_df", "dE_df")
+SEED_UPDATED = ("W", "b", "f")
+
+
+def slide_name(quantity):
+    """'dE_dZ1' -> 'dE/dZ1', as the slides write it."""
+    return quantity.replace("_d", "/d", 1) if quantity.startswith("d") else quantity
+
+
+def check_dtype(dtype):
+    if dtype not in DTYPES:
+        raise InputError(f"dtype: got {dtype!r}, needs one of {', '.join(DTYPES)}")
+    return dtype
+
+
+@dataclass(frozen=True)
+class Step:
+    """One quantity of a walk: where ("" on the slides' network, "3 conv2d" or "loss") and what ("dE/dZ1",
+    "dE/dweight", "W after step 1"); site: () -> numerical.Site (gradients only); before: an update's parameter
+    before the step; scales: (value, kind, meaning) a fitted constant is read against."""
+
+    where: str
+    quantity: str
+    manual: object
+    autograd: object
+    site: Callable | None = None
+    hypotheses: tuple = ()
+    before: object = None
+    scales: tuple = ()
+
+    @property
+    def name(self):
+        return f"{self.where}: {self.quantity}" if self.where else self.quantity
+
+
+class BrokenChain(Exception):
+    """A hand-written backward returned no usable gradient for a parameter: the update cannot be taken. A finding
+    about the code under test (reported as a row), never bad input."""
+
+
+def _guarded(step, params, key=str):
+    """`step` (params, grads, ...) refusing a gradient that is not a finite array of its parameter's shape;
+    grads[key(name)] is the gradient of params[name]."""
+    def guarded(p, grads, *args, **kwargs):
+        for name, value in params.items():
+            grad = grads.get(key(name)) if isinstance(grads, dict) else None
+            if not isinstance(grad, np.ndarray) or grad.shape != value.shape:
+                got = f"shape {grad.shape}" if isinstance(grad, np.ndarray) else (grad or "nothing")
+                raise BrokenChain(f"no gradient to step with for {key(name)}: got {got}, needs shape {value.shape}")
+            if not np.all(np.isfinite(grad)):
+                raise BrokenChain(f"no gradient to step with for {key(name)}: it holds non-finite values")
+        return step(p, grads, *args, **kwargs)
+    return guarded
+
+
+def _failed(names, err):
+    return dict.fromkeys(names, ManualFailure(str(err)))
+
+
+def _nudged(params, seed, dtype):
+    """Every parameter moved by one rounding error (a relative eps of the dtype, random signs)."""
+    rng = np.random.default_rng(seed)
+    eps = np.finfo(dtype).eps
+    return {k: v * (1 + eps * rng.choice([-1, 1], v.shape)).astype(v.dtype) for k, v in params.items()}
+
+
+# --- the slides' network ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SeedCase:
+    """One configuration of the slides' network; str() is its test id. Checked when made."""
+
+    input_shape: tuple = (8, 8)
+    kernel_shape: tuple = (3, 3)
+    n_out: int = 1
+    batch: int = 4
+    seed: int = 0
+    dtype: str = "float64"
+    reduction: str = "sum"
+    lr: float = 0.5
+    steps: int = 50
+
+    def __post_init__(self):
+        check_dtype(self.dtype)
+        check_reduction(self.reduction)
+        check_learning_rate(self.lr)
+        for name in ("n_out", "batch", "steps"):
+            check_positive_int(name, getattr(self, name))
+        check_positive_int("seed", self.seed, minimum=0)
+        for name in ("input_shape", "kernel_shape"):
+            shape = getattr(self, name)
+            if not isinstance(shape, tuple) or len(shape) != 2 \
+                    or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+                raise InputError(f"{name}: got {shape!r}, needs two positive integers (height, width)")
+        (H_, W), (KH, KW) = self.input_shape, self.kernel_shape
+        if KH > H_ or KW > W:
+            raise InputError(f"kernel_shape: got {KH}x{KW}, needs at most the input's {H_}x{W}")
+
+    def __str__(self):
+        (H_, W), (KH, KW) = self.input_shape, self.kernel_shape
+        k = f"k{KH}" if KH == KW else f"k{KH}x{KW}"
+        return f"{H_}x{W}-{k}-out{self.n_out}-N{self.batch}-{self.reduction}-{self.dtype}-seed{self.seed}"
+
+    def as_dict(self):
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def inputs(self):
+        """(X, Y, params) drawn from this case's seed, in its dtype."""
+        dtype = DTYPES[self.dtype]
+        rng = np.random.default_rng(self.seed)
+        X = rng.normal(size=(self.batch, *self.input_shape)).astype(dtype)
+        Y = rng.uniform(size=(self.batch, self.n_out)).astype(dtype)
+        params = netdesc.seed.init_params(self.input_shape, self.kernel_shape, self.n_out, dtype, seed=self.seed + 1)
+        return X, Y, params
+
+
+class SeedSubject:
+    """The slides' network for one SeedCase, with an optional wrong derivation (equations swapped by name, or the
+    SGD step replaced)."""
+
+    update_steps = 1
+
+    def __init__(self, case, wrong=None):
+        self.case, self.wrong = case, wrong
+        X, Y, self.params = case.inputs()
+        self.X, self.Y = netdesc.seed.check_inputs(X, Y, self.params, case.reduction)
+        self.title = f"seed network {case}"
+        self.dtype, self.steps, self.seed = case.dtype, case.steps, case.seed
+
+    def _equations(self):
+        return None if self.wrong is None else self.wrong.backward
+
+    def _step(self):
+        w = self.wrong
+        step = manual_seed.sgd_step if w is None or w.optimizer_step is None else w.optimizer_step
+        return _guarded(step, self.params, key=lambda name: f"dE_d{name}")
+
+    def _manual_update(self, grads):
+        try:
+            return self._step()(self.params, grads, self.case.lr)
+        except BrokenChain as err:
+            return _failed(self.params, err)
+
+    def walk(self):
+        c, X, Y, params = self.case, self.X, self.Y, self.params
+        values = manual_seed.forward(X, params, Y, c.reduction)
+        grads = manual_seed.backward(X, Y, params, values, c.reduction, self._equations())
+        ref_values, ref_grads = reference_seed.run(X, params, Y, c.reduction)
+        sites = cache(lambda: numerical.seed_sites(X, Y, params, c.reduction))
+        Z1 = np.asarray(ref_values["Z1"], np.float64)
+        dE_dH1 = np.asarray(ref_grads["dE_dH1"], np.float64).reshape(Z1.shape)
+
+        def conv(f):
+            return TF.conv2d(H.as_tensor(X)[:, None], f[None, None])[:, 0]
+        hypotheses = {
+            "dO_dZ2": H.local_derivative(torch.sigmoid, ref_values["Z2"]),
+            "dH1_dZ1": H.local_derivative(torch.sigmoid, Z1),
+            "dE_dZ2": H.activation(torch.sigmoid, ref_values["Z2"], ref_grads["dE_dO"]),
+            "dE_dZ1": H.activation(torch.sigmoid, Z1, dE_dH1),
+            "dE_df": (H.flipped_upstream(conv, params["f"], np.asarray(ref_grads["dE_dZ1"], np.float64)),),
+        }
+        with_site = set(numerical.SEED_SITES)
+        scales = H.batch_scales(X.shape[0])
+        yield from (Step("", k, values[k], ref_values[k]) for k in SEED_FORWARD)
+        for k in SEED_BACKWARD:
+            site = (lambda k=k: sites()[k]) if k in with_site else None
+            yield Step("", slide_name(k), grads[k], ref_grads[k], site, hypotheses.get(k, ()), scales=scales)
+        updated = self._manual_update(grads)
+        _, ref_updated = reference_seed.train(X, Y, params, c.lr, 1, c.reduction)
+        for k in SEED_UPDATED:
+            yield Step("", f"{k} after step 1", updated[k], ref_updated[k], before=params[k])
+
+    def training(self):
+        c = self.case
+        try:
+            errors, final = manual_seed.train(self.X, self.Y, self.params, c.lr, c.steps, c.reduction,
+                                              self._equations(), self._step())
+        except BrokenChain as err:
+            errors, final = ManualFailure(str(err)), _failed(self.params, err)
+        ref_errors, ref_final = self.reference_training(self.params)
+        return self._training_steps(errors, final, ref_errors, ref_final)
+
+    def reference_training(self, params):
+        c = self.case
+        return reference_seed.train(self.X, self.Y, params, c.lr, c.steps, c.reduction)
+
+    def _training_steps(self, errors, final, ref_errors, ref_final):
+        k = self.steps
+        return [Step("", f"E at steps 1..{k}", errors, ref_errors)] + [
+            Step("", f"{name} after {k} steps", final[name], ref_final[name]) for name in SEED_UPDATED]
+
+
+# --- a described network ---------------------------------------------------------------------------------
+
+class NetworkSubject:
+    """A described network (netdesc.Spec) with parameters and a batch drawn from `seed`, in `dtype`; `steps`
+    training steps (default: the description's); an optional wrong derivation (layer functions swapped by index
+    or "loss", the SGD step replaced, the batch drawn otherwise)."""
+
+    update_steps = NETWORK_UPDATE_STEPS
+
+    def __init__(self, spec, seed=0, dtype="float64", steps=None, wrong=None):
+        self.spec, self.wrong = spec, wrong
+        self.seed = check_positive_int("seed", seed, minimum=0)
+        self.dtype = check_dtype(dtype)
+        self.steps = spec.optimizer.steps if steps is None else check_positive_int("steps", steps)
+        np_dtype = DTYPES[dtype]
+        self.params = netdesc.inputs.init_params(spec, np_dtype, self.seed)
+        draw = netdesc.inputs.random_batch if wrong is None or wrong.inputs is None else wrong.inputs
+        self.x, self.target = draw(spec, np_dtype, self.seed)
+        netdesc.inputs.check_inputs(spec, self.params, self.x, self.target)
+        self.title = f"network {spec.name}, seed {self.seed}"
+
+    def _hooks(self):
+        w = self.wrong
+        step = manual_net.sgd_step if w is None or w.optimizer_step is None else w.optimizer_step
+        return {"layer_backward": None if w is None else w.backward,
+                "layer_forward": None if w is None else w.forward,
+                "optimizer_step": _guarded(step, self.params)}
+
+    def _manual_train(self, steps):
+        """The manual side's run of `steps` steps -> (losses, final params), a ManualFailure where it broke."""
+        try:
+            return manual_net.train(self.spec, self.params, self.x, self.target, steps, **self._hooks())
+        except BrokenChain as err:
+            return ManualFailure(str(err)), _failed(self.params, err)
+
+    def walk(self):
+        spec, params, x, target = self.spec, self.params, self.x, self.target
+        hooks = self._hooks()
+        m = manual_net.run(spec, params, x, target, hooks["layer_backward"], hooks["layer_forward"])
+        a = reference_net.run(spec, params, x, target)
+        sites = cache(lambda: numerical.network_sites(spec, params, x, target))
+        ins = [x, *a["outputs"][:-1]]
+        ups = [*a["input_grads"][1:], a["loss_grad"]]  # autograd's dE/d(output of layer i)
+        batch = H.batch_scales(spec.batch_size)
+        for layer in spec.layers:
+            yield Step(_where(layer), "output", m.outputs[layer.index], a["outputs"][layer.index])
+        yield Step("loss", "E", m.loss, a["loss"])
+        yield Step("loss", "dE/dinput", m.loss_grad, a["loss_grad"], lambda: sites()["loss: dE/dinput"],
+                   H.loss_hypotheses(spec, a["outputs"][-1], target), scales=batch)
+        for layer in reversed(spec.layers):
+            i, where = layer.index, _where(layer)
+            x_i, up = np.asarray(ins[i], np.float64), np.asarray(ups[i], np.float64)
+            gradients = [("input", m.input_grads[i], a["input_grads"][i])]
+            gradients += [(kind, m.param_grads[f"{i}.{kind}"], a["param_grads"][f"{i}.{kind}"])
+                          for kind in layer.param_shapes()]
+            scales = batch + ((H.window(layer), "scaled", "the window size KH*KW of the pool"),) \
+                if layer.type.endswith("pool2d") else batch
+            for kind, mg, ag in gradients:
+                name = f"{where}: dE/d{kind}"
+                yield Step(where, f"dE/d{kind}", mg, ag, lambda name=name: sites()[name],
+                           H.layer_hypotheses(layer, kind, x_i, params, up), scales=scales)
+        yield from self._update_steps()
+
+    def _update_steps(self):
+        spec, params, x, target = self.spec, self.params, self.x, self.target
+        if not params:  # nothing to update: a network of parameter-free layers
+            return
+        trajectory = [params] + [reference_net.train(spec, params, x, target, k)[1]
+                                 for k in range(1, self.update_steps + 1)]
+        gradients = cache(lambda j: reference_net.run(spec, trajectory[j - 1], x, target)["param_grads"])
+        for k in range(1, self.update_steps + 1):
+            _, mine = self._manual_train(k)
+            for layer, kind, key in self._parameters():
+                yield Step(_where(layer), f"{kind} after step {k}", mine[key], trajectory[k][key],
+                           hypotheses=H.optimizer_hypotheses(spec, gradients, params, k, key),
+                           before=trajectory[k - 1][key])
+
+    def _parameters(self):
+        """(layer, kind, key) of every parameter, from the last layer back (the order of the updates' rows)."""
+        return [(layer, kind, f"{layer.index}.{kind}") for layer in reversed(self.spec.layers)
+                for kind in layer.param_shapes()]
+
+    def training(self):
+        if not self.params:  # nothing trains: the loss stays where the walk compared it
+            return []
+        losses, final = self._manual_train(self.steps)
+        ref_losses, ref_final = self.reference_training(self.params)
+        return self._training_steps(losses, final, ref_losses, ref_final)
+
+    def reference_training(self, params):
+        return reference_net.train(self.spec, params, self.x, self.target, self.steps)
+
+    def _training_steps(self, losses, final, ref_losses, ref_final):
+        k = self.steps
+        return [Step("loss", f"E at steps 1..{k}", losses, ref_losses)] + [
+            Step(_where(layer), f"{kind} after {k} steps", final[key], ref_final[key])
+            for layer, kind, key in self._parameters()]
+
+
+def _where(layer):
+    return f"{layer.index} {layer.type}"
+
+
+def wobble(subject):
+    """How far autograd's own training run moves when every parameter is nudged by one rounding error -> the
+    training Steps of the nudged run against the plain run. A stable run stays within the tolerance; a chaotic
+    one (too large a learning rate) does not, and then no comparison of training runs can tell a wrong gradient
+    from rounding."""
+    nudged = _nudged(subject.params, subject.seed, DTYPES[subject.dtype])
+    return subject._training_steps(*subject.reference_training(nudged), *subject.reference_training(subject.params))

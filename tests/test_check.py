@@ -1,0 +1,108 @@
+"""The one checker (crosscheck.check) on described networks: wrong derivations aimed by name at any description,
+the chaos rule that keeps a diverging or chaotic training run from raising a false alarm, and its negative case."""
+
+import warnings
+
+import pytest
+
+from crosscheck.check import GROWTH, chaos, check, inject, overrides
+from crosscheck.subjects import NetworkSubject
+from netdesc import InputError
+from netdesc.description import load_spec, parse_spec
+
+LENET = load_spec("examples/lenet5.toml")  # conv2d at 0 and 3, relu, max_pool2d, linear at 7, 9, 11
+SMALL = load_spec("examples/small3conv.toml")  # conv2d at 0, 3, 5; softmax cross-entropy
+LINEAR6, LINEAR2 = {"type": "linear", "out_features": 6}, {"type": "linear", "out_features": 2}
+MLP = {"input_shape": [1, 3, 3], "batch_size": 4, "loss": {"type": "mse", "reduction": "sum"},
+       "layers": [{"type": "flatten"}, LINEAR6, {"type": "tanh"}, LINEAR2]}
+
+
+def _first_failure(spec, wrong):
+    rows = check(NetworkSubject(spec, steps=1, wrong=wrong), train=False).rows
+    first = next(row for row in rows if not row.passed)
+    return f"{first.where}: {first.quantity}"
+
+
+@pytest.mark.parametrize(("name", "spec", "first"), [
+    ("conv2d-dw-flipped", LENET, "0 conv2d: dE/dweight"),  # the first conv2d of the description
+    ("conv2d-dw-flipped@3", LENET, "3 conv2d: dE/dweight"),  # the one named
+    ("tanh-of-output", SMALL, "6 tanh: dE/dinput"),
+    ("cross-entropy-onehot-forgotten", SMALL, "loss: dE/dinput"),  # the same loss: its functions carried over
+    ("scaled@9", LENET, "9 linear: dE/dinput"),
+    ("9", LENET, "9 linear: dE/dinput"),  # a layer index alone: scaled
+])
+def test_a_catalogued_mistake_is_aimed_at_another_description(name, spec, first):
+    wrong = inject(name, spec)
+    assert _first_failure(spec, wrong) == first
+    assert wrong.network == spec.name
+
+
+@pytest.mark.parametrize(("name", "spec", "message"), [
+    ("conv2d-dw-flipped@1", LENET, "--inject: conv2d-dw-flipped changes a conv2d layer; layer 1 is a tanh"),
+    ("conv2d-dw-flipped@12", LENET, "--inject: got layer '12', needs a layer index in [0, 11]"),
+    ("scaled@x", LENET, "--inject: got layer 'x', needs a layer index in [0, 11]"),
+    ("max-pool-every-element", parse_spec(MLP), "--inject: max-pool-every-element changes a max_pool2d layer; the "
+     "description has none"),
+    ("cross-entropy-onehot-forgotten", parse_spec(MLP), "--inject: cross-entropy-onehot-forgotten changes the "
+     "softmax_cross_entropy loss; the description's loss is mse"),
+    ("flipped-sign-dE_dO", LENET, "--inject: got 'flipped-sign-dE_dO', a mistake in the slides' network; it needs "
+     "crosscheck seed --inject flipped-sign-dE_dO"),
+])
+def test_a_mistake_that_cannot_be_aimed_is_bad_input(name, spec, message):
+    with pytest.raises(InputError) as info:
+        inject(name, spec)
+    assert str(info.value) == message
+
+
+def test_a_diverging_run_gives_no_verdict_but_its_one_step_rows_do():
+    # lr 1 on a summed loss: the loss grows past 1e100; the one-step rows agree, the 60-step rows cannot judge.
+    subject = NetworkSubject(parse_spec(MLP | {"optimizer": {"lr": 1.0, "steps": 60}}))
+    result = check(subject)
+    assert result.passed and [r.quantity for r in result.unstable] == ["weight after 60 steps", "bias after 60 steps"]
+    assert result.unstable[0].result.note.startswith("autograd's own loss grows from 1.024e+00 to ")
+    assert all(not r.result.note for r in result.rows if "after 60 steps" not in r.quantity)
+
+
+def test_a_run_that_overflows_gives_no_verdict():
+    subject = NetworkSubject(parse_spec(MLP | {"optimizer": {"lr": 30.0, "steps": 60}}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the manual side overflows too: its own warning
+        result = check(subject)
+    assert result.passed and result.unstable
+    assert result.unstable[0].result.note.endswith("to nan: a diverging run amplifies rounding without bound")
+
+
+def test_a_stable_run_has_no_excuse():
+    subject = NetworkSubject(parse_spec(MLP | {"optimizer": {"lr": 0.05, "steps": 60}}))
+    assert chaos(subject) is None and GROWTH == 1e3
+
+
+def test_a_one_step_mismatch_is_never_excused():
+    # The same diverging run with a wrong layer: the one-step rows differ, so the training rows stay a mismatch.
+    spec = parse_spec(MLP | {"optimizer": {"lr": 1.0, "steps": 60}})
+    result = check(NetworkSubject(spec, wrong=inject("1", spec)))
+    assert not result.passed and not result.unstable
+    assert any(r.quantity == "weight after 60 steps" and not r.passed for r in result.rows)
+
+
+def test_a_network_without_parameters_has_no_update_or_training_rows():
+    spec = parse_spec({"input_shape": [1, 2, 2], "layers": [{"type": "flatten"}, {"type": "tanh"}],
+                       "loss": {"type": "mse"}})
+    rows = check(NetworkSubject(spec)).rows
+    assert [f"{r.where}: {r.quantity}" for r in rows] == [
+        "0 flatten: output", "1 tanh: output", "loss: E", "loss: dE/dinput", "1 tanh: dE/dinput",
+        "0 flatten: dE/dinput"]
+
+
+def test_a_non_finite_gradient_cannot_be_stepped_with():
+    spec = parse_spec(MLP)
+
+    def nan_bias(dout, cache):
+        from manual import functional as F
+        dx, dw, db = F.linear_backward(dout, cache)
+        return dx, dw, db * float("nan")
+
+    rows = check(NetworkSubject(spec, steps=2, wrong=overrides({3: nan_bias}))).rows
+    update = next(r for r in rows if r.quantity == "weight after step 1")
+    assert update.result.problem == ("manual side failed: no gradient to step with for 3.bias: it holds non-finite "
+                                     "values")
