@@ -81,6 +81,7 @@ CLASSES = {
     "update-sign": "update applied with the wrong sign",
     "momentum": "momentum buffer mistake",
     "weight-decay": "weight decay mishandled",
+    "fan-out": "fan-out gradient not summed over its readers",
     "unclassified": "no hypothesis fits",
 }
 
@@ -365,6 +366,26 @@ def _layer_hypotheses(layer, kind, x, params, upstream):
     return ()
 
 
+def _fan_out_hypotheses(spec, layer, kind, x, params, a):
+    """Where layer's output is read by several layers: manual = autograd with one reader's share of dE/d(output)
+    left out (the gradients of a fan-out overwritten, not summed); x its input, a autograd's run."""
+    readers = [(r, k) for r in spec.layers for k, j in enumerate(r.inputs) if j == layer.index]
+    if len(readers) < 2 or layer.merge:
+        return ()
+    module = reference_net.build(spec, {n: np.asarray(v, np.float64) for n, v in params.items()})[layer.index]
+
+    def without(r, k):
+        share = a["input_grads"][r.index][k] if r.merge else a["input_grads"][r.index]
+        upstream = np.asarray(a["output_grads"][layer.index], np.float64) - share
+        if kind == "input":
+            return _vjp(module, x, upstream)
+        return _vjp(lambda p: torch.func.functional_call(module, {kind: p}, (_t(x),)),
+                    params[f"{layer.index}.{kind}"], upstream)
+    return tuple(Hypothesis("fan-out", f"manual = autograd without {r}'s share of dE/d(output of {layer}), read by "
+                            f"{len(readers)} layers: their gradients overwritten, not summed",
+                            _single(lambda _, r=r, k=k: without(r, k))) for r, k in readers)
+
+
 def _loss_hypotheses(spec, pred, target):
     if spec.loss.type != "softmax_cross_entropy":
         return ()
@@ -493,17 +514,15 @@ def _optimizer_hypotheses(spec, gradients, params, k, key):
 
 
 def stack_walk(spec, seed=0, dtype="float64", layer_backward=None, layer_forward=None, optimizer_step=None,
-               inputs=None, steps=UPDATE_STEPS):
+               inputs=None, steps=UPDATE_STEPS, accumulate=None):
     """A described network's quantities in order: every layer's output, E, dE/d(last output), then per layer
-    from the last its input gradient and parameter gradients; then the parameters after SGD steps 1..`steps`."""
+    from the last its input gradient(s) and parameter gradients; then the parameters after SGD steps 1..`steps`."""
     seed, np_dtype, _ = verify.check_options(spec, seed, dtype)
     params = netdesc.inputs.init_params(spec, np_dtype, seed)
     x, target = (inputs or netdesc.inputs.random_batch)(spec, np_dtype, seed)
-    m = manual_net.run(spec, params, x, target, layer_backward, layer_forward)
+    m = manual_net.run(spec, params, x, target, layer_backward, layer_forward, accumulate)
     a = reference_net.run(spec, params, x, target)
     sites = cache(lambda: numerical.network_sites(spec, params, x, target))
-    ins = [x, *a["outputs"][:-1]]
-    ups = [*a["input_grads"][1:], a["loss_grad"]]  # autograd's dE/d(output of layer i)
     batch = _batch_scales(spec.batch_size)
     for layer in spec.layers:
         yield Step(f"{layer.index} {layer.type}: output", m.outputs[layer.index], a["outputs"][layer.index])
@@ -512,28 +531,37 @@ def stack_walk(spec, seed=0, dtype="float64", layer_backward=None, layer_forward
                _loss_hypotheses(spec, a["outputs"][-1], target), scales=batch)
     for layer in reversed(spec.layers):
         i, where = layer.index, f"{layer.index} {layer.type}"
-        x_i, up = np.asarray(ins[i], np.float64), np.asarray(ups[i], np.float64)
-        gradients = [("input", m.input_grads[i], a["input_grads"][i])]
+        j = layer.inputs[0]
+        x_i = np.asarray(x if j < 0 else a["outputs"][j], np.float64)
+        up = np.asarray(a["output_grads"][i], np.float64)  # autograd's dE/d(output of layer i)
+        if layer.merge:
+            gradients = [(f"input[{k}]", mg, ag)
+                         for k, (mg, ag) in enumerate(zip(m.input_grads[i], a["input_grads"][i], strict=True))]
+        else:
+            gradients = [("input", m.input_grads[i], a["input_grads"][i])]
         gradients += [(kind, m.param_grads[f"{i}.{kind}"], a["param_grads"][f"{i}.{kind}"])
                       for kind in layer.param_shapes()]
         for kind, mg, ag in gradients:
             name = f"{where}: dE/d{kind}"
             scales = batch + ((_window(layer), "scaled", "the window size KH*KW of the pool"),) \
                 if layer.type.endswith("pool2d") else batch
-            yield Step(name, mg, ag, lambda name=name: sites()[name],
-                       _layer_hypotheses(layer, kind, x_i, params, up), scales=scales)
-    yield from _update_steps(spec, params, x, target, steps, layer_backward, layer_forward, optimizer_step)
+            hypotheses = _fan_out_hypotheses(spec, layer, kind, x_i, params, a) \
+                + _layer_hypotheses(layer, kind, x_i, params, up)
+            yield Step(name, mg, ag, lambda name=name: sites()[name], hypotheses, scales=scales)
+    yield from _update_steps(spec, params, x, target, steps, layer_backward, layer_forward, optimizer_step,
+                             accumulate)
 
 
 def _window(layer):
     return layer.options["kernel_size"][0] * layer.options["kernel_size"][1]
 
 
-def _update_steps(spec, params, x, target, steps, layer_backward, layer_forward, optimizer_step):
+def _update_steps(spec, params, x, target, steps, layer_backward, layer_forward, optimizer_step, accumulate=None):
     trajectory = [params] + [reference_net.train(spec, params, x, target, k)[1] for k in range(1, steps + 1)]
     gradients = cache(lambda j: reference_net.run(spec, trajectory[j - 1], x, target)["param_grads"])
     for k in range(1, steps + 1):
-        _, mine = manual_net.train(spec, params, x, target, k, layer_backward, layer_forward, optimizer_step)
+        _, mine = manual_net.train(spec, params, x, target, k, layer_backward, layer_forward, optimizer_step,
+                                   accumulate)
         for layer in reversed(spec.layers):
             for kind in layer.param_shapes():
                 key = f"{layer.index}.{kind}"
@@ -629,7 +657,7 @@ def diagnose_entry(entry, dtype=None, seed=None, top=TOP_K):
         return diagnose_seed(SeedCase(**fields), *_seed_parts(entry), top=top, injected=injected)
     spec = parse_spec(entry.spec, entry.name)
     return diagnose_stack(spec, seed or 0, dtype, entry.layer_backward, entry.layer_forward, entry.optimizer_step,
-                          entry.inputs, top=top, injected=injected)
+                          entry.inputs, top=top, injected=injected, accumulate=entry.accumulate)
 
 
 def _seed_parts(entry):
@@ -643,8 +671,8 @@ def diagnose_seed(case, layer_backward=None, sgd_step=None, top=TOP_K, injected=
 
 
 def diagnose_stack(spec, seed=0, dtype="float64", layer_backward=None, layer_forward=None, optimizer_step=None,
-                   inputs=None, top=TOP_K, injected=""):
-    walk = stack_walk(spec, seed, dtype, layer_backward, layer_forward, optimizer_step, inputs)
+                   inputs=None, top=TOP_K, injected="", accumulate=None):
+    walk = stack_walk(spec, seed, dtype, layer_backward, layer_forward, optimizer_step, inputs, accumulate=accumulate)
     return diagnose(f"network {spec.name}, seed {seed}", walk, dtype, top, injected)
 
 

@@ -57,24 +57,29 @@ def inject(spec, layer_index, dtype="float64"):
     return {layer_index: wrong.scaled_backward(backward, 1 + 100 * tolerance_for(DTYPES[dtype]).rtol)}
 
 
-def pairs(spec, seed=0, dtype="float64", steps=None, layer_backward=None, train=True):
-    """[(where, quantity, manual value, autograd value)] in check order; `train=False` stops after the gradients."""
+def pairs(spec, seed=0, dtype="float64", steps=None, layer_backward=None, train=True, accumulate=None):
+    """[(where, quantity, manual value, autograd value)] in check order; `train=False` stops after the gradients;
+    ``accumulate`` replaces manual.network's sum of a fan-out's gradients."""
     seed, np_dtype, steps = check_options(spec, seed, dtype, steps)
     params = netdesc.inputs.init_params(spec, np_dtype, seed)
     x, target = netdesc.inputs.random_batch(spec, np_dtype, seed)
-    m = manual_net.run(spec, params, x, target, layer_backward)
+    m = manual_net.run(spec, params, x, target, layer_backward, accumulate=accumulate)
     a = reference_net.run(spec, params, x, target)
     rows = [(_where(layer), "output", m.outputs[layer.index], a["outputs"][layer.index]) for layer in spec.layers]
     rows += [("loss", "E", m.loss, a["loss"]), ("loss", "dE/dinput", m.loss_grad, a["loss_grad"])]
     for layer in reversed(spec.layers):
         i = layer.index
-        rows.append((_where(layer), "dE/dinput", m.input_grads[i], a["input_grads"][i]))
+        if layer.merge:  # one input gradient per input
+            rows += [(_where(layer), f"dE/dinput[{k}]", mg, ag)
+                     for k, (mg, ag) in enumerate(zip(m.input_grads[i], a["input_grads"][i], strict=True))]
+        else:
+            rows.append((_where(layer), "dE/dinput", m.input_grads[i], a["input_grads"][i]))
         rows += [(_where(layer), f"dE/d{kind}", m.param_grads[f"{i}.{kind}"], a["param_grads"][f"{i}.{kind}"])
                  for kind in layer.param_shapes()]
     if not train:
         return rows
     try:
-        m_losses, m_params = manual_net.train(spec, params, x, target, steps, layer_backward)
+        m_losses, m_params = manual_net.train(spec, params, x, target, steps, layer_backward, accumulate=accumulate)
     except InputError as err:  # a gradient of the wrong shape: a mismatch to report, not a crash
         m_losses = ManualFailure(str(err))
         m_params = dict.fromkeys(spec.param_shapes(), m_losses)
@@ -86,7 +91,7 @@ def pairs(spec, seed=0, dtype="float64", steps=None, layer_backward=None, train=
     return rows
 
 
-def check(spec, seed=0, dtype="float64", steps=None, layer_backward=None, train=True):
+def check(spec, seed=0, dtype="float64", steps=None, layer_backward=None, train=True, accumulate=None):
     """Every comparison for the description, in order -> list of Row."""
     return [Row(where, quantity, compare(f"{where}: {quantity}", m, a, DTYPES.get(dtype)))
-            for where, quantity, m, a in pairs(spec, seed, dtype, steps, layer_backward, train)]
+            for where, quantity, m, a in pairs(spec, seed, dtype, steps, layer_backward, train, accumulate)]

@@ -4,7 +4,8 @@ real code (NumPy only).
 Each entry is a mistake people make when deriving a layer or an optimizer by hand, shown on a small network
 description (netdesc.description): it replaces one layer's backward (``layer_backward``, by layer index, "loss" for
 the loss), with the forward that keeps what that backward reads (``layer_forward``), or the SGD step
-(``optimizer_step``, manual.optim.sgd_step's signature). ``first_wrong`` names the first quantity it breaks as
+(``optimizer_step``, manual.optim.sgd_step's signature), or the sum of a fan-out's gradients (``accumulate``,
+manual.network.accumulate's signature). ``first_wrong`` names the first quantity it breaks as
 crosscheck.verify names the rows, ``kind`` the class crosscheck.diagnose should give it.
 """
 
@@ -30,6 +31,7 @@ class WrongLayer:
     optimizer_step: object = None
     inputs: object = None  # (spec, dtype, seed) -> (x, target); manual.network.random_batch otherwise
     dtypes: tuple = ("float64", "float32")
+    accumulate: object = None  # (total, grad) -> total': replaces manual.network.accumulate (a fan-out's sum)
 
     def __str__(self):
         return self.name
@@ -212,6 +214,12 @@ def _black_border(spec, dtype, seed):
     return np.where(centre, x, 0).astype(dtype), target
 
 
+# --- a graph: the gradients of a tensor read by several layers --------------------------------------------
+
+def _overwrite(total, grad):
+    return grad  # the last reader's contribution replaces the sum of the others'
+
+
 # --- the catalogue -------------------------------------------------------------------------------------------
 
 def _conv(out, k, **options):
@@ -237,6 +245,9 @@ CLASSIFIER = _stack((1, 3, 3), [FLAT, _linear(5)], loss="softmax_cross_entropy",
 BORDER = _stack((1, 6, 6), [_conv(2, 3, padding=1, bias=False), RELU, FLAT, _linear(3)])
 TANH_MLP = _stack((1, 2, 3), [FLAT, _linear(5), TANH, _linear(2)], batch=3)
 MOMENTUM = {"lr": 0.1, "momentum": 0.9}
+# conv, tanh, then a residual block: layer 1's output is read by the conv at 2 and by the add at 4 (the skip)
+RESIDUAL = _stack((1, 6, 6), [_conv(2, 3, padding=1), TANH, _conv(2, 3, padding=1), TANH,
+                              {"type": "add", "inputs": [3, 1]}, FLAT, _linear(3)])
 
 
 def _linear_sgd(**optimizer):
@@ -292,6 +303,9 @@ STACK_CATALOGUE = [
     WrongLayer("sgd-weight-decay-forgotten", "SGD with weight decay 0.05: the decay term left out of the "
                "gradient", _linear_sgd(lr=0.1, weight_decay=0.05), "1 linear: weight after step 1",
                "weight-decay", optimizer_step=_sgd_weight_decay_forgotten),
+    WrongLayer("fan-out-overwritten", "a residual block: the gradient of a tensor read by two layers (a conv and "
+               "the skip's add) overwritten by the last contribution instead of summed", RESIDUAL,
+               "1 tanh: dE/dinput", "fan-out", accumulate=_overwrite),
 ]
 
 ENTRIES = STACK_CATALOGUE  # converted to crosscheck.catalogue.WrongDerivation next
