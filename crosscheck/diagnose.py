@@ -367,20 +367,17 @@ def _layer_hypotheses(layer, kind, x, params, upstream):
 
 
 def _fan_out_hypotheses(spec, layer, kind, x, params, a):
-    """Where layer's output is read by several layers: manual = autograd with one reader's share of dE/d(output)
-    left out (the gradients of a fan-out overwritten, not summed); x its input, a autograd's run."""
+    """Where layer's output is read by several layers: manual's dE/dinput = autograd's with one reader's share of
+    dE/d(output) left out (the gradients of a fan-out overwritten, not summed); x its input, a autograd's run.
+    (Its input gradient comes before its parameters' in the walk: the first that such a mistake breaks.)"""
     readers = [(r, k) for r in spec.layers for k, j in enumerate(r.inputs) if j == layer.index]
-    if len(readers) < 2 or layer.merge:
+    if len(readers) < 2 or layer.merge or kind != "input":
         return ()
     module = reference_net.build(spec, {n: np.asarray(v, np.float64) for n, v in params.items()})[layer.index]
 
     def without(r, k):
         share = a["input_grads"][r.index][k] if r.merge else a["input_grads"][r.index]
-        upstream = np.asarray(a["output_grads"][layer.index], np.float64) - share
-        if kind == "input":
-            return _vjp(module, x, upstream)
-        return _vjp(lambda p: torch.func.functional_call(module, {kind: p}, (_t(x),)),
-                    params[f"{layer.index}.{kind}"], upstream)
+        return _vjp(module, x, np.asarray(a["output_grads"][layer.index], np.float64) - share)
     return tuple(Hypothesis("fan-out", f"manual = autograd without {r}'s share of dE/d(output of {layer}), read by "
                             f"{len(readers)} layers: their gradients overwritten, not summed",
                             _single(lambda _, r=r, k=k: without(r, k))) for r, k in readers)
