@@ -363,8 +363,8 @@ def concat_forward(*xs, dim=0):
     xs = _merge_inputs(xs)
     dim = check_positive_int("dim", dim, 0)
     if dim + 1 >= xs[0].ndim:
-        raise InputError(f"dim: got {dim}, needs a per-sample axis of xs[0] (shape {xs[0].shape}): "
-                         f"0 to {xs[0].ndim - 2}")
+        raise InputError(f"dim: got {dim}, needs one of the {xs[0].ndim - 1} per-sample axes of xs[0] "
+                         f"(shape {xs[0].shape}, the batch axis first)")
     for k, x in enumerate(xs[1:], 1):
         if x.ndim != xs[0].ndim or np.delete(x.shape, dim + 1).tolist() != np.delete(xs[0].shape, dim + 1).tolist():
             raise InputError(f"xs[{k}]: got shape {x.shape}, needs the shape of xs[0] {xs[0].shape} on every axis "
