@@ -291,6 +291,9 @@ STACK_CATALOGUE = [
     WrongLayer("tanh-of-output", "tanh: dx = dout * (1 - tanh(y)^2), the derivative taken at the output y "
                "instead of at the input", TANH_MLP, "2 tanh: dE/dinput", "activation-wrong-point",
                {2: _tanh_of_output}, {2: _tanh_forward}),
+    WrongLayer("fan-out-overwritten", "a residual block: the gradient of a tensor read by two layers (a conv and "
+               "the skip's add) overwritten by the last contribution instead of summed", RESIDUAL,
+               "1 tanh: dE/dinput", "fan-out", accumulate=_overwrite),
     WrongLayer("sgd-dampening-first-step", "SGD with momentum 0.9, dampening 0.5: the buffer starts at zero, so "
                "step 1 moves by (1 - dampening) g instead of g", _linear_sgd(**MOMENTUM, dampening=0.5),
                "1 linear: weight after step 1", "momentum", optimizer_step=_sgd_dampening_first_step),
@@ -303,9 +306,6 @@ STACK_CATALOGUE = [
     WrongLayer("sgd-weight-decay-forgotten", "SGD with weight decay 0.05: the decay term left out of the "
                "gradient", _linear_sgd(lr=0.1, weight_decay=0.05), "1 linear: weight after step 1",
                "weight-decay", optimizer_step=_sgd_weight_decay_forgotten),
-    WrongLayer("fan-out-overwritten", "a residual block: the gradient of a tensor read by two layers (a conv and "
-               "the skip's add) overwritten by the last contribution instead of summed", RESIDUAL,
-               "1 tanh: dE/dinput", "fan-out", accumulate=_overwrite),
 ]
 
 ENTRIES = STACK_CATALOGUE  # converted to crosscheck.catalogue.WrongDerivation next
