@@ -14,6 +14,7 @@ from torch.nn import functional as TF
 from crosscheck.compare import ManualFailure, compare
 from crosscheck.tolerances import tolerance_for
 from manual import optim
+from reference import network as reference_net
 
 CLASSES = {
     "sign": "sign flipped",
@@ -33,6 +34,7 @@ CLASSES = {
     "update-sign": "update applied with the wrong sign",
     "momentum": "momentum buffer mistake",
     "weight-decay": "weight decay mishandled",
+    "fan-out": "fan-out gradient not summed over its readers",
     "unclassified": "no hypothesis fits",
 }
 
@@ -210,6 +212,23 @@ def layer_hypotheses(layer, kind, x, params, upstream):
     if layer.type == "max_pool2d":
         return _pool_hypotheses(layer, x, upstream)
     return ()
+
+
+def fan_out_hypotheses(spec, layer, kind, x, params, a):
+    """Where layer's output is read by several layers: manual's dE/dinput = autograd's with one reader's share of
+    dE/d(output) left out (the gradients of a fan-out overwritten, not summed); x its input, a autograd's run.
+    (Its input gradient comes before its parameters' in the walk: the first that such a mistake breaks.)"""
+    readers = [(r, k) for r in spec.layers for k, j in enumerate(r.inputs) if j == layer.index]
+    if len(readers) < 2 or layer.merge or kind != "input":
+        return ()
+    module = reference_net.build(spec, {n: np.asarray(v, np.float64) for n, v in params.items()})[layer.index]
+
+    def without(r, k):
+        share = a["input_grads"][r.index][k] if r.merge else a["input_grads"][r.index]
+        return _vjp(module, x, np.asarray(a["output_grads"][layer.index], np.float64) - share)
+    return tuple(Hypothesis("fan-out", f"manual = autograd without {r}'s share of dE/d(output of {layer}), read by "
+                            f"{len(readers)} layers: their gradients overwritten, not summed",
+                            _single(lambda _, r=r, k=k: without(r, k))) for r, k in readers)
 
 
 def loss_hypotheses(spec, pred, target):

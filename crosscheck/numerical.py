@@ -261,12 +261,32 @@ def _losses(spec, target):
     return lambda outs: np.array([loss_forward(out, target, spec.loss.reduction)[0] for out in outs])
 
 
-def _rest(spec, params, start):
-    """Layers start.. of the network on one batch (n, *in_shape) -> their last output."""
+def _tiled(a, P):
+    """A batch (N, ...) repeated for P stacked points -> (P*N, ...), point-major as batch_folded stacks them."""
+    return np.concatenate([a] * P)
+
+
+def _after(spec, params, x, outputs, index):
+    """The last output of the network as a function of layer `index`'s output h, a batch of P stacked points
+    (P*N, *out_shape): the graph re-run with that output replaced, the earlier outputs tiled alongside."""
     def fn(h):
-        for layer in spec.layers[start:]:
-            h, _ = manual_net.FORWARD[layer.type](h, _layer_params(params, layer), layer.options)
-        return h
+        P = len(h) // len(x)
+        given = {j: _tiled(outputs[j], P) for j in range(index)} | {index: h}
+        return manual_net.forward(spec, params, _tiled(x, P), given_outputs=given)[0][-1]
+    return fn
+
+
+def _through(spec, params, x, outputs, layer, k):
+    """The last output as a function of layer's k-th input alone (P*N stacked points): layer's other inputs tiled,
+    its output computed, the rest of the graph re-run from there."""
+    after = _after(spec, params, x, outputs, layer.index)
+    sources = [x if j < 0 else outputs[j] for j in layer.inputs]
+
+    def fn(h):
+        P = len(h) // len(x)
+        mine = [h if m == k else _tiled(s, P) for m, s in enumerate(sources)]
+        inputs = tuple(mine) if layer.merge else mine[0]
+        return after(manual_net.FORWARD[layer.type](inputs, _layer_params(params, layer), layer.options)[0])
     return fn
 
 
@@ -284,24 +304,29 @@ def _param_value(spec, params, layer, kind, h, reduce):
 
 def network_sites(spec, params, x, target):
     """{name: Site} for E of a described network at (params, x, target), cast to float64, named as
-    crosscheck.verify names the rows: "loss: dE/dinput", "<i> <type>: dE/dinput", "<i> <type>: dE/d<kind>"."""
+    crosscheck.verify names the rows: "loss: dE/dinput", "<i> <type>: dE/dinput" (a merge layer's
+    "<i> <type>: dE/dinput[k]", one per input), "<i> <type>: dE/d<kind>".
+
+    A layer's input site is E as a function of that layer's input alone, where other layers read the same tensor
+    (fan-out): the layer's share of the gradient, which is what its backward returns."""
     params = {k: np.asarray(v, np.float64) for k, v in params.items()}
     x = np.asarray(x, np.float64)
     target = target if spec.loss.type == "softmax_cross_entropy" else np.asarray(target, np.float64)
     N, losses = spec.batch_size, _losses(spec, target)
     outputs, _ = manual_net.forward(spec, params, x)
-    inputs = [x, *outputs[:-1]]
     cost = [N * sum(int(np.prod(s.out_shape)) for s in spec.layers[i:]) for i in range(len(spec.layers) + 1)]
     sites = {"loss: dE/dinput": Site("loss: dE/dinput", outputs[-1], batch_folded(lambda h: h, losses), cost[-1])}
     for layer in spec.layers:
         where = f"{layer.index} {layer.type}"
-        fn = _rest(spec, params, layer.index)
-        sites[f"{where}: dE/dinput"] = Site(f"{where}: dE/dinput", inputs[layer.index], batch_folded(fn, losses),
-                                           cost[layer.index])
+        for k, j in enumerate(layer.inputs):
+            name = f"{where}: dE/dinput[{k}]" if layer.merge else f"{where}: dE/dinput"
+            fn = _through(spec, params, x, outputs, layer, k)
+            sites[name] = Site(name, x if j < 0 else outputs[j], batch_folded(fn, losses), cost[layer.index])
         for kind in layer.param_shapes():
             name = f"{where}: dE/d{kind}"
-            after = batch_folded(_rest(spec, params, layer.index + 1), losses)
-            value = _param_value(spec, params, layer, kind, inputs[layer.index], after)
+            after = batch_folded(_after(spec, params, x, outputs, layer.index), losses)
+            h = x if layer.inputs[0] < 0 else outputs[layer.inputs[0]]
+            value = _param_value(spec, params, layer, kind, h, after)
             sites[name] = Site(name, params[f"{layer.index}.{kind}"], value, cost[layer.index])
     return sites
 

@@ -257,7 +257,8 @@ class NetworkSubject:
         step = manual_net.sgd_step if w is None or w.optimizer_step is None else w.optimizer_step
         return {"layer_backward": None if w is None else w.backward,
                 "layer_forward": None if w is None else w.forward,
-                "optimizer_step": _guarded(step, self.params)}
+                "optimizer_step": _guarded(step, self.params),
+                "accumulate": None if w is None else w.accumulate}
 
     def _manual_train(self, steps):
         """The manual side's run of `steps` steps -> (losses, final params), a ManualFailure where it broke."""
@@ -269,11 +270,10 @@ class NetworkSubject:
     def walk(self):
         spec, params, x, target = self.spec, self.params, self.x, self.target
         hooks = self._hooks()
-        m = manual_net.run(spec, params, x, target, hooks["layer_backward"], hooks["layer_forward"])
+        m = manual_net.run(spec, params, x, target, hooks["layer_backward"], hooks["layer_forward"],
+                           hooks["accumulate"])
         a = reference_net.run(spec, params, x, target)
         sites = cache(lambda: numerical.network_sites(spec, params, x, target))
-        ins = [x, *a["outputs"][:-1]]
-        ups = [*a["input_grads"][1:], a["loss_grad"]]  # autograd's dE/d(output of layer i)
         batch = H.batch_scales(spec.batch_size)
         for layer in spec.layers:
             yield Step(_where(layer), "output", m.outputs[layer.index], a["outputs"][layer.index])
@@ -281,17 +281,23 @@ class NetworkSubject:
         yield Step("loss", "dE/dinput", m.loss_grad, a["loss_grad"], lambda: sites()["loss: dE/dinput"],
                    H.loss_hypotheses(spec, a["outputs"][-1], target), scales=batch)
         for layer in reversed(spec.layers):
-            i, where = layer.index, _where(layer)
-            x_i, up = np.asarray(ins[i], np.float64), np.asarray(ups[i], np.float64)
-            gradients = [("input", m.input_grads[i], a["input_grads"][i])]
+            i, where, j = layer.index, _where(layer), layer.inputs[0]
+            x_i = np.asarray(x if j < 0 else a["outputs"][j], np.float64)
+            up = np.asarray(a["output_grads"][i], np.float64)  # autograd's dE/d(output of layer i)
+            if layer.merge:  # one input gradient per input
+                gradients = [(f"input[{k}]", mg, ag)
+                             for k, (mg, ag) in enumerate(zip(m.input_grads[i], a["input_grads"][i], strict=True))]
+            else:
+                gradients = [("input", m.input_grads[i], a["input_grads"][i])]
             gradients += [(kind, m.param_grads[f"{i}.{kind}"], a["param_grads"][f"{i}.{kind}"])
                           for kind in layer.param_shapes()]
             scales = batch + ((H.window(layer), "scaled", "the window size KH*KW of the pool"),) \
                 if layer.type.endswith("pool2d") else batch
             for kind, mg, ag in gradients:
                 name = f"{where}: dE/d{kind}"
-                yield Step(where, f"dE/d{kind}", mg, ag, lambda name=name: sites()[name],
-                           H.layer_hypotheses(layer, kind, x_i, params, up), scales=scales)
+                hypotheses = H.fan_out_hypotheses(spec, layer, kind, x_i, params, a) \
+                    + H.layer_hypotheses(layer, kind, x_i, params, up)
+                yield Step(where, f"dE/d{kind}", mg, ag, lambda name=name: sites()[name], hypotheses, scales=scales)
         yield from self._update_steps()
 
     def _update_steps(self):

@@ -23,6 +23,7 @@ from netdesc.checks import (
 )
 
 __all__ = [
+    "add_backward", "add_forward", "concat_backward", "concat_forward",
     "avg_pool2d_backward", "avg_pool2d_forward", "binary_cross_entropy_backward", "binary_cross_entropy_forward",
     "binary_cross_entropy_with_logits_backward", "binary_cross_entropy_with_logits_forward", "conv2d_backward",
     "conv2d_forward", "flatten_backward", "flatten_forward", "half_squared_error_backward",
@@ -345,6 +346,58 @@ def leaky_relu_backward(dout, cache):
     x, slope = cache
     dout = _check_dout(dout, x.shape, x.dtype)
     return (np.where(x > 0, dout, dout * slope),)
+
+
+# --- merges: several inputs into one output ------------------------------------------------------
+
+def _merge_inputs(xs):
+    """Two or more float arrays of one dtype, each with a batch axis -> the arrays."""
+    if len(xs) < 2:
+        raise InputError(f"xs: got {len(xs)} array{'s' * (len(xs) != 1)}, needs 2 or more to merge")
+    arrays = {f"xs[{k}]": check_float_array(f"xs[{k}]", x) for k, x in enumerate(xs)}
+    check_same_dtype(**arrays)
+    return xs
+
+
+def add_forward(*xs):
+    """out = xs[0] + xs[1] + ..., summed left to right; every input of one shape."""
+    xs = _merge_inputs(xs)
+    for k, x in enumerate(xs[1:], 1):
+        check_shape(f"xs[{k}]", x, xs[0].shape, "the shape of xs[0]: add sums inputs of one shape")
+    out = xs[0]
+    for x in xs[1:]:
+        out = out + x
+    return out, (len(xs), out.shape, out.dtype)
+
+
+def add_backward(dout, cache):
+    """d xs[k] = dout for every input -> (dout, dout, ...), one per input (the same array, never to be written)."""
+    count, shape, dtype = cache
+    dout = _check_dout(dout, shape, dtype)
+    return (dout,) * count
+
+
+def concat_forward(*xs, dim=0):
+    """torch.cat(xs, dim + 1): the inputs (N, ...) joined along per-sample axis `dim` (0: channels or features);
+    their other axes must match."""
+    xs = _merge_inputs(xs)
+    dim = check_positive_int("dim", dim, 0)
+    if dim + 1 >= xs[0].ndim:
+        raise InputError(f"dim: got {dim}, needs one of the {xs[0].ndim - 1} per-sample axes of xs[0] "
+                         f"(shape {xs[0].shape}, the batch axis first)")
+    for k, x in enumerate(xs[1:], 1):
+        if x.ndim != xs[0].ndim or np.delete(x.shape, dim + 1).tolist() != np.delete(xs[0].shape, dim + 1).tolist():
+            raise InputError(f"xs[{k}]: got shape {x.shape}, needs the shape of xs[0] {xs[0].shape} on every axis "
+                             f"but axis {dim + 1}")
+    out = np.concatenate(xs, axis=dim + 1)
+    return out, (np.cumsum([x.shape[dim + 1] for x in xs])[:-1], dim + 1, out.shape, out.dtype)
+
+
+def concat_backward(dout, cache):
+    """d xs[k] = dout's slice along the joined axis that came from xs[k] -> one gradient per input."""
+    splits, axis, shape, dtype = cache
+    dout = _check_dout(dout, shape, dtype)
+    return tuple(np.split(dout, splits, axis=axis))
 
 
 # --- linear --------------------------------------------------------------------------------------

@@ -3,7 +3,10 @@
 Parameters are a dict named as torch.nn.Sequential names them, "<layer index>.weight" and "<layer index>.bias",
 in torch's layouts (conv (F, C, KH, KW), linear (out, in)). ``run`` keeps every layer's output and returns,
 by hand, the loss, every parameter gradient and every layer's input gradient; ``train`` takes SGD steps with
-manual.optim. Layer i reads the output of layer i - 1 (layer 0 reads x, shape (N, C, H, W)).
+manual.optim. Layer i reads the outputs of the layers in ``layer.inputs`` (-1: x, shape (N, C, H, W)); a
+sequential description reads layer i - 1. The network runs in layer order; the backward runs in reverse, and
+where a tensor is read by several layers (fan-out) its gradient is the sum of their contributions, added up by
+``accumulate`` (which a hook may replace, to model the mistake of overwriting instead).
 """
 
 from dataclasses import dataclass
@@ -26,8 +29,11 @@ FORWARD = {
     "tanh": lambda x, p, o: F.tanh_forward(x),
     "sigmoid": lambda x, p, o: F.sigmoid_forward(x),
     "leaky_relu": lambda x, p, o: F.leaky_relu_forward(x, o["negative_slope"]),
+    # merge layers: xs is the tuple of their inputs, in the order of layer.inputs
+    "add": lambda xs, p, o: F.add_forward(*xs),
+    "concat": lambda xs, p, o: F.concat_forward(*xs, dim=o["dim"]),
 }
-# type -> backward(dout, cache) -> (dx, dweight, dbias) or (dx,)
+# type -> backward(dout, cache) -> (dx, dweight, dbias) or (dx,); a merge layer's: (dx per input, in order)
 BACKWARD = {
     "conv2d": F.conv2d_backward,
     "max_pool2d": F.max_pool2d_backward,
@@ -38,6 +44,8 @@ BACKWARD = {
     "tanh": F.tanh_backward,
     "sigmoid": F.sigmoid_backward,
     "leaky_relu": F.leaky_relu_backward,
+    "add": F.add_backward,
+    "concat": F.concat_backward,
 }
 LOSS = {
     "softmax_cross_entropy": (F.softmax_cross_entropy_forward, F.softmax_cross_entropy_backward),
@@ -58,51 +66,90 @@ class Backprop:
     outputs: list  # layer i's output, (N, *layer.out_shape)
     loss: np.ndarray  # E, 0-d
     loss_grad: np.ndarray  # dE/d(the last layer's output)
-    input_grads: list  # dE/d(layer i's input), (N, *layer.in_shape)
+    input_grads: list  # dE/d(layer i's input), (N, *layer.in_shape); a merge layer's: a tuple, one per input
     param_grads: dict  # "<i>.weight" / "<i>.bias" -> dE/dparameter
+
+
+def accumulate(total, grad):
+    """The gradient of a tensor read by several layers, one more reader's contribution added -> a fresh array
+    (total and grad are left as they are: a backward may hand out one array twice)."""
+    return total + grad
+
+
+SUM = accumulate  # the default of every ``accumulate=None`` below
 
 
 def _layer_params(params, layer):
     return {kind: params[f"{layer.index}.{kind}"] for kind in layer.param_shapes()}
 
 
-def forward(spec, params, x, layer_forward=None):
+def layer_inputs(layer, x, outputs):
+    """What layer reads: the output of each of its layer.inputs (-1: x); a tuple for a merge layer."""
+    sources = tuple(x if j < 0 else outputs[j] for j in layer.inputs)
+    return sources if layer.merge else sources[0]
+
+
+def forward(spec, params, x, layer_forward=None, given_outputs=None):
     """-> (outputs, caches): outputs[i] is layer i's output (N, *out_shape), caches[i] its backward cache.
 
     ``layer_forward`` maps a layer index to a replacement forward(x, layer params, options) -> (out, cache): the
     forward half of a hand-written layer whose backward needs another cache (crosscheck.catalogue.layers).
+    ``given_outputs`` maps a layer index to an array used as that layer's output instead of computing it (the loss
+    as a function of one intermediate, for finite differences).
     """
-    replaced = layer_forward or {}
+    replaced, fixed = layer_forward or {}, given_outputs or {}
     outputs, caches = [], []
     for layer in spec.layers:
-        x, cache = replaced.get(layer.index, FORWARD[layer.type])(x, _layer_params(params, layer), layer.options)
-        outputs.append(x)
+        if layer.index in fixed:
+            out, cache = fixed[layer.index], None
+        else:
+            fn = replaced.get(layer.index, FORWARD[layer.type])
+            out, cache = fn(layer_inputs(layer, x, outputs), _layer_params(params, layer), layer.options)
+        outputs.append(out)
         caches.append(cache)
     return outputs, caches
 
 
-def backward(spec, caches, loss_cache, layer_backward=None):
+def _add(total, grad, accumulate):
+    """One more contribution to a tensor's gradient: the first kept as it is, a broken one wins."""
+    if total is None or isinstance(grad, ManualFailure):
+        return grad
+    return total if isinstance(total, ManualFailure) else accumulate(total, grad)
+
+
+def backward(spec, caches, loss_cache, layer_backward=None, accumulate=None):
     """The chain rule from the loss back to the input -> (loss_grad, input_grads, param_grads).
 
     ``layer_backward`` maps a layer index to a replacement backward (a deliberately wrong derivation, to see
-    that it is caught), and "loss" to a replacement of the loss's backward; it must return gradients of the
-    right shapes.
+    that it is caught), and "loss" to a replacement of the loss's backward; a gradient of the wrong shape is
+    reported as a ManualFailure for everything below it. ``accumulate(total, grad) -> total'`` adds up the
+    contributions to a tensor read by several layers (None: ``accumulate`` of this module, their sum).
     """
-    replaced = layer_backward or {}
+    replaced, accumulate = layer_backward or {}, accumulate or SUM
     dout, _ = replaced.get("loss", LOSS[spec.loss.type][1])(1.0, loss_cache)
     loss_grad, input_grads, param_grads = dout, [None] * len(spec.layers), {}
-    broken = _wrong_shape("the loss", "dE/dinput", dout, (spec.batch_size, *spec.output_shape))
+    # grads[j]: dE/d(output of layer j) so far, summed over the layers that read it (grads[-1]: dE/dx)
+    grads = {j: None for j in range(-1, len(spec.layers))}
+    grads[len(spec.layers) - 1] = _wrong_shape("the loss", "dE/dinput", dout, (spec.batch_size, *spec.output_shape)) \
+        or dout
     for layer in reversed(spec.layers):
         names = [f"{layer.index}.{kind}" for kind in layer.param_shapes()]
-        if broken:  # a backward above returned a gradient of the wrong shape: nothing below it can be computed
-            input_grads[layer.index] = broken
-            param_grads |= dict.fromkeys(names, broken)
-            continue
-        dout, *dparams = replaced.get(layer.index, BACKWARD[layer.type])(dout, caches[layer.index])
-        input_grads[layer.index] = dout
+        dout = grads[layer.index]
+        if isinstance(dout, ManualFailure):  # a backward above returned a wrong shape: nothing below can be computed
+            dxs, dparams = (dout,) * len(layer.inputs), [dout] * len(names)
+        else:
+            result = tuple(replaced.get(layer.index, BACKWARD[layer.type])(dout, caches[layer.index]))
+            n = len(layer.inputs)
+            missing = ManualFailure(f"{layer}'s backward returned no such gradient")
+            dxs, dparams = (*result[:n], *[missing] * (n - len(result[:n]))), result[n:]
+        input_grads[layer.index] = dxs if layer.merge else dxs[0]
         for name, grad in zip(names, dparams, strict=False):
             param_grads[name] = grad if grad is not None else ManualFailure(f"{layer}'s backward returned None")
-        broken = _wrong_shape(str(layer), "dE/dinput", dout, (spec.batch_size, *layer.in_shape))
+        for k, (j, dx, shape) in enumerate(zip(layer.inputs, dxs, layer.in_shapes, strict=True)):
+            quantity = f"dE/dinput[{k}]" if layer.merge else "dE/dinput"
+            dx = dx if isinstance(dx, ManualFailure) else \
+                _wrong_shape(str(layer), quantity, dx, (spec.batch_size, *shape)) or dx
+            grads[j] = _add(grads[j], dx, accumulate)
     missing = ManualFailure("the backward returned no such gradient")
     return loss_grad, input_grads, {name: param_grads.get(name, missing) for name in spec.param_shapes()}
 
@@ -115,18 +162,19 @@ def _wrong_shape(where, quantity, grad, shape):
                          f"needs {shape}")
 
 
-def run(spec, params, x, target, layer_backward=None, layer_forward=None):
+def run(spec, params, x, target, layer_backward=None, layer_forward=None, accumulate=None):
     """Forward, loss and backward by hand -> Backprop; ``layer_forward`` as in forward, its "loss" entry a
-    replacement loss forward(pred, target, reduction) -> (E, cache)."""
+    replacement loss forward(pred, target, reduction) -> (E, cache); ``accumulate`` as in backward."""
     check_inputs(spec, params, x, target)
     outputs, caches = forward(spec, params, x, layer_forward)
     loss_forward = (layer_forward or {}).get("loss", LOSS[spec.loss.type][0])
     E, loss_cache = loss_forward(outputs[-1], target, spec.loss.reduction)
-    loss_grad, input_grads, param_grads = backward(spec, caches, loss_cache, layer_backward)
+    loss_grad, input_grads, param_grads = backward(spec, caches, loss_cache, layer_backward, accumulate)
     return Backprop(outputs, E, loss_grad, input_grads, param_grads)
 
 
-def train(spec, params, x, target, steps=None, layer_backward=None, layer_forward=None, optimizer_step=None):
+def train(spec, params, x, target, steps=None, layer_backward=None, layer_forward=None, optimizer_step=None,
+          accumulate=None):
     """`steps` (default: the description's) SGD steps with its optimizer on one batch, through manual.optim
     -> (E before each step, shape (steps,), final params). ``optimizer_step`` replaces manual.optim.sgd_step
     (same signature), the hooks of run pass through."""
@@ -134,7 +182,7 @@ def train(spec, params, x, target, steps=None, layer_backward=None, layer_forwar
     step = optimizer_step or sgd_step
     losses, state = [], {}
     for _ in range(steps):
-        result = run(spec, params, x, target, layer_backward, layer_forward)
+        result = run(spec, params, x, target, layer_backward, layer_forward, accumulate)
         losses.append(result.loss)
         params, state = step(params, result.param_grads, state, **spec.optimizer.settings())
     return np.stack(losses), params

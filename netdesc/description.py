@@ -13,6 +13,12 @@ A description is a TOML or JSON document (or the same dict in Python); shapes ar
     padding = 2
     ...
 
+    [[layers]]                          # a graph: any layer may name itself and read earlier layers
+    name = "skip"                       # optional, unique; default: the layer's index as text ("1")
+    type = "add"
+    inputs = ["input", 0]               # optional: earlier layers by name or index, "input" for the network's
+                                        # input; default: the previous layer (layer 0: the network's input)
+
     [loss]
     type = "softmax_cross_entropy"      # one of LOSSES
     reduction = "mean"                  # "mean" (default) or "sum"
@@ -34,11 +40,17 @@ Layer types and their options (default, or "required"), with torch's meanings (`
     linear                  out_features (required), bias true, in_features (optional; checked); needs a flat input
     leaky_relu              negative_slope 0.01
     flatten, relu, tanh, sigmoid  no options
+    add                     (merge) two or more inputs of one shape, summed elementwise
+    concat                  (merge) dim 0: two or more inputs joined along per-sample axis `dim` (0, the
+                            channels or features, is torch's dim 1); their other axes must match
 
 kernel_size, stride, padding and dilation take an int or an [h, w] pair. Losses: softmax_cross_entropy
 (torch's cross_entropy with class labels; the output must be flat, (classes,)), mse, half_squared_error (the
 slides' sum (y - o)^2 / 2, "mean" divides by N), binary_cross_entropy (after a final sigmoid) and
-binary_cross_entropy_with_logits. Every mistake raises ``InputError`` naming where it is ("layer 2 (conv2d): ...").
+binary_cross_entropy_with_logits. The loss reads the last layer's output. A layer's output may be read by
+several later layers (fan-out; so may the network's input), and every layer but the last must be read by some
+later one. Only add and concat take more than one input. Every mistake raises ``InputError`` naming where it is
+("layer 2 (conv2d): ...").
 """
 
 import json
@@ -64,7 +76,12 @@ LAYER_OPTIONS = {
     "tanh": {},
     "sigmoid": {},
     "leaky_relu": {"negative_slope": 0.01},
+    "add": {},
+    "concat": {"dim": 0},
 }
+MERGES = ("add", "concat")  # the layer types that read two or more inputs
+NETWORK_INPUT = "input"  # what `inputs` calls the network's input; Layer.inputs holds -1 for it
+LAYER_KEYS = ("type", "name", "inputs")  # the keys of a layer table beside its type's options
 LOSSES = (
     "softmax_cross_entropy", "mse", "half_squared_error", "binary_cross_entropy", "binary_cross_entropy_with_logits",
 )
@@ -76,16 +93,32 @@ TOP_LEVEL = {"name": None, "input_shape": REQUIRED, "batch_size": 2, "layers": R
 
 @dataclass(frozen=True)
 class Layer:
-    """One checked layer: its options with defaults filled in, its input and output shape per sample."""
+    """One checked layer: its options with defaults filled in, its input and output shape per sample, its name
+    and the layers it reads.
+
+    ``inputs`` holds the indices of the layers whose outputs it reads, in order, -1 for the network's input; a
+    merge layer (add, concat) reads two or more, and its ``in_shape`` is then the tuple of their shapes.
+    """
 
     index: int
     type: str
     options: dict
     in_shape: tuple
     out_shape: tuple
+    name: str = ""
+    inputs: tuple = ()
 
     def __str__(self):
         return f"layer {self.index} ({self.type})"
+
+    @property
+    def merge(self):
+        return self.type in MERGES
+
+    @property
+    def in_shapes(self):
+        """One shape per entry of ``inputs``."""
+        return self.in_shape if self.merge else (self.in_shape,)
 
     def param_shapes(self):
         """{"weight": shape, "bias": shape} in torch's layouts: conv (F, C, KH, KW), linear (out, in)."""
@@ -169,7 +202,7 @@ OPTION_CHECKS = {
     "out_channels": check_positive_int, "in_channels": check_positive_int,
     "out_features": check_positive_int, "in_features": check_positive_int,
     "kernel_size": _pair(1), "stride": _pair(1), "dilation": _pair(1), "padding": _pair(0),
-    "bias": _flag, "negative_slope": _number,
+    "bias": _flag, "negative_slope": _number, "dim": lambda name, value: check_positive_int(name, value, 0),
 }
 
 
@@ -241,7 +274,27 @@ def _linear_shape(o, shape):
     return (o["out_features"],)
 
 
+def _add_shape(o, shapes):
+    if len(set(shapes)) > 1:
+        raise InputError(f"got inputs of shapes {', '.join(map(str, shapes))} per sample, needs one shape to add")
+    return shapes[0]
+
+
+def _concat_shape(o, shapes):
+    dim, ranks = o["dim"], {len(s) for s in shapes}
+    if len(ranks) > 1 or dim >= min(ranks):
+        raise InputError(f"dim: got {dim} for inputs of shapes {', '.join(map(str, shapes))} per sample, needs "
+                         f"inputs of one rank and an axis among theirs")
+    rest = {s[:dim] + s[dim + 1:] for s in shapes}
+    if len(rest) > 1:
+        raise InputError(f"got inputs of shapes {', '.join(map(str, shapes))} per sample, needs equal sizes on "
+                         f"every axis but dim {dim}")
+    return (*shapes[0][:dim], sum(s[dim] for s in shapes), *shapes[0][dim + 1:])
+
+
 SHAPE_RULES = {
+    "add": _add_shape,
+    "concat": _concat_shape,
     "conv2d": _conv2d_shape,
     "max_pool2d": _pool_shape,
     "avg_pool2d": _pool_shape,
@@ -250,23 +303,89 @@ SHAPE_RULES = {
 }
 
 
-def _layer(index, kind, raw, in_shape):
-    options = _options(raw, LAYER_OPTIONS[kind], skip=("type",))
-    for name, value in options.items():
+def _layer(index, kind, raw, in_shape, name, inputs):
+    options = _options(raw, LAYER_OPTIONS[kind], skip=LAYER_KEYS)
+    for option, value in options.items():
         if value is not None:
-            options[name] = OPTION_CHECKS[name](name, value)
+            options[option] = OPTION_CHECKS[option](option, value)
     if options.get("stride", 1) is None:  # a pool's stride defaults to its kernel size
         options["stride"] = options["kernel_size"]
     out_shape = SHAPE_RULES.get(kind, lambda o, shape: shape)(options, in_shape)
-    return Layer(index, kind, options, in_shape, out_shape)
+    return Layer(index, kind, options, in_shape, out_shape, name, inputs)
 
 
-def _parse_layer(index, raw, in_shape):
+def _name(index, raw, names):
+    """The layer's name (default: its index as text), unique among the layers before it."""
+    name = raw.get("name", str(index))
+    if not isinstance(name, str) or name == NETWORK_INPUT:
+        raise InputError(f"name: got {name!r}, needs a string other than {NETWORK_INPUT!r}")
+    if name in names:
+        given = "" if "name" in raw else " (its index, the default name)"
+        raise InputError(f"name: got {name!r}{given}, but layer {names[name]} already has that name; "
+                         "names must be unique")
+    return name
+
+
+def _source(index, ref, names, later):
+    """One entry of `inputs` -> the index of the layer it names (-1: the network's input)."""
+    is_index = isinstance(ref, int) and not isinstance(ref, bool)
+    if ref == NETWORK_INPUT:
+        return -1
+    if isinstance(ref, str) and ref in names:
+        return names[ref]
+    if is_index and 0 <= ref < index:
+        return ref
+    ahead = later.get(ref) if isinstance(ref, str) else ref if is_index and ref >= index else None
+    if ahead is not None:
+        raise InputError(f"inputs: got {ref!r} (layer {ahead}), needs an earlier layer: a layer reads only the "
+                         "layers before it (a forward reference or a cycle)")
+    known = ", ".join(repr(n) for n in [NETWORK_INPUT, *names])
+    raise InputError(f"inputs: got {ref!r}, needs the name or index of an earlier layer, or {NETWORK_INPUT!r}; "
+                     f"known: {known}")
+
+
+def _inputs(index, kind, raw, names, later):
+    """The layer's `inputs` resolved to indices (-1: the network's input); default: the previous layer."""
+    refs = raw.get("inputs", [index - 1 if index else NETWORK_INPUT])
+    if not isinstance(refs, list):
+        raise InputError(f"inputs: got {refs!r}, needs a list of earlier layers' names or indices, "
+                         f"or {NETWORK_INPUT!r}")
+    sources = tuple(_source(index, ref, names, later) for ref in refs)
+    if kind in MERGES and len(sources) < 2:
+        raise InputError(f"inputs: got {len(sources)} input{'s' * (len(sources) != 1)} {refs!r}, needs 2 or more "
+                         f"to {kind}")
+    if kind not in MERGES and len(sources) != 1:
+        raise InputError(f"inputs: got {len(sources)} inputs {refs!r}, needs exactly 1 (only "
+                         f"{' and '.join(MERGES)} merge several)")
+    return sources
+
+
+def _parse_layer(index, raw, layers, input_shape, later):
     raw = _table(f"layer {index}", raw)
     kind = raw.get("type")
     if kind not in LAYER_OPTIONS:
         raise InputError(f"layer {index}: unknown type {kind!r}; known types: {', '.join(LAYER_OPTIONS)}")
-    return _within(f"layer {index} ({kind})", _layer, index, kind, raw, in_shape)
+    names = {layer.name: layer.index for layer in layers}
+    name = _within(f"layer {index} ({kind})", _name, index, raw, names)
+    inputs = _within(f"layer {index} ({kind})", _inputs, index, kind, raw, names, later)
+    shapes = tuple(input_shape if j < 0 else layers[j].out_shape for j in inputs)
+    return _within(f"layer {index} ({kind})", _layer, index, kind, raw, shapes if kind in MERGES else shapes[0],
+                   name, inputs)
+
+
+def _later_names(raw_layers):
+    """{name: index} of every layer table with a string name, for naming a forward reference."""
+    return {raw["name"]: i for i, raw in enumerate(raw_layers) if isinstance(raw, dict) and isinstance(
+        raw.get("name"), str)}
+
+
+def _check_read(layers):
+    """Every layer but the last must be read by a later one: its output would reach no loss."""
+    read = {j for layer in layers for j in layer.inputs}
+    for layer in layers[:-1]:
+        if layer.index not in read:
+            raise InputError(f"{layer}: its output ({layer.name!r}) is read by no later layer, needs a reader: "
+                             "only the last layer's output reaches the loss")
 
 
 # --- loss, optimizer, the whole description -------------------------------------------------------
@@ -328,10 +447,10 @@ def parse_spec(data, name="spec"):
     batch_size = check_positive_int("batch_size", o["batch_size"])
     if not isinstance(o["layers"], list) or not o["layers"]:
         raise InputError(f"layers: got {o['layers']!r}, needs a non-empty list of layer tables")
-    layers, shape = [], input_shape
+    layers, later = [], _later_names(o["layers"])
     for index, raw in enumerate(o["layers"]):
-        layers.append(_parse_layer(index, raw, shape))
-        shape = layers[-1].out_shape
+        layers.append(_parse_layer(index, raw, layers, input_shape, later))
+    _check_read(layers)
     loss = _parse_loss(o["loss"], layers, batch_size)
     optimizer = _within("optimizer", _optimizer, _table("optimizer", {} if o["optimizer"] is None else o["optimizer"]))
     return Spec(o["name"] or name, input_shape, batch_size, tuple(layers), loss, optimizer)

@@ -1,10 +1,14 @@
-"""A network description (netdesc.description) as a torch.nn.Sequential; every derivative comes from autograd.
+"""A network description (netdesc.description) as torch modules; every derivative comes from autograd.
 
-The Sequential's parameters are named "<layer index>.weight" / "<layer index>.bias" in torch's layouts, the
-names and shapes of manual.network, so the manual parameters are copied in with ``load_state_dict``. Layer
-input gradients come from ``torch.autograd.grad`` of the loss with respect to each layer's input, updates
-from ``torch.optim.SGD``. Nothing here is differentiated by hand.
+``Graph`` is an nn.ModuleList of the layers' modules that runs them in layer order, each on the outputs of the
+layers it reads (``layer.inputs``, -1 the network's input): add is torch.add, concat torch.cat. Its parameters
+are named "<layer index>.weight" / "<layer index>.bias" in torch's layouts, the names and shapes of
+manual.network (and of an nn.Sequential), so the manual parameters are copied in with ``load_state_dict``.
+Gradients come from ``torch.autograd.grad`` of the loss, updates from ``torch.optim.SGD``. Nothing here is
+differentiated by hand.
 """
+
+import functools
 
 import numpy as np
 import torch
@@ -26,7 +30,48 @@ MODULES = {
     "tanh": lambda layer, o: nn.Tanh(),
     "sigmoid": lambda layer, o: nn.Sigmoid(),
     "leaky_relu": lambda layer, o: nn.LeakyReLU(o["negative_slope"]),
+    "add": lambda layer, o: Add(),
+    "concat": lambda layer, o: Concat(o["dim"]),
 }
+
+
+class Add(nn.Module):
+    """xs[0] + xs[1] + ..., left to right."""
+
+    def forward(self, *xs):
+        return functools.reduce(torch.add, xs)
+
+
+class Concat(nn.Module):
+    """torch.cat along per-sample axis `dim` (torch's dim + 1)."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, *xs):
+        return torch.cat(xs, self.dim + 1)
+
+
+class Graph(nn.ModuleList):
+    """The description's layers as modules (parameters "<index>.weight"), run as its graph."""
+
+    def __init__(self, spec):
+        super().__init__(MODULES[layer.type](layer, layer.options) for layer in spec.layers)
+        self.spec = spec
+
+    def forward(self, x, inputs=None):
+        """-> every layer's output, in order. Given a list `inputs`, each layer reads its own alias (a view) of
+        each tensor it reads, appended there per layer: autograd's gradient for an alias is that layer's share
+        alone, where the tensor itself gets the sum over all the layers that read it."""
+        outputs = []
+        for layer, module in zip(self.spec.layers, self, strict=True):
+            sources = [x if j < 0 else outputs[j] for j in layer.inputs]
+            if inputs is not None:
+                sources = [t.view_as(t) for t in sources]
+                inputs.append(sources)
+            outputs.append(module(*sources))
+        return outputs
 
 
 def _half_squared_error(pred, target, reduction):
@@ -45,8 +90,8 @@ LOSSES = {
 
 
 def build(spec, params):
-    """The nn.Sequential of the description holding copies of the manual parameters, in their dtype."""
-    net = nn.Sequential(*(MODULES[layer.type](layer, layer.options) for layer in spec.layers))
+    """The Graph of the description holding copies of the manual parameters, in their dtype."""
+    net = Graph(spec)
     # assign=True keeps the copies' dtype (a plain load would cast them to the modules' float32).
     net.load_state_dict({name: torch.from_numpy(np.array(p)) for name, p in params.items()}, strict=True, assign=True)
     return net
@@ -63,23 +108,30 @@ def _tensors(spec, params, x, target):
 
 
 def run(spec, params, x, target):
-    """Forward and backward by autograd -> manual.network.Backprop's fields as a dict of NumPy values."""
+    """Forward and backward by autograd -> manual.network.Backprop's fields as a dict of NumPy values, plus
+    "output_grads": dE/d(output of layer i), summed over the layers that read it. input_grads[i] is layer i's
+    share of dE/d(its input), a tuple of one per input for a merge layer."""
     net, x, target = _tensors(spec, params, x, target)
-    inputs, h = [], x.requires_grad_()
-    for module in net:
-        inputs.append(h)
-        h = module(h)
-    outputs = [*inputs[1:], h]
-    E = loss(spec, h, target)
+    inputs = []
+    outputs = net(x.requires_grad_(), inputs)
+    E = loss(spec, outputs[-1], target)
     names = [name for name, _ in net.named_parameters()]
-    grads = torch.autograd.grad(E, [*inputs, h, *net.parameters()])
+    flat = [t for sources in inputs for t in sources]
+    grads = torch.autograd.grad(E, [*flat, *outputs, *net.parameters()])
     numpy = lambda t: t.detach().numpy()  # noqa: E731
+    input_grads, at = [], 0
+    for layer in spec.layers:
+        mine = tuple(numpy(g) for g in grads[at:at + len(layer.inputs)])
+        input_grads.append(mine if layer.merge else mine[0])
+        at += len(layer.inputs)
+    output_grads = [numpy(g) for g in grads[len(flat):len(flat) + len(outputs)]]
     return {
         "outputs": [numpy(t) for t in outputs],
         "loss": numpy(E),
-        "loss_grad": numpy(grads[len(inputs)]),
-        "input_grads": [numpy(g) for g in grads[: len(inputs)]],
-        "param_grads": {name: numpy(g) for name, g in zip(names, grads[len(inputs) + 1:], strict=True)},
+        "loss_grad": output_grads[-1],
+        "input_grads": input_grads,
+        "output_grads": output_grads,
+        "param_grads": {name: numpy(g) for name, g in zip(names, grads[len(flat) + len(outputs):], strict=True)},
     }
 
 
@@ -91,7 +143,7 @@ def train(spec, params, x, target, steps=None):
     losses = []
     for _ in range(spec.optimizer.steps if steps is None else steps):
         optimizer.zero_grad()
-        E = loss(spec, net(x), target)
+        E = loss(spec, net(x)[-1], target)
         E.backward()
         optimizer.step()
         losses.append(E.detach().numpy())

@@ -5,6 +5,7 @@ of every differentiable input against torch autograd, for several seeds and both
 layer costs its manual code, one ``op(...)`` line below and its case lines.
 """
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,7 +87,14 @@ class LayerCase:
 
     @property
     def input_names(self):
-        return list(inspect.signature(self.forward).parameters)[: len(self.shapes)]
+        """The forward's parameter names, one per input; a *xs parameter gives xs[0], xs[1], ..."""
+        names = []
+        for p in inspect.signature(self.forward).parameters.values():
+            if p.kind is p.VAR_POSITIONAL:
+                names += [f"{p.name}[{k}]" for k in range(len(self.shapes) - len(names))]
+            else:
+                names.append(p.name)
+        return names[: len(self.shapes)]
 
     def wants_grad(self, i):
         return self.differentiable[i] if self.differentiable else True
@@ -117,6 +125,14 @@ def torch_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, flip=False):
     return F.conv2d(x, torch.flip(w, (2, 3)) if flip else w, b, stride, padding, dilation)
 
 
+def torch_add(*xs):
+    return functools.reduce(torch.add, xs)
+
+
+def torch_concat(*xs, dim=0):
+    return torch.cat(xs, dim + 1)
+
+
 def torch_half_squared_error(pred, target, reduction="mean"):
     E = ((target - pred) ** 2).sum() / 2
     return E / pred.shape[0] if reduction == "mean" else E
@@ -131,6 +147,8 @@ leaky_relu = op("leaky_relu", M.leaky_relu_forward, M.leaky_relu_backward, F.lea
 sigmoid = op("sigmoid", M.sigmoid_forward, M.sigmoid_backward, torch.sigmoid)
 flatten = op("flatten", M.flatten_forward, M.flatten_backward, lambda x: torch.flatten(x, 1))
 linear = op("linear", M.linear_forward, M.linear_backward, F.linear)
+add = op("add", M.add_forward, M.add_backward, torch_add)
+concat = op("concat", M.concat_forward, M.concat_backward, torch_concat)
 LOSS = dict(differentiable=(True, False))
 half_squared_error = op(
     "half_squared_error", M.half_squared_error_forward, M.half_squared_error_backward, torch_half_squared_error, **LOSS
@@ -197,6 +215,17 @@ LAYER_CASES = [
     linear((4, 5), (3, 5), (3,)),
     linear((1, 1), (1, 1)),
     linear((6, 2), (7, 2), (7,)),
+    # merges: two or more inputs (N, ...); add of one shape, concat along per-sample axis dim (torch's dim + 1)
+    add((2, 3, 4, 5), (2, 3, 4, 5)),
+    add((4, 3), (4, 3), (4, 3)),  # three inputs
+    add((1, 1, 1, 1), (1, 1, 1, 1)),  # batch 1, one element
+    add((3,), (3,), (3,), (3,), (3,)),
+    concat((2, 3, 4, 5), (2, 1, 4, 5)),  # channels, the default
+    concat((2, 1, 3, 3), (2, 2, 3, 3), (2, 1, 3, 3)),  # three inputs
+    concat((2, 3, 4, 5), (2, 3, 2, 5), dim=1),  # along the height
+    concat((1, 2, 2, 1), (1, 2, 2, 3), dim=2),  # along the width, a one-wide input
+    concat((3, 4), (3, 1)),  # features
+    concat((1, 1, 1, 1), (1, 1, 1, 1)),  # batch 1, one element each
     # losses: pred, target, both reductions
     *[
         case

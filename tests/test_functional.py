@@ -65,9 +65,15 @@ def test_registry_covers_the_degenerate_shapes():
         c.shapes[0][2] + 2 * o.get("padding", 0) == c.shapes[1][2] and c.shapes[0][3] + 2 * o.get("padding", 0)
         == c.shapes[1][3] for c, o in zip(convs, opts, strict=True)
     )
+    merges = [c for c in LAYER_CASES if c.name in ("add", "concat")]
+    assert {c.name for c in merges if len(c.shapes) == 3} == {"add", "concat"}  # three inputs of each
+    assert {c.name for c in merges if c.shapes[0] == (1, 1, 1, 1)} == {"add", "concat"}
+    assert {c.options.get("dim", 0) for c in merges if c.name == "concat"} == {0, 1, 2}
+    assert [c for c in merges if c.name == "add"][1].input_names == ["xs[0]", "xs[1]", "xs[2]"]
     names = {c.name for c in LAYER_CASES}
-    assert names >= {"conv2d", "max_pool2d", "avg_pool2d", "tanh", "relu", "leaky_relu", "sigmoid", "flatten",
-                     "linear", "half_squared_error", "mse", "bce", "bce_with_logits", "softmax_cross_entropy"}
+    assert names >= {"add", "concat", "conv2d", "max_pool2d", "avg_pool2d", "tanh", "relu", "leaky_relu", "sigmoid",
+                     "flatten", "linear", "half_squared_error", "mse", "bce", "bce_with_logits",
+                     "softmax_cross_entropy"}
     assert str(LAYER_CASES[0]) == "conv2d-2x3x7x5_4x3x3x2_4-s2-p1-d1"
 
 
@@ -295,6 +301,36 @@ def test_bad_input_is_named(call, message):
         call()
 
 
+A = np.zeros((2, 3, 4))
+BAD_MERGES = [
+    ("add-one", lambda: M.add_forward(A), "xs: got 1 array, needs 2 or more to merge"),
+    ("concat-none", lambda: M.concat_forward(), "xs: got 0 arrays, needs 2 or more to merge"),
+    ("add-list", lambda: M.add_forward(A, [1.0]), "xs[1]: got list, needs a NumPy array"),
+    ("add-mixed", lambda: M.add_forward(A, A, A.astype(np.float32)),
+     "mixed dtypes: got xs[0] float64, xs[1] float64, xs[2] float32, needs one dtype (all float32 or all float64)"),
+    ("add-shapes", lambda: M.add_forward(A, A, A[:, :2]),
+     "xs[2]: got shape (2, 2, 4), needs (2, 3, 4) (the shape of xs[0]: add sums inputs of one shape)"),
+    ("add-nan", lambda: M.add_forward(A, np.full(A.shape, np.nan)),
+     "xs[1]: got non-finite value nan at index (0, 0, 0), needs finite values"),
+    ("concat-dim-beyond", lambda: M.concat_forward(A, A, dim=2),
+     "dim: got 2, needs one of the 2 per-sample axes of xs[0] (shape (2, 3, 4), the batch axis first)"),
+    ("concat-dim-negative", lambda: M.concat_forward(A, A, dim=-1), "dim: got -1, needs an integer >= 0"),
+    ("concat-sizes", lambda: M.concat_forward(A, A[:, :, :3]),
+     "xs[1]: got shape (2, 3, 3), needs the shape of xs[0] (2, 3, 4) on every axis but axis 1"),
+    ("concat-batch", lambda: M.concat_forward(A, A[:1], dim=1),
+     "xs[1]: got shape (1, 3, 4), needs the shape of xs[0] (2, 3, 4) on every axis but axis 2"),
+    ("concat-ranks", lambda: M.concat_forward(A, A[..., 0]),
+     "xs[1]: got shape (2, 3), needs the shape of xs[0] (2, 3, 4) on every axis but axis 1"),
+]
+
+
+@pytest.mark.parametrize(("call", "message"), [b[1:] for b in BAD_MERGES], ids=[b[0] for b in BAD_MERGES])
+def test_bad_merge_input_is_named(call, message):
+    with pytest.raises(InputError) as info:
+        call()
+    assert str(info.value) == message
+
+
 def _cache(forward, *inputs, **kwargs):
     return forward(*inputs, **kwargs)[1]
 
@@ -313,6 +349,8 @@ BAD_DOUT = [
      np.asarray(1.0, np.float32)),
     ("bcel-shape", M.binary_cross_entropy_with_logits_backward,
      _cache(M.binary_cross_entropy_with_logits_forward, P, P), np.ones((2, 3))),
+    ("add-shape", M.add_backward, _cache(M.add_forward, P, P, P), np.zeros((2, 4))),
+    ("concat-dtype", M.concat_backward, _cache(M.concat_forward, P, P), np.zeros((2, 6), np.float32)),
     ("ce-str", M.softmax_cross_entropy_backward, _cache(M.softmax_cross_entropy_forward, P, np.array([0, 2])), "1"),
 ]
 

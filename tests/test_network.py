@@ -36,8 +36,8 @@ END_TO_END = [
 ]
 
 
-def test_the_three_examples_are_shipped():
-    assert set(EXAMPLES) == {"slides", "lenet5", "small3conv"}
+def test_the_four_examples_are_shipped():
+    assert set(EXAMPLES) == {"slides", "lenet5", "small3conv", "residual"}
 
 
 @pytest.mark.parametrize(("spec", "dtype", "seed"), END_TO_END)
@@ -68,7 +68,9 @@ def test_every_layer_and_parameter_is_checked(spec):
     seen = {(row.where, row.quantity): row.result.shape for row in rows}
     for layer in spec.layers:
         assert (f"{layer.index} {layer.type}", "output") in seen
-        assert seen[(f"{layer.index} {layer.type}", "dE/dinput")] == (spec.batch_size, *layer.in_shape)
+        inputs = [f"dE/dinput[{k}]" for k in range(len(layer.inputs))] if layer.merge else ["dE/dinput"]
+        for quantity, shape in zip(inputs, layer.in_shapes, strict=True):
+            assert seen[(f"{layer.index} {layer.type}", quantity)] == (spec.batch_size, *shape)
     for name, shape in _sequential_parameters(spec).items():
         index, kind = name.split(".")
         where = f"{index} {spec.layers[int(index)].type}"
@@ -143,7 +145,8 @@ INJECTIONS = [
 def test_injected_wrong_backward_is_caught_at_its_layer(spec, index, dtype):
     rows = network_rows(spec, dtype=dtype, layer_backward=scaled_at(spec, index, dtype), train=False)
     first = next(i for i, row in enumerate(rows) if not row.passed)
-    assert (rows[first].where, rows[first].quantity) == (f"{index} {spec.layers[index].type}", "dE/dinput")
+    quantity = "dE/dinput[0]" if spec.layers[index].merge else "dE/dinput"
+    assert (rows[first].where, rows[first].quantity) == (f"{index} {spec.layers[index].type}", quantity)
     assert all(row.passed for row in rows[:first])
 
 

@@ -1,5 +1,7 @@
 """Random valid stacks (conv with random stride, padding and dilation, pools, activations, flatten, linear, a
-random loss), float64: the loss, every parameter gradient and every layer's input gradient against autograd.
+random loss), float64: the loss, every parameter gradient and every layer's input gradient against autograd. Random
+graphs as well: the same layers with skips (an add of the current tensor and an earlier one of its shape, the
+network's input among them) and concats (with an earlier tensor of the same height and width, on channels).
 
 Hypothesis shrinks a failure to the smallest stack and prints it (``note``) with the one-line command that
 reproduces it: ``python -m crosscheck verify --spec-json '<json>' --seed N``. Profiles: tests/conftest.py.
@@ -66,6 +68,11 @@ def descriptions(draw):
         kind = draw(st.sampled_from(list(IMAGE_LAYERS)))
         layers.append(draw(IMAGE_LAYERS[kind](shape)))
         shape = _out_shape(description, layers)
+    return _with_head(draw, description, layers)
+
+
+def _with_head(draw, description, layers):
+    """A random loss, and before it flatten and linear layers where the loss needs them (or at random)."""
     loss = draw(st.sampled_from(LOSSES))
     if loss == "softmax_cross_entropy" or draw(st.booleans()):
         layers.append({"type": "flatten"})
@@ -77,6 +84,28 @@ def descriptions(draw):
         layers.append({"type": "sigmoid"} if loss == "binary_cross_entropy" else draw(ACTIVATIONS))
     reduction = draw(st.sampled_from(["mean", "sum"]))
     return description | {"layers": layers, "loss": {"type": loss, "reduction": reduction}}
+
+
+@st.composite
+def graphs(draw):
+    """A valid graph of at most ~11 layers: image layers each reading the current tensor, skips and concats that
+    also read an earlier one (so tensors fan out), then the head of descriptions()."""
+    description = {"input_shape": [draw(st.integers(1, 3)), draw(st.integers(1, 6)), draw(st.integers(1, 6))],
+                   "batch_size": draw(st.integers(1, 3))}
+    layers, shapes, current = [], {"input": tuple(description["input_shape"])}, "input"
+    for _ in range(draw(st.integers(1, 5))):
+        kind = draw(st.sampled_from(["add", "concat", *IMAGE_LAYERS]))
+        shape = shapes[current]
+        if kind in ("add", "concat"):
+            fits = [ref for ref, s in shapes.items() if s == shape or (kind == "concat" and s[1:] == shape[1:])]
+            other = draw(st.sampled_from(fits))  # the current tensor itself among them: read twice
+            layer = {"type": kind, "inputs": draw(st.permutations([current, other]))}
+        else:
+            layer = draw(IMAGE_LAYERS[kind](shape)) | {"inputs": [current]}
+        layers.append(layer)
+        current = len(layers) - 1
+        shapes[current] = _out_shape(description, layers)
+    return _with_head(draw, description, layers)
 
 
 def reproduce_command(description, seed):
@@ -102,6 +131,29 @@ def test_random_stack_matches_autograd(description, seed):
     check_stack(description, seed)
 
 
+@given(graphs(), SEEDS)
+def test_random_graph_matches_autograd(description, seed):
+    note(f"description: {json.dumps(description)}")
+    note(f"reproduce: {reproduce_command(description, seed)}")
+    rows = check_stack(description, seed)
+    assert any(row.quantity.startswith("dE/dinput[") for row in rows) or not any(
+        layer.merge for layer in parse_spec(description).layers)
+
+
+def test_random_graphs_have_skips_concats_and_fan_out():
+    seen = set()
+
+    def record(description):
+        spec = parse_spec(description)
+        reads = [j for layer in spec.layers for j in layer.inputs]
+        seen.update(layer.type for layer in spec.layers if layer.merge)
+        seen.update({"fan-out"} if len(reads) > len(set(reads)) else set())
+        seen.update({"input read twice"} if reads.count(-1) > 1 else set())
+        return {"add", "concat", "fan-out", "input read twice"} <= seen
+
+    find(graphs(), record, settings=settings(max_examples=500, derandomize=True, database=None))
+
+
 # --- the checker cannot pass vacuously -----------------------------------------------------------------
 
 def _off_by_1e_minus_6(spec, index):
@@ -111,13 +163,14 @@ def _off_by_1e_minus_6(spec, index):
 
 
 @settings(max_examples=25)
-@given(descriptions(), SEEDS, st.data())
+@given(descriptions() | graphs(), SEEDS, st.data())
 def test_checker_flags_a_wrong_backward_in_any_stack(description, seed, data):
     spec = parse_spec(description)
     index = data.draw(st.integers(0, len(spec.layers) - 1), label="wrong layer")
     with pytest.raises(AssertionError) as info:
         check_stack(description, seed, _off_by_1e_minus_6(spec, index))
-    assert f"the first: {index} {spec.layers[index].type}: dE/dinput differs" in str(info.value)
+    quantity = "dE/dinput[0]" if spec.layers[index].merge else "dE/dinput"
+    assert f"the first: {index} {spec.layers[index].type}: {quantity} differs" in str(info.value)
     command = shlex.split(str(info.value).split("reproduce: ")[1])
     assert command[:4] == ["python", "-m", "crosscheck", "verify"]
     assert json.loads(command[5]) == description and command[7] == str(seed)

@@ -141,6 +141,11 @@ BAD_DESCRIPTIONS = [
      "layer 1 (leaky_relu): negative_slope: got nan, needs a finite number"),
     ("pool-padding-over-half-the-kernel", _with(["layers", 2, "padding"], 2),
      "layer 2 (max_pool2d): padding: got [2, 2], needs at most half of kernel_size [2, 2] (torch's rule)"),
+    ("add-of-two-shapes", _with(["layers", 2], {"type": "add", "inputs": [1, "input"]}),
+     "layer 2 (add): got inputs of shapes (2, 6, 6), (1, 8, 8) per sample, needs one shape to add"),
+    ("concat-of-two-sizes", _with(["layers", 2], {"type": "concat", "inputs": [0, "input"]}),
+     "layer 2 (concat): got inputs of shapes (2, 6, 6), (1, 8, 8) per sample, needs equal sizes on every axis but "
+     "dim 0"),
     ("no-layers", _with(["layers"], []), "layers: got [], needs a non-empty list of layer tables"),
     ("layers-not-a-list", _with(["layers"], {"type": "relu"}), "layers: got {'type': 'relu'}, needs a non-empty list"),
     ("two-dimensional-input", _with(["input_shape"], [8, 8]),

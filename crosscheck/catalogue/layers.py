@@ -4,8 +4,9 @@ networks (NumPy only).
 Each entry is a mistake people make when deriving a layer or an optimizer by hand, shown on a small network
 description (netdesc.description): it replaces one layer's backward (``backward``, by layer index, "loss" for
 the loss), with the forward that keeps what that backward reads (``forward``), or the SGD step
-(``optimizer_step``, manual.optim.sgd_step's signature). ``first_wrong`` names the first quantity it breaks as
-crosscheck.check names the rows, ``kind`` the class crosscheck.diagnose should give it.
+(``optimizer_step``, manual.optim.sgd_step's signature), or the sum of a fan-out's gradients (``accumulate``,
+manual.network.accumulate's signature). ``first_wrong`` names the first quantity it breaks as crosscheck.check
+names the rows, ``kind`` the class crosscheck.diagnose should give it.
 """
 
 import numpy as np
@@ -194,6 +195,12 @@ def _black_border(spec, dtype, seed):
     return np.where(centre, x, 0).astype(dtype), target
 
 
+# --- a graph: the gradients of a tensor read by several layers --------------------------------------------
+
+def _overwrite(total, grad):
+    return grad  # the last reader's contribution replaces the sum of the others'
+
+
 # --- the catalogue -------------------------------------------------------------------------------------------
 
 def _conv(out, k, **options):
@@ -219,6 +226,9 @@ CLASSIFIER = _stack((1, 3, 3), [FLAT, _linear(5)], loss="softmax_cross_entropy",
 BORDER = _stack((1, 6, 6), [_conv(2, 3, padding=1, bias=False), RELU, FLAT, _linear(3)])
 TANH_MLP = _stack((1, 2, 3), [FLAT, _linear(5), TANH, _linear(2)], batch=3)
 MOMENTUM = {"lr": 0.1, "momentum": 0.9}
+# conv, tanh, then a residual block: layer 1's output is read by the conv at 2 and by the add at 4 (the skip)
+RESIDUAL = _stack((1, 6, 6), [_conv(2, 3, padding=1), TANH, _conv(2, 3, padding=1), TANH,
+                              {"type": "add", "inputs": [3, 1]}, FLAT, _linear(3)])
 
 
 def _linear_sgd(**optimizer):
@@ -262,6 +272,9 @@ ENTRIES = [
     WrongDerivation("tanh-of-output", "tanh: dx = dout * (1 - tanh(y)^2), the derivative taken at the output y "
                "instead of at the input", TANH_MLP, "2 tanh: dE/dinput", "activation-wrong-point",
                {2: _tanh_of_output}, {2: _tanh_forward}),
+    WrongDerivation("fan-out-overwritten", "a residual block: the gradient of a tensor read by two layers (a conv "
+                    "and the skip's add) overwritten by the last contribution instead of summed", RESIDUAL,
+                    "1 tanh: dE/dinput", "fan-out", accumulate=_overwrite),
     WrongDerivation("sgd-dampening-first-step", "SGD with momentum 0.9, dampening 0.5: the buffer starts at zero, so "
                "step 1 moves by (1 - dampening) g instead of g", _linear_sgd(**MOMENTUM, dampening=0.5),
                "1 linear: weight after step 1", "momentum", optimizer_step=_sgd_dampening_first_step),
