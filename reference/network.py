@@ -3,7 +3,7 @@
 The Sequential's parameters are named "<layer index>.weight" / "<layer index>.bias" in torch's layouts, the
 names and shapes of manual.network, so the manual parameters are copied in with ``load_state_dict``. Layer
 input gradients come from ``torch.autograd.grad`` of the loss with respect to each layer's input, updates
-from ``torch.optim.SGD``. Nothing here is differentiated by hand.
+from ``torch.optim.SGD``'s functional form (reference.optim). Nothing here is differentiated by hand.
 """
 
 import numpy as np
@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional
 
 from netdesc.inputs import check_inputs
+from reference import optim
 
 MODULES = {
     "conv2d": lambda layer, o: nn.Conv2d(
@@ -87,12 +88,10 @@ def train(spec, params, x, target, steps=None):
     """`steps` (default: the description's) steps of torch.optim.SGD on one batch -> (E before each step,
     final params as NumPy arrays named as manual.network's)."""
     net, x, target = _tensors(spec, params, x, target)
-    optimizer = torch.optim.SGD(net.parameters(), **spec.optimizer.settings())
+    optimizer = optim.SGD(net.parameters(), **spec.optimizer.settings())
     losses = []
     for _ in range(spec.optimizer.steps if steps is None else steps):
-        optimizer.zero_grad()
         E = loss(spec, net(x), target)
-        E.backward()
-        optimizer.step()
+        optimizer.step(torch.autograd.grad(E, optimizer.params))
         losses.append(E.detach().numpy())
     return np.stack(losses), {name: p.detach().numpy().copy() for name, p in net.named_parameters()}
