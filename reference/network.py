@@ -4,8 +4,8 @@
 layers it reads (``layer.inputs``, -1 the network's input): add is torch.add, concat torch.cat. Its parameters
 are named "<layer index>.weight" / "<layer index>.bias" in torch's layouts, the names and shapes of
 manual.network (and of an nn.Sequential), so the manual parameters are copied in with ``load_state_dict``.
-Gradients come from ``torch.autograd.grad`` of the loss, updates from ``torch.optim.SGD``. Nothing here is
-differentiated by hand.
+Gradients come from ``torch.autograd.grad`` of the loss, updates from ``torch.optim.SGD``'s functional form
+(reference.optim). Nothing here is differentiated by hand.
 """
 
 import functools
@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional
 
 from netdesc.inputs import check_inputs
+from reference import optim
 
 MODULES = {
     "conv2d": lambda layer, o: nn.Conv2d(
@@ -139,12 +140,10 @@ def train(spec, params, x, target, steps=None):
     """`steps` (default: the description's) steps of torch.optim.SGD on one batch -> (E before each step,
     final params as NumPy arrays named as manual.network's)."""
     net, x, target = _tensors(spec, params, x, target)
-    optimizer = torch.optim.SGD(net.parameters(), **spec.optimizer.settings())
+    optimizer = optim.SGD(net.parameters(), **spec.optimizer.settings())
     losses = []
     for _ in range(spec.optimizer.steps if steps is None else steps):
-        optimizer.zero_grad()
         E = loss(spec, net(x)[-1], target)
-        E.backward()
-        optimizer.step()
+        optimizer.step(torch.autograd.grad(E, optimizer.params))
         losses.append(E.detach().numpy())
     return np.stack(losses), {name: p.detach().numpy().copy() for name, p in net.named_parameters()}

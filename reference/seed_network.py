@@ -12,8 +12,8 @@ Mapping between the slides' names and shapes (the manual side) and torch's:
     Z2, O, Y          (N, n_out)             fc(H1), sigmoid(Z2), target    (N, n_out)
 
 Gradients come from ``E.backward()`` (intermediates kept with ``retain_grad``), local
-Jacobians (dO/dZ2, dZ2/dW, dZ2/dH1, dH1/dZ1, dZ1/df) from ``torch.func``, updates from
-``torch.optim.SGD``. Nothing here is differentiated by hand.
+Jacobians (dO/dZ2, dZ2/dW, dZ2/dH1, dH1/dZ1, dZ1/df) from ``torch.autograd.grad``, updates from
+``torch.optim.SGD``'s functional form (reference.optim). Nothing here is differentiated by hand.
 """
 
 import numpy as np
@@ -22,6 +22,7 @@ from torch import nn
 
 from netdesc.checks import check_learning_rate, check_positive_int
 from netdesc.seed import PARAM_NAMES, check_inputs
+from reference import optim
 
 
 class SeedNetwork(nn.Module):
@@ -73,19 +74,50 @@ def _tensors(X, Y, params, reduction):
     return torch.from_numpy(X), torch.from_numpy(Y), net
 
 
+def _vjp(fn, primal, upstream):
+    """upstream^T (d fn / d primal): torch.autograd.grad of the scalar sum(fn(primal) * upstream), whose backward
+    hands exactly `upstream` to fn's backward. (torch.func.vjp imports torch._dynamo, ~1.2 s, and an explicit
+    grad_outputs makes torch.autograd import sympy through torch.fx.experimental.symbolic_shapes, ~0.8 s.)"""
+    primal = primal.detach().requires_grad_()
+    return torch.autograd.grad((fn(primal) * upstream).sum(), primal)[0]
+
+
+def _jacobian(fn, primal):
+    """d fn / d primal, shape out.shape + primal.shape: one vjp per output element (what jacrev vmaps over)."""
+    out = fn(primal.detach().requires_grad_())
+    basis = torch.eye(out.numel(), dtype=out.dtype).reshape(-1, *out.shape)
+    return torch.stack([_vjp(fn, primal, e) for e in basis]).reshape(*out.shape, *primal.shape)
+
+
+def _jvp(fn, primal, tangent):
+    """(d fn / d primal) tangent by reverse mode twice: the vjp u -> u^T J is linear in u, and its own vjp with
+    `tangent` is J tangent. (Forward-mode AD of conv2d loads torch._decomp.decompositions_for_jvp, ~0.3 s.)"""
+    primal = primal.detach().requires_grad_()
+    out = fn(primal)
+    u = torch.zeros_like(out, requires_grad=True)
+    (vjp,) = torch.autograd.grad((out * u).sum(), primal, create_graph=True)
+    return torch.autograd.grad((vjp * tangent).sum(), u)[0]
+
+
+def _jacobian_forward(fn, primal):
+    """d fn / d primal, one jvp per element of primal (what jacfwd vmaps over): for a small primal."""
+    columns = [_jvp(fn, primal, e) for e in torch.eye(primal.numel(), dtype=primal.dtype).reshape(-1, *primal.shape)]
+    return torch.stack(columns, dim=-1).reshape(*columns[0].shape, *primal.shape)
+
+
 def _local_jacobians(net, X, values):
-    """The slides' local factors, each by autograd (torch.func) of the step it belongs to."""
+    """The slides' local factors, each by autograd (torch.autograd.grad) of the step it belongs to."""
     Z1, H1, Z2 = (values[k].detach() for k in ("Z1", "H1", "Z2"))
     elementwise = torch.ones_like
-    dO_dZ2 = torch.func.vjp(torch.sigmoid, Z2)[1](elementwise(Z2))[0]
-    dH1_dZ1 = torch.func.vjp(torch.sigmoid, Z1)[1](elementwise(Z1))[0]
-    fc_W = lambda W: H1 @ W.T + net.fc.bias.detach()  # noqa: E731
-    # dZ2[n, j]/dW[i, j] = H1[n, i]: the diagonal j = 0 block of the full Jacobian.
-    dZ2_dW = torch.func.jacrev(fc_W)(net.fc.weight.detach())[:, 0, 0, :]
+    dO_dZ2 = _vjp(torch.sigmoid, Z2, elementwise(Z2))
+    dH1_dZ1 = _vjp(torch.sigmoid, Z1, elementwise(Z1))
+    b = net.fc.bias.detach()
+    # dZ2[n, j]/dW[i, j] = H1[n, i]: one vjp per sample of output j = 0, read at W's row 0.
+    dZ2_dW = _jacobian(lambda W: (H1 @ W.T + b)[:, 0], net.fc.weight.detach())[:, 0, :]
     # dZ2/dH1 for one sample: (n_out, n_hidden); the same for every sample.
-    dZ2_dH1 = torch.func.jacrev(lambda h: net.fc(h))(H1[0])
+    dZ2_dH1 = _jacobian(lambda h: net.fc(h), H1[0])
     conv_f = lambda f: torch.nn.functional.conv2d(X[:, None], f)[:, 0]  # noqa: E731
-    dZ1_df = torch.func.jacfwd(conv_f)(net.conv.weight.detach())[:, :, :, 0, 0]
+    dZ1_df = _jacobian_forward(conv_f, net.conv.weight.detach())[:, :, :, 0, 0]
     return {"dO_dZ2": dO_dZ2, "dZ2_dW": dZ2_dW, "dZ2_dH1": dZ2_dH1, "dH1_dZ1": dH1_dZ1, "dZ1_df": dZ1_df}
 
 
@@ -109,12 +141,10 @@ def train(X, Y, params, lr, steps, reduction="sum"):
     steps = check_positive_int("steps", steps)
     lr = check_learning_rate(lr)
     X, Y, net = _tensors(X, Y, params, reduction)
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    optimizer = optim.SGD(net.parameters(), lr=lr)
     errors = []
     for _ in range(steps):
-        optimizer.zero_grad()
         E = error(net(X)["O"], Y, reduction)
-        E.backward()
-        optimizer.step()
+        optimizer.step(torch.autograd.grad(E, optimizer.params))
         errors.append(E.detach().numpy())
     return np.stack(errors), net.to_manual()
