@@ -1,8 +1,10 @@
 """The layer registry: one line per (layer, input shapes, options) case.
 
-``tests/test_functional.py`` runs the same checks over every entry: the forward value and the gradient
-of every differentiable input against torch autograd, for several seeds and both float dtypes. Adding a
-layer costs its manual code, one ``op(...)`` line below and its case lines.
+``tests/test_functional.py`` runs every entry through the public ``crosscheck.check_layer``, the API users get:
+the forward value and the gradient of every differentiable input against torch autograd, for several seeds and
+both float dtypes. Adding a layer costs its manual code, one ``op(...)`` line below and its case lines. The slides'
+operations are rows too: conv, sigmoid, the fully connected layer and the error, each a forward/backward pair
+made of manual/seed_network.py's equations and manual/kernels.py's operations.
 """
 
 import functools
@@ -15,6 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from manual import functional as M
+from manual import kernels
+from manual.seed_network import EQUATIONS, n_of
 
 # --- how inputs are drawn: (rng, shape) -> float64 (or integer) array ------------------------------
 
@@ -167,6 +171,70 @@ cross_entropy = op(
     **LOSS,
 )
 
+# --- the slides' network, operation by operation: its equations as forward/backward pairs ---------------------
+
+
+def slides_conv_forward(X, f):
+    """Z1 = conv(X, f)."""
+    return kernels.conv(X, f), (X, f)
+
+
+def slides_conv_backward(dZ1, cache):
+    """X is data (no gradient); dE/df = conv(X, dE/dZ1)."""
+    X, _ = cache
+    return None, EQUATIONS["dE_df"](X, dZ1)
+
+
+def slides_sigmoid_forward(Z):
+    """H1 = sigmoid(Z1), or O = sigmoid(Z2)."""
+    out = kernels.sigmoid(Z)
+    return out, out
+
+
+def slides_sigmoid_backward(dH, out):
+    """dE/dZ = dE/dH * dH/dZ, dH/dZ = H (1 - H)."""
+    return (EQUATIONS["dE_dZ1"](dH, EQUATIONS["dH1_dZ1"](out, out)),)
+
+
+def slides_linear_forward(H1, W, b):
+    """Z2 = W^T . H1 + b, one row per sample: H1 (N, n_hidden), W (n_hidden, n_out)."""
+    return H1 @ W + b, (H1, W)
+
+
+def slides_linear_backward(dZ2, cache):
+    """dE/dH1 = dE/dZ2 . W^T, dE/dW = H1^T . dE/dZ2, dE/db = dE/dZ2 summed over samples."""
+    H1, W = cache
+    return (EQUATIONS["dE_dH1"](dZ2, EQUATIONS["dZ2_dH1"](W)), EQUATIONS["dE_dW"](dZ2, EQUATIONS["dZ2_dW"](H1)),
+            EQUATIONS["dE_db"](dZ2))
+
+
+def slides_error_forward(O, Y, reduction="sum"):
+    """E = (Y - O)^2 / 2 summed over outputs, summed or averaged over the batch."""
+    n = n_of(O, reduction)
+    return np.asarray(((Y - O) ** 2).sum() / 2 / n, O.dtype), (O, Y, n)
+
+
+def slides_error_backward(dE, cache):
+    """dE/dO = O - Y (divided by N under the mean), times the upstream dE; Y is data."""
+    O, Y, n = cache
+    return EQUATIONS["dE_dO"](O, Y, n) * dE, None
+
+
+def torch_slides_conv(X, f):
+    return F.conv2d(X[:, None], f[None, None])[:, 0]
+
+
+def torch_slides_error(O, Y, reduction="sum"):
+    E = ((Y - O) ** 2).sum() / 2
+    return E / O.shape[0] if reduction == "mean" else E
+
+
+slides_conv = op("slides_conv", slides_conv_forward, slides_conv_backward, torch_slides_conv,
+                 differentiable=(False, True))
+slides_sigmoid = op("slides_sigmoid", slides_sigmoid_forward, slides_sigmoid_backward, torch.sigmoid)
+slides_linear = op("slides_linear", slides_linear_forward, slides_linear_backward, lambda H1, W, b: H1 @ W + b)
+slides_error = op("slides_error", slides_error_forward, slides_error_backward, torch_slides_error, **LOSS)
+
 LAYER_CASES = [
     # conv2d: x, w[, b]; stride/padding/dilation as ints or (h, w) pairs
     conv2d((2, 3, 7, 5), (4, 3, 3, 2), (4,), stride=2, padding=1, dilation=1),  # non-square input and kernel
@@ -226,6 +294,18 @@ LAYER_CASES = [
     concat((1, 2, 2, 1), (1, 2, 2, 3), dim=2),  # along the width, a one-wide input
     concat((3, 4), (3, 1)),  # features
     concat((1, 1, 1, 1), (1, 1, 1, 1)),  # batch 1, one element each
+    # the slides' operations: conv of a batch of one-channel images with one filter (1x1, rectangular, as large as
+    # the image), sigmoid (huge inputs too), the fully connected layer in the slides' layout, the error
+    slides_conv((4, 8, 8), (3, 3)),
+    slides_conv((1, 5, 3), (3, 2)),
+    slides_conv((2, 6, 7), (1, 1)),
+    slides_conv((3, 4, 5), (4, 5)),
+    slides_sigmoid((4, 6, 6)),
+    slides_sigmoid((3, 7), draw=(huge,), tag="huge"),
+    slides_linear((4, 36), (36, 1), (1,)),
+    slides_linear((1, 4), (4, 3), (3,)),
+    slides_error((4, 1), (4, 1), reduction="sum", draw=(probabilities, probabilities)),
+    slides_error((3, 2), (3, 2), reduction="mean", draw=(probabilities, probabilities)),
     # losses: pred, target, both reductions
     *[
         case

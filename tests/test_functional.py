@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from layer_cases import LAYER_CASES, conv2d
 
+from crosscheck import check_layer
 from crosscheck.compare import assert_close
 from manual import functional as M
 from netdesc import InputError
@@ -18,38 +19,20 @@ SEEDS = range(3)
 DTYPES = ["float64", "float32"]
 
 
-def _run(case, seed, dtype):
-    """-> (manual out, manual grads, torch out, torch grads by input index, the inputs)."""
-    rng = np.random.default_rng(seed)
-    inputs = case.inputs(rng, dtype)
-    out, cache = case.forward(*inputs, **case.options)
-    dout = np.asarray(rng.standard_normal(np.shape(out)), dtype=dtype)  # a random upstream gradient, never ones
-    grads = case.backward(dout, cache)
-
-    tensors = [torch.from_numpy(a).requires_grad_(case.wants_grad(i)) for i, a in enumerate(inputs)]
-    t_out = case.torch_fn(*tensors, **case.options)
-    wanted = [i for i in range(len(inputs)) if case.wants_grad(i)]
-    t_grads = torch.autograd.grad(t_out, [tensors[i] for i in wanted], grad_outputs=torch.from_numpy(dout))
-    return out, grads, t_out.detach().numpy(), dict(zip(wanted, (g.numpy() for g in t_grads), strict=True)), inputs
-
-
 @pytest.mark.parametrize(
     ("case", "seed", "dtype"),
     [pytest.param(c, s, d, id=f"{c}-seed{s}-{d}") for c in LAYER_CASES for s in SEEDS for d in DTYPES],
 )
 def test_layer_matches_torch(case, seed, dtype):
-    """The forward value and the gradient of every input, against torch.autograd.grad with a random dout."""
-    where = f"{case}-seed{seed}-{dtype}"
-    out, grads, t_out, t_grads, inputs = _run(case, seed, dtype)
-    assert_close(out, t_out, "out", where, dtype)
-    # One gradient per forward input, always a tuple; inputs the case leaves out (a bias) get None.
-    assert isinstance(grads, tuple) and len(grads) >= len(inputs)
-    assert all(g is None for g in grads[len(inputs):])
-    for i, name in enumerate(case.input_names):
-        if case.wants_grad(i):
-            assert_close(grads[i], t_grads[i], f"d{name}", where, dtype)
-        else:
-            assert grads[i] is None, f"{where}: {name} is data and must get no gradient"
+    """The forward value and the gradient of every differentiable input against torch.autograd.grad with a random
+    dout, through the public check_layer: the API users get is the API the project trusts."""
+    draws = [case.draw[i] if i < len(case.draw) else None for i in range(len(case.shapes))]
+    result = check_layer(case.forward, case.backward, case.torch_fn, case.shapes, seeds=(seed,), dtypes=(dtype,),
+                         kwargs=case.options, differentiable=case.differentiable or None, input_factory=draws)
+    assert result.passed, result.report(failures_only=True)
+    # compared: the output and each differentiable input's gradient, nothing skipped
+    wanted = [i for i in range(len(case.shapes)) if case.wants_grad(i)]
+    assert [row.quantity for row in result.rows][0] == "out" and len(result.rows) == 1 + len(wanted)
 
 
 def test_registry_covers_the_degenerate_shapes():
@@ -366,20 +349,30 @@ def test_bad_dout_is_named(backward, cache, dout):
 FAIL_CASE = conv2d((2, 3, 7, 5), (4, 3, 3, 2), (4,), stride=2, padding=1, dilation=(1, 2), flip=True)
 
 
+def _failing(case, backward, seed, dtype):
+    """The quantities check_layer finds wrong when `backward` replaces the case's."""
+    result = check_layer(case.forward, backward, case.torch_fn, case.shapes, seeds=(seed,), dtypes=(dtype,),
+                         kwargs=case.options)
+    return [row.quantity for row in result.failures]
+
+
 def test_a_gradient_scaled_by_one_plus_1e_minus_6_is_reported():
-    _, grads, _, t_grads, _ = _run(FAIL_CASE, 0, "float64")
-    assert_close(grads[1], t_grads[1], "dw", FAIL_CASE, "float64")  # the real one passes
-    with pytest.raises(AssertionError, match=r"case conv2d-.*: dw differs; worst element at index"):
-        assert_close(grads[1] * (1 + 1e-6), t_grads[1], "dw", FAIL_CASE, "float64")
+    def scaled_dw(dout, cache):
+        dx, dw, db = FAIL_CASE.backward(dout, cache)
+        return dx, dw * (1 + 1e-6), db
+
+    assert _failing(FAIL_CASE, FAIL_CASE.backward, 0, "float64") == []  # the real one passes
+    assert _failing(FAIL_CASE, scaled_dw, 0, "float64") == ["dw"]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dw_left_unflipped_for_a_true_convolution_is_reported(dtype):
     # The textbook pitfall: with flip=True the gradient of the slid kernel must be flipped back onto w.
-    _, grads, _, t_grads, _ = _run(FAIL_CASE, 1, dtype)
-    unflipped = grads[1][:, :, ::-1, ::-1]
-    with pytest.raises(AssertionError, match=r"dw differs"):
-        assert_close(unflipped, t_grads[1], "dw", FAIL_CASE, dtype)
+    def unflipped_dw(dout, cache):
+        dx, dw, db = FAIL_CASE.backward(dout, cache)
+        return dx, np.ascontiguousarray(dw[:, :, ::-1, ::-1]), db
+
+    assert _failing(FAIL_CASE, unflipped_dw, 1, dtype) == ["dw"]
 
 
 def test_relu_gradient_of_one_at_zero_is_reported():
