@@ -5,20 +5,27 @@
     crosscheck explain               the slides' derivation, equation by equation, on a tiny example
     crosscheck diagnose              the first wrong quantity of a wrong derivation, localized and classified
 
-Exit codes: 0 all quantities agree, 1 a mismatch, 2 bad input or a bad description (one line on stderr).
+Exit codes: 0 all quantities agree, 1 a mismatch, 2 bad input or a bad description, 3 the code under test raised
+(one line naming the function, file and line; --traceback prints the traceback), 4 crosscheck itself failed, 130
+interrupted (Ctrl-C). Every error is one line on stderr; with --json, a JSON document {"error", "exit"} on stdout.
 """
 
 import argparse
+import json
 import os
+import pathlib
 import sys
+import sysconfig
+import traceback
 from importlib import metadata
 
 from netdesc.checks import InputError, check_positive_int
 
-EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_RAISED, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 COMMANDS = ("seed", "verify", "explain", "diagnose")
 DTYPE_CHOICES = ("float32", "float64")
-EXIT_CODES = "Exit codes: 0 all agree, 1 a mismatch, 2 bad input."
+EXIT_CODES = ("Exit codes: 0 all agree, 1 a mismatch, 2 bad input, 3 the code under test raised (--traceback shows "
+              "it), 4 crosscheck itself failed, 130 interrupted.")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,6 +58,8 @@ def build_parser():
     p = _Parser(prog="crosscheck", description="Prove a hand-derived backpropagation right or wrong against "
                 "PyTorch autograd. Without a command: crosscheck seed.", epilog=EXIT_CODES)
     p.add_argument("--version", action="version", version=f"crosscheck {_version()}")
+    p.add_argument("--traceback", action="store_true", help="with any command: print the traceback of an exception "
+                   "the code under test (or crosscheck) raised, above its one-line error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     s = sub.add_parser("seed", help="the slides' CNN, by hand and by autograd, quantity by quantity (the default)",
@@ -160,8 +169,6 @@ def _explain(args):
 
 
 def _diagnose(args):
-    import json
-
     from crosscheck import render
     from crosscheck.catalogue import catalogue, find
     from crosscheck.check import entry_subject, module_subject
@@ -184,24 +191,61 @@ RUN = {"seed": _seed, "verify": _verify, "explain": _explain, "diagnose": _diagn
 
 
 def main(argv=None):
-    """Entry point of the console script; returns the exit code."""
+    """Entry point of the console script; returns the exit code (EXIT_CODES)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    show_traceback = "--traceback" in argv
+    argv = [a for a in argv if a != "--traceback"]
+    as_json = "--json" in argv
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help", "--version"):
         argv = ["seed", *argv]  # seed is the default command
     try:
         args = build_parser().parse_args(argv)
         outcome, text = RUN[args.command](args)
     except InputError as err:
-        return error(err)
+        return error(err, EXIT_BAD_INPUT, as_json)
+    except KeyboardInterrupt:
+        return error("interrupted", EXIT_INTERRUPTED, as_json)
+    except Exception as err:  # noqa: BLE001 - whatever was raised is reported in one line, never as a mismatch
+        if show_traceback:
+            traceback.print_exc()
+        return error(*raised(err, show_traceback), as_json)
     passed = outcome if isinstance(outcome, bool) else outcome.passed
     _print(text)
     return EXIT_OK if passed else EXIT_MISMATCH
 
 
-def error(err):
-    """The one error printer: one line on stderr -> exit code 2."""
-    print(f"crosscheck: error: {' '.join(str(err).splitlines())}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+# Where the code under test lives: the hand-written side of this project, or any file that is not part of the
+# harness, the reference or an installed library (a user's --module).
+_HARNESS = tuple(str(pathlib.Path(__file__).resolve().parents[1] / name) + os.sep
+                 for name in ("crosscheck", "reference", "netdesc"))
+_LIBRARIES = tuple({p for p in (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
+                                sysconfig.get_paths()["platlib"])})
+
+
+def _under_test(filename):
+    return not filename.startswith(_HARNESS + _LIBRARIES) and not filename.startswith("<")
+
+
+def raised(err, shown=False):
+    """An exception that escaped a command -> (one line, exit code): EXIT_RAISED where the code under test raised
+    it (naming the function, file and line of its last frame there), EXIT_INTERNAL where the harness itself did."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if _under_test(f.filename)]
+    what = f"{type(err).__name__}: {' '.join(str(err).splitlines())}".rstrip(": ")
+    hint = "" if shown else "; --traceback shows where"
+    if frames:
+        f = frames[-1]
+        return f"the code under test raised {what} (in {f.name}, {f.filename}:{f.lineno}){hint}", EXIT_RAISED
+    return f"crosscheck itself failed with {what} (a bug in crosscheck, please report it){hint}", EXIT_INTERNAL
+
+
+def error(err, code=EXIT_BAD_INPUT, as_json=False):
+    """The one error printer: one line on stderr (a JSON document on stdout with --json) -> the exit code."""
+    message = " ".join(str(err).splitlines())
+    if as_json:
+        _print(json.dumps({"error": message, "exit": code}))
+    else:
+        print(f"crosscheck: error: {message}", file=sys.stderr)
+    return code
 
 
 def _print(text):

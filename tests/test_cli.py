@@ -1,6 +1,7 @@
 """The crosscheck command: the table, --json, exit codes 0 / 1 / 2, one-line errors."""
 
 import json
+import operator
 import pathlib
 import runpy
 import subprocess
@@ -11,6 +12,8 @@ import pytest
 from crosscheck import cli
 from crosscheck.catalogue import seed as wrong
 from manual import seed_network
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_default_run_prints_the_table_and_exits_0(capsys):
@@ -173,3 +176,81 @@ def test_help_lists_the_options(argv, capsys):
     for option in ["--shape", "--k", "--n-out", "--batch", "--seed", "--dtype", "--reduction", "--lr", "--steps",
                    "--inject", "--json"]:
         assert option in out
+
+
+# --- exit codes that never confuse a crash with a mismatch ---------------------------------------------------
+
+RAISING_MODULE = '''def bad_dO_dZ2(O):
+    raise ValueError("my sigmoid derivative is broken")
+
+
+LAYER_BACKWARD = {"dO_dZ2": bad_dO_dZ2}
+'''
+
+
+def test_the_code_under_test_raising_exits_3_with_one_line_naming_it(tmp_path, capsys):
+    module = tmp_path / "mine.py"
+    module.write_text(RAISING_MODULE)
+    assert cli.main(["diagnose", "--module", str(module)]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"crosscheck: error: the code under test raised ValueError: my sigmoid derivative is "
+                            f"broken (in bad_dO_dZ2, {module}:2); --traceback shows where\n")
+
+
+def test_traceback_shows_the_users_frame(tmp_path, capsys):
+    module = tmp_path / "mine.py"
+    module.write_text(RAISING_MODULE)
+    assert cli.main(["diagnose", "--module", str(module), "--traceback"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert f'File "{module}", line 2, in bad_dO_dZ2' in err
+    assert err.endswith(f"crosscheck: error: the code under test raised ValueError: my sigmoid derivative is broken "
+                        f"(in bad_dO_dZ2, {module}:2)\n")
+
+
+def test_an_error_with_json_is_a_json_document(tmp_path, capsys):
+    module = tmp_path / "mine.py"
+    module.write_text(RAISING_MODULE)
+    assert cli.main(["diagnose", "--module", str(module), "--json"]) == 3
+    out = json.loads(capsys.readouterr().out)
+    assert out["exit"] == 3 and out["error"].startswith("the code under test raised ValueError: my sigmoid")
+    assert cli.main(["--json", "--k", "9"]) == 2
+    assert json.loads(capsys.readouterr().out) == {
+        "error": "kernel_shape: got 9x9, needs at most the input's 8x8", "exit": 2}
+
+
+def test_a_failure_of_crosscheck_itself_exits_4_not_1(monkeypatch, capsys):
+    # Raised with no frame outside the harness (a C function called from cli.main): crosscheck's own failure.
+    monkeypatch.setitem(cli.RUN, "seed", operator.attrgetter("no_such_option"))
+    assert cli.main([]) == 4
+    assert capsys.readouterr().err == (
+        "crosscheck: error: crosscheck itself failed with AttributeError: 'Namespace' object has no attribute "
+        "'no_such_option' (a bug in crosscheck, please report it); --traceback shows where\n")
+
+
+def test_an_exception_without_a_message_is_named(monkeypatch, capsys):
+    monkeypatch.setitem(cli.RUN, "seed", lambda args: {}.popitem())  # the lambda is in a test file: under test
+    assert cli.main([]) == 3
+    assert "crosscheck: error: the code under test raised KeyError: 'popitem(): dictionary is empty' (in <lambda>, " \
+        in capsys.readouterr().err
+    assert cli.raised(KeyError(), shown=True) == (
+        "crosscheck itself failed with KeyError (a bug in crosscheck, please report it)", 4)
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.RUN, "verify", interrupted)
+    assert cli.main(["verify", "--spec", "examples/lenet5.toml"]) == 130
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "crosscheck: error: interrupted\n")
+
+
+def test_a_real_process_exits_3_without_a_traceback(tmp_path):
+    module = tmp_path / "mine.py"
+    module.write_text(RAISING_MODULE)
+    done = subprocess.run([sys.executable, "-m", "crosscheck", "diagnose", "--module", str(module)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 3 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
