@@ -158,7 +158,7 @@ def test_help_lists_the_commands_and_the_version(capsys):
         cli.main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    assert "usage: crosscheck [-h] [--version] COMMAND ..." in out
+    assert "usage: crosscheck [-h] [--version] [--traceback] COMMAND ..." in out
     for command in ["seed", "verify", "explain", "diagnose"]:
         assert f"\n    {command} " in out
     with pytest.raises(SystemExit) as info:
