@@ -2,7 +2,9 @@
 (crosscheck.diagnose.Diagnosis), the catalogue, and ``crosscheck explain``'s walk through the slides' derivation,
 each value by hand and by autograd, side by side."""
 
+import inspect
 import json
+import pathlib
 import textwrap
 
 import numpy as np
@@ -13,6 +15,7 @@ from crosscheck.compare import compare
 from crosscheck.hypotheses import CLASSES
 from crosscheck.subjects import slide_name
 from crosscheck.tolerances import tolerance_for
+from manual import seed_network
 
 WIDTH = 100  # of a diagnosis' lines
 
@@ -216,10 +219,27 @@ def _labelled(label, a, batch):
     return [f"    {label:<{LABEL}}{rows[0]}"] + [f"    {'':<{LABEL}}{row}" for row in rows[1:]]
 
 
-def _equation(text, manual, autograd, dtype, batch, before=None):
-    """One equation: its text and agree / DIFFER, then the values (the parameter before, for an update)."""
+def in_slides_file():
+    """Where each equation stands in manual/seed_network.py -> {quantity or parameter: "file:line what"}: the forward
+    lines by the quantity they assign, the backward's equations by name, the update at sgd_step."""
+    where = f"manual/{pathlib.Path(seed_network.__file__).name}"
+    lines, first = inspect.getsourcelines(seed_network.forward)
+    places = {}
+    for offset, line in enumerate(lines):
+        assigned = line.strip().split(" = ")[0]
+        if assigned in ("Z1", "H1", "Z2", "O", "E"):
+            places[assigned] = f"{where}:{first + offset}"
+    for name, equation in seed_network.EQUATIONS.items():
+        places[name] = f"{where}:{equation.__code__.co_firstlineno} {name}{inspect.signature(equation)}"
+    step = f"{where}:{seed_network.sgd_step.__code__.co_firstlineno} sgd_step(params, grads, lr)"
+    return places | dict.fromkeys(("W", "b", "f"), step)
+
+
+def _equation(text, manual, autograd, dtype, batch, before=None, code=""):
+    """One equation: its text and agree / DIFFER, where it stands in the slides' file, then the values (the
+    parameter before, for an update)."""
     agree = compare(text, manual, autograd, dtype).passed
-    lines = [f"  {text:<42}{'agree' if agree else 'DIFFER'}"]
+    lines = [f"  {text:<42}{'agree' if agree else 'DIFFER'}", f"    {'code':<{LABEL}}{code}"]
     if before is not None:
         lines += _labelled("before", before, batch)
     lines += _labelled("manual", manual, batch) + _labelled("autograd", autograd, batch)
@@ -245,15 +265,16 @@ def explain_text(subject):
     lines += ["", "given"]
     for name, value in (("X", X), ("Y", Y), ("f", params["f"]), ("W", params["W"]), ("b", params["b"])):
         lines += _labelled(name, value, N)
-    total, differ = 0, []
+    total, differ, code = 0, [], in_slides_file()
     for title, equations in (("forward", FORWARD), ("backward: the chain rule from E back to f", BACKWARD),
                              (f"update: one SGD step, alpha = {case.lr:g}", UPDATES)):
         lines += ["", title]
         for name, text in equations:
             if title.startswith("update"):
-                block, agree = _equation(text, *pairs[f"{name} after step 1"], case.dtype, N, before=params[name])
+                block, agree = _equation(text, *pairs[f"{name} after step 1"], case.dtype, N, before=params[name],
+                                         code=code[name])
             else:
-                block, agree = _equation(text, *pairs[slide_name(name)], case.dtype, N)
+                block, agree = _equation(text, *pairs[slide_name(name)], case.dtype, N, code=code[name])
             lines += block
             total += 1
             differ += [] if agree else [text]

@@ -209,3 +209,19 @@ def test_python_dash_m_diagnose_runs_the_same_command():
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 1, done.stderr
     assert "class: momentum buffer mistake (momentum)" in done.stdout
+
+
+def test_explain_points_each_equation_into_the_slides_file(capsys):
+    """Every equation names its line in manual/seed_network.py, and that line is the equation's own."""
+    _, out, _ = _run(["explain"], capsys)
+    lines = (ROOT / "manual" / "seed_network.py").read_text().splitlines()
+    pointers = [line.split()[1:] for line in out.splitlines() if line.startswith("    code      ")]
+    assert len(pointers) == 20
+    for place, *what in pointers:
+        file, number = place.split(":")
+        assert file == "manual/seed_network.py"
+        source = lines[int(number) - 1]
+        if what:  # an equation of the backward, or the update: its def line
+            assert source.startswith(f"def {what[0].split('(')[0]}("), (place, source)
+        else:  # a forward line: it assigns the quantity
+            assert source.strip().split(" = ")[0] in ("Z1", "H1", "Z2", "O", "E"), (place, source)
