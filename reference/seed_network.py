@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from netdesc.checks import check_learning_rate, check_positive_int
-from netdesc.seed import PARAM_NAMES, check_inputs
+from netdesc.seed import PARAM_NAMES
 from reference import optim
 
 
@@ -68,8 +67,7 @@ def error(O, Y, reduction="sum"):
     return per_sample.sum() if reduction == "sum" else per_sample.mean()
 
 
-def _tensors(X, Y, params, reduction):
-    X, Y = check_inputs(X, Y, params, reduction)
+def _tensors(X, Y, params):
     net = SeedNetwork.from_manual(params, X.shape[1:])
     return torch.from_numpy(X), torch.from_numpy(Y), net
 
@@ -122,8 +120,11 @@ def _local_jacobians(net, X, values):
 
 
 def run(X, params, Y, reduction="sum"):
-    """Forward and backward by autograd -> (values, grads), NumPy dicts named as in manual.seed_network."""
-    X, Y, net = _tensors(X, Y, params, reduction)
+    """Forward and backward by autograd -> (values, grads), NumPy dicts named as in manual.seed_network.
+
+    X (N, H, W), Y (N, n_out), params and reduction are not checked here: netdesc.seed.check_inputs checks them
+    once, where they enter (crosscheck.subjects.SeedSubject, manual.seed_network.train)."""
+    X, Y, net = _tensors(X, Y, params)
     values = net(X)
     for v in values.values():
         v.retain_grad()
@@ -137,10 +138,9 @@ def run(X, params, Y, reduction="sum"):
 
 
 def train(X, Y, params, lr, steps, reduction="sum"):
-    """`steps` steps of torch.optim.SGD on one batch -> (E before each step, final params)."""
-    steps = check_positive_int("steps", steps)
-    lr = check_learning_rate(lr)
-    X, Y, net = _tensors(X, Y, params, reduction)
+    """`steps` steps of torch.optim.SGD on one batch -> (E before each step, final params). The inputs are not
+    checked here, as in run; lr and steps are checked where they enter (crosscheck.subjects.SeedCase)."""
+    X, Y, net = _tensors(X, Y, params)
     optimizer = optim.SGD(net.parameters(), lr=lr)
     errors = []
     for _ in range(steps):
