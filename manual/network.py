@@ -56,7 +56,6 @@ LOSS = {
         F.binary_cross_entropy_with_logits_forward, F.binary_cross_entropy_with_logits_backward,
     ),
 }
-PARAM_KINDS = ("weight", "bias")  # the order of a backward's parameter gradients, after dx
 
 
 @dataclass(frozen=True)

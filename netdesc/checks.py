@@ -68,8 +68,13 @@ def check_learning_rate(lr):
     return float(lr)
 
 
+def is_int(value, minimum=0):
+    """Whether value is an integer (not a bool) >= minimum."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
+
+
 def check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if not is_int(value, minimum):
         raise InputError(f"{name}: got {value!r}, needs an integer >= {minimum}")
     return int(value)
 
