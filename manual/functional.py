@@ -16,6 +16,7 @@ from manual.kernels import sigmoid
 from netdesc.checks import (
     InputError,
     check_float_array,
+    check_number,
     check_positive_int,
     check_reduction,
     check_same_dtype,
@@ -334,10 +335,8 @@ def relu_backward(dout, cache):
 def leaky_relu_forward(x, negative_slope=0.01):
     """out = x where x > 0, else negative_slope * x, any shape."""
     x = check_float_array("x", x)
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(negative_slope):
-        raise InputError(f"negative_slope: got {negative_slope!r}, needs a finite real number")
-    slope = float(negative_slope)  # a Python float keeps x's dtype (a NumPy float64 would promote float32)
+    # a Python float keeps x's dtype (a NumPy float64 would promote float32)
+    slope = check_number("negative_slope", negative_slope, "a finite real number")
     return np.where(x > 0, x, x * slope), (x, slope)
 
 

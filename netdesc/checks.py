@@ -79,7 +79,8 @@ def check_positive_int(name, value, minimum=1):
     return int(value)
 
 
-def _check_number(name, value, needs, minimum=None):
+def check_number(name, value, needs="a finite number", minimum=None):
+    """Return value as a Python float; it must be a finite real number (not a bool), >= minimum if given."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not np.isfinite(value) or (minimum is not None and value < minimum):
         raise InputError(f"{name}: got {value!r}, needs {needs}")
@@ -90,10 +91,10 @@ def check_sgd_settings(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_d
     """Validate the hyper-parameters as torch.optim.SGD does -> a dict of them as Python floats and a bool."""
     settings = {
         "lr": check_learning_rate(lr),
-        "momentum": _check_number("momentum", momentum, "a finite number >= 0", minimum=0),
-        "dampening": _check_number("dampening", dampening, "a finite number"),
+        "momentum": check_number("momentum", momentum, "a finite number >= 0", minimum=0),
+        "dampening": check_number("dampening", dampening, "a finite number"),
         "nesterov": nesterov,
-        "weight_decay": _check_number("weight_decay", weight_decay, "a finite number >= 0", minimum=0),
+        "weight_decay": check_number("weight_decay", weight_decay, "a finite number >= 0", minimum=0),
     }
     if not isinstance(nesterov, (bool, np.bool_)):
         raise InputError(f"nesterov: got {nesterov!r}, needs True or False")

@@ -59,7 +59,7 @@ import pathlib
 import tomllib
 from dataclasses import dataclass
 
-from netdesc.checks import REDUCTIONS, InputError, check_positive_int, check_sgd_settings, is_int
+from netdesc.checks import REDUCTIONS, InputError, check_number, check_positive_int, check_sgd_settings, is_int
 
 REQUIRED = "required"
 _POOL = {"kernel_size": REQUIRED, "stride": None, "padding": 0}
@@ -177,12 +177,6 @@ class Spec:
 
 # --- option checks: each raises InputError("<option>: got ..., needs ...") -----------------------
 
-def _number(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(f"{name}: got {value!r}, needs a finite number")
-    return float(value)
-
-
 def _flag(name, value):
     if not isinstance(value, bool):
         raise InputError(f"{name}: got {value!r}, needs true or false")
@@ -202,7 +196,7 @@ OPTION_CHECKS = {
     "out_channels": check_positive_int, "in_channels": check_positive_int,
     "out_features": check_positive_int, "in_features": check_positive_int,
     "kernel_size": _pair(1), "stride": _pair(1), "dilation": _pair(1), "padding": _pair(0),
-    "bias": _flag, "negative_slope": _number, "dim": lambda name, value: check_positive_int(name, value, 0),
+    "bias": _flag, "negative_slope": check_number, "dim": lambda name, value: check_positive_int(name, value, 0),
 }
 
 
