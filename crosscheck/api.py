@@ -114,10 +114,12 @@ def _is_layer_object(value):
     return callable(getattr(value, "forward", None)) and callable(getattr(value, "backward", None))
 
 
+POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
 def _required_positional(fn):
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     params = inspect.signature(fn).parameters.values()
-    return sum(p.kind in kinds and p.default is inspect.Parameter.empty for p in params)
+    return sum(p.kind in POSITIONAL and p.default is inspect.Parameter.empty for p in params)
 
 
 def _stateful(layer):
@@ -163,8 +165,7 @@ def _layer(forward, backward):
 
 def _input_names(fn, n):
     """The forward's first n positional parameter names, or input0, input1, ... for a variadic forward."""
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    names = [p.name for p in inspect.signature(fn).parameters.values() if p.kind in kinds]
+    names = [p.name for p in inspect.signature(fn).parameters.values() if p.kind in POSITIONAL]
     return names[:n] if len(names) >= n else [f"input{i}" for i in range(n)]
 
 

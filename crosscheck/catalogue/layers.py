@@ -77,14 +77,14 @@ def _conv_dw_flipped(dout, cache):
 
 # --- pooling: forward keeping its input, window gradients scattered back ----------------------------------
 
-def _max_pool_forward(x, p, o):
-    out, _ = F.max_pool2d_forward(x, o["kernel_size"], o["stride"], o["padding"])
-    return out, (x, o)
+def _pool_forward(pool):
+    """manual.functional's pool forward, keeping its input and options as the cache."""
+    def forward(x, p, o):
+        return pool(x, o["kernel_size"], o["stride"], o["padding"])[0], (x, o)
+    return forward
 
 
-def _avg_pool_forward(x, p, o):
-    out, _ = F.avg_pool2d_forward(x, o["kernel_size"], o["stride"], o["padding"])
-    return out, (x, o)
+_max_pool_forward, _avg_pool_forward = _pool_forward(F.max_pool2d_forward), _pool_forward(F.avg_pool2d_forward)
 
 
 def _pool_to_every_element(dout, cache):
