@@ -26,7 +26,7 @@ import torch
 from crosscheck.compare import Comparison, ManualFailure, compare
 from crosscheck.gradcheck import GradcheckError, as_gradients, gradcheck_pair
 from crosscheck.tolerances import tolerance_for
-from netdesc.checks import InputError
+from netdesc.checks import InputError, is_int
 
 __all__ = ["LayerCheck", "Row", "assert_layer_matches", "check_layer"]
 
@@ -114,10 +114,12 @@ def _is_layer_object(value):
     return callable(getattr(value, "forward", None)) and callable(getattr(value, "backward", None))
 
 
+POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
 def _required_positional(fn):
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     params = inspect.signature(fn).parameters.values()
-    return sum(p.kind in kinds and p.default is inspect.Parameter.empty for p in params)
+    return sum(p.kind in POSITIONAL and p.default is inspect.Parameter.empty for p in params)
 
 
 def _stateful(layer):
@@ -163,21 +165,15 @@ def _layer(forward, backward):
 
 def _input_names(fn, n):
     """The forward's first n positional parameter names, or input0, input1, ... for a variadic forward."""
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    names = [p.name for p in inspect.signature(fn).parameters.values() if p.kind in kinds]
+    names = [p.name for p in inspect.signature(fn).parameters.values() if p.kind in POSITIONAL]
     return names[:n] if len(names) >= n else [f"input{i}" for i in range(n)]
 
 
 # --- the other arguments -----------------------------------------------------------------------------
 
-def _is_int(value):
-    """An integer >= 0 (not a bool)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
-
-
 def _check_shapes(shapes):
     if not (isinstance(shapes, (list, tuple)) and shapes
-            and all(isinstance(s, (list, tuple)) and all(_is_int(d) for d in s) for s in shapes)):
+            and all(isinstance(s, (list, tuple)) and all(is_int(d) for d in s) for s in shapes)):
         raise InputError(
             f"shapes: got {shapes!r}, needs a non-empty list of shapes, one tuple of ints >= 0 per forward input, "
             "e.g. [(4, 5), (5,)]"
@@ -186,7 +182,7 @@ def _check_shapes(shapes):
 
 
 def _check_seeds(seeds):
-    if not (isinstance(seeds, (list, tuple, range)) and len(seeds) and all(_is_int(s) for s in seeds)):
+    if not (isinstance(seeds, (list, tuple, range)) and len(seeds) and all(is_int(s) for s in seeds)):
         raise InputError(f"seeds: got {seeds!r}, needs a non-empty sequence of integer seeds >= 0, e.g. (0, 1, 2)")
     return tuple(int(s) for s in seeds)
 

@@ -144,11 +144,11 @@ def _seed(args):
 def _verify(args):
     from crosscheck import render
     from crosscheck.check import check, inject
-    from crosscheck.subjects import NetworkSubject, check_dtype
+    from crosscheck.subjects import NetworkSubject
     from netdesc.description import load_spec, spec_from_json
 
     spec = spec_from_json(args.spec_json) if args.spec is None else load_spec(args.spec)
-    wrong = None if args.inject is None else inject(args.inject, spec, check_dtype(args.dtype))
+    wrong = None if args.inject is None else inject(args.inject, spec, args.dtype)
     subject = NetworkSubject(spec, args.seed, args.dtype, args.steps, wrong)
     result = check(subject)
     source = "--spec-json" if args.spec is None else args.spec
@@ -177,11 +177,10 @@ def _diagnose(args):
     if args.list:
         return True, render.catalogue_text(catalogue(), args.json)
     top = check_positive_int("top", args.top, minimum=0)
-    seed = None if args.seed is None else check_positive_int("seed", args.seed, minimum=0)
-    if args.wrong is not None:
-        subject = entry_subject(find(args.wrong, "--wrong"), args.dtype, seed)
+    if args.wrong is not None:  # the subjects check the seed
+        subject = entry_subject(find(args.wrong, "--wrong"), args.dtype, args.seed)
     else:
-        subject = module_subject(args.module, args.dtype or "float64", seed)
+        subject = module_subject(args.module, args.dtype or "float64", args.seed)
     result = diagnose(subject, top)
     text = json.dumps(result.as_dict(), indent=2, allow_nan=False) if args.json else render.diagnosis_text(result)
     return not result.wrong, text

@@ -15,6 +15,7 @@ from crosscheck.compare import ManualFailure, compare
 from crosscheck.tolerances import tolerance_for
 from manual import optim
 from reference import network as reference_net
+from reference.seed_network import vjp
 
 CLASSES = {
     "sign": "sign flipped",
@@ -63,10 +64,8 @@ def as_tensor(array):
 
 
 def _vjp(fn, primal, upstream):
-    """Autograd's vector-Jacobian product of fn at primal with upstream -> float64 array."""
-    # grad of sum(fn * upstream), not torch.func.vjp (imports torch._dynamo) nor grad_outputs= (imports sympy)
-    primal = as_tensor(primal).requires_grad_()
-    return torch.autograd.grad((fn(primal) * as_tensor(upstream)).sum(), primal)[0].numpy()
+    """Autograd's vector-Jacobian product of fn at primal with upstream (reference.seed_network.vjp) -> float64."""
+    return vjp(fn, as_tensor(primal), as_tensor(upstream)).numpy()
 
 
 def _single(candidate):
@@ -196,10 +195,9 @@ def _conv_hypotheses(layer, x, params, upstream, kind):
 
 def _pool_hypotheses(layer, x, upstream):
     o = layer.options
-    size = o["kernel_size"][0] * o["kernel_size"][1]
 
     def window_sum(t):
-        return TF.avg_pool2d(t, o["kernel_size"], o["stride"], o["padding"]) * size
+        return TF.avg_pool2d(t, o["kernel_size"], o["stride"], o["padding"]) * window(layer)
     return (Hypothesis("window", "manual = the gradient of the window's sum: dE/d(output) sent to every element of "
                        "the window, not only to its maximum", _single(lambda a: _vjp(window_sum, x, upstream))),)
 

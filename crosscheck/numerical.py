@@ -3,8 +3,8 @@
 A ``Site`` is the error E as a function of one array x (a layer input, a parameter, an intermediate), evaluated
 at a stack of points at once: ``value(xs)`` maps (P, *x.shape) to (P,). Perturbed points are stacked along that
 leading axis and evaluated a chunk at a time; ``batch_folded`` and ``channel_folded`` fold the stack into a
-layer's batch or output-channel axis so that one forward call serves a whole chunk, and ``looped`` is the
-fallback for a function that takes one point at a time. Everything is cast to float64, whatever the case dtype.
+layer's batch or output-channel axis so that one forward call serves a whole chunk. Everything is cast to
+float64, whatever the case dtype.
 
 Probes: every element (``element_differences``) up to FULL_LIMIT elements, beyond that a few random unit
 directions v (``directional_differences``, the fast mode), comparing (E(x + hv) - E(x - hv)) / 2h with <g, v>.
@@ -63,11 +63,6 @@ class Site:
     cost: int = 0
 
 
-def looped(fn):
-    """A site value from fn(point) -> scalar, called once per point: the fallback."""
-    return lambda xs: np.array([fn(x) for x in xs], dtype=np.float64)
-
-
 def batch_folded(fn, reduce):
     """A site value for fn that treats its batch axis independently: the points (P, N, ...) go in as one batch
     (P*N, ...); reduce maps the outputs (P, N, ...) to (P,)."""
@@ -88,11 +83,6 @@ def channel_folded(fn, reduce):
         N = out.shape[0]
         return reduce(np.moveaxis(out.reshape(N, P, out.shape[1] // P, *out.shape[2:]), 1, 0))
     return value
-
-
-def projected(dout):
-    """reduce for a layer: the outputs (P, *out) contracted with a fixed upstream gradient dout -> (P,)."""
-    return lambda outs: np.tensordot(outs, dout, axes=dout.ndim)
 
 
 def mapped(site, name, x, to_site):

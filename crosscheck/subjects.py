@@ -28,7 +28,7 @@ from crosscheck import numerical
 from crosscheck.compare import ManualFailure
 from manual import network as manual_net
 from manual import seed_network as manual_seed
-from netdesc.checks import InputError, check_learning_rate, check_positive_int, check_reduction
+from netdesc.checks import InputError, check_learning_rate, check_positive_int, check_reduction, is_int
 from reference import network as reference_net
 from reference import seed_network as reference_seed
 
@@ -130,8 +130,7 @@ class SeedCase:
         check_positive_int("seed", self.seed, minimum=0)
         for name in ("input_shape", "kernel_shape"):
             shape = getattr(self, name)
-            if not isinstance(shape, tuple) or len(shape) != 2 \
-                    or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+            if not isinstance(shape, tuple) or len(shape) != 2 or not all(is_int(s, 1) for s in shape):
                 raise InputError(f"{name}: got {shape!r}, needs two positive integers (height, width)")
         (H_, W), (KH, KW) = self.input_shape, self.kernel_shape
         if KH > H_ or KW > W:

@@ -16,6 +16,8 @@ from manual.kernels import sigmoid
 from netdesc.checks import (
     InputError,
     check_float_array,
+    check_labels,
+    check_number,
     check_positive_int,
     check_reduction,
     check_same_dtype,
@@ -334,10 +336,8 @@ def relu_backward(dout, cache):
 def leaky_relu_forward(x, negative_slope=0.01):
     """out = x where x > 0, else negative_slope * x, any shape."""
     x = check_float_array("x", x)
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(negative_slope):
-        raise InputError(f"negative_slope: got {negative_slope!r}, needs a finite real number")
-    slope = float(negative_slope)  # a Python float keeps x's dtype (a NumPy float64 would promote float32)
+    # a Python float keeps x's dtype (a NumPy float64 would promote float32)
+    slope = check_number("negative_slope", negative_slope, "a finite real number")
     return np.where(x > 0, x, x * slope), (x, slope)
 
 
@@ -530,13 +530,7 @@ def softmax_cross_entropy_forward(logits, labels, reduction="mean"):
     N, C = logits.shape
     if N == 0 or C == 0:
         raise InputError(f"logits: got shape {logits.shape}, needs at least one sample and one class")
-    if not isinstance(labels, np.ndarray) or not np.issubdtype(labels.dtype, np.integer):
-        got = f"dtype {labels.dtype}" if isinstance(labels, np.ndarray) else type(labels).__name__
-        raise InputError(f"labels: got {got}, needs a NumPy array of integer class labels")
-    check_shape("labels", labels, (N,), "one class label per row of logits")
-    if np.any((labels < 0) | (labels >= C)):
-        bad = int(np.argwhere((labels < 0) | (labels >= C))[0, 0])
-        raise InputError(f"labels: got {labels[bad]} at index {bad}, needs a class in [0, {C - 1}]")
+    check_labels(labels, C, N, "one class label per row of logits")
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     scale = N if reduction == "mean" else 1

@@ -56,7 +56,6 @@ LOSS = {
         F.binary_cross_entropy_with_logits_forward, F.binary_cross_entropy_with_logits_backward,
     ),
 }
-PARAM_KINDS = ("weight", "bias")  # the order of a backward's parameter gradients, after dx
 
 
 @dataclass(frozen=True)
@@ -164,8 +163,10 @@ def _wrong_shape(where, quantity, grad, shape):
 
 def run(spec, params, x, target, layer_backward=None, layer_forward=None, accumulate=None):
     """Forward, loss and backward by hand -> Backprop; ``layer_forward`` as in forward, its "loss" entry a
-    replacement loss forward(pred, target, reduction) -> (E, cache); ``accumulate`` as in backward."""
-    check_inputs(spec, params, x, target)
+    replacement loss forward(pred, target, reduction) -> (E, cache); ``accumulate`` as in backward.
+
+    The inputs are not checked here: netdesc.inputs.check_inputs checks them once, at the boundary (train, and
+    crosscheck's subjects when they draw them)."""
     outputs, caches = forward(spec, params, x, layer_forward)
     loss_forward = (layer_forward or {}).get("loss", LOSS[spec.loss.type][0])
     E, loss_cache = loss_forward(outputs[-1], target, spec.loss.reduction)
@@ -177,7 +178,8 @@ def train(spec, params, x, target, steps=None, layer_backward=None, layer_forwar
           accumulate=None):
     """`steps` (default: the description's) SGD steps with its optimizer on one batch, through manual.optim
     -> (E before each step, shape (steps,), final params). ``optimizer_step`` replaces manual.optim.sgd_step
-    (same signature), the hooks of run pass through."""
+    (same signature), the hooks of run pass through. The inputs are checked here, once, not on every step."""
+    check_inputs(spec, params, x, target)
     steps = spec.optimizer.steps if steps is None else check_positive_int("steps", steps)
     step = optimizer_step or sgd_step
     losses, state = [], {}

@@ -7,8 +7,8 @@ For each parameter p with gradient g (torch's algorithm, maximize=False):
     g = g + momentum * buf  if nesterov  else  buf        if momentum != 0
     p = p - lr * g
 
-``sgd_step`` is a pure function over dicts of arrays; ``SGD`` is a thin holder of the settings and
-the momentum buffers over it.
+``sgd_step`` is a pure function over dicts of arrays that takes checked inputs; ``SGD`` is a thin holder of
+the settings (checked once, at construction) and the momentum buffers over it, and checks the dicts it is given.
 """
 
 
@@ -39,20 +39,20 @@ def sgd_step(params, grads, state, lr, momentum=0.0, dampening=0.0, nesterov=Fal
 
     params, grads: dicts name -> array (same names, shapes, dtypes); state: name -> momentum buffer,
     empty before the first step (a missing buffer means "first step": buf = g).
+    Nothing is checked here, on every step: the settings are checked once where they enter (SGD's construction,
+    netdesc.description's optimizer table, by check_sgd_settings), the dicts by SGD.step.
     """
-    s = check_sgd_settings(lr, momentum, dampening, nesterov, weight_decay)
-    _check_dicts(params, grads, state)
     new_params, new_state = {}, dict(state)
     for key, p in params.items():
         g = grads[key]
-        if s["weight_decay"] != 0:
-            g = g + s["weight_decay"] * p
-        if s["momentum"] != 0:
+        if weight_decay != 0:
+            g = g + weight_decay * p
+        if momentum != 0:
             buf = state.get(key)
-            buf = g.copy() if buf is None else s["momentum"] * buf + (1 - s["dampening"]) * g
+            buf = g.copy() if buf is None else momentum * buf + (1 - dampening) * g
             new_state[key] = buf
-            g = g + s["momentum"] * buf if s["nesterov"] else buf
-        new_params[key] = p - s["lr"] * g
+            g = g + momentum * buf if nesterov else buf
+        new_params[key] = p - lr * g
     return new_params, new_state
 
 
@@ -65,5 +65,6 @@ class SGD:
 
     def step(self, params, grads):
         """-> the updated params (a new dict); the buffers are updated in self.state."""
+        _check_dicts(params, grads, self.state)
         new_params, self.state = sgd_step(params, grads, self.state, **self.settings)
         return new_params

@@ -140,8 +140,8 @@ def backward(X, Y, params, values, reduction="sum", wrong=None):
 
 
 def sgd_step(params, grads, lr):
-    """w <- w - alpha * dE/dw for f, W and b -> new params (inputs untouched, dtypes kept)."""
-    lr = check_learning_rate(lr)
+    """w <- w - alpha * dE/dw for f, W and b -> new params (inputs untouched, dtypes kept). lr is not checked
+    here, on every step: train checks it once."""
     for name in PARAM_NAMES:  # a gradient of another shape would broadcast into a wrong update
         check_shape(f"dE_d{name}", grads[f"dE_d{name}"], params[name].shape, f"the shape of {name}")
     return {name: params[name] - params[name].dtype.type(lr) * grads[f"dE_d{name}"] for name in PARAM_NAMES}

@@ -53,6 +53,17 @@ def check_shape(name, value, expected, meaning):
         raise InputError(f"{name}: got shape {value.shape}, needs {tuple(expected)} ({meaning})")
 
 
+def check_labels(labels, classes, N, meaning):
+    """Raise InputError unless labels is an integer array of N class labels in [0, classes); `meaning` explains N."""
+    if not isinstance(labels, np.ndarray) or not np.issubdtype(labels.dtype, np.integer):
+        got = f"dtype {labels.dtype}" if isinstance(labels, np.ndarray) else type(labels).__name__
+        raise InputError(f"labels: got {got}, needs a NumPy array of integer class labels")
+    check_shape("labels", labels, (N,), meaning)
+    bad = np.flatnonzero((labels < 0) | (labels >= classes))
+    if bad.size:
+        raise InputError(f"labels[{bad[0]}]: got {labels[bad[0]]}, needs a class in [0, {classes - 1}]")
+
+
 def check_reduction(reduction):
     if reduction not in REDUCTIONS:
         raise InputError(f"reduction: got {reduction!r}, needs one of {', '.join(REDUCTIONS)}")
@@ -68,13 +79,19 @@ def check_learning_rate(lr):
     return float(lr)
 
 
+def is_int(value, minimum=0):
+    """Whether value is an integer (not a bool) >= minimum."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
+
+
 def check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if not is_int(value, minimum):
         raise InputError(f"{name}: got {value!r}, needs an integer >= {minimum}")
     return int(value)
 
 
-def _check_number(name, value, needs, minimum=None):
+def check_number(name, value, needs="a finite number", minimum=None):
+    """Return value as a Python float; it must be a finite real number (not a bool), >= minimum if given."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not np.isfinite(value) or (minimum is not None and value < minimum):
         raise InputError(f"{name}: got {value!r}, needs {needs}")
@@ -85,10 +102,10 @@ def check_sgd_settings(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_d
     """Validate the hyper-parameters as torch.optim.SGD does -> a dict of them as Python floats and a bool."""
     settings = {
         "lr": check_learning_rate(lr),
-        "momentum": _check_number("momentum", momentum, "a finite number >= 0", minimum=0),
-        "dampening": _check_number("dampening", dampening, "a finite number"),
+        "momentum": check_number("momentum", momentum, "a finite number >= 0", minimum=0),
+        "dampening": check_number("dampening", dampening, "a finite number"),
         "nesterov": nesterov,
-        "weight_decay": _check_number("weight_decay", weight_decay, "a finite number >= 0", minimum=0),
+        "weight_decay": check_number("weight_decay", weight_decay, "a finite number >= 0", minimum=0),
     }
     if not isinstance(nesterov, (bool, np.bool_)):
         raise InputError(f"nesterov: got {nesterov!r}, needs True or False")

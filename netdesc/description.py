@@ -59,7 +59,7 @@ import pathlib
 import tomllib
 from dataclasses import dataclass
 
-from netdesc.checks import REDUCTIONS, InputError, check_positive_int, check_sgd_settings
+from netdesc.checks import REDUCTIONS, InputError, check_number, check_positive_int, check_sgd_settings, is_int
 
 REQUIRED = "required"
 _POOL = {"kernel_size": REQUIRED, "stride": None, "padding": 0}
@@ -177,12 +177,6 @@ class Spec:
 
 # --- option checks: each raises InputError("<option>: got ..., needs ...") -----------------------
 
-def _number(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(f"{name}: got {value!r}, needs a finite number")
-    return float(value)
-
-
 def _flag(name, value):
     if not isinstance(value, bool):
         raise InputError(f"{name}: got {value!r}, needs true or false")
@@ -192,9 +186,9 @@ def _flag(name, value):
 def _pair(minimum):
     def check(name, value):
         pair = list(value) if isinstance(value, (list, tuple)) else [value, value]
-        if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in pair):
+        if len(pair) != 2 or not all(is_int(v, minimum) for v in pair):
             raise InputError(f"{name}: got {value!r}, needs an integer >= {minimum} or a pair [h, w] of them")
-        return tuple(pair)
+        return tuple(int(v) for v in pair)
     return check
 
 
@@ -202,7 +196,7 @@ OPTION_CHECKS = {
     "out_channels": check_positive_int, "in_channels": check_positive_int,
     "out_features": check_positive_int, "in_features": check_positive_int,
     "kernel_size": _pair(1), "stride": _pair(1), "dilation": _pair(1), "padding": _pair(0),
-    "bias": _flag, "negative_slope": _number, "dim": lambda name, value: check_positive_int(name, value, 0),
+    "bias": _flag, "negative_slope": check_number, "dim": lambda name, value: check_positive_int(name, value, 0),
 }
 
 
@@ -411,9 +405,9 @@ def _labels(labels, loss_type, classes, batch_size):
     if not isinstance(labels, list) or len(labels) != batch_size:
         raise InputError(f"labels: got {labels!r}, needs a list of batch_size = {batch_size} class labels")
     for n, label in enumerate(labels):
-        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < classes:
+        if not is_int(label) or label >= classes:
             raise InputError(f"labels[{n}]: got {label!r}, needs a class in [0, {classes - 1}]")
-    return tuple(labels)
+    return tuple(int(label) for label in labels)
 
 
 def _parse_loss(raw, spec_layers, batch_size):
@@ -431,10 +425,9 @@ def _optimizer(raw):
 
 
 def _shape(value):
-    if not isinstance(value, (list, tuple)) or len(value) != 3 \
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
+    if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(is_int(v, 1) for v in value):
         raise InputError(f"input_shape: got {value!r}, needs [C, H, W], three integers >= 1")
-    return tuple(value)
+    return tuple(int(v) for v in value)
 
 
 def parse_spec(data, name="spec"):

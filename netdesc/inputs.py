@@ -3,7 +3,7 @@ the description (NumPy only). Both sides of a comparison get the same arrays fro
 
 import numpy as np
 
-from netdesc.checks import InputError, check_float_array, check_same_dtype, check_shape
+from netdesc.checks import InputError, check_float_array, check_labels, check_same_dtype, check_shape
 
 
 def init_params(spec, dtype=np.float64, seed=0):
@@ -32,16 +32,6 @@ def random_batch(spec, dtype=np.float64, seed=0):
     return x, rng.integers(0, spec.output_shape[0], size=N)
 
 
-def _check_labels(labels, classes, N):
-    if not isinstance(labels, np.ndarray) or not np.issubdtype(labels.dtype, np.integer):
-        got = f"dtype {labels.dtype}" if isinstance(labels, np.ndarray) else type(labels).__name__
-        raise InputError(f"labels: got {got}, needs a NumPy array of integer class labels")
-    check_shape("labels", labels, (N,), "one class label per sample")
-    bad = np.flatnonzero((labels < 0) | (labels >= classes))
-    if bad.size:
-        raise InputError(f"labels[{bad[0]}]: got {labels[bad[0]]}, needs a class in [0, {classes - 1}]")
-
-
 def check_inputs(spec, params, x, target):
     """Check user-supplied parameters, input and target against the description, before any arithmetic."""
     expected = spec.param_shapes()
@@ -54,7 +44,7 @@ def check_inputs(spec, params, x, target):
         check_shape(name, arrays[name], shape, "the description's layout")
     check_shape("x", x, (spec.batch_size, *spec.input_shape), "(batch_size, *input_shape)")
     if spec.loss.type == "softmax_cross_entropy":
-        _check_labels(target, spec.output_shape[0], spec.batch_size)
+        check_labels(target, spec.output_shape[0], spec.batch_size, "one class label per sample")
     else:
         arrays["target"] = check_float_array("target", target)
         check_shape("target", target, (spec.batch_size, *spec.output_shape), "(batch_size, *the output shape)")

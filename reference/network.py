@@ -15,7 +15,6 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from netdesc.inputs import check_inputs
 from reference import optim
 
 MODULES = {
@@ -104,14 +103,14 @@ def loss(spec, pred, target):
 
 
 def _tensors(spec, params, x, target):
-    check_inputs(spec, params, x, target)
     return build(spec, params), torch.from_numpy(x), torch.from_numpy(target)
 
 
 def run(spec, params, x, target):
     """Forward and backward by autograd -> manual.network.Backprop's fields as a dict of NumPy values, plus
     "output_grads": dE/d(output of layer i), summed over the layers that read it. input_grads[i] is layer i's
-    share of dE/d(its input), a tuple of one per input for a merge layer."""
+    share of dE/d(its input), a tuple of one per input for a merge layer. The inputs are not checked here:
+    netdesc.inputs.check_inputs checks them once, where they enter (crosscheck's subjects, manual.network.train)."""
     net, x, target = _tensors(spec, params, x, target)
     inputs = []
     outputs = net(x.requires_grad_(), inputs)
@@ -138,7 +137,7 @@ def run(spec, params, x, target):
 
 def train(spec, params, x, target, steps=None):
     """`steps` (default: the description's) steps of torch.optim.SGD on one batch -> (E before each step,
-    final params as NumPy arrays named as manual.network's)."""
+    final params as NumPy arrays named as manual.network's). The inputs are not checked here, as in run."""
     net, x, target = _tensors(spec, params, x, target)
     optimizer = optim.SGD(net.parameters(), **spec.optimizer.settings())
     losses = []

@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from netdesc.checks import check_learning_rate, check_positive_int
-from netdesc.seed import PARAM_NAMES, check_inputs
+from netdesc.seed import PARAM_NAMES
 from reference import optim
 
 
@@ -68,13 +67,12 @@ def error(O, Y, reduction="sum"):
     return per_sample.sum() if reduction == "sum" else per_sample.mean()
 
 
-def _tensors(X, Y, params, reduction):
-    X, Y = check_inputs(X, Y, params, reduction)
+def _tensors(X, Y, params):
     net = SeedNetwork.from_manual(params, X.shape[1:])
     return torch.from_numpy(X), torch.from_numpy(Y), net
 
 
-def _vjp(fn, primal, upstream):
+def vjp(fn, primal, upstream):
     """upstream^T (d fn / d primal): torch.autograd.grad of the scalar sum(fn(primal) * upstream), whose backward
     hands exactly `upstream` to fn's backward. (torch.func.vjp imports torch._dynamo, ~1.2 s, and an explicit
     grad_outputs makes torch.autograd import sympy through torch.fx.experimental.symbolic_shapes, ~0.8 s.)"""
@@ -86,7 +84,7 @@ def _jacobian(fn, primal):
     """d fn / d primal, shape out.shape + primal.shape: one vjp per output element (what jacrev vmaps over)."""
     out = fn(primal.detach().requires_grad_())
     basis = torch.eye(out.numel(), dtype=out.dtype).reshape(-1, *out.shape)
-    return torch.stack([_vjp(fn, primal, e) for e in basis]).reshape(*out.shape, *primal.shape)
+    return torch.stack([vjp(fn, primal, e) for e in basis]).reshape(*out.shape, *primal.shape)
 
 
 def _jvp(fn, primal, tangent):
@@ -95,8 +93,8 @@ def _jvp(fn, primal, tangent):
     primal = primal.detach().requires_grad_()
     out = fn(primal)
     u = torch.zeros_like(out, requires_grad=True)
-    (vjp,) = torch.autograd.grad((out * u).sum(), primal, create_graph=True)
-    return torch.autograd.grad((vjp * tangent).sum(), u)[0]
+    (pulled,) = torch.autograd.grad((out * u).sum(), primal, create_graph=True)
+    return torch.autograd.grad((pulled * tangent).sum(), u)[0]
 
 
 def _jacobian_forward(fn, primal):
@@ -109,8 +107,8 @@ def _local_jacobians(net, X, values):
     """The slides' local factors, each by autograd (torch.autograd.grad) of the step it belongs to."""
     Z1, H1, Z2 = (values[k].detach() for k in ("Z1", "H1", "Z2"))
     elementwise = torch.ones_like
-    dO_dZ2 = _vjp(torch.sigmoid, Z2, elementwise(Z2))
-    dH1_dZ1 = _vjp(torch.sigmoid, Z1, elementwise(Z1))
+    dO_dZ2 = vjp(torch.sigmoid, Z2, elementwise(Z2))
+    dH1_dZ1 = vjp(torch.sigmoid, Z1, elementwise(Z1))
     b = net.fc.bias.detach()
     # dZ2[n, j]/dW[i, j] = H1[n, i]: one vjp per sample of output j = 0, read at W's row 0.
     dZ2_dW = _jacobian(lambda W: (H1 @ W.T + b)[:, 0], net.fc.weight.detach())[:, 0, :]
@@ -122,8 +120,11 @@ def _local_jacobians(net, X, values):
 
 
 def run(X, params, Y, reduction="sum"):
-    """Forward and backward by autograd -> (values, grads), NumPy dicts named as in manual.seed_network."""
-    X, Y, net = _tensors(X, Y, params, reduction)
+    """Forward and backward by autograd -> (values, grads), NumPy dicts named as in manual.seed_network.
+
+    X (N, H, W), Y (N, n_out), params and reduction are not checked here: netdesc.seed.check_inputs checks them
+    once, where they enter (crosscheck.subjects.SeedSubject, manual.seed_network.train)."""
+    X, Y, net = _tensors(X, Y, params)
     values = net(X)
     for v in values.values():
         v.retain_grad()
@@ -137,10 +138,9 @@ def run(X, params, Y, reduction="sum"):
 
 
 def train(X, Y, params, lr, steps, reduction="sum"):
-    """`steps` steps of torch.optim.SGD on one batch -> (E before each step, final params)."""
-    steps = check_positive_int("steps", steps)
-    lr = check_learning_rate(lr)
-    X, Y, net = _tensors(X, Y, params, reduction)
+    """`steps` steps of torch.optim.SGD on one batch -> (E before each step, final params). The inputs are not
+    checked here, as in run; lr and steps are checked where they enter (crosscheck.subjects.SeedCase)."""
+    X, Y, net = _tensors(X, Y, params)
     optimizer = optim.SGD(net.parameters(), lr=lr)
     errors = []
     for _ in range(steps):

@@ -26,6 +26,16 @@ BATCHWISE = {"conv2d", "max_pool2d", "avg_pool2d", "tanh", "relu", "leaky_relu",
 KINK_TAGS = {"zeros", "ties"}  # documented in layer_cases.py: inputs on ReLU's kink, pooling windows with ties
 
 
+def looped(fn):
+    """A site value from fn(point) -> scalar, called once per point (what the folded values spare)."""
+    return lambda xs: np.array([fn(x) for x in xs], dtype=np.float64)
+
+
+def projected(dout):
+    """reduce for a layer: the outputs (P, *out) contracted with a fixed upstream gradient dout -> (P,)."""
+    return lambda outs: np.tensordot(outs, dout, axes=dout.ndim)
+
+
 # --- every layer of the registry, in float64 ---------------------------------------------------------------
 
 def _layer_site(case, inputs, i, dout):
@@ -35,16 +45,16 @@ def _layer_site(case, inputs, i, dout):
         return case.forward(*args, **case.options)[0]
     before, after = inputs[:i], inputs[i + 1:]
     if i == 0 and case.name in BATCHWISE:
-        value = nm.batch_folded(lambda xs: out(xs, *after), nm.projected(dout))
+        value = nm.batch_folded(lambda xs: out(xs, *after), projected(dout))
     elif case.name in ("conv2d", "linear"):
         def stacked(ps):
             P = len(ps) // len(inputs[i])
             tiled = [np.concatenate([a] * P) if a is not None else None for a in inputs[1:]]
             tiled[i - 1] = ps
             return out(inputs[0], *tiled)
-        value = nm.channel_folded(stacked, nm.projected(dout))
+        value = nm.channel_folded(stacked, projected(dout))
     else:
-        value = nm.looped(lambda v: float(np.vdot(dout, out(*before, v, *after))))
+        value = looped(lambda v: float(np.vdot(dout, out(*before, v, *after))))
     return nm.Site(f"{case}: d{case.input_names[i]}", inputs[i], value)
 
 
@@ -145,9 +155,9 @@ def test_chunks_give_the_values_of_one_call(monkeypatch):
 def test_folding_and_looping_give_the_same_differences():
     rng = np.random.default_rng(0)
     x, dout = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
-    folded = nm.Site("tanh", x, nm.batch_folded(np.tanh, nm.projected(dout)))
-    looped = nm.Site("tanh", x, nm.looped(lambda v: float(np.vdot(dout, np.tanh(v)))))
-    np.testing.assert_allclose(nm.element_differences(folded).central, nm.element_differences(looped).central,
+    folded = nm.Site("tanh", x, nm.batch_folded(np.tanh, projected(dout)))
+    one_by_one = nm.Site("tanh", x, looped(lambda v: float(np.vdot(dout, np.tanh(v)))))
+    np.testing.assert_allclose(nm.element_differences(folded).central, nm.element_differences(one_by_one).central,
                                rtol=1e-9)
     np.testing.assert_allclose(nm.element_differences(folded).central, (dout * (1 - np.tanh(x) ** 2)).reshape(-1),
                                rtol=1e-8)
@@ -168,7 +178,7 @@ def test_the_fast_mode_compares_directional_derivatives():
 # --- the kink detector ------------------------------------------------------------------------------------
 
 def _relu_site(x):
-    return nm.Site("relu", x, nm.batch_folded(lambda h: M.relu_forward(h)[0], nm.projected(np.ones_like(x))))
+    return nm.Site("relu", x, nm.batch_folded(lambda h: M.relu_forward(h)[0], projected(np.ones_like(x))))
 
 
 def test_kink_detector_fires_on_an_exact_zero_of_relu():
@@ -185,7 +195,7 @@ def test_kink_detector_fires_near_zero_within_the_step():
 def test_kink_detector_fires_on_a_max_pool_tie():
     x = np.array([[[[3.0, 3.0], [1.0, 2.0]]]])  # one 2x2 window, two equal maxima
     site = nm.Site("max_pool", x, nm.batch_folded(lambda h: M.max_pool2d_forward(h, 2)[0],
-                                                  nm.projected(np.array([[[[1.5]]]]))))
+                                                  projected(np.array([[[[1.5]]]]))))
     diffs = nm.element_differences(site)
     np.testing.assert_array_equal(diffs.kinks, [True, True, False, False])
 
@@ -200,7 +210,7 @@ def test_kink_detector_is_silent_on_random_inputs(seed):
         "max_pool": (lambda h: M.max_pool2d_forward(h, 2)[0], dout),
     }
     for name, (fn, d) in layers.items():
-        diffs = nm.element_differences(nm.Site(name, x, nm.batch_folded(fn, nm.projected(d))))
+        diffs = nm.element_differences(nm.Site(name, x, nm.batch_folded(fn, projected(d))))
         assert not diffs.kinks.any(), name
 
 

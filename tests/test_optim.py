@@ -119,10 +119,7 @@ BAD_SETTINGS = [
 
 
 @pytest.mark.parametrize(("settings", "message"), [b[1:] for b in BAD_SETTINGS], ids=[b[0] for b in BAD_SETTINGS])
-def test_bad_settings_are_named(settings, message):
-    p, g = {"w": np.zeros(2)}, {"w": np.zeros(2)}
-    with pytest.raises(InputError, match=message):
-        sgd_step(p, g, {}, **settings)
+def test_bad_settings_are_named_at_construction(settings, message):
     with pytest.raises(InputError, match=message):
         SGD(**settings)
 
@@ -154,9 +151,12 @@ BAD_DICTS = [
 
 
 @pytest.mark.parametrize(("args", "message"), [b[1:] for b in BAD_DICTS], ids=[b[0] for b in BAD_DICTS])
-def test_bad_params_grads_state_are_named(args, message):
+def test_bad_params_grads_state_are_named_by_the_step(args, message):
+    params, grads, state = args
+    optimizer = SGD(lr=0.1, momentum=0.9)
+    optimizer.state = state
     with pytest.raises(InputError, match=message):
-        sgd_step(*args, lr=0.1, momentum=0.9)
+        optimizer.step(params, grads)
 
 
 def test_a_missed_dampening_is_reported():

@@ -10,7 +10,6 @@ names the rows, ``kind`` the class crosscheck.diagnose should give it.
 """
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from crosscheck.catalogue import WrongDerivation
 from manual import functional as F
@@ -30,51 +29,45 @@ def _conv_forward(x, p, o):
     return out, (cache, x, p["weight"], o)
 
 
-def _scatter_dx(dout, w, x_shape, stride, padding, dilation):
-    """dx on the padded grid (N, C, H + 2ph, W + 2pw): tap (i, j) of output (oh, ow) read xp[oh*sh + i*dh, ...]."""
-    (N, C, H, W), (KH, KW), (OH, OW) = x_shape, w.shape[2:], dout.shape[2:]
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    dxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dout.dtype)
-    for i in range(KH):
-        for j in range(KW):
-            rows = slice(i * dh, i * dh + (OH - 1) * sh + 1, sh)
-            cols = slice(j * dw, j * dw + (OW - 1) * sw + 1, sw)
-            dxp[:, :, rows, cols] += np.einsum("nfhw,fc->nchw", dout, w[:, :, i, j])
-    return dxp
+def _window_grads(dout, w):
+    """The gradient of every element each window read, (N, C, KH, KW, OH, OW): dout through the kernel."""
+    return np.einsum("nfhw,fcij->ncijhw", dout, w)
+
+
+def _padded_dx(dout, w, x_shape, o):
+    """dx on the padded grid (N, C, H + 2ph, W + 2pw): manual.functional's col2im of a padding-free input that size."""
+    (N, C, H, W), (ph, pw) = x_shape, o["padding"]
+    return F._col2im(_window_grads(dout, w), (N, C, H + 2 * ph, W + 2 * pw), o["stride"], (0, 0), o["dilation"])
 
 
 def _conv_stride_ignored(dout, cache):
     inner, x, w, o = cache
     _, dw, db = F.conv2d_backward(dout, inner)
-    (ph, pw), (H, W) = o["padding"], x.shape[2:]
-    dxp = _scatter_dx(dout, w, x.shape, (1, 1), o["padding"], o["dilation"])  # as if the windows were adjacent
-    return dxp[:, :, ph:ph + H, pw:pw + W], dw, db
+    # scattered as if the windows were adjacent (stride 1)
+    dx = F._col2im(_window_grads(dout, w), x.shape, (1, 1), o["padding"], o["dilation"])
+    return dx, dw, db
 
 
 def _conv_cropped_wrong_side(dout, cache):
     inner, x, w, o = cache
     _, dw, db = F.conv2d_backward(dout, inner)
     H, W = x.shape[2:]
-    return _scatter_dx(dout, w, x.shape, o["stride"], o["padding"], o["dilation"])[:, :, :H, :W], dw, db
+    return _padded_dx(dout, w, x.shape, o)[:, :, :H, :W], dw, db
 
 
 def _conv_not_cropped(dout, cache):
     inner, x, w, o = cache
     _, dw, db = F.conv2d_backward(dout, inner)
-    return _scatter_dx(dout, w, x.shape, o["stride"], o["padding"], o["dilation"]), dw, db
+    return _padded_dx(dout, w, x.shape, o), dw, db
 
 
 def _conv_dilation_ignored(dout, cache):
-    inner, x, _, o = cache
-    dx, dw, db = F.conv2d_backward(dout, inner)
-    (sh, sw), (ph, pw), (OH, OW) = o["stride"], o["padding"], dout.shape[2:]
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    wrong = np.empty_like(dw)
-    for i in range(dw.shape[2]):
-        for j in range(dw.shape[3]):  # tap (i, j) read from i, j: the dilation's i * dh, j * dw left out
-            wrong[:, :, i, j] = np.einsum("nfhw,nchw->fc", dout, xp[:, :, i:i + (OH - 1) * sh + 1:sh,
-                                                                    j:j + (OW - 1) * sw + 1:sw])
-    return dx, wrong, db
+    inner, x, w, o = cache
+    dx, _, db = F.conv2d_backward(dout, inner)
+    # the columns of taps i, j instead of i * dh, j * dw: the dilation left out
+    cols = F._im2col(x, w.shape[2:], o["stride"], o["padding"], (1, 1), dout.shape[2:], extra_rows=0)
+    dw = np.matmul(dout.reshape(*dout.shape[:2], -1), cols.transpose(0, 2, 1)).sum(axis=0)
+    return dx, dw.reshape(w.shape), db
 
 
 def _conv_dw_flipped(dout, cache):
@@ -84,44 +77,32 @@ def _conv_dw_flipped(dout, cache):
 
 # --- pooling: forward keeping its input, window gradients scattered back ----------------------------------
 
-def _max_pool_forward(x, p, o):
-    out, _ = F.max_pool2d_forward(x, o["kernel_size"], o["stride"], o["padding"])
-    return out, (x, o)
+def _pool_forward(pool):
+    """manual.functional's pool forward, keeping its input and options as the cache."""
+    def forward(x, p, o):
+        return pool(x, o["kernel_size"], o["stride"], o["padding"])[0], (x, o)
+    return forward
 
 
-def _avg_pool_forward(x, p, o):
-    out, _ = F.avg_pool2d_forward(x, o["kernel_size"], o["stride"], o["padding"])
-    return out, (x, o)
-
-
-def _scatter_windows(dwin, x_shape, o):
-    """dwin (N, C, KH, KW, OH, OW), the gradient of each window element, added back to its pixel -> dx."""
-    (N, C, H, W), (KH, KW, OH, OW) = x_shape, dwin.shape[2:]
-    (sh, sw), (ph, pw) = o["stride"], o["padding"]
-    dxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dwin.dtype)
-    for i in range(KH):
-        for j in range(KW):
-            dxp[:, :, i:i + (OH - 1) * sh + 1:sh, j:j + (OW - 1) * sw + 1:sw] += dwin[:, :, i, j]
-    return dxp[:, :, ph:ph + H, pw:pw + W]
+_max_pool_forward, _avg_pool_forward = _pool_forward(F.max_pool2d_forward), _pool_forward(F.avg_pool2d_forward)
 
 
 def _pool_to_every_element(dout, cache):
     x, o = cache
     N, C, OH, OW = dout.shape
-    return (_scatter_windows(np.broadcast_to(dout[:, :, None, None], (N, C, *o["kernel_size"], OH, OW)), x.shape, o),)
+    dwin = np.broadcast_to(dout[:, :, None, None], (N, C, *o["kernel_size"], OH, OW))
+    return (F._col2im(dwin, x.shape, o["stride"], o["padding"], (1, 1)),)
 
 
 def _max_pool_last_tie(dout, cache):
     x, o = cache
-    (KH, KW), (sh, sw), (ph, pw) = o["kernel_size"], o["stride"], o["padding"]
-    N, C, OH, OW = dout.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
-    win = sliding_window_view(xp, (KH, KW), axis=(2, 3))[:, :, ::sh, ::sw][:, :, :OH, :OW]  # (N, C, OH, OW, KH, KW)
-    flat = win.reshape(N, C, OH, OW, KH * KW)
-    last = KH * KW - 1 - flat[..., ::-1].argmax(axis=-1)  # the last maximum in row-major window order
-    hot = np.arange(KH * KW) == last[..., None]
-    dwin = (hot * dout[..., None]).reshape(N, C, OH, OW, KH, KW).transpose(0, 1, 4, 5, 2, 3)
-    return (_scatter_windows(dwin, x.shape, o),)
+    (KH, KW), N, C, OH, OW = o["kernel_size"], *dout.shape
+    win = F._windows(F._pad(x, o["padding"], -np.inf), o["kernel_size"], o["stride"], (OH, OW))
+    flat = win.reshape(N, C, KH * KW, OH, OW)
+    last = KH * KW - 1 - flat[:, :, ::-1].argmax(axis=2)  # the last maximum in row-major window order
+    taps = np.arange(KH * KW).reshape(KH * KW, 1, 1)
+    dwin = np.where(taps == last[:, :, None], dout[:, :, None], 0).reshape(N, C, KH, KW, OH, OW)
+    return (F._col2im(dwin, x.shape, o["stride"], o["padding"], (1, 1)),)
 
 
 # --- activations and the loss --------------------------------------------------------------------------
