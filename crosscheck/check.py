@@ -125,13 +125,13 @@ def chaos(subject):
 
 # --- wrong derivations on a subject ------------------------------------------------------------------------
 
-def entry_subject(entry, dtype=None, seed=None):
+def entry_subject(entry, dtype=None, seed=None, max_memory=None):
     """A catalogue entry on its own network -> the subject to check or diagnose."""
     dtype = dtype or entry.dtypes[0]
     if entry.on_seed:
         fields = entry.case | {"dtype": dtype} | ({} if seed is None else {"seed": seed})
-        return SeedSubject(SeedCase(**fields), entry)
-    return NetworkSubject(parse_spec(entry.network, entry.name), seed or 0, dtype, wrong=entry)
+        return SeedSubject(SeedCase(**fields), entry, max_memory)
+    return NetworkSubject(parse_spec(entry.network, entry.name), seed or 0, dtype, wrong=entry, max_memory=max_memory)
 
 
 def overrides(backward=None, forward=None, optimizer_step=None, inputs=None, name="overrides", network=""):
@@ -240,19 +240,20 @@ def _function(module, name, where):
 
 def load_module(path):
     """Import a user's module of overrides (the convention in this module's docstring); it runs as Python."""
-    path = pathlib.Path(path)
-    if path.suffix != ".py" or not path.is_file():
-        raise InputError(f"--module: got {str(path)!r}, needs an existing .py file")
-    spec = importlib.util.spec_from_file_location(f"crosscheck_user_{path.stem}", path)
+    given = pathlib.Path(path)
+    if given.suffix != ".py" or not given.is_file():
+        raise InputError(f"--module: got {str(given)!r}, needs an existing .py file")
+    # Loaded from its absolute path: its frames are then the code under test (crosscheck.cli.raised).
+    spec = importlib.util.spec_from_file_location(f"crosscheck_user_{given.stem}", given.resolve())
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
     except Exception as err:  # the user's code: whatever it raises is bad input, reported in one line
-        raise InputError(f"{path}: importing it raised {type(err).__name__}: {err}") from None
+        raise InputError(f"{given}: importing it raised {type(err).__name__}: {err}") from None
     return module
 
 
-def module_subject(path, dtype="float64", seed=None):
+def module_subject(path, dtype="float64", seed=None, max_memory=None):
     """A user's module (see the module docstring) read into a WrongDerivation -> the subject it applies to."""
     module = load_module(path)
     where = str(path)
@@ -268,7 +269,7 @@ def module_subject(path, dtype="float64", seed=None):
         wrong = WrongDerivation(where, "a user's module", "seed", "", "", _callables(
             module, "LAYER_BACKWARD", tuple(manual_seed.EQUATIONS), where),
             optimizer_step=_function(module, "SGD_STEP", where))
-        return SeedSubject(case, wrong)
+        return SeedSubject(case, wrong, max_memory)
     raw = module.SPEC
     if isinstance(raw, dict):
         spec = parse_spec(raw, pathlib.Path(path).stem)
@@ -279,4 +280,4 @@ def module_subject(path, dtype="float64", seed=None):
                             _callables(module, "LAYER_BACKWARD", keys, where),
                             _callables(module, "LAYER_FORWARD", keys, where),
                             _function(module, "OPTIMIZER_STEP", where), _function(module, "INPUTS", where))
-    return NetworkSubject(spec, seed or 0, dtype, wrong=wrong)
+    return NetworkSubject(spec, seed or 0, dtype, wrong=wrong, max_memory=max_memory)

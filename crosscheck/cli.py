@@ -47,6 +47,18 @@ def _shape(text):
     return shape
 
 
+def _memory(text):
+    """'12G', '512M', '800k' or a number of bytes -> bytes."""
+    scale = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}.get(text[-1:].lower(), 1)
+    try:
+        value = float(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        value = 0
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(f"got {text!r}, needs a size in bytes such as 512M, 12G or 800000")
+    return int(value)
+
+
 def _version():
     try:
         return metadata.version("backprop-crosscheck")
@@ -124,6 +136,9 @@ def build_parser():
     d.add_argument("--seed", type=int, help="random seed of inputs and parameters (default: the case's)")
     d.add_argument("--top", type=int, default=5, help="worst elements shown (default 5)")
     d.add_argument("--json", action="store_true", help="print the result as JSON")
+    for command in (s, v, e, d):
+        command.add_argument("--max-memory", type=_memory, metavar="SIZE", help="refuse a run whose arrays would "
+                             "need more (default: half of this machine's memory), e.g. 512M or 12G")
     return p
 
 
@@ -134,7 +149,7 @@ def _seed(args):
 
     case = SeedCase(input_shape=args.shape, kernel_shape=args.k, n_out=args.n_out, batch=args.batch, seed=args.seed,
                     dtype=args.dtype, reduction=args.reduction, lr=args.lr, steps=args.steps)
-    subject = SeedSubject(case, None if args.inject is None else seed_inject(args.inject))
+    subject = SeedSubject(case, None if args.inject is None else seed_inject(args.inject), args.max_memory)
     result = check(subject)
     if args.json:
         return result, render.as_json(result, case=case.as_dict(), id=str(case))
@@ -149,7 +164,7 @@ def _verify(args):
 
     spec = spec_from_json(args.spec_json) if args.spec is None else load_spec(args.spec)
     wrong = None if args.inject is None else inject(args.inject, spec, args.dtype)
-    subject = NetworkSubject(spec, args.seed, args.dtype, args.steps, wrong)
+    subject = NetworkSubject(spec, args.seed, args.dtype, args.steps, wrong, args.max_memory)
     result = check(subject)
     source = "--spec-json" if args.spec is None else args.spec
     if args.json:
@@ -164,7 +179,8 @@ def _explain(args):
 
     case = SeedCase(input_shape=args.shape, kernel_shape=args.k, n_out=1, batch=1, seed=args.seed, dtype=args.dtype,
                     lr=args.lr, steps=1)
-    text, agree = render.explain_text(SeedSubject(case, None if args.inject is None else seed_inject(args.inject)))
+    wrong = None if args.inject is None else seed_inject(args.inject)
+    text, agree = render.explain_text(SeedSubject(case, wrong, args.max_memory))
     return agree, text
 
 
@@ -178,9 +194,9 @@ def _diagnose(args):
         return True, render.catalogue_text(catalogue(), args.json)
     top = check_positive_int("top", args.top, minimum=0)
     if args.wrong is not None:  # the subjects check the seed
-        subject = entry_subject(find(args.wrong, "--wrong"), args.dtype, args.seed)
+        subject = entry_subject(find(args.wrong, "--wrong"), args.dtype, args.seed, args.max_memory)
     else:
-        subject = module_subject(args.module, args.dtype or "float64", args.seed)
+        subject = module_subject(args.module, args.dtype or "float64", args.seed, args.max_memory)
     result = diagnose(subject, top)
     text = json.dumps(result.as_dict(), indent=2, allow_nan=False) if args.json else render.diagnosis_text(result)
     return not result.wrong, text
@@ -222,7 +238,9 @@ _LIBRARIES = tuple({p for p in (sysconfig.get_paths()["stdlib"], sysconfig.get_p
 
 
 def _under_test(filename):
-    return not filename.startswith(_HARNESS + _LIBRARIES) and not filename.startswith("<")
+    """Code under test: an absolute path outside the harness and the installed libraries (a compiled library's
+    frames carry a relative name, numpy/random/_common.pyx)."""
+    return os.path.isabs(filename) and not filename.startswith(_HARNESS + _LIBRARIES)
 
 
 def raised(err, shown=False):

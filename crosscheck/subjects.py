@@ -13,6 +13,8 @@ reference.network, quantities named "<index> <type>: <quantity>"). A wrong deriv
 WrongDerivation, or a user's module read into one) applies to either through ``wrong``.
 """
 
+import math
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -46,6 +48,56 @@ SEED_UPDATED = ("W", "b", "f")
 def slide_name(quantity):
     """'dE_dZ1' -> 'dE/dZ1', as the slides write it."""
     return quantity.replace("_d", "/d", 1) if quantity.startswith("d") else quantity
+
+
+# --- what a run may allocate -------------------------------------------------------------------------------
+
+# Bytes per element of the largest arrays a run makes, in float64 whatever its dtype: the value, autograd's copy,
+# their gradients, and the comparison's float64 temporaries (difference, allowance, excess), with room to spare.
+BYTES_PER_ELEMENT = 64
+
+
+def memory_budget():
+    """The default limit on what one run may allocate: half of this machine's physical memory, in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+def size_text(n):
+    """Bytes as a short text: 1.5 GB, 12 MB, 800 bytes."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def check_memory(elements, what, budget=None):
+    """Refuse, before any allocation, a run whose largest arrays hold `elements` values in all (InputError naming
+    the size, what makes it and the budget)."""
+    budget = memory_budget() if budget is None else budget
+    needed = BYTES_PER_ELEMENT * elements
+    if needed > budget:
+        raise InputError(f"memory: {what} needs about {size_text(needed)}, more than the budget of "
+                         f"{size_text(budget)} (--max-memory SIZE sets it)")
+
+
+def seed_elements(case):
+    """The values of the slides' network's largest arrays: X with its KW shifted copies, the KH*KW patches of X
+    (dZ1/df, a Jacobian autograd makes whole), the hidden layer and W."""
+    (H, W), (KH, KW), N = case.input_shape, case.kernel_shape, case.batch
+    n_hidden = (H - KH + 1) * (W - KW + 1)
+    return N * H * W * (KW + 1) + N * n_hidden * (KH * KW + 1) + n_hidden * case.n_out * (N + 1)
+
+
+def network_elements(spec):
+    """The values of a described network's largest arrays: every layer's output, a convolution's unfolded input
+    (its im2col, C*KH*KW values per output position) and every parameter, for the batch."""
+    N, total = spec.batch_size, 0
+    for layer in spec.layers:
+        out = math.prod(layer.out_shape)
+        if layer.type == "conv2d":
+            out *= 1 + layer.in_shape[0] * math.prod(layer.options["kernel_size"])
+        total += N * out + sum(math.prod(s) for s in layer.param_shapes().values())
+    return total + N * math.prod(spec.input_shape)
 
 
 def check_dtype(dtype):
@@ -160,8 +212,9 @@ class SeedSubject:
 
     update_steps = 1
 
-    def __init__(self, case, wrong=None):
+    def __init__(self, case, wrong=None, max_memory=None):
         self.case, self.wrong = case, wrong
+        check_memory(seed_elements(case), f"the slides' network {case}", max_memory)
         X, Y, self.params = case.inputs()
         self.X, self.Y = netdesc.seed.check_inputs(X, Y, self.params, case.reduction)
         self.title = f"seed network {case}"
@@ -239,8 +292,9 @@ class NetworkSubject:
 
     update_steps = NETWORK_UPDATE_STEPS
 
-    def __init__(self, spec, seed=0, dtype="float64", steps=None, wrong=None):
+    def __init__(self, spec, seed=0, dtype="float64", steps=None, wrong=None, max_memory=None):
         self.spec, self.wrong = spec, wrong
+        check_memory(network_elements(spec), f"network {spec.name!r} with batch {spec.batch_size}", max_memory)
         self.seed = check_positive_int("seed", seed, minimum=0)
         self.dtype = check_dtype(dtype)
         self.steps = spec.optimizer.steps if steps is None else check_positive_int("steps", steps)

@@ -455,6 +455,8 @@ def spec_from_json(text, name="spec-json"):
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(f"spec JSON: not valid JSON: {err}") from None
+    except RecursionError:
+        raise InputError("spec JSON: nested too deeply to read, needs a description of a few levels") from None
     return parse_spec(data, name)
 
 
@@ -471,5 +473,7 @@ def load_spec(path):
         raise InputError(f"{path}: cannot read: {err.strerror}") from None
     except (decode_error, UnicodeDecodeError) as err:
         raise InputError(f"{path}: not valid {path.suffix[1:].upper()}: {err}") from None
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply to read, needs a description of a few levels") from None
     return _within(str(path), parse_spec, data, path.stem)
 

@@ -254,3 +254,10 @@ def test_a_real_process_exits_3_without_a_traceback(tmp_path):
     done = subprocess.run([sys.executable, "-m", "crosscheck", "diagnose", "--module", str(module)],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 3 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_a_module_given_by_a_relative_path_is_still_the_code_under_test(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mine.py").write_text(RAISING_MODULE)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["diagnose", "--module", "mine.py"]) == 3
+    assert f"(in bad_dO_dZ2, {tmp_path / 'mine.py'}:2)" in capsys.readouterr().err
