@@ -10,6 +10,10 @@ import importlib
 
 _EXPORTS = {
     "LayerCheck": "crosscheck.api",
+    "assert_model_matches": "crosscheck.adapters",
+    "check_model": "crosscheck.adapters",
+    "closure_layer": "crosscheck.adapters",
+    "params_layer": "crosscheck.adapters",
     "assert_layer_matches": "crosscheck.api",
     "check_layer": "crosscheck.api",
     "Comparison": "crosscheck.compare",

@@ -56,7 +56,7 @@ class Row:
     """One checked quantity ("out", "dx", ..., "gradcheck") for one seed and dtype; `tolerance` is the one it was
     judged by (None for gradcheck, a raised exception or a note), `given` whether the call gave it."""
 
-    seed: int
+    seed: int | None
     dtype: str
     result: Comparison
     tolerance: Tolerance | None = None
@@ -64,7 +64,7 @@ class Row:
 
     @property
     def case(self):
-        return f"seed{self.seed}-{self.dtype}"
+        return self.dtype if self.seed is None else f"seed{self.seed}-{self.dtype}"  # None: data given, not drawn
 
     @property
     def quantity(self):
@@ -162,9 +162,9 @@ class _Raised(Exception):
 
 def raised(error):
     """An exception -> "raised ValueError: message (in function, file.py:line)": the last frame of the user's
-    code (not crosscheck, numpy, torch or the standard library), else the last frame."""
+    code (not crosscheck, numpy, torch or the standard library); no place where none of the frames is theirs."""
     frames = traceback.extract_tb(error.__traceback__)
-    mine = [f for f in frames if not f.filename.startswith(_HARNESS + _LIBRARIES)] or frames
+    mine = [f for f in frames if not f.filename.startswith(_HARNESS + _LIBRARIES)]
     what = f"{type(error).__name__}: {' '.join(str(error).splitlines())}".rstrip(": ")
     where = f" (in {mine[-1].name}, {os.path.basename(mine[-1].filename)}:{mine[-1].lineno})" if mine else ""
     return f"raised {what}{where}"
