@@ -16,7 +16,7 @@ import types
 import numpy as np
 import torch
 
-from crosscheck.api import LayerCheck, _call, _check_dtypes, _check_tolerance, _Judge, _Raised
+from crosscheck.api import LayerCheck, _call, _check_choice, _check_dtypes, _check_tolerance, _Judge, _Raised
 from crosscheck.compare import ManualFailure
 from netdesc.checks import InputError
 
@@ -168,7 +168,7 @@ def _model_case(model, module, pairs, X, y, torch_loss, method, dtype, judge):
 
 
 def check_model(model, module, mapping, X, y, torch_loss, *, dtypes=("float64",), tolerance=None, name=None,
-                method="loss"):
+                method="loss", dtype_policy="strict", shape_policy="strict"):
     """A hand-written model against a torch module on the same parameters and data -> LayerCheck.
 
     model: an object with a dict `params` and `loss(X, y) -> (loss, grads)`, grads a dict by parameter name (the
@@ -178,6 +178,7 @@ def check_model(model, module, mapping, X, y, torch_loss, *, dtypes=("float64",)
     nn.Linear's weight (H, D). torch_loss(module, X, y) -> the scalar loss tensor. The module gets the model's
     parameter values; the loss and every parameter's gradient are compared, per dtype. Copies of model and module
     are used: the caller's objects, X and y are left as they are. What the user's code raises is a row.
+    tolerance, name, dtype_policy, shape_policy: as for check_layer.
     """
     if not (isinstance(getattr(model, "params", None), dict) and callable(getattr(model, method, None))):
         raise InputError(f"model: got {type(model).__name__}, needs an object with a dict `params` and "
@@ -188,7 +189,8 @@ def check_model(model, module, mapping, X, y, torch_loss, *, dtypes=("float64",)
         raise InputError(f"torch_loss: got {torch_loss!r}, needs torch_loss(module, X, y) -> a scalar tensor")
     pairs = _mapping(mapping, model.params, module)
     dtypes = _check_dtypes(dtypes)
-    judge = _Judge(_check_tolerance(tolerance, dtypes), "strict", "strict")
+    judge = _Judge(_check_tolerance(tolerance, dtypes), _check_choice("dtype_policy", dtype_policy),
+                   _check_choice("shape_policy", shape_policy))
     rows = [row for dtype in dtypes for row in _model_case(model, module, pairs, X, y, torch_loss, method, dtype,
                                                            judge)]
     label = name or type(model).__name__

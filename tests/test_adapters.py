@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crosscheck import assert_model_matches, check_layer, check_model, closure_layer, params_layer
+from crosscheck import Tolerance, assert_model_matches, check_layer, check_model, closure_layer, params_layer
 from netdesc import InputError
 
 pytest_plugins = ["pytester"]
@@ -281,3 +281,19 @@ def test_check_model_returns_no_array():
     fields = [getattr(r.result, f) for r in check.rows for f in r.result.__dataclass_fields__]
     assert check.rows and not any(isinstance(v, np.ndarray) for v in fields)
     assert not any(isinstance(v, np.ndarray) for row in check.as_dict()["rows"] for v in row.values())
+
+
+def test_check_model_takes_the_policies_and_a_tolerance():
+    row_bias = _module("two_layer_net", '"b2": dscores.sum(axis=0)', '"b2": dscores.sum(axis=0, keepdims=True)')
+    assert [r.result.problem for r in _net(row_bias).failures] == ["shape mismatch: manual (1, 4), autograd (4,)"]
+    squeezed = _net(row_bias, shape_policy="squeeze", dtype_policy="values")
+    assert squeezed.passed and [r.line() for r in squeezed.rows if r.is_note] == [
+        "note float64        db2: shape convention: manual (1, 4), autograd (4,); compared by value "
+        "(shape_policy='squeeze')"]
+    scaled = _module("two_layer_net", '"b2": dscores.sum(axis=0)', '"b2": dscores.sum(axis=0) * 1.001')
+    loose = _net(scaled, tolerance=Tolerance(rtol=1e-2, atol=1e-8, why="b2 is rounded on purpose"))
+    assert loose.passed and loose.rows[-1].line().endswith("(allowed 1e-08 + 0.01 * |autograd|, given: b2 is rounded "
+                                                           "on purpose)")
+    with pytest.raises(InputError) as raised_error:
+        _net(scaled, shape_policy="loose")
+    assert str(raised_error.value) == "shape_policy: got 'loose', needs one of 'strict', 'squeeze'"
