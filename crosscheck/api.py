@@ -490,7 +490,8 @@ def _run(layer, torch_fn, names, inputs, wants, rng, case, judge, kwargs):
         dout = np.asarray(rng.standard_normal(desired.shape), dtype=dtype)
         t_grads = iter(torch.autograd.grad(t_out, [t for t, w in zip(tensors, wants, strict=True) if w],
                                            torch.from_numpy(dout), allow_unused=True, materialize_grads=True))
-        if np.shape(out) == desired.shape or judge.shape_policy == "squeeze" and np.size(out) == desired.size:
+        if np.shape(out) == desired.shape or judge.shape_policy == "squeeze" and np.size(out) == desired.size \
+                and _squeezed(np.shape(out)) == _squeezed(desired.shape):
             grads = as_gradients(_call("backward", backward, dout.reshape(np.shape(out)).copy(), cache), len(inputs))
         else:
             grads = [ManualFailure(f"not checked: the forward output has shape {np.shape(out)}, autograd's "

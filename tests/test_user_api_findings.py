@@ -422,6 +422,17 @@ def test_shape_policy_squeeze_takes_a_batched_output_and_hands_back_dout_in_its_
             "(shape_policy='squeeze')") in _lines(check)
 
 
+def test_shape_policy_squeeze_does_not_reshape_across_axes():
+    def transposed_tanh(x):
+        return np.tanh(x).T, x
+
+    check = check_layer(transposed_tanh, M.tanh_backward, torch.tanh, [(2, 3)], shape_policy="squeeze", **ONE)
+    assert [r.line() for r in check.rows] == [
+        "FAIL seed0-float64  out: shape mismatch: manual (3, 2), autograd (2, 3); manual equals autograd transposed",
+        "FAIL seed0-float64  dx: manual side failed: not checked: the forward output has shape (3, 2), autograd's "
+        "(2, 3)"]
+
+
 # --- 8. nothing returned aliases an array ---------------------------------------------------------------------
 
 def _arrays_in(value):
