@@ -3,21 +3,30 @@
     from crosscheck import assert_layer_matches
     assert_layer_matches(swish_forward, swish_backward, torch_swish, shapes=[(4, 5), (5,)])
 
-For every seed and dtype: inputs drawn with ``np.random.default_rng(seed)`` (standard normal unless
-``input_factory`` says otherwise), the manual forward, then the manual backward with a random upstream
-gradient (never ones: a backward that forgets to multiply by it must fail); ``torch_fn`` on the same inputs,
-differentiated by ``torch.autograd.grad`` with the same upstream gradient; the output and every input gradient
-compared by ``crosscheck.compare`` under the dtype's tolerance. ``gradcheck=True`` adds the fourth witness,
-``torch.autograd.gradcheck`` on the manual pair, once per seed in float64 (``crosscheck.gradcheck``).
+For every seed and dtype (a case): inputs drawn with ``np.random.default_rng(seed)`` (standard normal unless
+``input_factory`` says otherwise), the manual forward, run twice (a layer whose two outputs differ is reported as
+stateful or nondeterministic), then the manual backward with a random upstream gradient (never ones: a backward
+that forgets to multiply by it must fail); ``torch_fn`` on the same inputs, differentiated by
+``torch.autograd.grad`` with the same upstream gradient; the output and every input gradient compared by
+``crosscheck.compare`` under the dtype's tolerance (or the call's ``tolerance``). ``gradcheck=True`` adds the
+fourth witness, ``torch.autograd.gradcheck`` on the manual pair, once per seed in float64 (``crosscheck.gradcheck``).
 
 The layer is either a pair ``forward(*inputs, **kwargs) -> (out, cache)``, ``backward(dout, cache) -> tuple``
 (one gradient per input, None where there is none), or an object with ``.forward`` and ``.backward`` methods:
 if its backward takes ``(dout, cache)`` it is that pair; if it takes ``dout`` alone, the object keeps its own
-state, ``.forward(*inputs, **kwargs) -> out`` and ``.backward(dout) -> gradient(s)``.
+state, ``.forward(*inputs, **kwargs) -> out`` and ``.backward(dout) -> gradient(s)``. ``factory=`` (a callable
+without arguments returning such an object) gives every case a new object.
+
+What the user's code raises is caught per case and becomes a failing row naming the exception, the function, its
+file and line; the other rows stay. InputError is for the arguments of check_layer itself (and for code that
+breaks the contract above, e.g. a forward without a cache). A check of zero elements is never a pass.
 """
 
 import inspect
+import os
 import re
+import sysconfig
+import traceback
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,29 +34,37 @@ import torch
 
 from crosscheck.compare import Comparison, ManualFailure, compare
 from crosscheck.gradcheck import GradcheckError, as_gradients, gradcheck_pair
-from crosscheck.tolerances import tolerance_for
+from crosscheck.tolerances import Tolerance, tolerance_for
 from netdesc.checks import InputError, is_int
 
 __all__ = ["LayerCheck", "Row", "assert_layer_matches", "check_layer"]
 
 DTYPES = ("float64", "float32")
 GRADCHECK = "gradcheck"
-KINK_HINT = "near a kink (ReLU at 0, a max-pool tie) finite differences mislead: move inputs off it with input_factory"
+REPEAT = "repeat"
+KINK_HINT = ("the inputs sit at a kink (ReLU at 0, a max-pool tie): finite differences' one-sided slopes differ "
+             "there; move inputs off it with input_factory")
+REENTRANT_HINT = ("gradcheck found the backward not reentrant: the same dout gave different gradients; does the "
+                  "layer keep state between calls?")
+POLICIES = {"dtype_policy": ("strict", "values"), "shape_policy": ("strict", "squeeze")}
 
 
 # --- results -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Row:
-    """One checked quantity ("out", "dx", ..., "gradcheck") for one seed and dtype."""
+    """One checked quantity ("out", "dx", ..., "gradcheck") for one seed and dtype; `tolerance` is the one it was
+    judged by (None for gradcheck, a raised exception or a note), `given` whether the call gave it."""
 
-    seed: int
+    seed: int | None
     dtype: str
     result: Comparison
+    tolerance: Tolerance | None = None
+    given: bool = False
 
     @property
     def case(self):
-        return f"seed{self.seed}-{self.dtype}"
+        return self.dtype if self.seed is None else f"seed{self.seed}-{self.dtype}"  # None: data given, not drawn
 
     @property
     def quantity(self):
@@ -57,33 +74,52 @@ class Row:
     def passed(self):
         return self.result.passed
 
+    @property
+    def is_note(self):
+        """A note reports a convention (dtype, shape) that the call allowed: no verdict."""
+        return bool(self.result.note)
+
+    def _allowed(self):
+        tol = self.tolerance
+        source = f"given: {tol.why}" if self.given else f"the {self.dtype} table"
+        return f"(allowed {tol.atol:g} + {tol.rtol:g} * |autograd|, {source})"
+
     def line(self):
         """One line of the report: the case, the quantity and, for a mismatch, the worst element."""
         c = self.result
+        if self.is_note:
+            return f"note {self.case:<14} {c.name}: {c.note}"
         if c.passed:
             text = "torch.autograd.gradcheck passed" if c.name == GRADCHECK else (
-                f"{c.name} agrees; max abs error {c.max_abs_error:.3e}, max rel error {c.max_rel_error:.3e}")
-        elif c.problem:
+                f"{c.name} agrees; max abs error {c.max_abs_error:.3e}, max rel error {c.max_rel_error:.3e} "
+                f"{self._allowed()}")
+        elif c.problem or self.tolerance is None:
             text = c.describe()
         else:
-            tol = tolerance_for(self.dtype)
-            text = f"{c.describe()} (allowed {tol.atol:g} + {tol.rtol:g} * |autograd|)"
+            text = f"{c.describe()} {self._allowed()}"
         return f"{'ok  ' if c.passed else 'FAIL'} {self.case:<14} {text}"
 
     def as_dict(self):
-        return {"case": self.case, "seed": self.seed, "dtype": self.dtype, **self.result.as_dict()}
+        tol = None if self.tolerance is None else {
+            "rtol": self.tolerance.rtol, "atol": self.tolerance.atol, "given": self.given,
+            "why": self.tolerance.why if self.given else f"the {self.dtype} table"}
+        return {"case": self.case, "seed": self.seed, "dtype": self.dtype, **self.result.as_dict(), "tolerance": tol}
 
 
 @dataclass(frozen=True)
 class LayerCheck:
-    """Every Row of one check_layer call; `layer` names the layer, its input shapes and options."""
+    """Every Row of one check_layer call; `layer` names the layer, its input shapes and options.
+
+    It passes when every row passes and at least one compared one element or more: no rows, or only rows of
+    nothing, are no pass. Notes (a dtype or shape convention the call allowed) pass and are not counted as checks.
+    """
 
     layer: str
     rows: tuple
 
     @property
     def passed(self):
-        return bool(self.rows) and all(row.passed for row in self.rows)  # nothing checked is no pass
+        return all(row.passed for row in self.rows) and any(row.result.compared for row in self.rows)
 
     @property
     def failures(self):
@@ -91,7 +127,13 @@ class LayerCheck:
 
     def report(self, failures_only=False):
         """Readable text: a summary line, then one line per row (per failing row with failures_only)."""
-        verdict = "passed" if self.passed else f"FAILED, {len(self.failures)} of {len(self.rows)} checks differ"
+        checks = sum(not row.is_note for row in self.rows)
+        if self.passed:
+            verdict = "passed"
+        elif self.failures:
+            verdict = f"FAILED, {len(self.failures)} of {checks} checks differ"
+        else:
+            verdict = "FAILED, nothing was compared"
         rows = self.failures if failures_only else self.rows
         return "\n".join([f"{self.layer} against torch autograd: {verdict}", *(row.line() for row in rows)])
 
@@ -100,13 +142,51 @@ class LayerCheck:
         return {"layer": self.layer, "passed": self.passed, "rows": [row.as_dict() for row in self.rows]}
 
 
+# --- the user's code raising: one failing row per case, naming where --------------------------------------
+
+_HARNESS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
+_LIBRARIES = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")})
+_LIBRARIES += tuple(os.path.dirname(os.path.dirname(m.__file__)) + os.sep for m in (np, torch))
+
+
+class _Raised(Exception):
+    """The user's code raised in `stage` (forward, backward, torch_fn, factory, gradcheck)."""
+
+    def __init__(self, stage, error):
+        super().__init__(stage)
+        self.stage, self.error = stage, error
+
+    def row(self, seed, dtype):
+        return Row(seed, dtype, _not_checked(self.stage, raised(self.error)))
+
+
+def raised(error):
+    """An exception -> "raised ValueError: message (in function, file.py:line)": the last frame of the user's
+    code (not crosscheck, numpy, torch or the standard library); no place where none of the frames is theirs."""
+    frames = traceback.extract_tb(error.__traceback__)
+    mine = [f for f in frames if not f.filename.startswith(_HARNESS + _LIBRARIES)]
+    what = f"{type(error).__name__}: {' '.join(str(error).splitlines())}".rstrip(": ")
+    where = f" (in {mine[-1].name}, {os.path.basename(mine[-1].filename)}:{mine[-1].lineno})" if mine else ""
+    return f"raised {what}{where}"
+
+
+def _call(stage, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except Exception as error:  # the user's code: reported as a row of its case, never raised
+        raise _Raised(stage, error) from error
+
+
+def _not_checked(name, problem):
+    return Comparison(name, (), False, float("inf"), float("inf"), problem=problem)
+
+
 # --- the layer: a pair, or an object with .forward and .backward -------------------------------------
 
 @dataclass(frozen=True)
 class _Layer:
     name: str
-    forward: object
-    backward: object
+    make: object  # () -> (forward, backward), the pair contract; a new object per call where a factory was given
     signature_of: object  # the callable whose parameters name the inputs
 
 
@@ -138,8 +218,27 @@ def _stateful(layer):
     return forward, backward
 
 
-def _layer(forward, backward):
+def _object_pair(layer):
+    if _required_positional(layer.backward) >= 2:
+        return layer.forward, layer.backward
+    return _stateful(layer)
+
+
+def _from_factory(factory):
+    if not callable(factory):
+        raise InputError(f"factory: got {type(factory).__name__} {factory!r}, needs a callable () -> layer object")
+    layer = _call("factory", factory)
+    if not _is_layer_object(layer):
+        raise InputError(f"factory: returned {type(layer).__name__}, needs a layer object with .forward and .backward")
+    return _Layer(type(layer).__name__, lambda: _object_pair(_call("factory", factory)), layer.forward)
+
+
+def _layer(forward, backward, factory):
     """Check the layer arguments -> _Layer with the pair contract."""
+    if factory is not None:
+        if forward is not None or backward is not None:
+            raise InputError("factory: given with forward or backward, needs them None (the factory makes the layer)")
+        return _from_factory(factory)
     if _is_layer_object(forward):
         if backward is not None:
             raise InputError(
@@ -147,9 +246,8 @@ def _layer(forward, backward):
                 f"({type(forward).__name__} has its own .backward)"
             )
         name = getattr(forward, "__name__", type(forward).__name__)
-        if _required_positional(forward.backward) >= 2:
-            return _Layer(name, forward.forward, forward.backward, forward.forward)
-        return _Layer(name, *_stateful(forward), forward.forward)
+        pair = _object_pair(forward)
+        return _Layer(name, lambda: pair, forward.forward)
     if not callable(forward):
         raise InputError(
             f"forward: got {type(forward).__name__} {forward!r}, needs the manual forward, a callable "
@@ -160,13 +258,19 @@ def _layer(forward, backward):
             f"backward: got {type(backward).__name__} {backward!r}, needs the manual backward, a callable "
             "backward(dout, cache) -> one gradient per forward input"
         )
-    return _Layer(getattr(forward, "__name__", type(forward).__name__), forward, backward, forward)
+    return _Layer(getattr(forward, "__name__", type(forward).__name__), lambda: (forward, backward), forward)
 
 
-def _input_names(fn, n):
-    """The forward's first n positional parameter names, or input0, input1, ... for a variadic forward."""
-    names = [p.name for p in inspect.signature(fn).parameters.values() if p.kind in POSITIONAL]
-    return names[:n] if len(names) >= n else [f"input{i}" for i in range(n)]
+def _input_names(fn, n, names):
+    """names if given, else the forward's first n positional parameter names, or input0, input1, ... for a
+    variadic forward."""
+    if names is not None:
+        if not (isinstance(names, (list, tuple)) and len(names) == n and all(isinstance(s, str) and s for s in names)
+                and len(set(names)) == n):
+            raise InputError(f"names: got {names!r}, needs None or {n} distinct non-empty strings, one per input")
+        return list(names)
+    params = [p.name for p in inspect.signature(fn).parameters.values() if p.kind in POSITIONAL]
+    return params[:n] if len(params) >= n else [f"input{i}" for i in range(n)]
 
 
 # --- the other arguments -----------------------------------------------------------------------------
@@ -223,6 +327,33 @@ def _check_differentiable(differentiable, n):
     return tuple(bool(d) for d in differentiable)
 
 
+def _check_tolerance(tolerance, dtypes):
+    """None (the table) or a Tolerance for every dtype; one looser than the table needs its reason, why=."""
+    if tolerance is None:
+        return None
+    number = (int, float, np.integer, np.floating)
+    if not (isinstance(tolerance, Tolerance) and all(isinstance(v, number) and not isinstance(v, bool)
+                                                     and np.isfinite(v) and v >= 0
+                                                     for v in (tolerance.rtol, tolerance.atol))
+            and isinstance(tolerance.why, str)):
+        raise InputError(f"tolerance: got {tolerance!r}, needs None (the table) or Tolerance(rtol, atol, why) with "
+                         "finite rtol, atol >= 0")
+    for dtype in dtypes:
+        table = tolerance_for(dtype)
+        if (tolerance.rtol > table.rtol or tolerance.atol > table.atol) and not tolerance.why.strip():
+            raise InputError(
+                f"tolerance: rtol {tolerance.rtol:g}, atol {tolerance.atol:g} is looser than the {dtype} table "
+                f"(rtol {table.rtol:g}, atol {table.atol:g}), needs why=, the reason it may be"
+            )
+    return Tolerance(float(tolerance.rtol), float(tolerance.atol), tolerance.why)
+
+
+def _check_choice(argument, value):
+    if value not in POLICIES[argument]:
+        raise InputError(f"{argument}: got {value!r}, needs one of {', '.join(map(repr, POLICIES[argument]))}")
+    return value
+
+
 def _standard_normal(rng, shape):
     return rng.standard_normal(shape)
 
@@ -242,7 +373,7 @@ def _check_input_factory(input_factory, n):
     )
 
 
-# --- one run: seed x dtype ---------------------------------------------------------------------------
+# --- one case: seed x dtype -------------------------------------------------------------------------
 
 def _draw(draws, shapes, rng, dtype):
     """Every input from its draw; floating ones cast to `dtype`, integer ones (labels) kept."""
@@ -268,10 +399,42 @@ def _wanted(differentiable, inputs, names):
     return wants
 
 
+@dataclass(frozen=True)
+class _Judge:
+    """How one case's quantities are judged: the tolerance (given or the table's) and the two policies."""
+
+    tolerance: Tolerance | None
+    dtype_policy: str
+    shape_policy: str
+
+    def rows(self, seed, dtype, name, manual, autograd):
+        """Manual against autograd -> [Row]: the comparison, after a note where a policy allowed a convention."""
+        tol, given = (self.tolerance, True) if self.tolerance else (tolerance_for(dtype), False)
+        notes = []
+        if not isinstance(manual, ManualFailure):
+            manual = np.asarray(manual)
+            if self.shape_policy == "squeeze" and manual.shape != autograd.shape and manual.size == autograd.size \
+                    and _squeezed(manual.shape) == _squeezed(autograd.shape):
+                notes.append(f"shape convention: manual {manual.shape}, autograd {autograd.shape}; compared by "
+                             "value (shape_policy='squeeze')")
+                manual = manual.reshape(autograd.shape)
+            if self.dtype_policy == "values" and manual.dtype != dtype and np.issubdtype(manual.dtype, np.number):
+                notes.append(f"dtype: manual {manual.dtype}, autograd {autograd.dtype}; compared by value "
+                             "(dtype_policy='values')")
+                manual = manual.astype(dtype)
+        comparison = compare(name, manual, autograd, dtype, tol)
+        return [Row(seed, dtype, Comparison(name, comparison.shape, True, float("nan"), float("nan"), note=note))
+                for note in notes] + [Row(seed, dtype, comparison, tol, given)]
+
+
+def _squeezed(shape):
+    return tuple(d for d in shape if d != 1)
+
+
 def _torch_side(torch_fn, inputs, wants, kwargs):
     """-> (torch output tensor, the input tensors), checked."""
     tensors = [torch.from_numpy(a.copy()).requires_grad_(w) for a, w in zip(inputs, wants, strict=True)]
-    out = torch_fn(*tensors, **kwargs)
+    out = _call("torch_fn", torch_fn, *tensors, **kwargs)
     if not isinstance(out, torch.Tensor):
         raise InputError(f"torch_fn: returned {type(out).__name__}, needs a torch.Tensor computed from its inputs")
     if not out.requires_grad:
@@ -282,30 +445,8 @@ def _torch_side(torch_fn, inputs, wants, kwargs):
     return out, tensors
 
 
-def _run(layer, torch_fn, names, inputs, wants, rng, dtype, kwargs):
-    """Compare the manual forward and backward with torch on one set of inputs -> [Comparison]."""
-    out, cache = _manual_forward(layer, inputs, kwargs)
-    t_out, tensors = _torch_side(torch_fn, inputs, wants, kwargs)
-    desired = t_out.detach().numpy()
-    results = [compare("out", out, desired, dtype)]
-    # A random upstream gradient, never ones: a backward that forgets to multiply by dout cannot pass.
-    dout = np.asarray(rng.standard_normal(desired.shape), dtype=dtype)
-    t_grads = iter(torch.autograd.grad(t_out, [t for t, w in zip(tensors, wants, strict=True) if w],
-                                       torch.from_numpy(dout), allow_unused=True, materialize_grads=True))
-    if np.shape(out) == desired.shape:
-        grads = as_gradients(layer.backward(dout.copy(), cache), len(inputs))
-    else:
-        grads = [ManualFailure(f"not checked: the forward output has shape {np.shape(out)}, autograd's "
-                               f"{desired.shape}")] * len(inputs)
-    for name, grad, want in zip(names, grads, wants, strict=True):
-        if want:
-            grad = ManualFailure("backward returned None for a differentiable input") if grad is None else grad
-            results.append(compare(f"d{name}", grad, next(t_grads).numpy(), dtype))
-    return results
-
-
-def _manual_forward(layer, inputs, kwargs):
-    result = layer.forward(*(a.copy() for a in inputs), **kwargs)
+def _manual_forward(forward, inputs, kwargs):
+    result = _call("forward", forward, *(a.copy() for a in inputs), **kwargs)
     if not (isinstance(result, tuple) and len(result) == 2):
         raise InputError(
             f"forward: returned {type(result).__name__}, needs (out, cache) (a layer object that keeps its own "
@@ -314,15 +455,92 @@ def _manual_forward(layer, inputs, kwargs):
     return result
 
 
-def _gradcheck(layer, names, inputs, wants, kwargs):
-    """torch.autograd.gradcheck on the manual pair -> a Comparison named "gradcheck"."""
+def _repeat(out, again):
+    """The same forward twice on the same inputs -> None, or a failing Comparison when the outputs differ at all."""
+    out, again = np.asarray(out), np.asarray(again)
+    if out.shape != again.shape:
+        detail = f"shapes {out.shape} and {again.shape}"
+    elif np.array_equal(out, again, equal_nan=np.issubdtype(out.dtype, np.inexact)):
+        return None
+    else:
+        detail = f"max abs difference {np.max(np.abs(out.astype(np.float64) - again.astype(np.float64))):.3e}"
+    return _not_checked(REPEAT, f"stateful or nondeterministic layer: the same forward on the same inputs gave "
+                                f"two different outputs ({detail})")
+
+
+def _run(layer, torch_fn, names, inputs, wants, rng, case, judge, kwargs):
+    """Compare the manual forward and backward with torch on one set of inputs -> [Row]; what the user's code
+    raises ends the case with a row naming it, after the rows already made."""
+    seed, dtype = case
+    rows = []
     try:
-        gradcheck_pair(layer.forward, layer.backward, inputs, kwargs=kwargs, differentiable=wants)
+        forward, backward = layer.make()
+        out, cache = _manual_forward(forward, inputs, kwargs)
+        again, _ = _manual_forward(forward, inputs, kwargs)
+        t_out, tensors = _torch_side(torch_fn, inputs, wants, kwargs)
+        desired = t_out.detach().numpy()
+        rows += judge.rows(seed, dtype, "out", out, desired)
+        repeat = _repeat(out, again)
+        rows += [] if repeat is None else [Row(seed, dtype, repeat)]
+        # A random upstream gradient, never ones: a backward that forgets to multiply by dout cannot pass.
+        dout = np.asarray(rng.standard_normal(desired.shape), dtype=dtype)
+        t_grads = iter(torch.autograd.grad(t_out, [t for t, w in zip(tensors, wants, strict=True) if w],
+                                           torch.from_numpy(dout), allow_unused=True, materialize_grads=True))
+        if np.shape(out) == desired.shape or judge.shape_policy == "squeeze" and np.size(out) == desired.size \
+                and _squeezed(np.shape(out)) == _squeezed(desired.shape):
+            grads = as_gradients(_call("backward", backward, dout.reshape(np.shape(out)).copy(), cache), len(inputs))
+        else:
+            grads = [ManualFailure(f"not checked: the forward output has shape {np.shape(out)}, autograd's "
+                                   f"{desired.shape}")] * len(inputs)
+        for name, grad, want in zip(names, grads, wants, strict=True):
+            if want:
+                grad = ManualFailure("backward returned None for a differentiable input") if grad is None else grad
+                rows += judge.rows(seed, dtype, f"d{name}", grad, next(t_grads).numpy())
+    except _Raised as error:
+        rows.append(error.row(seed, dtype))
+    return rows
+
+
+def _at_kink(forward, inputs, wants, kwargs):
+    """Whether finite differences of the manual forward see a kink at `inputs` (crosscheck.numerical's detector:
+    the one-sided differences of <forward, a random dout> part by more than smooth curvature explains)."""
+    from crosscheck import numerical  # only on a failed gradcheck: it imports more of the project
+
+    try:
+        out = np.asarray(forward(*(a.copy() for a in inputs), **kwargs)[0], np.float64)
+        dout = np.random.default_rng(0).standard_normal(out.shape)
+        for i in (i for i, want in enumerate(wants) if want):
+            def value(x, i=i):
+                moved = [a.copy() for a in inputs]
+                moved[i] = x
+                return float(np.vdot(np.asarray(forward(*moved, **kwargs)[0], np.float64), dout))
+
+            site = numerical.Site(f"input{i}", np.asarray(inputs[i], np.float64), numerical.looped(value))
+            if numerical.differences(site).kinks.any():
+                return True
+    except Exception:  # the forward failing on moved inputs is no evidence of a kink
+        return False
+    return False
+
+
+def _gradcheck(layer, names, inputs, wants, kwargs):
+    """torch.autograd.gradcheck on the manual pair -> a Comparison named "gradcheck", with a hint only where
+    there is evidence for it: gradcheck saying the backward is not reentrant, or a kink at the inputs."""
+    try:
+        forward, backward = layer.make()
+        gradcheck_pair(forward, backward, inputs, kwargs=kwargs, differentiable=wants)
+    except _Raised as error:
+        return _not_checked(GRADCHECK, raised(error.error))
     except GradcheckError as error:
         first = str(error).strip().splitlines()[0].rstrip(",")
         first = re.sub(r"input (\d+)", lambda m: f"input {m[1]} ({names[int(m[1])]})", first)
-        return Comparison(GRADCHECK, (), False, float("inf"), float("inf"),
-                          problem=f"torch.autograd.gradcheck failed: {first} ({KINK_HINT})")
+        if "not reentrant" in str(error):
+            first += f" ({REENTRANT_HINT})"
+        elif _at_kink(forward, inputs, wants, kwargs):
+            first += f" ({KINK_HINT})"
+        return _not_checked(GRADCHECK, f"torch.autograd.gradcheck failed: {first}")
+    except Exception as error:  # the user's code raised inside torch's gradcheck
+        return _not_checked(GRADCHECK, raised(error))
     return Comparison(GRADCHECK, (), True, float("nan"), float("nan"))
 
 
@@ -333,18 +551,27 @@ def _label(name, shapes, kwargs):
 
 # --- the public API ----------------------------------------------------------------------------------
 
-def check_layer(forward, backward=None, torch_fn=None, shapes=None, *, seeds=(0, 1, 2), dtypes=DTYPES,
-                kwargs=None, differentiable=None, input_factory=None, gradcheck=False):
-    """Check a manual layer against torch autograd -> LayerCheck (nothing raised for a mismatch).
+def check_layer(forward=None, backward=None, torch_fn=None, shapes=None, *, factory=None, seeds=(0, 1, 2),
+                dtypes=DTYPES, kwargs=None, differentiable=None, input_factory=None, gradcheck=False,
+                tolerance=None, names=None, name=None, dtype_policy="strict", shape_policy="strict"):
+    """Check a manual layer against torch autograd -> LayerCheck (nothing raised for a mismatch, nor for what
+    the layer's own code raises: each is a failing row of its case).
 
     forward, backward: the NumPy pair, or a layer object as forward and backward=None (module docstring).
+    factory: instead of forward and backward, a callable () -> layer object, called for a new object per case.
     torch_fn: the same forward in torch, (*tensors, **kwargs) -> tensor; autograd gives its gradients.
     shapes: one shape per forward input. seeds, dtypes: the grid; kwargs: options passed to both forwards.
     differentiable: per input, whether it gets a gradient (default: the floating inputs; labels do not).
     input_factory: (rng, shape) -> array for every input, or a list with one (None: standard normal) per input.
     gradcheck: also run torch.autograd.gradcheck on the manual pair, per seed in float64.
+    tolerance: Tolerance(rtol, atol, why) for every comparison instead of the table; why is required where it is
+    looser than the table. names: the inputs' names (default: the forward's parameters); name: the layer's.
+    dtype_policy: "strict" (a result of another dtype fails) or "values" (compared by value, with a note row).
+    shape_policy: "strict" or "squeeze" (shapes differing only by size-1 axes compared by value, with a note row).
     """
-    layer = _layer(forward, backward)
+    layer = None
+    if factory is None:
+        layer = _layer(forward, backward, None)
     if not callable(torch_fn):
         raise InputError(f"torch_fn: got {torch_fn!r}, needs the same forward in torch, (*tensors) -> tensor")
     shapes, seeds, dtypes = _check_shapes(shapes), _check_seeds(seeds), _check_dtypes(dtypes)
@@ -352,7 +579,17 @@ def check_layer(forward, backward=None, torch_fn=None, shapes=None, *, seeds=(0,
     differentiable = _check_differentiable(differentiable, len(shapes))
     if not isinstance(gradcheck, bool):
         raise InputError(f"gradcheck: got {gradcheck!r}, needs True or False")
-    names = _input_names(layer.signature_of, len(shapes))
+    if name is not None and not (isinstance(name, str) and name):
+        raise InputError(f"name: got {name!r}, needs None or a non-empty string naming the layer")
+    judge = _Judge(_check_tolerance(tolerance, dtypes), _check_choice("dtype_policy", dtype_policy),
+                   _check_choice("shape_policy", shape_policy))
+    if layer is None:
+        try:
+            layer = _layer(forward, backward, factory)
+        except _Raised as error:  # the factory itself raised: one row, nothing else can run
+            return LayerCheck(_label(name or getattr(factory, "__name__", "factory"), shapes, kwargs),
+                              (error.row(seeds[0], dtypes[0]),))
+    names = _input_names(layer.signature_of, len(shapes), names)
 
     rows = []
     for seed in seeds:
@@ -360,15 +597,15 @@ def check_layer(forward, backward=None, torch_fn=None, shapes=None, *, seeds=(0,
             rng = np.random.default_rng(seed)
             inputs = _draw(draws, shapes, rng, dtype)
             wants = _wanted(differentiable, inputs, names)
-            rows += [Row(seed, dtype, c) for c in _run(layer, torch_fn, names, inputs, wants, rng, dtype, kwargs)]
+            rows += _run(layer, torch_fn, names, inputs, wants, rng, (seed, dtype), judge, kwargs)
         if gradcheck:
             inputs = _draw(draws, shapes, np.random.default_rng(seed), "float64")
             wants = _wanted(differentiable, inputs, names)
             rows.append(Row(seed, "float64", _gradcheck(layer, names, inputs, wants, kwargs)))
-    return LayerCheck(_label(layer.name, shapes, kwargs), tuple(rows))
+    return LayerCheck(_label(name or layer.name, shapes, kwargs), tuple(rows))
 
 
-def assert_layer_matches(forward, backward=None, torch_fn=None, shapes=None, **options):
+def assert_layer_matches(forward=None, backward=None, torch_fn=None, shapes=None, **options):
     """check_layer, raising AssertionError with the report of every failing check -> the LayerCheck."""
     __tracebackhide__ = True  # pytest shows the user's call, not this line
     result = check_layer(forward, backward, torch_fn, shapes, **options)

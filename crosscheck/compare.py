@@ -24,6 +24,7 @@ class Comparison:
     worst_autograd: float = float("nan")
     problem: str = ""  # set when the two cannot be compared element by element (shape, dtype)
     note: str = ""  # set when a difference is no verdict (a chaotic training run): passed, with the reason
+    compared: int = 0  # the elements compared; 0 where the two could not be compared (then never passed)
 
     def as_dict(self):
         d = asdict(self)
@@ -72,8 +73,8 @@ def compare(name, manual, autograd, dtype=None, tol=None):
         return _not_comparable(
             name, autograd.shape, f"dtype mismatch: manual {manual.dtype}, autograd {autograd.dtype}, expected {dtype}"
         )
-    if manual.size == 0:
-        return Comparison(name, autograd.shape, True, 0.0, 0.0)
+    if manual.size == 0:  # nothing compared is no pass
+        return _not_comparable(name, autograd.shape, "nothing to compare: 0 elements")
     a, d = manual.astype(np.float64), autograd.astype(np.float64)
     abs_err = np.abs(a - d)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -89,6 +90,7 @@ def compare(name, manual, autograd, dtype=None, tol=None):
         worst_index=tuple(int(i) for i in worst),
         worst_manual=float(a[worst]),
         worst_autograd=float(d[worst]),
+        compared=int(manual.size),
     )
 
 

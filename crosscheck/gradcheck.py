@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.autograd.gradcheck import GradcheckError
 
-from netdesc.checks import InputError
+from netdesc.checks import InputError, ManualFailure
 
 __all__ = ["GradcheckError", "autograd_function", "gradcheck_pair", "as_gradients"]
 
@@ -71,6 +71,8 @@ def autograd_function(forward, backward, kwargs=None):
                 if not ctx.needs_input_grad[i] or grad is None:
                     result.append(None)  # None for a differentiable input: autograd reads zeros, gradcheck fails
                     continue
+                if isinstance(grad, ManualFailure):  # an adapter's finding (crosscheck.adapters): a failure
+                    raise GradcheckError(f"backward: gradient {i}: {grad}")
                 if np.shape(grad) != shape:
                     raise GradcheckError(f"backward: gradient {i} has shape {np.shape(grad)}, its input {shape}")
                 result.append(_to_tensor(grad))

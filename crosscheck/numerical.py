@@ -63,6 +63,11 @@ class Site:
     cost: int = 0
 
 
+def looped(fn):
+    """A site value from fn(point) -> scalar, called once per point: the fallback."""
+    return lambda xs: np.array([fn(x) for x in xs], dtype=np.float64)
+
+
 def batch_folded(fn, reduce):
     """A site value for fn that treats its batch axis independently: the points (P, N, ...) go in as one batch
     (P*N, ...); reduce maps the outputs (P, N, ...) to (P,)."""

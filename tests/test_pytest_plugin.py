@@ -101,3 +101,28 @@ def test_public_names_load_on_first_use():
     assert all(getattr(crosscheck, name) is not None for name in crosscheck.__all__)
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         crosscheck.nope  # noqa: B018
+
+
+FACTORY_TEST = """
+import torch
+
+
+class Doubling:
+    def forward(self, x):
+        return 2 * x
+
+    def backward(self, dy):
+        return {factor} * dy
+
+
+def test_doubling(layer_check):
+    layer_check(factory=Doubling, torch_fn=lambda x: 2 * x, shapes=[(3,)])
+"""
+
+
+@pytest.mark.parametrize(("factor", "outcome"), [(2, {"passed": 1}), (3, {"failed": 1})])
+def test_the_fixture_takes_a_factory(pytester, monkeypatch, factor, outcome):
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pytester.makepyfile(test_user=FACTORY_TEST.format(factor=factor))
+    result = pytester.runpytest("-p", "crosscheck.pytest_plugin", "-p", "no:cacheprovider")
+    result.assert_outcomes(**outcome)

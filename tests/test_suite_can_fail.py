@@ -90,8 +90,13 @@ def test_zero_where_autograd_is_zero_passes_and_reports_zero_error():
     assert result.passed and result.max_rel_error == 0.0
 
 
-def test_empty_arrays_agree():
-    assert compare("empty", np.zeros((0, 3)), np.zeros((0, 3))).passed
+def test_empty_arrays_are_no_pass():
+    """Zero elements compared is no evidence: never a pass, and the Comparison says so."""
+    result = compare("empty", np.zeros((0, 3)), np.zeros((0, 3)))
+    assert (result.passed, result.problem, result.compared, result.shape) == (
+        False, "nothing to compare: 0 elements", 0, (0, 3))
+    assert result.as_dict()["compared"] == 0
+    assert compare("one", np.zeros(1), np.zeros(1)).as_dict()["compared"] == 1
 
 
 def test_float32_tolerance_is_looser_but_not_blind():
