@@ -30,7 +30,14 @@ from crosscheck import numerical
 from crosscheck.compare import ManualFailure
 from manual import network as manual_net
 from manual import seed_network as manual_seed
-from netdesc.checks import InputError, check_learning_rate, check_positive_int, check_reduction, is_int
+from netdesc.checks import (
+    InputError,
+    check_learning_rate,
+    check_positive_int,
+    check_reduction,
+    check_steps,
+    is_int,
+)
 from reference import network as reference_net
 from reference import seed_network as reference_seed
 
@@ -177,8 +184,9 @@ class SeedCase:
         check_dtype(self.dtype)
         check_reduction(self.reduction)
         check_learning_rate(self.lr)
-        for name in ("n_out", "batch", "steps"):
+        for name in ("n_out", "batch"):
             check_positive_int(name, getattr(self, name))
+        check_steps(self.steps)
         check_positive_int("seed", self.seed, minimum=0)
         for name in ("input_shape", "kernel_shape"):
             shape = getattr(self, name)
@@ -297,7 +305,7 @@ class NetworkSubject:
         check_memory(network_elements(spec), f"network {spec.name!r} with batch {spec.batch_size}", max_memory)
         self.seed = check_positive_int("seed", seed, minimum=0)
         self.dtype = check_dtype(dtype)
-        self.steps = spec.optimizer.steps if steps is None else check_positive_int("steps", steps)
+        self.steps = spec.optimizer.steps if steps is None else check_steps(steps)
         np_dtype = DTYPES[dtype]
         self.params = netdesc.inputs.init_params(spec, np_dtype, self.seed)
         draw = netdesc.inputs.random_batch if wrong is None or wrong.inputs is None else wrong.inputs

@@ -137,7 +137,8 @@ def backward(spec, caches, loss_cache, layer_backward=None, accumulate=None):
         if isinstance(dout, ManualFailure):  # a backward above returned a wrong shape: nothing below can be computed
             dxs, dparams = (dout,) * len(layer.inputs), [dout] * len(names)
         else:
-            result = tuple(replaced.get(layer.index, BACKWARD[layer.type])(dout, caches[layer.index]))
+            result = _gradients(layer, replaced.get(layer.index, BACKWARD[layer.type])(dout, caches[layer.index]),
+                                len(layer.inputs) + len(names))
             n = len(layer.inputs)
             missing = ManualFailure(f"{layer}'s backward returned no such gradient")
             dxs, dparams = (*result[:n], *[missing] * (n - len(result[:n]))), result[n:]
@@ -151,6 +152,15 @@ def backward(spec, caches, loss_cache, layer_backward=None, accumulate=None):
             grads[j] = _add(grads[j], dx, accumulate)
     missing = ManualFailure("the backward returned no such gradient")
     return loss_grad, input_grads, {name: param_grads.get(name, missing) for name in spec.param_shapes()}
+
+
+def _gradients(layer, returned, count):
+    """A backward's result as a tuple; anything but a tuple or list (None, a bare array) a ManualFailure for each of
+    the `count` gradients it owes, so that the comparison reports it."""
+    if isinstance(returned, (tuple, list)):
+        return tuple(returned)
+    failure = ManualFailure(f"{layer}'s backward returned {type(returned).__name__}, needs a tuple of gradients")
+    return (failure,) * count
 
 
 def _wrong_shape(where, quantity, grad, shape):

@@ -84,6 +84,17 @@ def is_int(value, minimum=0):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
 
 
+MAX_STEPS = 100_000  # a training run on one fixed batch: more steps show nothing the first ones do not
+
+
+def check_steps(value):
+    """A number of training steps: an integer in [1, MAX_STEPS] (a bound, so that a run ends)."""
+    steps = check_positive_int("steps", value)
+    if steps > MAX_STEPS:
+        raise InputError(f"steps: got {steps}, needs at most {MAX_STEPS:,} (a training run on one batch)")
+    return steps
+
+
 def check_positive_int(name, value, minimum=1):
     if not is_int(value, minimum):
         raise InputError(f"{name}: got {value!r}, needs an integer >= {minimum}")

@@ -59,7 +59,15 @@ import pathlib
 import tomllib
 from dataclasses import dataclass
 
-from netdesc.checks import REDUCTIONS, InputError, check_number, check_positive_int, check_sgd_settings, is_int
+from netdesc.checks import (
+    REDUCTIONS,
+    InputError,
+    check_number,
+    check_positive_int,
+    check_sgd_settings,
+    check_steps,
+    is_int,
+)
 
 REQUIRED = "required"
 _POOL = {"kernel_size": REQUIRED, "stride": None, "padding": 0}
@@ -421,7 +429,7 @@ def _parse_loss(raw, spec_layers, batch_size):
 def _optimizer(raw):
     o = _options(raw, OPTIMIZER_OPTIONS)
     settings = check_sgd_settings(o["lr"], o["momentum"], o["dampening"], o["nesterov"], o["weight_decay"])
-    return Optimizer(**settings, steps=check_positive_int("steps", o["steps"]))
+    return Optimizer(**settings, steps=check_steps(o["steps"]))
 
 
 def _shape(value):

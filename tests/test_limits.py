@@ -115,3 +115,19 @@ def test_a_huge_number_in_a_description_is_refused_not_allocated():
 ])
 def test_which_frames_are_the_code_under_test(filename, under_test):
     assert cli._under_test(filename) is under_test
+
+
+@pytest.mark.parametrize("argv", [["--steps", "100001"],
+                                  ["verify", "--spec", "examples/lenet5.toml", "--steps", "100001"]])
+def test_a_training_run_is_bounded(argv, capsys):
+    assert _error(argv, capsys) == (2, "crosscheck: error: steps: got 100001, needs at most 100,000 (a training run on "
+                                       "one batch)\n")
+
+
+def test_the_steps_bound_is_inclusive_and_reaches_descriptions():
+    assert SeedCase(steps=100_000).steps == 100_000
+    with pytest.raises(InputError) as info:
+        parse_spec({"input_shape": [1, 2, 2], "layers": [{"type": "flatten"}], "loss": {"type": "mse"},
+                    "optimizer": {"steps": 10**13}})
+    assert str(info.value) == ("optimizer: steps: got 10000000000000, needs at most 100,000 (a training run on one "
+                               "batch)")

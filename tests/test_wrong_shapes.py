@@ -78,3 +78,12 @@ def test_verify_exits_1_not_2_on_a_wrongly_shaped_gradient(monkeypatch, capsys):
     monkeypatch.setattr(crosscheck.check, "inject", lambda name, spec, dtype: overrides({9: short_dx}))
     assert cli.main(["verify", "--spec", "examples/small3conv.toml", "--inject", "9", "--steps", "1"]) == 1
     assert "shape mismatch: manual (3, 59), autograd (3, 60)" in capsys.readouterr().out
+
+
+def test_a_backward_that_returns_none_is_a_finding_not_a_crash():
+    rows = network_rows(SPEC, layer_backward={9: lambda dout, cache: None}, train=False)
+    failed = [row for row in rows if not row.passed]
+    assert (failed[0].where, failed[0].quantity) == ("9 linear", "dE/dinput")
+    assert failed[0].result.problem == ("manual side failed: layer 9 (linear)'s backward returned NoneType, needs a "
+                                        "tuple of gradients")
+    assert next(r for r in failed if r.quantity == "dE/dweight").result.problem == failed[0].result.problem
