@@ -218,54 +218,54 @@ def _linear_sgd(**optimizer):
 
 ENTRIES = [
     WrongDerivation("conv2d-stride-ignored-dx", "conv2d with stride 2: dx scattered as if the windows were adjacent "
-               "(stride 1), the dilated gradient forgotten", CONV_AT_2, "2 conv2d: dE/dinput", "stride",
-               {2: _conv_stride_ignored}, {2: _conv_forward}),
+                    "(stride 1), the dilated gradient forgotten", CONV_AT_2, "2 conv2d: dE/dinput", "stride",
+                    {2: _conv_stride_ignored}, {2: _conv_forward}),
     WrongDerivation("conv2d-padding-wrong-side", "conv2d with padding 1: dx cropped from the padded grid at the top "
-               "left, [:H, :W], instead of [p:p+H, p:p+W]", PADDED_AT_2, "2 conv2d: dE/dinput", "padding",
-               {2: _conv_cropped_wrong_side}, {2: _conv_forward}),
+                    "left, [:H, :W], instead of [p:p+H, p:p+W]", PADDED_AT_2, "2 conv2d: dE/dinput", "padding",
+                    {2: _conv_cropped_wrong_side}, {2: _conv_forward}),
     WrongDerivation("conv2d-padding-not-cropped", "conv2d with padding 1: dx returned on the padded grid, the padding "
-               "not cropped off", PADDED_AT_0, "0 conv2d: dE/dinput", "padding",
-               {0: _conv_not_cropped}, {0: _conv_forward}),
+                    "not cropped off", PADDED_AT_0, "0 conv2d: dE/dinput", "padding",
+                    {0: _conv_not_cropped}, {0: _conv_forward}),
     WrongDerivation("conv2d-dilation-ignored-dw", "conv2d with dilation 2: dw correlates taps i, j instead of "
-               "i*d, j*d, the dilation left out", DILATED_AT_0, "0 conv2d: dE/dweight", "dilation",
-               {0: _conv_dilation_ignored}, {0: _conv_forward}),
+                    "i*d, j*d, the dilation left out", DILATED_AT_0, "0 conv2d: dE/dweight", "dilation",
+                    {0: _conv_dilation_ignored}, {0: _conv_forward}),
     WrongDerivation("conv2d-dw-flipped", "conv2d: dw returned with both kernel axes reversed (a true convolution "
-               "in the backward, a cross-correlation in the forward)", PADDED_AT_0, "0 conv2d: dE/dweight",
-               "kernel-flipped", {0: _conv_dw_flipped}),
+                    "in the backward, a cross-correlation in the forward)", PADDED_AT_0, "0 conv2d: dE/dweight",
+                    "kernel-flipped", {0: _conv_dw_flipped}),
     WrongDerivation("max-pool-every-element", "max_pool2d: the window's gradient sent to every element of the window, "
-               "not only to its maximum", RELU_POOL, "2 max_pool2d: dE/dinput", "window",
-               {2: _pool_to_every_element}, {2: _max_pool_forward}),
+                    "not only to its maximum", RELU_POOL, "2 max_pool2d: dE/dinput", "window",
+                    {2: _pool_to_every_element}, {2: _max_pool_forward}),
     WrongDerivation("max-pool-last-tie", "max_pool2d: a tie broken towards the last maximum of the window (torch "
-               "takes the first); after a ReLU, windows of zeros tie", RELU_POOL, "2 max_pool2d: dE/dinput",
-               "kink", {2: _max_pool_last_tie}, {2: _max_pool_forward}),
+                    "takes the first); after a ReLU, windows of zeros tie", RELU_POOL, "2 max_pool2d: dE/dinput",
+                    "kink", {2: _max_pool_last_tie}, {2: _max_pool_forward}),
     WrongDerivation("avg-pool-not-divided", "avg_pool2d: dout sent to every window element without the division by "
-               "the window size KH*KW", AVG_POOL, "2 avg_pool2d: dE/dinput", "scaled",
-               {2: _pool_to_every_element}, {2: _avg_pool_forward}),
+                    "the window size KH*KW", AVG_POOL, "2 avg_pool2d: dE/dinput", "scaled",
+                    {2: _pool_to_every_element}, {2: _avg_pool_forward}),
     WrongDerivation("cross-entropy-onehot-forgotten", "softmax cross-entropy: dlogits = softmax / N, the one-hot "
-               "subtraction left out", CLASSIFIER, "loss: dE/dinput", "one-hot",
-               {"loss": _cross_entropy_onehot_forgotten}, {"loss": _cross_entropy_forward}),
+                    "subtraction left out", CLASSIFIER, "loss: dE/dinput", "one-hot",
+                    {"loss": _cross_entropy_onehot_forgotten}, {"loss": _cross_entropy_forward}),
     WrongDerivation("cross-entropy-mean-forgotten", "softmax cross-entropy under the mean reduction: dlogits = "
-               "softmax - onehot, the division by N left out", CLASSIFIER, "loss: dE/dinput", "batch-reduction",
-               {"loss": _cross_entropy_mean_forgotten}, {"loss": _cross_entropy_forward}),
+                    "softmax - onehot, the division by N left out", CLASSIFIER, "loss: dE/dinput", "batch-reduction",
+                    {"loss": _cross_entropy_mean_forgotten}, {"loss": _cross_entropy_forward}),
     WrongDerivation("relu-ge-instead-of-gt", "relu: dx = dout * (x >= 0), the gradient let through at x == 0 "
-               "(a conv without bias over a black border gives exact zeros)", BORDER, "1 relu: dE/dinput", "kink",
-               {1: _relu_ge}, {1: _relu_forward}, inputs=_black_border),
+                    "(a conv without bias over a black border gives exact zeros)", BORDER, "1 relu: dE/dinput", "kink",
+                    {1: _relu_ge}, {1: _relu_forward}, inputs=_black_border),
     WrongDerivation("tanh-of-output", "tanh: dx = dout * (1 - tanh(y)^2), the derivative taken at the output y "
-               "instead of at the input", TANH_MLP, "2 tanh: dE/dinput", "activation-wrong-point",
-               {2: _tanh_of_output}, {2: _tanh_forward}),
+                    "instead of at the input", TANH_MLP, "2 tanh: dE/dinput", "activation-wrong-point",
+                    {2: _tanh_of_output}, {2: _tanh_forward}),
     WrongDerivation("fan-out-overwritten", "a residual block: the gradient of a tensor read by two layers (a conv "
                     "and the skip's add) overwritten by the last contribution instead of summed", RESIDUAL,
                     "1 tanh: dE/dinput", "fan-out", accumulate=_overwrite),
     WrongDerivation("sgd-dampening-first-step", "SGD with momentum 0.9, dampening 0.5: the buffer starts at zero, so "
-               "step 1 moves by (1 - dampening) g instead of g", _linear_sgd(**MOMENTUM, dampening=0.5),
-               "1 linear: weight after step 1", "momentum", optimizer_step=_sgd_dampening_first_step),
+                    "step 1 moves by (1 - dampening) g instead of g", _linear_sgd(**MOMENTUM, dampening=0.5),
+                    "1 linear: weight after step 1", "momentum", optimizer_step=_sgd_dampening_first_step),
     WrongDerivation("sgd-nesterov-lookahead-missing", "SGD with Nesterov momentum: the update uses the buffer, "
-               "g + momentum * buf left out (plain momentum)", _linear_sgd(**MOMENTUM, nesterov=True),
-               "1 linear: weight after step 1", "momentum", optimizer_step=_sgd_nesterov_lookahead_missing),
+                    "g + momentum * buf left out (plain momentum)", _linear_sgd(**MOMENTUM, nesterov=True),
+                    "1 linear: weight after step 1", "momentum", optimizer_step=_sgd_nesterov_lookahead_missing),
     WrongDerivation("sgd-buffer-not-kept", "SGD with momentum 0.9: the buffer is not carried from step to step",
-               _linear_sgd(**MOMENTUM), "1 linear: weight after step 2", "momentum",
-               optimizer_step=_sgd_buffer_not_kept),
+                    _linear_sgd(**MOMENTUM), "1 linear: weight after step 2", "momentum",
+                    optimizer_step=_sgd_buffer_not_kept),
     WrongDerivation("sgd-weight-decay-forgotten", "SGD with weight decay 0.05: the decay term left out of the "
-               "gradient", _linear_sgd(lr=0.1, weight_decay=0.05), "1 linear: weight after step 1",
-               "weight-decay", optimizer_step=_sgd_weight_decay_forgotten),
+                    "gradient", _linear_sgd(lr=0.1, weight_decay=0.05), "1 linear: weight after step 1",
+                    "weight-decay", optimizer_step=_sgd_weight_decay_forgotten),
 ]
