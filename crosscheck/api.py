@@ -25,13 +25,12 @@ breaks the contract above, e.g. a forward without a cache). A check of zero elem
 import inspect
 import os
 import re
-import sysconfig
-import traceback
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from crosscheck import frames
 from crosscheck.compare import Comparison, ManualFailure, compare
 from crosscheck.gradcheck import GradcheckError, as_gradients, gradcheck_pair
 from crosscheck.tolerances import Tolerance, tolerance_for
@@ -144,11 +143,6 @@ class LayerCheck:
 
 # --- the user's code raising: one failing row per case, naming where --------------------------------------
 
-_HARNESS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
-_LIBRARIES = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")})
-_LIBRARIES += tuple(os.path.dirname(os.path.dirname(m.__file__)) + os.sep for m in (np, torch))
-
-
 class _Raised(Exception):
     """The user's code raised in `stage` (forward, backward, torch_fn, factory, gradcheck)."""
 
@@ -162,12 +156,10 @@ class _Raised(Exception):
 
 def raised(error):
     """An exception -> "raised ValueError: message (in function, file.py:line)": the last frame of the user's
-    code (not crosscheck, numpy, torch or the standard library); no place where none of the frames is theirs."""
-    frames = traceback.extract_tb(error.__traceback__)
-    mine = [f for f in frames if not f.filename.startswith(_HARNESS + _LIBRARIES)]
-    what = f"{type(error).__name__}: {' '.join(str(error).splitlines())}".rstrip(": ")
-    where = f" (in {mine[-1].name}, {os.path.basename(mine[-1].filename)}:{mine[-1].lineno})" if mine else ""
-    return f"raised {what}{where}"
+    code (crosscheck.frames' rule); no place where none of the frames is theirs."""
+    frame = frames.last_under_test(error)
+    where = f" (in {frame.name}, {os.path.basename(frame.filename)}:{frame.lineno})" if frame else ""
+    return f"raised {frames.what(error)}{where}"
 
 
 def _call(stage, fn, *args, **kwargs):

@@ -13,9 +13,7 @@ interrupted (Ctrl-C). Every error is one line on stderr; with --json, a JSON doc
 import argparse
 import json
 import os
-import pathlib
 import sys
-import sysconfig
 import traceback
 from importlib import metadata
 
@@ -229,30 +227,18 @@ def main(argv=None):
     return EXIT_OK if passed else EXIT_MISMATCH
 
 
-# Where the code under test lives: the hand-written side of this project, or any file that is not part of the
-# harness, the reference or an installed library (a user's --module).
-_HARNESS = tuple(str(pathlib.Path(__file__).resolve().parents[1] / name) + os.sep
-                 for name in ("crosscheck", "reference", "netdesc"))
-_LIBRARIES = tuple({p for p in (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
-                                sysconfig.get_paths()["platlib"])})
-
-
-def _under_test(filename):
-    """Code under test: an absolute path outside the harness and the installed libraries (a compiled library's
-    frames carry a relative name, numpy/random/_common.pyx)."""
-    return os.path.isabs(filename) and not filename.startswith(_HARNESS + _LIBRARIES)
-
-
 def raised(err, shown=False):
     """An exception that escaped a command -> (one line, exit code): EXIT_RAISED where the code under test raised
-    it (naming the function, file and line of its last frame there), EXIT_INTERNAL where the harness itself did."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if _under_test(f.filename)]
-    what = f"{type(err).__name__}: {' '.join(str(err).splitlines())}".rstrip(": ")
-    hint = "" if shown else "; --traceback shows where"
-    if frames:
-        f = frames[-1]
-        return f"the code under test raised {what} (in {f.name}, {f.filename}:{f.lineno}){hint}", EXIT_RAISED
-    return f"crosscheck itself failed with {what} (a bug in crosscheck, please report it){hint}", EXIT_INTERNAL
+    it (naming the function, file and line of its last frame there, crosscheck.frames), EXIT_INTERNAL where the
+    harness itself did."""
+    from crosscheck import frames
+
+    frame, hint = frames.last_under_test(err), "" if shown else "; --traceback shows where"
+    if frame is not None:
+        return (f"the code under test raised {frames.what(err)} (in {frame.name}, {frame.filename}:{frame.lineno})"
+                f"{hint}", EXIT_RAISED)
+    return f"crosscheck itself failed with {frames.what(err)} (a bug in crosscheck, please report it){hint}", \
+        EXIT_INTERNAL
 
 
 def error(err, code=EXIT_BAD_INPUT, as_json=False):

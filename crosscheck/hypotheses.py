@@ -6,6 +6,7 @@ sign, a momentum mistake. Each is a pair of arrays that agree if it holds, built
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import torch
@@ -220,11 +221,13 @@ def fan_out_hypotheses(spec, layer, kind, x, params, a):
     readers = [(r, k) for r in spec.layers for k, j in enumerate(r.inputs) if j == layer.index]
     if len(readers) < 2 or layer.merge or kind != "input":
         return ()
-    module = reference_net.build(spec, {n: np.asarray(v, np.float64) for n, v in params.items()})[layer.index]
+    @cache
+    def module():  # built only when a diagnosis tests the hypothesis, not for every walk
+        return reference_net.build(spec, {n: np.asarray(v, np.float64) for n, v in params.items()})[layer.index]
 
     def without(r, k):
         share = a["input_grads"][r.index][k] if r.merge else a["input_grads"][r.index]
-        return _vjp(module, x, np.asarray(a["output_grads"][layer.index], np.float64) - share)
+        return _vjp(module(), x, np.asarray(a["output_grads"][layer.index], np.float64) - share)
     return tuple(Hypothesis("fan-out", f"manual = autograd without {r}'s share of dE/d(output of {layer}), read by "
                             f"{len(readers)} layers: their gradients overwritten, not summed",
                             _single(lambda _, r=r, k=k: without(r, k))) for r, k in readers)

@@ -1,10 +1,13 @@
 """Short ways for the tests to run the one checker (crosscheck.check) and the diagnosis on a subject, with a
 catalogued wrong derivation or hand-written overrides."""
 
+from crosscheck import numerical
 from crosscheck.catalogue import find
 from crosscheck.check import check, entry_subject, overrides, scaled
 from crosscheck.diagnose import diagnose
 from crosscheck.subjects import NetworkSubject, SeedSubject
+from manual import network as manual_net
+from reference import network as reference_net
 
 
 def network_rows(spec, seed=0, dtype="float64", steps=None, layer_backward=None, layer_forward=None, train=True,
@@ -44,3 +47,22 @@ def diagnose_seed(case, equations=None):
 def diagnose_network(spec, seed=0, dtype="float64", layer_backward=None, inputs=None):
     wrong = None if layer_backward is None and inputs is None else overrides(layer_backward, inputs=inputs)
     return diagnose(NetworkSubject(spec, seed, dtype, wrong=wrong))
+
+
+def gradients_by_site(spec, params, x, target):
+    """{finite-difference site name: (manual gradient, autograd gradient)} of a described network, one entry per
+    site numerical.network_sites makes (a merge layer's inputs one by one), and those sites."""
+    m = manual_net.run(spec, params, x, target)
+    a = reference_net.run(spec, params, x, target)
+    grads = {"loss: dE/dinput": (m.loss_grad, a["loss_grad"])}
+    for layer in spec.layers:
+        where = f"{layer.index} {layer.type}"
+        if layer.merge:
+            grads |= {f"{where}: dE/dinput[{k}]": (m.input_grads[layer.index][k], a["input_grads"][layer.index][k])
+                      for k in range(len(layer.inputs))}
+        else:
+            grads[f"{where}: dE/dinput"] = (m.input_grads[layer.index], a["input_grads"][layer.index])
+        for kind in layer.param_shapes():
+            key = f"{layer.index}.{kind}"
+            grads[f"{where}: dE/d{kind}"] = (m.param_grads[key], a["param_grads"][key])
+    return grads, numerical.network_sites(spec, params, x, target)

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from runs import diagnose_entry, diagnose_network, network_rows
+from runs import diagnose_entry, diagnose_network, gradients_by_site, network_rows
 from torch.nn import functional as TF
 
 import netdesc.inputs
@@ -357,21 +357,7 @@ def test_a_broken_share_and_a_good_share_of_one_tensor_stay_broken():
 
 @pytest.mark.parametrize("data", [THREE_READERS, NETWORK_INPUT_TWICE], ids=["three-readers", "input-four-times"])
 def test_finite_differences_agree_with_each_readers_share(data):
-    spec, params, x, target = _inputs(data)
-    m = manual_net.run(spec, params, x, target)
-    a = reference_net.run(spec, params, x, target)
-    grads = {"loss: dE/dinput": (m.loss_grad, a["loss_grad"])}
-    for layer in spec.layers:
-        where = f"{layer.index} {layer.type}"
-        if layer.merge:
-            grads |= {f"{where}: dE/dinput[{k}]": (m.input_grads[layer.index][k], a["input_grads"][layer.index][k])
-                      for k in range(len(layer.inputs))}
-        else:
-            grads[f"{where}: dE/dinput"] = (m.input_grads[layer.index], a["input_grads"][layer.index])
-        for kind in layer.param_shapes():
-            key = f"{layer.index}.{kind}"
-            grads[f"{where}: dE/d{kind}"] = (m.param_grads[key], a["param_grads"][key])
-    sites = nm.network_sites(spec, params, x, target)
+    grads, sites = gradients_by_site(*_inputs(data))
     assert set(sites) == set(grads)
     for name, site in sites.items():
         diffs = nm.differences(site)

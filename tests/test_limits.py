@@ -5,9 +5,11 @@ frames of the code under test are told from the harness's and the libraries'."""
 import json
 import os
 
+import numpy as np
 import pytest
 
-from crosscheck import cli
+import netdesc
+from crosscheck import cli, frames
 from crosscheck.subjects import (
     BYTES_PER_ELEMENT,
     NetworkSubject,
@@ -110,11 +112,13 @@ def test_a_huge_number_in_a_description_is_refused_not_allocated():
     ("/home/me/my_layer.py", True),
     ("numpy/random/_common.pyx", False),  # a compiled library's frame
     (cli.__file__, False),
+    (netdesc.__file__, False),
     (os.__file__, False),
+    (np.__file__, False),
     ("<string>", False),
 ])
 def test_which_frames_are_the_code_under_test(filename, under_test):
-    assert cli._under_test(filename) is under_test
+    assert frames.under_test(filename) is under_test
 
 
 @pytest.mark.parametrize("argv", [["--steps", "100001"],

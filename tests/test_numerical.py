@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from layer_cases import LAYER_CASES
+from runs import gradients_by_site
 
 import netdesc.inputs
 import netdesc.seed
@@ -15,10 +16,8 @@ from crosscheck import numerical as nm
 from crosscheck.compare import ManualFailure
 from crosscheck.subjects import SeedCase
 from manual import functional as M
-from manual import network as manual_net
 from manual import seed_network as manual_seed
 from netdesc.description import load_spec
-from reference import network as reference_net
 from reference import seed_network as reference_seed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -117,16 +116,7 @@ def test_finite_differences_agree_with_described_networks(example):
     spec = load_spec(ROOT / "examples" / f"{example}.toml")
     params = netdesc.inputs.init_params(spec, np.float64, seed=0)
     x, target = netdesc.inputs.random_batch(spec, np.float64, seed=0)
-    m = manual_net.run(spec, params, x, target)
-    a = reference_net.run(spec, params, x, target)
-    grads = {"loss: dE/dinput": (m.loss_grad, a["loss_grad"])}
-    for layer in spec.layers:
-        where = f"{layer.index} {layer.type}"
-        grads[f"{where}: dE/dinput"] = (m.input_grads[layer.index], a["input_grads"][layer.index])
-        for kind in layer.param_shapes():
-            key = f"{layer.index}.{kind}"
-            grads[f"{where}: dE/d{kind}"] = (m.param_grads[key], a["param_grads"][key])
-    sites = nm.network_sites(spec, params, x, target)
+    grads, sites = gradients_by_site(spec, params, x, target)
     assert set(sites) == set(grads)
     modes, all_kinks = set(), set()
     for name, site in sites.items():
