@@ -25,6 +25,7 @@ examples/diagnose/ holds one module of each kind. A module is Python and runs as
 """
 
 import importlib.util
+import inspect
 import pathlib
 from dataclasses import dataclass, replace
 
@@ -219,23 +220,53 @@ def seed_inject(name, option="--inject"):
 
 # --- a user's module of overrides --------------------------------------------------------------------------------
 
-def _callables(module, name, keys, where):
+def _callables(module, name, keys, where, arguments):
+    """module.NAME, a dict of functions by key, each checked to take the arguments the harness passes it:
+    `arguments(key)` -> (positional count, what they are)."""
     table = getattr(module, name, {})
     if not isinstance(table, dict):
         raise InputError(f"{where}: {name} is a {type(table).__name__}, needs a dict of callables")
     for key, fn in table.items():
         if key not in keys:
             raise InputError(f"{where}: {name} has the key {key!r}, needs keys among {', '.join(map(repr, keys))}")
-        if not callable(fn):
-            raise InputError(f"{where}: {name}[{key!r}] is a {type(fn).__name__}, needs a function")
+        _takes(fn, f"{name}[{key!r}]", where, *arguments(key))
     return table
 
 
-def _function(module, name, where):
+def _function(module, name, where, count, what, **keywords):
     fn = getattr(module, name, None)
-    if fn is not None and not callable(fn):
-        raise InputError(f"{where}: {name} is a {type(fn).__name__}, needs a function")
+    if fn is not None:
+        _takes(fn, name, where, count, what, **keywords)
     return fn
+
+
+def _takes(fn, name, where, count, what, **keywords):
+    """InputError unless `fn` is callable with `count` positional arguments (and `keywords`): the one line that
+    names it, where it is defined and what it must take, before any of it runs."""
+    if not callable(fn):
+        raise InputError(f"{where}: {name} is a {type(fn).__name__}, needs a function")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: it says so itself when called
+        return
+    try:
+        signature.bind(*range(count), **keywords)
+    except TypeError:
+        code = getattr(fn, "__code__", None)
+        defined = f" ({code.co_filename}:{code.co_firstlineno})" if code else ""
+        raise InputError(f"{where}: {name} is {getattr(fn, '__name__', type(fn).__name__)}{signature}{defined}, "
+                         f"needs to take {what}") from None
+
+
+def _overrides(where, *tables):
+    if not any(tables):
+        raise InputError(f"{where}: overrides nothing, needs LAYER_BACKWARD or another override (crosscheck diagnose "
+                         f"--help, docs/debugging.md)")
+
+
+def _equation_arguments(key):
+    names = tuple(inspect.signature(manual_seed.EQUATIONS[key]).parameters)
+    return len(names), f"({', '.join(names)}) as manual.seed_network.{key} does"
 
 
 def load_module(path):
@@ -248,7 +279,7 @@ def load_module(path):
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as err:  # the user's code: whatever it raises is bad input, reported in one line
+    except (Exception, SystemExit) as err:  # the user's code: whatever it raises is bad input, in one line
         raise InputError(f"{given}: importing it raised {type(err).__name__}: {err}") from None
     return module
 
@@ -266,18 +297,24 @@ def module_subject(path, dtype="float64", seed=None, max_memory=None):
             case = SeedCase(**(fields | {"dtype": dtype} | ({} if seed is None else {"seed": seed})))
         except TypeError as err:
             raise InputError(f"{where}: CASE: {err}") from None
-        wrong = WrongDerivation(where, "a user's module", "seed", "", "", _callables(
-            module, "LAYER_BACKWARD", tuple(manual_seed.EQUATIONS), where),
-            optimizer_step=_function(module, "SGD_STEP", where))
-        return SeedSubject(case, wrong, max_memory)
+        backward = _callables(module, "LAYER_BACKWARD", tuple(manual_seed.EQUATIONS), where, _equation_arguments)
+        step = _function(module, "SGD_STEP", where, 3, "(params, grads, lr) as manual.seed_network.sgd_step does")
+        _overrides(where, backward, step)
+        return SeedSubject(case, WrongDerivation(where, "a user's module", "seed", "", "", backward,
+                                                 optimizer_step=step), max_memory)
     raw = module.SPEC
     if isinstance(raw, dict):
         spec = parse_spec(raw, pathlib.Path(path).stem)
     else:  # a file, relative to the module's folder
         spec = load_spec(pathlib.Path(path).parent / raw)
     keys = [*range(len(spec.layers)), "loss"]
-    wrong = WrongDerivation(where, "a user's module", spec.name, "", "",
-                            _callables(module, "LAYER_BACKWARD", keys, where),
-                            _callables(module, "LAYER_FORWARD", keys, where),
-                            _function(module, "OPTIMIZER_STEP", where), _function(module, "INPUTS", where))
+    backward = _callables(module, "LAYER_BACKWARD", keys, where,
+                          lambda key: (2, "(dout, cache)"))
+    forward = _callables(module, "LAYER_FORWARD", keys, where,
+                         lambda key: (3, "(pred, target, reduction)" if key == "loss" else "(x, params, options)"))
+    step = _function(module, "OPTIMIZER_STEP", where, 3, "(params, grads, state, **settings) as manual.optim."
+                     "sgd_step does", **spec.optimizer.settings())
+    draw = _function(module, "INPUTS", where, 3, "(spec, dtype, seed)")
+    _overrides(where, backward, forward, step, draw)
+    wrong = WrongDerivation(where, "a user's module", spec.name, "", "", backward, forward, step, draw)
     return NetworkSubject(spec, seed or 0, dtype, wrong=wrong, max_memory=max_memory)

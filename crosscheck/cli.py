@@ -218,13 +218,22 @@ def main(argv=None):
         return error(err, EXIT_BAD_INPUT, as_json)
     except KeyboardInterrupt:
         return error("interrupted", EXIT_INTERRUPTED, as_json)
-    except Exception as err:  # noqa: BLE001 - whatever was raised is reported in one line, never as a mismatch
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - reported in one line, never as a mismatch
+        if isinstance(err, SystemExit) and _exit_of_crosscheck(err):  # --help, --version
+            raise
         if show_traceback:
             traceback.print_exc()
         return error(*raised(err, show_traceback), as_json)
     passed = outcome if isinstance(outcome, bool) else outcome.passed
     _print(text)
     return EXIT_OK if passed else EXIT_MISMATCH
+
+
+def _exit_of_crosscheck(err):
+    """A SystemExit of argparse's --help or --version, not of the code under test calling sys.exit."""
+    from crosscheck import frames
+
+    return frames.last_under_test(err) is None
 
 
 def raised(err, shown=False):
@@ -262,5 +271,12 @@ def _print(text):
 
 
 def console_main():
-    """The console script."""
-    sys.exit(main())
+    """The console script (and python -m crosscheck)."""
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        # A Ctrl-C that landed while a library ran Python code from C (torch does, importing itself) leaves CPython
+        # marked to re-kill the process with SIGINT at exit (status -2, not 130); leave without that finalization.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -25,8 +25,8 @@ from torch.nn import functional as TF
 
 import netdesc.inputs
 import netdesc.seed
+from crosscheck import frames, numerical
 from crosscheck import hypotheses as H
-from crosscheck import numerical
 from crosscheck.compare import ManualFailure
 from manual import network as manual_net
 from manual import seed_network as manual_seed
@@ -37,6 +37,7 @@ from netdesc.checks import (
     check_reduction,
     check_steps,
     is_int,
+    unusable,
 )
 from reference import network as reference_net
 from reference import seed_network as reference_seed
@@ -128,6 +129,9 @@ class Step:
     before: object = None
     scales: tuple = ()
 
+    def __post_init__(self):  # what a hand-written side gave instead of numbers is a finding on this row
+        object.__setattr__(self, "manual", unusable(self.manual, "the manual side") or self.manual)
+
     @property
     def name(self):
         return f"{self.where}: {self.quantity}" if self.where else self.quantity
@@ -147,10 +151,33 @@ def _guarded(step, params, key=str):
             if not isinstance(grad, np.ndarray) or grad.shape != value.shape:
                 got = f"shape {grad.shape}" if isinstance(grad, np.ndarray) else (grad or "nothing")
                 raise BrokenChain(f"no gradient to step with for {key(name)}: got {got}, needs shape {value.shape}")
+            if grad.dtype != value.dtype:
+                raise BrokenChain(f"no gradient to step with for {key(name)}: got dtype {grad.dtype}, needs "
+                                  f"{value.dtype}, the parameter's")
             if not np.all(np.isfinite(grad)):
                 raise BrokenChain(f"no gradient to step with for {key(name)}: it holds non-finite values")
         return step(p, grads, *args, **kwargs)
     return guarded
+
+
+def _chained(name, equation, replaced):
+    """An equation of the slides' backward under a wrong derivation: a broken factor passes down the chain (a
+    ManualFailure in, the same out), and what is not numbers, or what a later equation cannot use (a transposed
+    factor, a broadcast that fails), is a ManualFailure on its row and the rows below: a finding, not a crash. What
+    a replaced equation itself raises still escapes: the code under test raised (exit 3)."""
+    def chained(*factors):
+        broken = next((f for f in factors if isinstance(f, ManualFailure)), None)
+        if broken is not None:
+            return broken
+        if replaced:
+            value = equation(*factors)
+        else:
+            try:
+                value = equation(*factors)
+            except (ValueError, TypeError, IndexError) as err:
+                return ManualFailure(f"{name} could not use the factors before it: {frames.what(err)}")
+        return unusable(value, name) or value
+    return chained
 
 
 def _failed(names, err):
@@ -229,7 +256,10 @@ class SeedSubject:
         self.dtype, self.steps, self.seed = case.dtype, case.steps, case.seed
 
     def _equations(self):
-        return None if self.wrong is None else self.wrong.backward
+        if self.wrong is None:
+            return None
+        replaced = self.wrong.backward
+        return {name: _chained(name, fn, name in replaced) for name, fn in (manual_seed.EQUATIONS | replaced).items()}
 
     def _step(self):
         w = self.wrong

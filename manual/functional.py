@@ -286,23 +286,30 @@ def avg_pool2d_backward(dout, cache):
 
 def sigmoid_forward(z):
     """out = 1 / (1 + exp(-z)), any shape (manual.kernels.sigmoid: it never overflows)."""
-    out = sigmoid(z)
+    out = sigmoid(check_float_array("z", z))
     return out, out
 
 
 def sigmoid_backward(dout, cache):
     """dz = dout * out * (1 - out) -> (dz,)."""
     out = cache
+    dout = _check_dout(dout, out.shape, out.dtype)
     return (dout * (out * (1 - out)),)
 
 
 def flatten_forward(x):
     """(N, ...) -> (N, prod(...)), row-major, as torch.flatten(x, 1)."""
-    return x.reshape(x.shape[0], -1), x.shape
+    x = check_float_array("x", x)
+    if x.ndim < 1:
+        raise InputError("x: got a 0-D array, needs at least 1-D (N, ...)")
+    return x.reshape(x.shape[0], -1), (x.shape, x.dtype)
 
 
 def flatten_backward(dout, cache):
-    return (dout.reshape(cache),)
+    """dx = dout in the input's shape -> (dx,)."""
+    shape, dtype = cache
+    dout = _check_dout(dout, (shape[0], int(np.prod(shape[1:]))), dtype)
+    return (dout.reshape(shape),)
 
 
 def tanh_forward(x):

@@ -15,7 +15,7 @@ import numpy as np
 
 from manual import functional as F
 from manual.optim import sgd_step
-from netdesc.checks import ManualFailure, check_positive_int
+from netdesc.checks import ManualFailure, check_positive_int, unusable
 from netdesc.inputs import check_inputs
 
 # type -> forward(x, params of the layer, options) -> (out, cache)
@@ -144,7 +144,7 @@ def backward(spec, caches, loss_cache, layer_backward=None, accumulate=None):
             dxs, dparams = (*result[:n], *[missing] * (n - len(result[:n]))), result[n:]
         input_grads[layer.index] = dxs if layer.merge else dxs[0]
         for name, grad in zip(names, dparams, strict=False):
-            param_grads[name] = grad if grad is not None else ManualFailure(f"{layer}'s backward returned None")
+            param_grads[name] = grad
         for k, (j, dx, shape) in enumerate(zip(layer.inputs, dxs, layer.in_shapes, strict=True)):
             quantity = f"dE/dinput[{k}]" if layer.merge else "dE/dinput"
             dx = dx if isinstance(dx, ManualFailure) else \
@@ -158,15 +158,16 @@ def _gradients(layer, returned, count):
     """A backward's result as a tuple; anything but a tuple or list (None, a bare array) a ManualFailure for each of
     the `count` gradients it owes, so that the comparison reports it."""
     if isinstance(returned, (tuple, list)):
-        return tuple(returned)
+        return tuple(unusable(grad, f"{layer}'s backward") or grad for grad in returned)
     failure = ManualFailure(f"{layer}'s backward returned {type(returned).__name__}, needs a tuple of gradients")
     return (failure,) * count
 
 
 def _wrong_shape(where, quantity, grad, shape):
-    """A ManualFailure for every quantity below `where` when its gradient does not have `shape`, else None."""
-    if np.shape(grad) == shape:
-        return None
+    """A ManualFailure for every quantity below `where` when its gradient is not numbers of `shape`, else None."""
+    broken = unusable(grad, f"{where}'s backward ({quantity})")
+    if broken or np.shape(grad) == shape:
+        return broken
     return ManualFailure(f"not computed: {where}'s backward returned {quantity} of shape {np.shape(grad)}, "
                          f"needs {shape}")
 

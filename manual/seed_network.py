@@ -19,7 +19,7 @@ twin; the inputs are validated once, at the boundary, by netdesc.seed.check_inpu
 import numpy as np
 
 from manual import kernels
-from netdesc.checks import check_learning_rate, check_positive_int, check_shape
+from netdesc.checks import InputError, check_float_array, check_learning_rate, check_positive_int, check_shape
 from netdesc.seed import PARAM_NAMES, check_inputs
 
 
@@ -140,10 +140,15 @@ def backward(X, Y, params, values, reduction="sum", wrong=None):
 
 
 def sgd_step(params, grads, lr):
-    """w <- w - alpha * dE/dw for f, W and b -> new params (inputs untouched, dtypes kept). lr is not checked
-    here, on every step: train checks it once."""
-    for name in PARAM_NAMES:  # a gradient of another shape would broadcast into a wrong update
-        check_shape(f"dE_d{name}", grads[f"dE_d{name}"], params[name].shape, f"the shape of {name}")
+    """w <- w - alpha * dE/dw for f, W and b -> new params (inputs untouched, dtypes kept). Each gradient must be
+    finite and have its parameter's shape and dtype (InputError otherwise: a gradient of another shape would
+    broadcast into a wrong update, an int or float64 one change the parameter's dtype). lr is not checked here,
+    on every step: train checks it once."""
+    for name in PARAM_NAMES:
+        grad = check_float_array(f"dE_d{name}", grads[f"dE_d{name}"])
+        check_shape(f"dE_d{name}", grad, params[name].shape, f"the shape of {name}")
+        if grad.dtype != params[name].dtype:
+            raise InputError(f"dE_d{name}: got dtype {grad.dtype}, needs {params[name].dtype}, the dtype of {name}")
     return {name: params[name] - params[name].dtype.type(lr) * grads[f"dE_d{name}"] for name in PARAM_NAMES}
 
 

@@ -19,6 +19,21 @@ class ManualFailure(str):
     says why. Comparing it with autograd's value is a mismatch, never a crash."""
 
 
+def unusable(value, what):
+    """None where `value` is numbers (an array of bool, int or float, or what NumPy reads as one) or already a
+    ManualFailure; else a ManualFailure saying what `what` returned instead: None, text, objects, ragged lists."""
+    if isinstance(value, ManualFailure):
+        return None
+    try:
+        kind = np.asarray(value).dtype.kind
+    except (ValueError, TypeError):  # ragged nesting
+        kind = "O"
+    if kind in "biuf":
+        return None
+    got = f"an array of dtype {value.dtype}" if isinstance(value, np.ndarray) else repr(value)[:40]
+    return ManualFailure(f"{what} returned {got}, needs an array of numbers")
+
+
 def check_float_array(name, value, ndim=None):
     """Return `value` as a float32/float64 ndarray, or raise InputError.
 

@@ -472,6 +472,8 @@ def load_spec(path):
     """A .toml or .json file -> Spec, named by its "name" or else the file's stem."""
     path = pathlib.Path(path)
     readers = {".toml": (tomllib.loads, tomllib.TOMLDecodeError), ".json": (json.loads, json.JSONDecodeError)}
+    if path.is_dir():
+        raise InputError(f"{path}: got a directory, needs a .toml or .json description")
     if path.suffix not in readers:
         raise InputError(f"{path}: got a {path.suffix or 'suffix-less'} file, needs a .toml or .json description")
     read, decode_error = readers[path.suffix]

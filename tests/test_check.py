@@ -3,6 +3,7 @@ the chaos rule that keeps a diverging or chaotic training run from raising a fal
 
 import warnings
 
+import numpy as np
 import pytest
 
 from crosscheck.check import GROWTH, chaos, check, inject, overrides
@@ -106,3 +107,17 @@ def test_a_non_finite_gradient_cannot_be_stepped_with():
     update = next(r for r in rows if r.quantity == "weight after step 1")
     assert update.result.problem == ("manual side failed: no gradient to step with for 3.bias: it holds non-finite "
                                      "values")
+
+
+def test_a_gradient_of_another_dtype_cannot_be_stepped_with():
+    spec = parse_spec(MLP)
+
+    def float32_weight(dout, cache):
+        from manual import functional as F
+        dx, dw, db = F.linear_backward(dout, cache)
+        return dx, dw.astype(np.float32), db
+
+    rows = check(NetworkSubject(spec, steps=2, wrong=overrides({3: float32_weight}))).rows
+    update = next(r for r in rows if r.quantity == "weight after step 1")
+    assert update.result.problem == ("manual side failed: no gradient to step with for 3.weight: got dtype float32, "
+                                     "needs float64, the parameter's")

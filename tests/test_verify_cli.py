@@ -91,7 +91,7 @@ def test_injected_json_has_no_infinities(capsys):
     (["--spec", LENET, "--inject", "-1"], "--inject: got layer '-1', needs a layer index in [0, 11]"),
     (["--spec", LENET, "--inject", "conv"], "--inject: got 'conv', needs one of scaled-dE_dW, "),
     (["--spec-json", "[1, 2"], "spec JSON: not valid JSON: "),
-    (["--spec", ""], ".: got a suffix-less file, needs a .toml or .json description"),
+    (["--spec", ""], ".: got a directory, needs a .toml or .json description"),
     (["--spec", LENET, "--frobnicate"], "unrecognized arguments: --frobnicate"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
