@@ -15,4 +15,6 @@ from hypothesis import settings  # noqa: E402
 # "dev" (the default): quicker, still 50 examples. HYPOTHESIS_PROFILE=<name> picks one explicitly.
 settings.register_profile("ci", max_examples=1000, derandomize=True, database=None, deadline=None, print_blob=True)
 settings.register_profile("dev", max_examples=50, deadline=None, print_blob=True)
+# "fresh" (tests/fresh_seeds.py): 200 examples, not derandomized; the seed comes from --hypothesis-seed.
+settings.register_profile("fresh", max_examples=200, database=None, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))

@@ -9,13 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from layer_cases import LAYER_CASES, conv2d
+from runs import SEED_BASE
 
 from crosscheck import check_layer
 from crosscheck.compare import assert_close
 from manual import functional as M
 from netdesc import InputError
 
-SEEDS = range(3)
+SEEDS = range(SEED_BASE, SEED_BASE + 3)
 DTYPES = ["float64", "float32"]
 
 
