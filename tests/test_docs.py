@@ -47,7 +47,12 @@ def _command_id(page, text):
     return f"{_name(page)}:{args}"
 
 
-CONSOLE = [pytest.param(page, text, id=_command_id(page, text))
+def _marks(text):
+    """`explain` prints line numbers of the slides' file: a fact about the source text (see the `source` marker)."""
+    return [pytest.mark.source] if text.startswith(f"{COMMAND} explain") else []
+
+
+CONSOLE = [pytest.param(page, text, id=_command_id(page, text), marks=_marks(text))
            for page in PAGES for _, text in blocks(page) if text.startswith(COMMAND)]
 
 # What may differ from machine to machine: the error digits (with the BLAS), long float reprs, torch's version.

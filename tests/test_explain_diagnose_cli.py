@@ -109,6 +109,7 @@ def test_python_dash_m_diagnose_runs_the_same_command():
     assert "class: momentum buffer mistake (momentum)" in done.stdout
 
 
+@pytest.mark.source
 def test_explain_points_each_equation_into_the_slides_file(capsys):
     """Every equation names its line in manual/seed_network.py, and that line is the equation's own."""
     _, out, _ = _run(["explain"], capsys)
