@@ -16,7 +16,9 @@ from crosscheck.hypotheses import Classification, classify
 from crosscheck.tolerances import tolerance_for
 
 TOP_K = 5
-KINK_PROBES = 64  # the worst differing elements probed for a kink
+# Where a quantity is probed in random directions, the differing elements probed one by one for a kink: the
+# KINK_PROBES worst and KINK_PROBES more spread evenly over the rest of them (where every element was probed, all).
+KINK_PROBES = 64
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,29 @@ def _diagnosis(d, step, top):
         return replace(d, classification=classify(step, m, a, d.dtype))
     ratio = np.nan_to_num(excess(m, a, tolerance_for(d.dtype)), nan=np.inf).reshape(-1)
     differing = np.argsort(-ratio, kind="stable")[: int((ratio > 1).sum())]
-    probed = np.union1d(differing[:top], differing[:KINK_PROBES])
+    probed = np.union1d(differing[:top], _kink_probes(differing, diffs))
     central, kinks = _probe(site, diffs, probed)
-    kinked = kinks is not None and bool(kinks.all())
+    kinked = kinks is not None and _kinked(np.asarray(m, np.float64).reshape(-1)[probed], a.reshape(-1)[probed], kinks)
     worst = tuple(_element(i, m, a, central, kinks, probed) for i in differing[:top])
     return replace(d, classification=classify(step, m, a, d.dtype, kinked), worst=worst)
+
+
+def _kink_probes(differing, diffs):
+    """The differing elements (worst first) asked whether a kink lies within the step: every one, where finite
+    differences took every element anyway or there are few; else the worst and a spread over the rest, so that a
+    kink at the worst elements (an exact zero outweighs any scale) cannot hide the many elements far from any."""
+    if diffs is None or diffs.mode == "elements" or len(differing) <= 2 * KINK_PROBES:
+        return differing
+    spread = np.linspace(KINK_PROBES, len(differing) - 1, KINK_PROBES).round().astype(int)
+    return np.concatenate([differing[:KINK_PROBES], differing[spread]])
+
+
+def _kinked(m, a, kinks):
+    """Whether a convention at a kink explains the probed differences: a kink at one of them at least, and at none
+    of the others a difference that finite differences would have seen as a kink's jump (numerical.KINK_RTOL,
+    KINK_ATOL): a smaller one, at a kink or not, says nothing either way."""
+    visible = ~(np.abs(m - a) <= numerical.KINK_RTOL * np.maximum(np.abs(m), np.abs(a)) + numerical.KINK_ATOL)
+    return bool(kinks.any()) and not bool((visible & ~kinks).any())
 
 
 def _probe(site, diffs, indices):

@@ -81,8 +81,9 @@ def _transposes(m, a):
     if a.ndim < 2:
         return []
     candidates = [a.T, np.ascontiguousarray(a.T).reshape(a.shape)]
-    if a.ndim > 2:
-        candidates += [a.swapaxes(-1, -2), a.swapaxes(0, 1)]
+    if a.ndim > 2:  # the last two axes, or the first two (batch and channels): swapped, or their values laid out so
+        for swapped in (a.swapaxes(-1, -2), a.swapaxes(0, 1)):
+            candidates += [swapped, np.ascontiguousarray(swapped).reshape(a.shape)]
     return [(m, c) for c in candidates if c.shape == m.shape]
 
 

@@ -251,6 +251,8 @@ LAYER_CASES = [
     conv2d((1, 3, 6, 6), (2, 3, 3, 3), (2,), padding=1, flip=True),  # true convolution
     conv2d((2, 2, 8, 7), (3, 2, 3, 2), (3,), stride=(2, 1), padding=(1, 0), dilation=(1, 2), flip=True),
     conv2d((3, 4, 6, 5), (5, 4, 2, 3), flip=True),
+    conv2d((2, 2, 6, 5), (3, 2, 3, 3), (3,), padding=(0, 1)),  # padding on one axis only, either one
+    conv2d((1, 3, 5, 6), (2, 3, 2, 3), (2,), stride=2, padding=(1, 0)),
     conv2d((2, 1, 3, 5), (2, 1, 5, 7), (2,), padding=1, flip=True),  # flipped kernel as large as the padded input
     # max_pool2d / avg_pool2d: x; kernel_size, stride (default kernel_size), padding <= kernel_size // 2
     max_pool2d((2, 3, 6, 6), kernel_size=2),
@@ -260,12 +262,16 @@ LAYER_CASES = [
     max_pool2d((1, 2, 9, 9), kernel_size=2, stride=3),  # stride larger than the kernel
     max_pool2d((2, 2, 6, 6), kernel_size=3, stride=1, padding=1, draw=(ties,), tag="ties"),
     max_pool2d((2, 1, 5, 6), kernel_size=(2, 3), stride=1, draw=(ties,), tag="ties"),
+    max_pool2d((2, 2, 6, 7), kernel_size=3, stride=2, padding=(1, 0)),  # padding on one axis only, either one
+    max_pool2d((1, 2, 7, 6), kernel_size=(2, 3), stride=1, padding=(0, 1)),
     avg_pool2d((2, 3, 6, 6), kernel_size=2),
     avg_pool2d((1, 1, 5, 7), kernel_size=(2, 3), stride=(1, 2), padding=1),
     avg_pool2d((2, 2, 7, 7), kernel_size=3, stride=2, padding=1),
     avg_pool2d((2, 1, 4, 6), kernel_size=(4, 6)),
     avg_pool2d((1, 2, 9, 9), kernel_size=2, stride=3),
     avg_pool2d((2, 2, 5, 5), kernel_size=3, stride=1, padding=1),
+    avg_pool2d((2, 2, 6, 7), kernel_size=3, stride=2, padding=(1, 0)),
+    avg_pool2d((1, 2, 7, 6), kernel_size=(2, 3), stride=1, padding=(0, 1)),
     # activations, any shape
     tanh((2, 3, 4, 5)),
     tanh((7,)),
@@ -275,6 +281,8 @@ LAYER_CASES = [
     leaky_relu((5, 6), draw=(with_zeros,), tag="zeros"),
     leaky_relu((3, 8), negative_slope=0.2, draw=(with_zeros,), tag="zeros"),
     leaky_relu((1, 1, 3, 3), negative_slope=-1.5),
+    leaky_relu((2, 3, 4, 4), negative_slope=1.5),  # slopes above 1: max(x, slope * x) is no leaky ReLU there
+    leaky_relu((4, 6), negative_slope=3.0, draw=(with_zeros,), tag="zeros"),
     sigmoid((2, 3, 4)),
     sigmoid((5,), draw=(huge,), tag="huge"),
     flatten((2, 3, 4, 5)),

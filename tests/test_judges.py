@@ -1,0 +1,409 @@
+"""The harness's own judges, pinned at their boundaries: the comparison rule and its table, the finite-difference
+witness, the diagnosis' shift, transpose and kink rules, the chaos rule of training runs, the SGD step's ownership
+of its arrays and the parameters' initial law. Every expected value comes from the documented rule (the numbers
+written here, docs/tolerances.md), by hand or from torch, never from the code under test; the errors are placed
+just inside and just outside each allowance."""
+
+import numpy as np
+import pytest
+import torch
+from layer_cases import LAYER_CASES
+
+from crosscheck import numerical as nm
+from crosscheck.check import chaos, check, overrides
+from crosscheck.compare import compare, excess
+from crosscheck.diagnose import diagnose
+from crosscheck.hypotheses import classify
+from crosscheck.subjects import NetworkSubject, SeedCase, SeedSubject, Step
+from crosscheck.tolerances import Tolerance
+from manual import optim
+from manual import seed_network as manual_seed
+from netdesc.description import parse_spec
+from netdesc.inputs import init_params
+
+# The table as docs/tolerances.md documents it: (rtol, atol). An element passes when
+# |manual - autograd| <= atol + rtol * |autograd|.
+TABLE = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-6)}
+DTYPES = list(TABLE)
+# Finite differences: rtol 1e-6, atol 1e-6, step 1e-6 * max(1, |x|) (crosscheck/numerical.py, docs/debugging.md).
+FD_RTOL, FD_ATOL, FD_EPS = 1e-6, 1e-6, 1e-6
+
+
+def _passes(manual, autograd, dtype):
+    """compare's verdict on one element, the tolerance from the table."""
+    return compare("q", np.array([manual], dtype), np.array([autograd], dtype)).passed
+
+
+def _edge(autograd, dtype):
+    """Along the values of `dtype` above `autograd`: the last one the documented rule lets pass and the first one it
+    fails, the rule evaluated in float64 with the documented numbers."""
+    rtol, atol = TABLE[dtype]
+    kind = np.dtype(dtype).type
+    a = float(kind(autograd))
+    allowed = atol + rtol * abs(a)
+    up, down = kind(np.inf), kind(-np.inf)
+    m = kind(a + allowed)
+    while float(m) - a > allowed:
+        m = np.nextafter(m, down)
+    while float(np.nextafter(m, up)) - a <= allowed:
+        m = np.nextafter(m, up)
+    return m, np.nextafter(m, up)
+
+
+# --- the comparison rule: the relative error is read against autograd -----------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_relative_error_is_read_against_autograd(dtype):
+    rtol, atol = TABLE[dtype]
+    t = float(np.dtype(dtype).type(atol * (1 + rtol / 2)))  # just above atol, below atol + rtol * t
+    assert atol < t <= atol + rtol * t  # the construction, by the documented rule
+    assert _passes(0.0, t, dtype)  # |0 - t| <= atol + rtol * |autograd = t|
+    assert not _passes(t, 0.0, dtype)  # |t - 0| > atol + rtol * |autograd = 0|
+    both = compare("q", np.array([0.0, t], dtype), np.array([t, 0.0], dtype))
+    assert not both.passed and both.worst_index == (1,)  # the worst element: the one autograd = 0 judges
+
+
+def test_excess_divides_by_the_allowance_of_autograd():
+    tol = Tolerance(rtol=0.5, atol=1.0, why="round numbers")
+    manual, autograd = np.array([0.0, 2.0, 3.0, 1.0]), np.array([2.0, 0.0, 1.0, -4.0])
+    # |m - a| / (1 + 0.5 |a|), by hand
+    np.testing.assert_allclose(excess(manual, autograd, tol), [2 / 2, 2 / 1, 2 / 1.5, 5 / 3], rtol=1e-15)
+
+
+def test_the_rule_passes_an_error_exactly_at_the_allowance():
+    tol = Tolerance(rtol=0.5, atol=1.0, why="round numbers: every sum below is exact")
+    a = np.array([2.0])  # allowed: 1 + 0.5 * 2 = 2
+    assert compare("q", np.array([4.0]), a, np.float64, tol).passed  # error 2 == 2
+    assert compare("q", np.array([0.0]), a, np.float64, tol).passed
+    assert not compare("q", np.nextafter(np.array([4.0]), np.inf), a, np.float64, tol).passed
+    assert not compare("q", np.array([2.0]), np.array([0.0]), np.float64, tol).passed  # error 2 > 1 + 0.5 * 0
+    result = compare("q", np.array([3.0]), a, np.float64, tol)
+    assert result.max_rel_error == 0.5 and result.max_abs_error == 1.0  # |3 - 2| / |2|
+
+
+# --- the tolerance table, entry by entry, through behaviour ----------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("autograd", [0.0, 1.0, -3.0, 1e4], ids=["atol", "one", "negative", "rtol"])
+def test_each_table_entry_is_its_documented_value(dtype, autograd):
+    """autograd 0 pins atol to the last representable value; 1e4 pins rtol (atol is 1e-6 or less of the allowance)."""
+    inside, outside = _edge(autograd, dtype)
+    assert _passes(inside, autograd, dtype), f"{inside!r} against {autograd}"
+    assert not _passes(outside, autograd, dtype), f"{outside!r} against {autograd}"
+    mirrored = 2 * np.dtype(dtype).type(autograd) - inside  # the same error below autograd
+    if float(autograd) - float(mirrored) == float(inside) - float(autograd):
+        assert _passes(mirrored, autograd, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_an_error_a_tenth_beyond_either_entry_fails(dtype):
+    rtol, atol = TABLE[dtype]
+    kind = np.dtype(dtype).type
+    assert _passes(kind(0.9 * atol), 0.0, dtype) and not _passes(kind(1.1 * atol), 0.0, dtype)
+    a = 1e4  # atol is negligible beside rtol * 1e4
+    assert _passes(kind(a + 0.9 * rtol * a), a, dtype) and not _passes(kind(a + 1.1 * rtol * a), a, dtype)
+
+
+# --- the finite-difference witness: its step and its tolerance -------------------------------------------
+
+X_FD = np.array([0.0, 0.5, -1.5, 2.0])
+
+
+def _squares():
+    """E = sum x^2: dE/dx = 2x, and central differences of a quadratic are exact but for rounding (~1e-10)."""
+    return nm.element_differences(nm.Site("squares", X_FD, lambda xs: (xs ** 2).sum(axis=1)))
+
+
+def test_finite_differences_step_by_eps_times_max_one_and_x():
+    diffs = _squares()
+    # For x^2 the one-sided differences are 2x + h and 2x - h: half their gap is the step h.
+    np.testing.assert_allclose((diffs.forward - diffs.backward) / 2, FD_EPS * np.maximum(1, np.abs(X_FD)), rtol=1e-3)
+
+
+@pytest.mark.parametrize("where", range(len(X_FD)))
+@pytest.mark.parametrize(("fraction", "agrees"), [(0.9, True), (1.1, False)])
+def test_finite_differences_judge_at_their_own_tolerance(where, fraction, agrees):
+    exact = 2 * X_FD
+    allowed = FD_ATOL + FD_RTOL * np.abs(exact)  # X_FD[0] = 0 pins atol, the others mostly rtol
+    grad = exact.copy()
+    grad[where] += fraction * allowed[where] * (-1) ** where
+    diffs = _squares()
+    assert nm.against(diffs, "squares", grad, "float64").passed == agrees
+    assert nm.verdict(diffs, grad, exact, "float64").supports == ("both" if agrees else "autograd")
+
+
+# --- the diagnosis' shifts: up to 2 rows and columns, either way ---------------------------------------
+
+A12 = np.random.default_rng(4).standard_normal((2, 3, 12, 12))
+
+
+def _rolled(a, dy, dx, seed=0):
+    """m[..., i + dy, j + dx] = a[..., i, j]; what rolled in from the other side replaced by noise."""
+    m = np.roll(a, (dy, dx), axis=(-2, -1))
+    noise = np.random.default_rng(seed).standard_normal(a.shape)
+    H, W = a.shape[-2:]
+    rows = (np.arange(H) < dy) | (np.arange(H) >= H + dy)
+    cols = (np.arange(W) < dx) | (np.arange(W) >= W + dx)
+    wrapped = rows[:, None] | cols[None, :]
+    return np.where(wrapped, noise, m)
+
+
+def _kind(manual, autograd, dtype="float64", step=None):
+    return classify(step or Step("", "q", manual, autograd), manual, autograd, dtype).kind
+
+
+@pytest.mark.parametrize("shift", [(2, 0), (0, 2), (2, 2), (-2, -2), (2, -2), (-2, 1), (0, -1)], ids=str)
+def test_a_shift_of_up_to_two_is_padding_cropped_at_the_wrong_side(shift):
+    assert _kind(_rolled(A12, *shift), A12) == "padding"
+
+
+@pytest.mark.parametrize("shift", [(3, 0), (0, -3), (3, 3)], ids=str)
+def test_a_shift_of_three_is_beyond_the_search(shift):
+    dy, dx = shift
+    kept = np.abs(A12[..., :12 - abs(dy), :12 - abs(dx)]).sum() / np.abs(A12).sum()
+    assert kept > 0.5  # most of the mass overlaps: only the range of the search leaves it out
+    assert _kind(_rolled(A12, *shift), A12) == "unclassified"
+
+
+# --- transposes: the last two axes, or the first two (batch and channels) ------------------------------
+
+def test_a_batch_channel_swap_is_transposed():
+    a = np.random.default_rng(6).standard_normal((2, 3, 5, 4))  # N != C, H != W: no other axes coincide
+    assert _kind(a.swapaxes(0, 1), a) == "transposed"  # manual (C, N, H, W)
+    square = np.random.default_rng(7).standard_normal((3, 3, 5, 4))  # N == C: the same shape
+    assert _kind(square.swapaxes(0, 1), square) == "transposed"
+    # (C, N, H, W) values read back as (N, C, H, W): a reshape where a transpose was meant
+    laid_out = np.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(a.shape)
+    assert _kind(laid_out, a) == "transposed"
+
+
+# --- the kink rule: a kink at every differing element whose jump finite differences could see -----------
+
+def _relu_stack(h, w, batch):
+    return parse_spec({"input_shape": [1, h, w], "batch_size": batch, "loss": {"type": "mse"},
+                       "layers": [{"type": "relu"}, {"type": "flatten"}, {"type": "linear", "out_features": 3}]})
+
+
+def _with_zeros(spec, dtype, seed):
+    """x ~ N(0, 1) with a quarter set to exactly 0, ReLU's kink; the target in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    shape = (spec.batch_size, *spec.input_shape)
+    x = np.where(rng.random(shape) < 0.25, 0.0, rng.standard_normal(shape)).astype(dtype)
+    return x, rng.uniform(size=(spec.batch_size, *spec.output_shape)).astype(dtype)
+
+
+def _relu_ge(factor):
+    """ReLU's backward with x >= 0 for x > 0 (the gradient let through at exact zeros), times factor."""
+    return lambda dout, x: (factor * dout * (x >= 0),)
+
+
+@pytest.mark.parametrize(("shape", "zeros", "mode"), [
+    ((3, 4, 2), "few", "elements"),  # fewer differing zeros than the 64 worst elements
+    ((8, 8, 8), "many", "elements"),  # 512 elements: over 64 zeros, each worse than every scaled element
+    ((10, 10, 8), "many", "directions"),  # 800 elements: probed in random directions, kinks element by element
+], ids=lambda v: v if isinstance(v, str) else "x".join(map(str, v)))
+def test_a_kink_mistake_with_a_wrong_scale_is_no_kink(shape, zeros, mode):
+    spec = _relu_stack(*shape)
+    pure = diagnose(NetworkSubject(spec, wrong=overrides({0: _relu_ge(1.0)}, inputs=_with_zeros)))
+    assert pure.quantity == "0 relu: dE/dinput" and pure.numerical.mode == mode
+    assert pure.classification.kind == "kink"  # differs only at the exact zeros
+    scaled = diagnose(NetworkSubject(spec, wrong=overrides({0: _relu_ge(2.0)}, inputs=_with_zeros)))
+    assert scaled.quantity == "0 relu: dE/dinput"
+    # Most differing elements (every x > 0) lie far from any kink: no convention at a kink explains them.
+    assert scaled.classification.kind == "unclassified"
+
+
+class Walked:
+    """A subject whose walk is one given step."""
+
+    title, dtype, wrong = "constructed", "float64", None
+
+    def __init__(self, step):
+        self.step = step
+
+    def walk(self):
+        return iter([self.step])
+
+
+@pytest.mark.parametrize(("factor", "kind"), [(1.0, "kink"), (2.0, "unclassified")])
+def test_the_kink_rule_sets_aside_differences_too_small_to_show_a_jump(factor, kind):
+    # E = <dout, relu(x)>: at x = 0 the derivative jumps by dout. Finite differences see a jump above
+    # KINK_RTOL * |one-sided| + KINK_ATOL = 1e-3 * |dout| + 1e-5; the zero with dout = 4e-6 shows none.
+    x = np.array([[0.0, 1.5, 0.0, -2.0, 0.7, 0.0]])
+    dout = np.array([[0.8, -1.2, 4e-6, 0.5, 2.0, -0.6]])
+    site = nm.Site("relu", x, nm.batch_folded(lambda h: np.maximum(h, 0), lambda o: (o * dout).sum(axis=(1, 2))))
+    autograd, manual = dout * (x > 0), factor * dout * (x >= 0)
+    result = diagnose(Walked(Step("", "dE/dx", manual, autograd, lambda: site)))
+    assert result.classification.kind == kind
+    kinks = {e.index: e.kink for e in result.worst}
+    assert kinks[(0, 0)] and kinks[(0, 5)] and not kinks[(0, 2)]
+
+
+# --- the chaos rule excuses only multi-step training rows, and only when every one-step row agrees ------
+
+CHAOTIC_SEED = SeedCase(lr=5.0)  # 8x8, 50 steps: a one-ulp nudge moves autograd's own run past the tolerance
+MLP = {"input_shape": [1, 3, 3], "batch_size": 4, "loss": {"type": "mse", "reduction": "sum"},
+       "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 6}, {"type": "tanh"},
+                  {"type": "linear", "out_features": 2}], "optimizer": {"lr": 1.0, "steps": 60}}  # diverges
+
+
+def _training(row, steps):
+    return row.quantity == f"E at steps 1..{steps}" or row.quantity.endswith(f"after {steps} steps")
+
+
+def _seed_sgd_off_by(factor):
+    def step(params, grads, lr):
+        return manual_seed.sgd_step(params, grads, lr * factor)
+    return step
+
+
+def _network_sgd_off_by(factor):
+    def step(params, grads, state, lr, **settings):
+        return optim.sgd_step(params, grads, state, lr * factor, **settings)
+    return step
+
+
+def _db_off_by(factor):
+    return lambda dE_dZ2: factor * manual_seed.EQUATIONS["dE_db"](dE_dZ2)
+
+
+def test_a_chaotic_run_excuses_only_its_training_rows():
+    subject = SeedSubject(CHAOTIC_SEED)
+    assert chaos(subject)  # the premise of the tests below
+    result = check(subject)
+    assert result.passed and result.unstable
+    assert all(_training(r, 50) for r in result.unstable)
+
+
+@pytest.mark.parametrize(("wrong", "first"), [
+    (overrides(optimizer_step=_seed_sgd_off_by(1 + 1e-6), network="seed"), "W after step 1"),
+    (overrides({"dE_db": _db_off_by(1 + 1e-6)}, network="seed"), "dE/db"),
+], ids=["update", "gradient"])
+def test_a_one_step_mismatch_on_the_seed_network_is_never_excused(wrong, first):
+    result = check(SeedSubject(CHAOTIC_SEED, wrong))
+    assert not result.passed and not result.unstable
+    assert next(r for r in result.rows if not r.passed).quantity == first
+    assert any(_training(r, 50) and not r.passed for r in result.rows)
+
+
+def test_a_one_step_update_mismatch_on_a_described_network_is_never_excused():
+    spec = parse_spec(MLP)
+    assert chaos(NetworkSubject(spec))
+    result = check(NetworkSubject(spec, wrong=overrides(optimizer_step=_network_sgd_off_by(1 + 1e-6))))
+    assert not result.passed and not result.unstable
+    failed = [r.quantity for r in result.rows if not r.passed]
+    assert failed[0] == "weight after step 1" and "dE/dweight" not in " ".join(failed)  # only the update is wrong
+    assert any(_training(r, 60) and not r.passed for r in result.rows)
+
+
+# --- the SGD step owns its arrays -----------------------------------------------------------------------
+
+SGD_SETTINGS = [dict(lr=0.1), dict(lr=0.1, momentum=0.9), dict(lr=0.1, momentum=0.9, nesterov=True),
+                dict(lr=0.1, momentum=0.9, dampening=0.3), dict(lr=0.1, momentum=0.9, weight_decay=0.01),
+                dict(lr=0.1, weight_decay=0.01)]
+
+
+def _arrays(rng):
+    return {"w": rng.standard_normal((4, 3)), "b": rng.standard_normal(4)}
+
+
+def _copies(d):
+    return {k: v.copy() for k, v in d.items()}
+
+
+def _assert_no_shared_memory(returned, *given):
+    for name, r in returned.items():
+        for inputs in given:
+            for key, i in inputs.items():
+                assert not np.shares_memory(r, i), f"returned {name} shares memory with the argument {key}"
+
+
+@pytest.mark.parametrize("settings", SGD_SETTINGS, ids=lambda s: "-".join(f"{k}{v}" for k, v in s.items()))
+def test_sgd_step_returns_arrays_of_its_own(settings):
+    rng = np.random.default_rng(8)
+    params, grads = _arrays(rng), _arrays(rng)
+    kept_params, kept_grads = _copies(params), _copies(grads)
+    new_params, state = optim.sgd_step(params, grads, {}, **settings)
+    _assert_no_shared_memory(new_params | {f"buf {k}": v for k, v in state.items()}, params, grads)
+    # A second step from the buffers: fresh buffers again, none of them the ones passed in.
+    grads2 = _arrays(rng)
+    params2, state2 = optim.sgd_step(new_params, grads2, state, **settings)
+    _assert_no_shared_memory(params2 | {f"buf {k}": v for k, v in state2.items()}, new_params, grads2,
+                             state if settings.get("momentum") else {})
+    for k in params:  # nothing given was changed in place
+        np.testing.assert_array_equal(params[k], kept_params[k])
+        np.testing.assert_array_equal(grads[k], kept_grads[k])
+    # The caller reuses its gradient arrays (torch zeroes them in place): the buffers must not move with them,
+    # and writing into a buffer must not reach the caller's gradients.
+    kept_state = _copies(state)
+    for g in grads.values():
+        g[...] = 0.0
+    for k in state:
+        np.testing.assert_array_equal(state[k], kept_state[k])
+        state[k][...] = 7.0
+    for g in grads.values():
+        np.testing.assert_array_equal(g, 0.0)
+
+
+def test_the_sgd_class_keeps_buffers_of_its_own():
+    rng = np.random.default_rng(9)
+    params, grads = _arrays(rng), _arrays(rng)
+    opt = optim.SGD(lr=0.1, momentum=0.9)
+    opt.step(params, grads)
+    kept = _copies(opt.state)
+    for g in grads.values():
+        g[...] = 0.0  # zero_grad in place
+    for k, buf in opt.state.items():
+        np.testing.assert_array_equal(buf, kept[k])
+
+
+def test_the_seed_networks_sgd_step_returns_arrays_of_its_own():
+    X, Y, params = SeedCase().inputs()
+    values = manual_seed.forward(X, params, Y)
+    grads = manual_seed.backward(X, Y, params, values)
+    new = manual_seed.sgd_step(params, grads, 0.5)
+    _assert_no_shared_memory(new, params, {k: v for k, v in grads.items() if isinstance(v, np.ndarray)})
+
+
+# --- a described network's parameters start as torch's default initialization -----------------------
+
+INIT_SPEC = parse_spec({"input_shape": [2, 6, 6], "batch_size": 1, "loss": {"type": "mse"}, "layers": [
+    {"type": "conv2d", "out_channels": 16, "kernel_size": 3},  # fan_in 2*3*3 = 18, fan_out 16*3*3 = 144
+    {"type": "flatten"},
+    {"type": "linear", "out_features": 40}]})  # fan_in 16*4*4 = 256, fan_out 40
+DRAWS = 40
+
+
+def _torch_draws():
+    """Torch's own default initialization of the same layers, DRAWS times -> {name: every value drawn}."""
+    torch.manual_seed(0)
+    drawn = {"0.weight": [], "0.bias": [], "2.weight": [], "2.bias": []}
+    for _ in range(DRAWS):
+        for index, module in ((0, torch.nn.Conv2d(2, 16, 3)), (2, torch.nn.Linear(256, 40))):
+            drawn[f"{index}.weight"].append(module.weight.detach().numpy().ravel())
+            drawn[f"{index}.bias"].append(module.bias.detach().numpy().ravel())
+    return {k: np.concatenate(v) for k, v in drawn.items()}
+
+
+def test_init_params_follow_torchs_default_law():
+    ours = {k: np.concatenate([init_params(INIT_SPEC, np.float64, seed)[k].ravel() for seed in range(DRAWS)])
+            for k in ("0.weight", "0.bias", "2.weight", "2.bias")}
+    theirs = _torch_draws()
+    fan_in = {"0.weight": 18, "0.bias": 18, "2.weight": 256, "2.bias": 256}
+    for name, values in ours.items():
+        bound = 1 / np.sqrt(fan_in[name])  # kaiming_uniform(a=sqrt(5)) and the bias: U(-1/sqrt(fan_in), ...)
+        assert np.abs(theirs[name]).max() <= bound  # torch's law is the documented one
+        assert np.abs(values).max() <= bound, name
+        assert np.abs(values).max() == pytest.approx(np.abs(theirs[name]).max(), rel=0.02), name
+        assert values.std() == pytest.approx(theirs[name].std(), rel=0.06), name
+        assert abs(values.mean()) < 0.1 * bound, name
+
+
+# --- the registry holds the cases that pin leaky ReLU's slope and per-axis padding ---------------
+
+def test_the_registry_holds_slopes_above_one_and_padding_on_one_axis():
+    slopes = {c.options.get("negative_slope") for c in LAYER_CASES if c.name == "leaky_relu"}
+    assert {1.5, 3.0} <= slopes  # max(x, slope * x) is a leaky ReLU only for slopes up to 1
+    for name in ("max_pool2d", "avg_pool2d", "conv2d"):
+        paddings = {c.options.get("padding") for c in LAYER_CASES if c.name == name}
+        assert {(1, 0), (0, 1)} <= paddings, name
