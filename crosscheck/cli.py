@@ -13,6 +13,7 @@ interrupted (Ctrl-C). Every error is one line on stderr; with --json, a JSON doc
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 from importlib import metadata
@@ -271,12 +272,16 @@ def _print(text):
 
 
 def console_main():
-    """The console script (and python -m crosscheck)."""
-    code = main()
-    if code == EXIT_INTERRUPTED:
-        # A Ctrl-C that landed while a library ran Python code from C (torch does, importing itself) leaves CPython
-        # marked to re-kill the process with SIGINT at exit (status -2, not 130); leave without that finalization.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    """The console script (and python -m crosscheck). Ctrl-C ends it at once with one line and exit 130, wherever
+    it lands: Python's KeyboardInterrupt may be turned into another error by a library it interrupts (torch,
+    importing itself), or leave CPython marked to re-kill the process with SIGINT at exit."""
+    as_json = "--json" in sys.argv[1:]
+    signal.signal(signal.SIGINT, lambda signum, frame: _interrupted(as_json))
+    sys.exit(main())
+
+
+def _interrupted(as_json):
+    error("interrupted", EXIT_INTERRUPTED, as_json)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)

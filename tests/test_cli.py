@@ -113,13 +113,19 @@ def test_console_script_exits_with_mains_code(monkeypatch):
     assert info.value.code == 1
 
 
-def test_an_interrupted_console_script_leaves_without_finalization(monkeypatch):
-    left = []
-    monkeypatch.setattr(cli, "main", lambda: 130)
+def test_ctrl_c_ends_the_console_script_at_once_with_one_line(monkeypatch, capsys):
+    handlers, left = {}, []
+    monkeypatch.setattr(cli.signal, "signal", lambda signum, handler: handlers.setdefault(signum, handler))
     monkeypatch.setattr(cli.os, "_exit", left.append)
-    monkeypatch.setattr(cli.sys, "exit", lambda code: left.append(("sys.exit", code)))
-    cli.console_main()
-    assert left == [130, ("sys.exit", 130)]  # os._exit would have ended it at the first
+    monkeypatch.setattr(cli, "main", lambda: 0)
+    for argv, printed in ((["crosscheck"], ("", "crosscheck: error: interrupted\n")),
+                          (["crosscheck", "--json"], ('{"error": "interrupted", "exit": 130}\n', ""))):
+        handlers.clear()
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit):
+            cli.console_main()
+        handlers[cli.signal.SIGINT](cli.signal.SIGINT, None)
+        assert left.pop() == 130 and capsys.readouterr() == printed
 
 
 def test_python_dash_m_runs_the_same_command(monkeypatch, capsys):

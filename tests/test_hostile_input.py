@@ -424,14 +424,17 @@ def _started(command):
 
 
 def test_ctrl_c_in_a_real_run_exits_130_with_one_line():
-    process = _started(["--steps", "100000", "--shape", "16"])  # a run of minutes, interrupted in its first seconds
-    deadline = time.monotonic() + 120
-    while "libtorch_cpu" not in pathlib.Path(f"/proc/{process.pid}/maps").read_text():  # torch loaded: the run began
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.1)
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    with _started(["--steps", "100000", "--shape", "16"]) as process:  # a run of minutes, interrupted in seconds
+        try:
+            deadline = time.monotonic() + 300
+            while "libtorch_cpu" not in pathlib.Path(f"/proc/{process.pid}/maps").read_text():  # the run began
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.1)
+            time.sleep(1.0)
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=300)
+        finally:
+            process.kill()
     assert (process.returncode, out, err) == (130, "", "crosscheck: error: interrupted\n")
 
 
