@@ -16,7 +16,8 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from crosscheck import cli  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))
+import test_docs  # noqa: E402
 
 COMMAND = "$ python3 -m crosscheck"
 BLOCK = re.compile(r"^```[^\n]*\n(\$ python3 -m crosscheck[^\n]*)\n(.*?)^```", re.S | re.M)
@@ -25,7 +26,7 @@ BLOCK = re.compile(r"^```[^\n]*\n(\$ python3 -m crosscheck[^\n]*)\n(.*?)^```", r
 def printed(command):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        cli.main(shlex.split(command[len(COMMAND):], comments=True))
+        test_docs.run(shlex.split(command[len(COMMAND):], comments=True))
     return (out.getvalue() + err.getvalue()).rstrip("\n").split("\n")
 
 

@@ -76,12 +76,23 @@ def test_the_readme_shows_a_commands_output():
     assert any(param.values[0].name == "README.md" for param in CONSOLE)
 
 
+def run(args):
+    """cli.main(args) -> its exit code, --help's too (argparse exits), help wrapped at 100 columns."""
+    os.environ["COLUMNS"] = "100"
+    try:
+        return cli.main(args)
+    except SystemExit as exit:
+        return exit.code
+    finally:
+        del os.environ["COLUMNS"]
+
+
 @pytest.mark.parametrize(("page", "block"), CONSOLE)
 def test_shown_output_is_what_the_command_prints(page, block, capsys):
     command, *shown = block.rstrip("\n").split("\n")
     args = shlex.split(command[len(COMMAND):], comments=True)
     marker = re.search(r"#\s*exit\s+(\d+)\s*$", command)
-    code = cli.main(args)
+    code = run(args)
     captured = capsys.readouterr()
     printed = (captured.out + captured.err).rstrip("\n").split("\n")
     assert code == (int(marker.group(1)) if marker else 0), f"{_name(page)}: {command}: exit code {code}"
