@@ -63,7 +63,9 @@ def test_finite_differences_side_with_autograd(entry):
         assert result.numerical.supports == "both"  # finer than finite differences resolve
     else:
         assert result.numerical.supports == "autograd", diagnosis_text(result)
-        assert all(abs(e.numerical - e.autograd) <= 1e-6 * (1 + abs(e.autograd)) for e in result.worst)
+        # at a kink (a tie in a pooling window: seeds where the dark border makes them) central differences
+        # average the two sides; everywhere else they agree with autograd
+        assert all(e.kink or abs(e.numerical - e.autograd) <= 1e-6 * (1 + abs(e.autograd)) for e in result.worst)
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=str)
