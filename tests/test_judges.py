@@ -407,3 +407,19 @@ def test_the_registry_holds_slopes_above_one_and_padding_on_one_axis():
     for name in ("max_pool2d", "avg_pool2d", "conv2d"):
         paddings = {c.options.get("padding") for c in LAYER_CASES if c.name == name}
         assert {(1, 0), (0, 1)} <= paddings, name
+
+
+def test_a_comparison_as_json_and_in_words():
+    """as_dict's keys and JSON-safe values, describe() of a pass, and what cannot be compared measures as infinite."""
+    passed = compare("q", np.array([[1.0, 2.0]]), np.array([[1.0, 2.0]]))
+    assert passed.describe("c") == ("case c: q agrees; worst element at index (0, 0): manual 1.0, autograd 1.0, "
+                                    "abs error 0.000e+00, rel error 0.000e+00")
+    assert passed.as_dict() == {"name": "q", "shape": [1, 2], "passed": True, "max_abs_error": 0.0,
+                                "max_rel_error": 0.0, "worst_index": [0, 0], "worst_manual": 1.0,
+                                "worst_autograd": 1.0, "problem": "", "note": "", "compared": 2}
+    apart = compare("q", np.zeros(3), np.ones(2))
+    assert (apart.max_abs_error, apart.max_rel_error, apart.compared) == (np.inf, np.inf, 0)
+    assert apart.as_dict() == {"name": "q", "shape": [2], "passed": False, "max_abs_error": None,
+                               "max_rel_error": None, "worst_index": [], "worst_manual": None,
+                               "worst_autograd": None, "problem": "shape mismatch: manual (3,), autograd (2,)",
+                               "note": "", "compared": 0}

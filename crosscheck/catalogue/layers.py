@@ -201,6 +201,9 @@ PADDED_AT_0 = _stack((1, 5, 5), [_conv(2, 3, padding=1), TANH, FLAT, _linear(2)]
 DILATED_AT_0 = _stack((1, 7, 7), [_conv(2, 2, dilation=2), TANH, FLAT, _linear(2)])
 RELU_POOL = _stack((1, 8, 8), [_conv(2, 3, padding=1), RELU, {"type": "max_pool2d", "kernel_size": 2}, FLAT,
                                _linear(3)])
+# Zeros around the centre and no conv bias: the corner windows after the ReLU hold four exact zeros, at every seed.
+DARK_RELU_POOL = _stack((1, 8, 8), [_conv(2, 3, padding=1, bias=False), RELU, {"type": "max_pool2d", "kernel_size": 2},
+                                    FLAT, _linear(3)])
 AVG_POOL = _stack((1, 6, 6), [_conv(2, 3, padding=1), TANH, {"type": "avg_pool2d", "kernel_size": 2}, FLAT,
                               _linear(3)])
 CLASSIFIER = _stack((1, 3, 3), [FLAT, _linear(5)], loss="softmax_cross_entropy", batch=4)
@@ -236,8 +239,9 @@ ENTRIES = [
                     "not only to its maximum", RELU_POOL, "2 max_pool2d: dE/dinput", "window",
                     {2: _pool_to_every_element}, {2: _max_pool_forward}),
     WrongDerivation("max-pool-last-tie", "max_pool2d: a tie broken towards the last maximum of the window (torch "
-                    "takes the first); after a ReLU, windows of zeros tie", RELU_POOL, "2 max_pool2d: dE/dinput",
-                    "kink", {2: _max_pool_last_tie}, {2: _max_pool_forward}),
+                    "takes the first); on a dark background, windows of zeros tie after the ReLU", DARK_RELU_POOL,
+                    "2 max_pool2d: dE/dinput", "kink", {2: _max_pool_last_tie}, {2: _max_pool_forward},
+                    inputs=_black_border),
     WrongDerivation("avg-pool-not-divided", "avg_pool2d: dout sent to every window element without the division by "
                     "the window size KH*KW", AVG_POOL, "2 avg_pool2d: dE/dinput", "scaled",
                     {2: _pool_to_every_element}, {2: _avg_pool_forward}),
