@@ -113,10 +113,9 @@ def _kink_probes(differing, diffs):
 
 def _kinked(m, a, kinks):
     """Whether a convention at a kink explains the probed differences: a kink at one of them at least, and at none
-    of the others a difference that finite differences would have seen as a kink's jump (numerical.KINK_RTOL,
-    KINK_ATOL): a smaller one, at a kink or not, says nothing either way."""
-    visible = ~(np.abs(m - a) <= numerical.KINK_RTOL * np.maximum(np.abs(m), np.abs(a)) + numerical.KINK_ATOL)
-    return bool(kinks.any()) and not bool((visible & ~kinks).any())
+    of the others a difference that finite differences would have seen as a kink's jump (numerical.jump): a smaller
+    one, at a kink or not, says nothing either way."""
+    return bool(kinks.any()) and not bool((numerical.jump(m, a) & ~kinks).any())
 
 
 def _probe(site, diffs, indices):

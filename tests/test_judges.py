@@ -423,3 +423,28 @@ def test_a_comparison_as_json_and_in_words():
                                "max_rel_error": None, "worst_index": [], "worst_manual": None,
                                "worst_autograd": None, "problem": "shape mismatch: manual (3,), autograd (2,)",
                                "note": "", "compared": 0}
+
+
+def _kinked_differences(forward, backward):
+    """Three probes of a (3,) quantity: probe 0 a kink (one-sided slopes 1 and 0), probe 1 as given, probe 2 smooth."""
+    forward, backward = np.array([1.0, forward, 2.0]), np.array([0.0, backward, 2.0])
+    return nm.Differences("q", (3,), (forward + backward) / 2, forward, backward, indices=np.arange(3))
+
+
+@pytest.mark.parametrize(("forward", "backward", "manual", "supports"), [
+    (1.0, 1.0, 1.0, "unreliable"),          # away from the kink the two sides agree: only the kink parts them
+    (1.0, 1.0, 1.001, "autograd"),          # a smooth probe where manual is off: finite differences decide
+    (2e-6, 0.0, 2e-6, "unreliable"),        # a kink too small to be seen as one (gap 2e-6 < KINK_ATOL): between
+    (2e-5, 0.0, 2e-5, "unreliable"),        # a gap above KINK_ATOL is a detected kink: a second kink probe
+])
+def test_differences_at_a_kink_too_small_to_see_decide_nothing(forward, backward, manual, supports):
+    diffs = _kinked_differences(forward, backward)
+    autograd = np.array([0.0, backward, 2.0])
+    assert nm.verdict(diffs, np.array([1.0, manual, 2.0]), autograd, "float64").supports == supports
+
+
+def test_a_jump_is_what_finite_differences_see_as_a_kink():
+    edge = (1e-3 + 1e-5) / (1 - 1e-3)  # m = 1 + x: x <= KINK_RTOL (1 + x) + KINK_ATOL
+    assert not nm.jump(1.0 + edge * (1 - 1e-9), 1.0) and nm.jump(1.0 + edge * (1 + 1e-6), 1.0)
+    edge = 1e-5 / (1 - 1e-3)  # a = 0: x <= KINK_RTOL x + KINK_ATOL
+    assert not nm.jump(edge * (1 - 1e-9), 0.0) and nm.jump(edge * (1 + 1e-6), 0.0)
