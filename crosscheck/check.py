@@ -308,8 +308,7 @@ def module_subject(path, dtype="float64", seed=None, max_memory=None):
     else:  # a file, relative to the module's folder
         spec = load_spec(pathlib.Path(path).parent / raw)
     keys = [*range(len(spec.layers)), "loss"]
-    backward = _callables(module, "LAYER_BACKWARD", keys, where,
-                          lambda key: (2, "(dout, cache)"))
+    backward = _callables(module, "LAYER_BACKWARD", keys, where, lambda key: (2, "(dout, cache)"))
     forward = _callables(module, "LAYER_FORWARD", keys, where,
                          lambda key: (3, "(pred, target, reduction)" if key == "loss" else "(x, params, options)"))
     step = _function(module, "OPTIMIZER_STEP", where, 3, "(params, grads, state, **settings) as manual.optim."
