@@ -21,7 +21,7 @@ from importlib import metadata
 from netdesc.checks import InputError, check_positive_int
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_RAISED, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
-COMMANDS = ("seed", "verify", "explain", "diagnose")
+COMMANDS = ("seed", "verify", "explain", "diagnose", "train")
 DTYPE_CHOICES = ("float32", "float64")
 EXIT_CODES = ("Exit codes: 0 all agree, 1 a mismatch, 2 bad input, 3 the code under test raised (--traceback shows "
               "it), 4 crosscheck itself failed, 130 interrupted.")
@@ -135,7 +135,34 @@ def build_parser():
     d.add_argument("--seed", type=int, help="random seed of inputs and parameters (default: the case's)")
     d.add_argument("--top", type=int, default=5, help="worst elements shown (default 5)")
     d.add_argument("--json", action="store_true", help="print the result as JSON")
-    for command in (s, v, e, d):
+    t = sub.add_parser("train", help="train on scikit-learn's digits, by hand and by torch side by side",
+                       description="Train the slides' network (or a described network with input [1, 8, 8]) on "
+                       "scikit-learn's bundled handwritten digits, by hand and by torch side by side from the same "
+                       "parameters on the same mini-batches; after every step compare the loss and every parameter. "
+                       "A step that differs is checked again from the same parameters; if it still differs, training "
+                       "stops and the diagnosis shows where the derivation breaks. Needs the train extra: "
+                       "pip install -c constraints.txt 'backprop-crosscheck[train]'.", epilog=EXIT_CODES)
+    source = t.add_mutually_exclusive_group()
+    source.add_argument("--spec", metavar="FILE", help="a described network instead of the slides' (see "
+                        "examples/digits-lenet.toml)")
+    source.add_argument("--spec-json", metavar="TEXT", help="the description as JSON text")
+    t.add_argument("--n-out", type=int, choices=(1, 10), help="the slides' network: 1 learns odd or even (the "
+                   "default), 10 the ten digits")
+    t.add_argument("--k", type=_shape, metavar="K|KHxKW", help="the slides' network: filter size (default 3)")
+    t.add_argument("--epochs", type=int, default=10, help="passes over the training images (default 10)")
+    t.add_argument("--batch", "-N", type=int, default=32, help="images per step (default 32)")
+    t.add_argument("--lr", type=float, help="learning rate (default 2 for the slides' network, the description's "
+                   "otherwise)")
+    t.add_argument("--steps", type=int, help="stop after this many steps (default: all of the epochs')")
+    t.add_argument("--seed", type=int, default=0, help="random seed of the split, the batches and the parameters "
+                   "(default 0)")
+    t.add_argument("--dtype", choices=DTYPE_CHOICES, default="float64", help="default float64")
+    t.add_argument("--inject", metavar="NAME[@LAYER]", help="swap in a catalogued wrong derivation: training stops "
+                   "at the first step it changes, with the diagnosis")
+    t.add_argument("--save", metavar="RUN.npz", help="save the run (.npz, with a .json summary beside it)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (it is shown only on a terminal)")
+    t.add_argument("--json", action="store_true", help="print the result as JSON")
+    for command in (s, v, e, d, t):
         command.add_argument("--max-memory", type=_memory, metavar="SIZE", help="refuse a run whose arrays would "
                              "need more (default: half of this machine's memory), e.g. 512M or 12G")
     return p
@@ -201,7 +228,38 @@ def _diagnose(args):
     return not result.wrong, text
 
 
-RUN = {"seed": _seed, "verify": _verify, "explain": _explain, "diagnose": _diagnose}
+def _train(args):
+    from crosscheck import render
+    from crosscheck import train as training
+    from crosscheck.check import inject, seed_inject
+    from netdesc.description import load_spec, spec_from_json
+
+    if args.spec is None and args.spec_json is None:
+        wrong = None if args.inject is None else seed_inject(args.inject)
+        network = training.Slides(args.n_out or 1, args.k or (3, 3), 2.0 if args.lr is None else args.lr,
+                                  dtype=args.dtype, seed=check_positive_int("seed", args.seed, minimum=0), wrong=wrong)
+    else:
+        for option, value in (("--n-out", args.n_out), ("--k", args.k)):
+            if value is not None:
+                raise InputError(f"{option}: got {value!r} with a description, needs the slides' network (a "
+                                 "description sets its own layers)")
+        spec = spec_from_json(args.spec_json) if args.spec is None else load_spec(args.spec)
+        wrong = None if args.inject is None else inject(args.inject, spec, args.dtype)
+        network = training.Described(spec, args.lr, args.dtype, check_positive_int("seed", args.seed, minimum=0),
+                                     wrong, args.max_memory)
+    with training.progress_bar(not (args.json or args.no_progress)) as progress:
+        result = training.train(network, args.epochs, args.batch, args.seed, args.steps, max_memory=args.max_memory,
+                                progress=progress)
+    if args.save is not None:
+        from crosscheck import runfile
+
+        runfile.save_run(args.save, result.saved())
+    if args.json:
+        return result, json.dumps(render.training_dict(result), indent=2, allow_nan=False)
+    return result, render.training_text(result)
+
+
+RUN = {"seed": _seed, "verify": _verify, "explain": _explain, "diagnose": _diagnose, "train": _train}
 
 
 def main(argv=None):

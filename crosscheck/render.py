@@ -282,3 +282,61 @@ def explain_text(subject):
     lines.append(f"all {total} equations agree" if not differ else
                  f"{len(differ)} of {total} equations differ, the first: {differ[0]}")
     return "\n".join(lines), not differ
+
+
+# --- crosscheck train ----------------------------------------------------------------------------------------
+
+def training_dict(t):
+    """A lockstep training run (crosscheck.train.Training) -> a JSON-ready dict: the summary, every epoch, the
+    diagnosis where it stopped."""
+    return {**t.summary, "epoch_rows": t.epochs, "diagnosis": None if t.diagnosis is None else t.diagnosis.as_dict()}
+
+
+def _percent(x):
+    return f"{100 * x:5.1f} %"
+
+
+def training_text(t):
+    """A lockstep training run as text: what was trained, one row per epoch, the verdict, the time per step."""
+    s, arrays = t.summary, t.arrays
+    tol = tolerance_for(s["dtype"])
+    lines = [
+        f"train: {s['title']} on scikit-learn's digits, by hand (NumPy) and by PyTorch {torch.__version__} autograd",
+        f"task {s['task']}: {s['train_images']} training images, {s['test_images']} held out; batch {s['batch']}, "
+        f"lr {s['lr']:g}, {s['epochs']} epochs ({s['planned_steps']} steps), {s['dtype']}, seed {s['seed']}",
+        f"{rule(s['dtype'])}: the loss and every parameter, after every step",
+        "",
+        f"{'epoch':>5} {'steps':>6} {'E manual':>12} {'E autograd':>12}  {'train accuracy':<19}  "
+        f"{'held-out accuracy':<19}  {'max rel diff':>12}",
+        f"{'':>5} {'':>6} {'(mean)':>12} {'(mean)':>12}  {'manual / autograd':<19}  {'manual / autograd'}",
+    ]
+    start = 0
+    for row in t.epochs:
+        k = row["steps"]
+        losses = arrays["loss_manual"][start:k], arrays["loss_autograd"][start:k]
+        lines.append(f"{row['epoch']:>5} {k:>6} {losses[0].mean():>12.6f} {losses[1].mean():>12.6f}  "
+                     f"{_percent(row['train_manual'])} / {_percent(row['train_autograd'])}  "
+                     f"{_percent(row['test_manual'])} / {_percent(row['test_autograd'])}  "
+                     f"{arrays['max_rel_diff'][start:k].max():>12.3e}")
+        start = k
+    lines.append("")
+    if t.first is not None:
+        epoch = s["steps"] and next((r["epoch"] for r in t.epochs if r["steps"] >= s["steps"]), len(t.epochs) + 1)
+        lines += [f"stopped at step {s['stopped_at']} (epoch {epoch}): {t.first.describe()} "
+                  f"(allowed {tol.atol:g} + {tol.rtol:g} * |autograd|); from the same parameters, that step differs "
+                  "too", "", diagnosis_text(t.diagnosis)]
+    else:
+        last = t.epochs[-1] if t.epochs else None
+        accuracy = "" if last is None else (
+            f": held-out accuracy {_percent(last['test_manual']).strip()} by hand, "
+            f"{_percent(last['test_autograd']).strip()} by autograd")
+        lines.append(f"manual and autograd agree at all {s['steps']} steps{accuracy}")
+        if s["drift_from"] is not None:
+            lines += _wrap(f"from step {s['drift_from']} the two runs drift apart by rounding (largest relative "
+                           f"difference {s['max_rel_diff']:.3e}): every step since, taken by both sides from the same "
+                           "parameters, agrees" + (f" ({s['unconfirmed']} of them after a diagnosis of every "
+                                                   "quantity)" if s["unconfirmed"] else ""))
+    ms = s["ms_per_step"]
+    lines.append(f"time per step: manual {ms['manual']:.2f} ms, autograd {ms['autograd']:.2f} ms, comparisons "
+                 f"{ms['compare']:.2f} ms" + (f", one-step checks {ms['one-step']:.2f} ms" if ms["one-step"] else ""))
+    return "\n".join(line.rstrip() for line in lines)

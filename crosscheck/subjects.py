@@ -243,14 +243,14 @@ class SeedCase:
 
 class SeedSubject:
     """The slides' network for one SeedCase, with an optional wrong derivation (equations swapped by name, or the
-    SGD step replaced)."""
+    SGD step replaced); ``data`` (X, Y, params) in place of the case's random draw (crosscheck.train)."""
 
     update_steps = 1
 
-    def __init__(self, case, wrong=None, max_memory=None):
+    def __init__(self, case, wrong=None, max_memory=None, data=None):
         self.case, self.wrong = case, wrong
         check_memory(seed_elements(case), f"the slides' network {case}", max_memory)
-        X, Y, self.params = case.inputs()
+        X, Y, self.params = case.inputs() if data is None else data
         self.X, self.Y = netdesc.seed.check_inputs(X, Y, self.params, case.reduction)
         self.title = f"seed network {case}"
         self.dtype, self.steps, self.seed = case.dtype, case.steps, case.seed
@@ -301,6 +301,14 @@ class SeedSubject:
         for k in SEED_UPDATED:
             yield Step("", f"{k} after step 1", updated[k], ref_updated[k], before=params[k])
 
+    def manual_steps(self, batches):
+        """The manual side's SGD steps from self.params, one per (X, Y) of `batches` -> yields (E, grads, params)."""
+        return manual_seed.training(batches, self.params, self.case.lr, self.case.reduction, self._equations(),
+                                    self._step())
+
+    def reference_steps(self, batches):
+        return reference_seed.training(batches, self.params, self.case.lr, self.case.reduction)
+
     def training(self):
         c = self.case
         try:
@@ -326,20 +334,24 @@ class SeedSubject:
 class NetworkSubject:
     """A described network (netdesc.Spec) with parameters and a batch drawn from `seed`, in `dtype`; `steps`
     training steps (default: the description's); an optional wrong derivation (layer functions swapped by index
-    or "loss", the SGD step replaced, the batch drawn otherwise)."""
+    or "loss", the SGD step replaced, the batch drawn otherwise); ``data`` (x, target, params) in place of the
+    random draw (crosscheck.train)."""
 
     update_steps = NETWORK_UPDATE_STEPS
 
-    def __init__(self, spec, seed=0, dtype="float64", steps=None, wrong=None, max_memory=None):
+    def __init__(self, spec, seed=0, dtype="float64", steps=None, wrong=None, max_memory=None, data=None):
         self.spec, self.wrong = spec, wrong
         check_memory(network_elements(spec), f"network {spec.name!r} with batch {spec.batch_size}", max_memory)
         self.seed = check_positive_int("seed", seed, minimum=0)
         self.dtype = check_dtype(dtype)
         self.steps = spec.optimizer.steps if steps is None else check_steps(steps)
         np_dtype = DTYPES[dtype]
-        self.params = netdesc.inputs.init_params(spec, np_dtype, self.seed)
-        draw = netdesc.inputs.random_batch if wrong is None or wrong.inputs is None else wrong.inputs
-        self.x, self.target = draw(spec, np_dtype, self.seed)
+        if data is None:
+            self.params = netdesc.inputs.init_params(spec, np_dtype, self.seed)
+            draw = netdesc.inputs.random_batch if wrong is None or wrong.inputs is None else wrong.inputs
+            self.x, self.target = draw(spec, np_dtype, self.seed)
+        else:
+            self.x, self.target, self.params = data
         netdesc.inputs.check_inputs(spec, self.params, self.x, self.target)
         self.title = f"network {spec.name}, seed {self.seed}"
 
@@ -390,6 +402,14 @@ class NetworkSubject:
                     + H.layer_hypotheses(layer, kind, x_i, params, up)
                 yield Step(where, f"dE/d{kind}", mg, ag, lambda name=name: sites()[name], hypotheses, scales=scales)
         yield from self._update_steps()
+
+    def manual_steps(self, batches):
+        """The manual side's optimizer steps from self.params, one per (x, target) of `batches` -> yields
+        (E, grads, params)."""
+        return manual_net.training(self.spec, self.params, batches, **self._hooks())
+
+    def reference_steps(self, batches):
+        return reference_net.training(self.spec, self.params, batches)
 
     def _update_steps(self):
         spec, params, x, target = self.spec, self.params, self.x, self.target

@@ -9,6 +9,7 @@ where a tensor is read by several layers (fan-out) its gradient is the sum of th
 ``accumulate`` (which a hook may replace, to model the mistake of overwriting instead).
 """
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,10 +193,18 @@ def train(spec, params, x, target, steps=None, layer_backward=None, layer_forwar
     (same signature), the hooks of run pass through. The inputs are checked here, once, not on every step."""
     check_inputs(spec, params, x, target)
     steps = spec.optimizer.steps if steps is None else check_positive_int("steps", steps)
+    done = list(training(spec, params, itertools.repeat((x, target), steps), layer_backward, layer_forward,
+                         optimizer_step, accumulate))
+    return np.stack([E for E, _, _ in done]), done[-1][2]
+
+
+def training(spec, params, batches, layer_backward=None, layer_forward=None, optimizer_step=None, accumulate=None):
+    """One step of the description's optimizer per (x, target) of `batches`, its state kept throughout -> yields
+    (E before the step, the parameter gradients, the params after it). The hooks are train's; nothing is checked
+    here, on every step (train checks its batch once, crosscheck.train its data set)."""
     step = optimizer_step or sgd_step
-    losses, state = [], {}
-    for _ in range(steps):
+    state = {}
+    for x, target in batches:
         result = run(spec, params, x, target, layer_backward, layer_forward, accumulate)
-        losses.append(result.loss)
         params, state = step(params, result.param_grads, state, **spec.optimizer.settings())
-    return np.stack(losses), params
+        yield result.loss, result.param_grads, params

@@ -16,6 +16,8 @@ The named operations conv, sigmoid, filter_gradient and patches are in manual/ke
 twin; the inputs are validated once, at the boundary, by netdesc.seed.check_inputs.
 """
 
+import itertools
+
 import numpy as np
 
 from manual import kernels
@@ -161,10 +163,16 @@ def train(X, Y, params, lr, steps, reduction="sum", wrong=None, step=None):
     X, Y = check_inputs(X, Y, params, reduction)
     steps = check_positive_int("steps", steps)
     lr = check_learning_rate(lr)
+    done = list(training(itertools.repeat((X, Y), steps), params, lr, reduction, wrong, step))
+    return np.stack([E for E, _, _ in done]), done[-1][2]
+
+
+def training(batches, params, lr, reduction="sum", wrong=None, step=None):
+    """One SGD step per (X, Y) of `batches` -> yields (E before the step, its gradients, the params after it).
+    Nothing is checked here, on every step: train checks its batch once, crosscheck.train its data set."""
     step = step or sgd_step
-    errors = []
-    for _ in range(steps):
+    for X, Y in batches:
         values = forward(X, params, Y, reduction)
-        errors.append(values["E"])
-        params = step(params, backward(X, Y, params, values, reduction, wrong), lr)
-    return np.stack(errors), params
+        grads = backward(X, Y, params, values, reduction, wrong)
+        params = step(params, grads, lr)
+        yield values["E"], grads, params

@@ -9,6 +9,7 @@ Gradients come from ``torch.autograd.grad`` of the loss, updates from ``torch.op
 """
 
 import functools
+import itertools
 
 import numpy as np
 import torch
@@ -138,11 +139,20 @@ def run(spec, params, x, target):
 def train(spec, params, x, target, steps=None):
     """`steps` (default: the description's) steps of torch.optim.SGD on one batch -> (E before each step,
     final params as NumPy arrays named as manual.network's). The inputs are not checked here, as in run."""
-    net, x, target = _tensors(spec, params, x, target)
+    done = list(training(spec, params, itertools.repeat((x, target), spec.optimizer.steps if steps is None else steps)))
+    return np.stack([E for E, _, _ in done]), done[-1][2]
+
+
+def training(spec, params, batches):
+    """One step of torch.optim.SGD per (x, target) of `batches`, one optimizer (its momentum buffers) throughout
+    -> yields (E before the step, the parameter gradients, the params after it) as NumPy arrays named as
+    manual.network's."""
+    net = build(spec, params)
     optimizer = optim.SGD(net.parameters(), **spec.optimizer.settings())
-    losses = []
-    for _ in range(spec.optimizer.steps if steps is None else steps):
-        E = loss(spec, net(x)[-1], target)
-        optimizer.step(torch.autograd.grad(E, optimizer.params))
-        losses.append(E.detach().numpy())
-    return np.stack(losses), {name: p.detach().numpy().copy() for name, p in net.named_parameters()}
+    names = [name for name, _ in net.named_parameters()]
+    numpy = lambda ts: {name: t.detach().numpy().copy() for name, t in zip(names, ts, strict=True)}  # noqa: E731
+    for x, target in batches:
+        E = loss(spec, net(torch.from_numpy(x))[-1], torch.from_numpy(target))
+        grads = torch.autograd.grad(E, optimizer.params)
+        optimizer.step(grads)
+        yield E.detach().numpy(), numpy(grads), numpy(optimizer.params)

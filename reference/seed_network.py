@@ -16,6 +16,8 @@ Jacobians (dO/dZ2, dZ2/dW, dZ2/dH1, dH1/dZ1, dZ1/df) from ``torch.autograd.grad`
 ``torch.optim.SGD``'s functional form (reference.optim). Nothing here is differentiated by hand.
 """
 
+import itertools
+
 import numpy as np
 import torch
 from torch import nn
@@ -140,11 +142,20 @@ def run(X, params, Y, reduction="sum"):
 def train(X, Y, params, lr, steps, reduction="sum"):
     """`steps` steps of torch.optim.SGD on one batch -> (E before each step, final params). The inputs are not
     checked here, as in run; lr and steps are checked where they enter (crosscheck.subjects.SeedCase)."""
-    X, Y, net = _tensors(X, Y, params)
-    optimizer = optim.SGD(net.parameters(), lr=lr)
-    errors = []
-    for _ in range(steps):
-        E = error(net(X)["O"], Y, reduction)
-        optimizer.step(torch.autograd.grad(E, optimizer.params))
-        errors.append(E.detach().numpy())
-    return np.stack(errors), net.to_manual()
+    done = list(training(itertools.repeat((X, Y), steps), params, lr, reduction))
+    return np.stack([E for E, _, _ in done]), done[-1][2]
+
+
+def training(batches, params, lr, reduction="sum"):
+    """One step of torch.optim.SGD per (X, Y) of `batches`, one optimizer throughout -> yields (E before the step,
+    its gradients named as manual.seed_network's dE_df, dE_dW, dE_db, the params after it), NumPy arrays."""
+    net = optimizer = None
+    for X, Y in batches:
+        if net is None:
+            net = SeedNetwork.from_manual(params, X.shape[1:])
+            optimizer = optim.SGD(net.parameters(), lr=lr)
+        E = error(net(torch.from_numpy(X))["O"], torch.from_numpy(Y), reduction)
+        df, dW, db = torch.autograd.grad(E, optimizer.params)  # conv.weight, fc.weight, fc.bias
+        grads = {"dE_df": df[0, 0].numpy().copy(), "dE_dW": dW.T.numpy().copy(), "dE_db": db.numpy().copy()}
+        optimizer.step((df, dW, db))
+        yield E.detach().numpy(), grads, net.to_manual()

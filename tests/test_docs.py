@@ -53,7 +53,7 @@ CONSOLE = [pytest.param(page, text, id=_command_id(page, text))
 
 # What may differ from machine to machine: the error digits (with the BLAS), long float reprs, torch's version.
 _MASKS = [(re.compile(r"[-+]?\d\.\d+e[-+]\d+"), "<err>"), (re.compile(r"[-+]?\d+\.\d{9,}"), "<float>"),
-          (re.compile(r"PyTorch \S+"), "PyTorch <version>")]
+          (re.compile(r"PyTorch \S+"), "PyTorch <version>"), (re.compile(r"\d+\.\d+ ms\b"), "<ms>")]
 
 
 if "MUTANT_UNDER_TEST" in os.environ:  # mutmut rewrites the source: explain's line numbers are not the file's

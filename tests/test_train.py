@@ -1,0 +1,360 @@
+"""crosscheck train: the digits, the mini-batches, the lockstep run against an independent torch loop, the verdicts
+(agree, a wrong derivation stopped at its first step, rounding drift), the progress bar, the command line."""
+
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as TF
+
+from crosscheck import cli, render
+from crosscheck import train as T
+from crosscheck.check import inject, overrides, seed_inject
+from crosscheck.subjects import SeedSubject
+from netdesc.checks import InputError
+from netdesc.description import load_spec, parse_spec
+
+LENET = "examples/digits-lenet.toml"
+
+
+# --- the data and the batches ------------------------------------------------------------------------------------
+
+def test_digits_are_sklearns_images_split_by_the_seed():
+    (X, y), (Xt, yt) = T.digits(seed=0)
+    assert X.shape == (1438, 8, 8) and Xt.shape == (359, 8, 8) and y.dtype == yt.dtype == np.int64
+    assert X.min() == 0.0 and X.max() == 1.0 and set(np.unique(y)) == set(range(10))
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    # every image once, in one split or the other: the split is a partition of the 1,797 images
+    together = np.concatenate([X, Xt]).reshape(1797, -1)
+    assert sorted(map(bytes, together)) == sorted(map(bytes, d.data / 16.0))
+    (X2, _), _ = T.digits(seed=0)
+    (X3, _), _ = T.digits(seed=1)
+    assert np.array_equal(X, X2) and not np.array_equal(X, X3)
+    assert len(T.digits(test_fraction=0.5)[1][0]) == 898  # round(0.5 * 1797) = 898
+
+
+@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5, "0.2", float("nan")])
+def test_a_test_fraction_outside_zero_and_one_is_refused(fraction):
+    with pytest.raises(InputError, match=r"^test_fraction: got .*, needs a number strictly between 0 and 1$"):
+        T.digits(test_fraction=fraction)
+
+
+def test_tiny_test_fractions_keep_one_image_on_each_side():
+    assert len(T.digits(test_fraction=1e-9)[1][0]) == 1 and len(T.digits(test_fraction=1 - 1e-9)[0][0]) == 1
+
+
+def test_without_scikit_learn_train_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(InputError, match=r"^crosscheck train needs scikit-learn's digits: pip install -c "
+                                         r"constraints.txt 'backprop-crosscheck\[train\]'$"):
+        T.digits()
+
+
+def test_each_epoch_visits_every_full_batch_once_in_a_new_order():
+    plan = T._plan(100, 32, 3, 0, None)
+    assert [epoch for epoch, _ in plan] == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # 100 // 32 = 3 full batches, 4 left out
+    for epoch in range(3):
+        seen = np.concatenate([i for e, i in plan if e == epoch])
+        assert len(seen) == 96 and len(set(seen)) == 96
+    assert not np.array_equal(plan[0][1], plan[3][1])
+    assert [len(i) for _, i in T._plan(100, 32, 3, 0, 4)] == [32] * 4
+    assert len(T._plan(32, 32, 2, 0, None)) == 2  # a batch of the whole set: one step per epoch
+    with pytest.raises(InputError, match=r"^batch: got 33, needs at most the 32 training images$"):
+        T._plan(32, 33, 1, 0, None)
+
+
+# --- the lockstep run against torch written out here ---------------------------------------------------------------
+
+def _torch_run(network, epochs, batch, seed):
+    """The slides' network trained by a plain torch loop (own conv, sigmoid, linear, error and update) on the same
+    batches: losses, final parameters and held-out predictions."""
+    (X, y), (Xt, yt) = T.digits(seed)
+    f, W, b = (torch.tensor(network.params[k], requires_grad=True) for k in ("f", "W", "b"))
+
+    def out(images):
+        H1 = torch.sigmoid(TF.conv2d(torch.tensor(images)[:, None], f[None, None]))
+        return torch.sigmoid(H1.flatten(1) @ W + b)
+    losses = []
+    for _, i in T._plan(len(X), batch, epochs, seed, None):
+        target = torch.tensor((y[i] % 2)[:, None], dtype=torch.float64)
+        E = ((target - out(X[i])) ** 2 / 2).sum(1).mean()
+        losses.append(E.item())
+        E.backward()
+        with torch.no_grad():
+            for p in (f, W, b):
+                p -= network.lr * p.grad
+                p.grad = None
+    with torch.no_grad():
+        predicted = (out(Xt)[:, 0] > 0.5).numpy()
+    return np.array(losses), {"f": f.detach().numpy(), "W": W.detach().numpy()}, predicted, yt % 2
+
+
+def test_the_slides_network_trains_both_ways_as_plain_torch_does():
+    network = T.Slides(n_out=1, dtype="float64")
+    run = T.train(network, epochs=2, batch=64)
+    losses, final, predicted, truth = _torch_run(network, 2, 64, 0)
+    assert run.passed and run.summary["steps"] == len(losses) == 44 and run.summary["stopped_at"] is None
+    np.testing.assert_allclose(run.arrays["loss_autograd"], losses, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(run.arrays["loss_manual"], losses, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(run.arrays["filters_autograd"], final["f"], rtol=1e-10)
+    accuracy = float(np.mean(predicted == truth))
+    assert run.arrays["test_accuracy_autograd"][-1] == run.arrays["test_accuracy_manual"][-1] == accuracy
+    confusion = run.arrays["confusion_autograd"]
+    assert confusion.shape == (2, 2) and confusion.sum() == 359 and np.trace(confusion) / 359 == accuracy
+    assert list(run.arrays["epoch_steps"]) == [22, 44] and run.summary["drift_from"] is None
+
+
+def test_the_loss_falls_and_the_held_out_accuracy_beats_chance_for_ten_classes():
+    run = T.train(T.Slides(n_out=10), epochs=3)
+    curve = run.arrays["loss_autograd"]
+    assert curve[-10:].mean() < 0.8 * curve[:10].mean() and run.arrays["test_accuracy_autograd"][-1] > 0.5
+    assert run.arrays["confusion_manual"].shape == (10, 10) and run.arrays["filter_grad_manual"].shape == (3, 3)
+
+
+def test_a_described_network_trains_with_its_optimizer_state_kept_across_batches():
+    spec = load_spec(LENET)
+    run = T.train(T.Described(spec, dtype="float32"), epochs=1, steps=12, batch=16)
+    assert run.passed and run.summary["steps"] == 12 and run.arrays["filter_grad_autograd"].shape == (6, 1, 3, 3)
+    assert run.summary["lr"] == 0.05 and T.Described(spec, lr=0.5).lr == 0.5
+    # the same 12 steps, torch.optim.SGD with momentum over the same batches, from the same parameters
+    network = T.Described(spec, dtype="float32")
+    from reference import network as reference_net
+    net = reference_net.build(network.spec, network.params)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    (X, y), _ = T.digits(0)
+    losses = []
+    for _, i in T._plan(len(X), 16, 1, 0, 12):
+        opt.zero_grad()
+        E = TF.cross_entropy(net(torch.tensor(X[i][:, None], dtype=torch.float32))[-1], torch.tensor(y[i]))
+        E.backward()
+        opt.step()
+        losses.append(E.item())
+    np.testing.assert_allclose(run.arrays["loss_autograd"], losses, rtol=1e-5)
+    np.testing.assert_allclose(run.arrays["filters_autograd"], net[0].weight.detach().numpy(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss, out, targets", [
+    ("mse", 10, (np.float64, (4, 10))), ("mse", 1, (np.float64, (4, 1))),
+    ("softmax_cross_entropy", 2, (np.int64, (4,))), ("binary_cross_entropy_with_logits", 1, (np.float64, (4, 1))),
+])
+def test_the_task_follows_the_output_and_the_loss(loss, out, targets):
+    spec = parse_spec({"input_shape": [1, 8, 8], "layers": [{"type": "flatten"}, {"type": "linear",
+                       "out_features": out}], "loss": {"type": loss}})
+    network = T.Described(spec)
+    x, target = network.arrays(np.zeros((4, 8, 8)), np.array([0, 3, 8, 9]))
+    assert x.shape == (4, 1, 8, 8) and (target.dtype, target.shape) == targets
+    expected = [0, 1, 0, 1] if out in (1, 2) else [0, 3, 8, 9]
+    assert np.array_equal(target.reshape(4, -1).argmax(1) if out == 10 and loss == "mse" else
+                          target.reshape(-1), expected)
+    logits = np.array([[0.1], [-0.1]]) if out == 1 else None
+    if out == 1:  # odd above 0 for logits, above 0.5 for the other losses
+        predicted = network._classes(logits)
+        assert list(predicted) == ([1, 0] if loss.endswith("logits") else [0, 0])
+    run = T.train(network, epochs=1, steps=3)
+    assert run.passed
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"input_shape": [3, 8, 8]}, "input_shape: got [3, 8, 8], needs [1, 8, 8] (the digits are 8x8 grey images, "
+                                 "one channel)"),
+    ({"out": 7}, "the last layer's output: got [7] for softmax_cross_entropy, needs 10 (the ten digits) or 2 "
+                 "(odd or even)"),
+    ({"out": 1}, "the last layer's output: got [1] for softmax_cross_entropy, needs 10 (the ten digits) or 2 "
+                 "(odd or even)"),
+    ({"out": 2, "loss": "mse"}, "the last layer's output: got [2] for mse, needs 10 (the ten digits, one-hot) or 1 "
+                                "(odd or even)"),
+])
+def test_a_description_the_digits_do_not_fit_is_refused(change, message):
+    shape = change.get("input_shape", [1, 8, 8])
+    spec = parse_spec({"input_shape": shape, "layers": [{"type": "flatten"}, {"type": "linear", "out_features":
+                       change.get("out", 10)}], "loss": {"type": change.get("loss", "softmax_cross_entropy")}})
+    with pytest.raises(InputError) as err:
+        T.Described(spec)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("n_out", [0, 2, 9, "1"])
+def test_the_slides_network_learns_one_or_ten_outputs(n_out):
+    with pytest.raises(InputError, match=r"^n_out: got .*, needs 1 \(odd or even\) or 10 \(the ten digits\)$"):
+        T.Slides(n_out=n_out)
+
+
+# --- verdicts ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_catalogued_wrong_derivation_stops_training_at_the_first_step(dtype):
+    run = T.train(T.Slides(dtype=dtype, wrong=seed_inject("missing-dH1_dZ1")), epochs=2)
+    assert not run.passed and run.summary["stopped_at"] == run.summary["steps"] == 1
+    assert run.first.name == "f after step 1" and run.diagnosis.quantity == "dH1/dZ1"
+    assert run.diagnosis.classification.kind == "activation-missing" and run.epochs == []
+    assert run.arrays["test_accuracy_manual"].shape == (0,) and run.arrays["confusion_manual"].sum() == 0
+
+
+def test_a_wrong_layer_in_a_description_stops_training_at_the_first_step():
+    spec = load_spec(LENET)
+    network = T.Described(spec, wrong=inject("conv2d-dw-flipped", spec))
+    run = T.train(network, epochs=1, batch=8)
+    assert run.summary["stopped_at"] == 1 and run.diagnosis.quantity == "0 conv2d: dE/dweight"
+    assert run.diagnosis.classification.kind == "kernel-flipped"
+
+
+def test_a_manual_side_that_gives_no_gradient_is_stopped_on_its_step():
+    wrong = overrides(backward={"dE_df": lambda X, dE_dZ1: "not an array"}, name="text")
+    run = T.train(T.Slides(wrong=wrong), epochs=1)
+    assert run.summary["stopped_at"] == 1 and "manual side failed" in run.first.problem
+    assert np.isnan(run.arrays["loss_manual"][0]) and np.isnan(run.arrays["filter_grad_manual"]).all()
+    assert run.diagnosis.quantity == "dE/df"
+
+
+class _Drifting(T.Slides):
+    """The slides' network whose manual side moves every parameter by 1e-9 (10 float64 tolerances) from its
+    `from_step`-th step on: a drift of the runs that no single step from the same parameters shows, when
+    from_step > 1 (the one-step check takes one step)."""
+
+    def __init__(self, from_step, **kwargs):
+        super().__init__(**kwargs)
+        self.from_step = from_step
+
+    def subject(self, batch, data, max_memory=None):
+        subject, from_step = super().subject(batch, data, max_memory), self.from_step
+        steps = subject.manual_steps
+
+        def drifting(batches):
+            for k, (E, grads, params) in enumerate(steps(batches), 1):
+                yield E, grads, params if k < from_step else {n: p * (1 + 1e-9) for n, p in params.items()}
+        subject.manual_steps = drifting
+        return subject
+
+
+def test_rounding_drift_is_told_from_a_wrong_derivation_by_the_one_step_check():
+    run = T.train(_Drifting(from_step=5), epochs=1, steps=8)
+    assert run.passed and run.summary["drift_from"] == 5 and run.summary["unconfirmed"] == 0
+    assert run.arrays["max_rel_diff"][3] < 1e-10 < run.arrays["max_rel_diff"][4]
+    text = render.training_text(run)
+    assert "from step 5 the two runs drift apart by rounding (largest relative difference" in text
+    assert "manual and autograd agree at all 8 steps" in text
+
+
+def test_a_one_step_difference_the_diagnosis_finds_nowhere_is_not_a_verdict():
+    # the manual side drifts on its every step, the one-step check too; the diagnosis, walking every quantity
+    # from the same parameters with the slides' own code, finds nothing wrong: training goes on
+    run = T.train(_Drifting(from_step=1), epochs=1, steps=3)
+    assert run.passed and run.summary["drift_from"] == 1 and run.summary["unconfirmed"] == 3
+    assert "(3 of them after a diagnosis of every quantity)" in " ".join(render.training_text(run).split())
+    assert isinstance(run.diagnosis.checked, tuple) and not run.diagnosis.wrong
+
+
+def test_the_subjects_take_given_data():
+    network = T.Slides()
+    X, Y = network.arrays(*T.digits()[0])
+    subject = network.subject(4, (X[:4], Y[:4], network.params))
+    assert isinstance(subject, SeedSubject) and np.array_equal(subject.X, X[:4])
+
+
+# --- the progress bar ---------------------------------------------------------------------------------------------
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_the_progress_bar_shows_epoch_losses_accuracy_and_divergence_on_a_terminal():
+    stream = _Terminal()
+    with T.progress_bar(True, stream, mininterval=0) as progress:
+        T.train(T.Slides(), epochs=2, batch=512, progress=progress)
+    shown = stream.getvalue()
+    assert "4/4" in shown and "epoch 2" in shown and "E manual" in shown and "E autograd" in shown
+    assert "held-out -" in shown and "held-out " in shown.replace("held-out -", "") and "max rel diff" in shown
+
+
+@pytest.mark.parametrize("wanted, stream", [(False, _Terminal()), (True, io.StringIO())])
+def test_no_progress_bar_off_a_terminal_or_when_not_wanted(wanted, stream):
+    with T.progress_bar(wanted, stream) as progress:
+        assert progress is None
+    assert stream.getvalue() == ""
+
+
+def test_no_progress_bar_without_tqdm(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    with T.progress_bar(True, _Terminal()) as progress:
+        assert progress is None
+
+
+def test_the_progress_bar_defaults_to_stderr(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    with T.progress_bar(True, mininterval=0) as progress:
+        progress(1, 2, {"epoch": 1, "E manual": 1.0, "E autograd": 1.0, "held-out": 0.5, "max rel diff": 0.0})
+    assert "held-out 50.0 %" in sys.stderr.getvalue()
+
+
+# --- the command line ----------------------------------------------------------------------------------------------
+
+def test_train_prints_one_row_per_epoch_and_the_verdict(capsys):
+    assert cli.main(["train", "--epochs", "2", "--batch", "128"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert err == "" and lines[0].startswith("train: the slides' network (3x3 filter -> sigmoid -> linear -> "
+                                             "sigmoid, n_out 1) on scikit-learn's digits")
+    assert lines[1] == "task odd or even: 1438 training images, 359 held out; batch 128, lr 2, 2 epochs (22 steps), " \
+                       "float64, seed 0"
+    rows = [line.split() for line in lines if line[:5].strip().isdigit()]
+    assert [r[:2] for r in rows] == [["1", "11"], ["2", "22"]]
+    assert lines[-2].startswith("manual and autograd agree at all 22 steps: held-out accuracy ")
+    assert lines[-1].startswith("time per step: manual ")
+
+
+def test_train_json_is_one_document_without_progress(capsys):
+    assert cli.main(["train", "--n-out", "10", "--epochs", "1", "--steps", "5", "--json"]) == 0
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert err == "" and data["steps"] == 5 and data["planned_steps"] == 5 and data["task"] == "the ten digits"
+    assert [row["steps"] for row in data["epoch_rows"]] == [5]  # where the run ends, its accuracy is measured
+    assert data["diagnosis"] is None and data["agree"] is True
+
+
+def test_train_with_a_wrong_derivation_exits_1_with_the_diagnosis(capsys):
+    assert cli.main(["train", "--inject", "flipped-sign-dE_dO", "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "stopped at step 1 (epoch 1): f after step 1 differs" in out
+    assert "first wrong quantity: dE/dO, shape (32, 1)" in out and "class: sign flipped (sign)" in out
+
+
+def test_train_a_description_with_a_wrong_optimizer_in_json(capsys):
+    # the momentum buffer not kept: the first step is the same (the buffer starts as the gradient), the second not
+    assert cli.main(["train", "--spec", LENET, "--inject", "sgd-buffer-not-kept", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["title"] == "network digits-lenet" and data["stopped_at"] == 2 and data["agree"] is False
+    assert data["first"]["name"].endswith("after step 2") and data["diagnosis"]["class"]["kind"] == "momentum"
+
+
+def test_train_a_description_given_as_json_text(capsys):
+    text = json.dumps({"input_shape": [1, 8, 8], "layers": [{"type": "flatten"}, {"type": "linear",
+                       "out_features": 10}], "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"lr": 0.5}})
+    assert cli.main(["train", "--spec-json", text, "--epochs", "3", "--lr", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "lr 0.2, 3 epochs (132 steps)" in out and "network spec-json" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--spec", LENET, "--n-out", "10"], "--n-out: got 10 with a description, needs the slides' network (a "
+                                         "description sets its own layers)"),
+    (["--spec", LENET, "--k", "2"], "--k: got (2, 2) with a description, needs the slides' network (a "
+                                    "description sets its own layers)"),
+    (["--epochs", "0"], "epochs: got 0, needs an integer >= 1"),
+    (["--batch", "0"], "batch: got 0, needs an integer >= 1"),
+    (["--batch", "2000"], "batch: got 2000, needs at most the 1438 training images"),
+    (["--steps", "0"], "steps: got 0, needs an integer >= 1"),
+    (["--seed", "-1"], "seed: got -1, needs an integer >= 0"),
+    (["--lr", "-1"], "lr: got -1.0, needs a finite number > 0"),
+    (["--k", "9"], "kernel_shape: got 9x9, needs at most the input's 8x8"),
+    (["--inject", "conv2d-dw-flipped"], "--inject: got 'conv2d-dw-flipped', a mistake in a described network's "
+                                        "layer; it needs crosscheck verify --spec FILE --inject conv2d-dw-flipped"),
+])
+def test_bad_train_input_is_one_line_and_exit_2(capsys, args, message):
+    assert cli.main(["train", *args]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"crosscheck: error: {message}\n"
