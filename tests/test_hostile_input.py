@@ -228,6 +228,35 @@ CLI = [
     ("module-inputs-signature", "diagnose --module {tmp}/inputs_signature.py", 2,
      "{tmp}/inputs_signature.py: INPUTS is draw(spec) ({tmp}/inputs_signature.py:2), needs to take (spec, dtype, "
      "seed)"),
+    # crosscheck train: the digits, by hand and by torch
+    ("train-n-out-with-spec", "train --spec {digits_lenet} --n-out 10", 2,
+     "--n-out: got 10 with a description, needs the slides' network (a description sets its own layers)"),
+    ("train-k-with-spec", "train --spec {digits_lenet} --k 2", 2,
+     "--k: got (2, 2) with a description, needs the slides' network (a description sets its own layers)"),
+    ("train-n-out-5", "train --n-out 5", 2, "argument --n-out: invalid choice: 5 (choose from 1, 10)"),
+    ("train-epochs-zero", "train --epochs 0", 2, "epochs: got 0, needs an integer >= 1"),
+    ("train-batch-zero", "train --batch 0", 2, "batch: got 0, needs an integer >= 1"),
+    ("train-batch-too-big", "train --batch 2000", 2, "batch: got 2000, needs at most the 1438 training images"),
+    ("train-steps-zero", "train --steps 0", 2, "steps: got 0, needs an integer >= 1"),
+    ("train-seed-negative", "train --seed -1", 2, "seed: got -1, needs an integer >= 0"),
+    ("train-lr-negative", "train --lr -1", 2, "lr: got -1.0, needs a finite number > 0"),
+    ("train-lr-nan-spec", "train --spec {digits_lenet} --lr nan", 2, "lr: got nan, needs a finite number > 0"),
+    ("train-kernel-too-big", "train --k 9", 2, "kernel_shape: got 9x9, needs at most the input's 8x8"),
+    ("train-inject-layer-mistake", "train --inject conv2d-dw-flipped", 2,
+     "--inject: got 'conv2d-dw-flipped', a mistake in a described network's layer; it needs crosscheck verify "
+     "--spec FILE --inject conv2d-dw-flipped"),
+    ("train-inject-unknown", "train --inject nope", 2, "--inject: got 'nope', needs one of scaled-dE_dW, ..."),
+    ("train-spec-3-channels", "train --spec {lenet}", 2,
+     "input_shape: got [1, 28, 28], needs [1, 8, 8] (the digits are 8x8 grey images, one channel)"),
+    ("train-spec-missing", "train --spec {tmp}/missing.toml", 2,
+     "{tmp}/missing.toml: cannot read: No such file or directory"),
+    ("train-spec-wrong-output", ["train", "--spec-json", '{"input_shape": [1, 8, 8], "layers": [{"type": "flatten"}, '
+                                 '{"type": "linear", "out_features": 3}], "loss": {"type": "mse"}}'], 2,
+     "the last layer's output: got [3] for mse, needs 10 (the ten digits, one-hot) or 1 (odd or even)"),
+    ("train-spec-huge", ["train", "--spec-json", '{"input_shape": [1, 8, 8], "layers": [{"type": "conv2d", '
+                         '"out_channels": 1000000000, "kernel_size": 3}, {"type": "flatten"}, {"type": "linear", '
+                         '"out_features": 10}], "loss": {"type": "softmax_cross_entropy"}}', "--max-memory", "1G"], 2,
+     "memory: network 'spec-json' with batch 2 needs about ..."),
     # the code under test raised (exit 3), named by function, file and line
     ("equation-raises", "diagnose --module {tmp}/equation_raises.py", 3,
      "the code under test raised ValueError: mine (in dO_dZ2, {tmp}/equation_raises.py:2)" + RAISED),
@@ -263,7 +292,14 @@ def tmp(tmp_path_factory):
 
 
 def _argv(argv, tmp):
-    return [a.replace("{tmp}", tmp) for a in (argv.split(" ") if isinstance(argv, str) else argv)]
+    places = {"{tmp}": tmp, "{lenet}": LENET, "{digits_lenet}": str(ROOT / "examples" / "digits-lenet.toml")}
+    return [_placed(a, places) for a in (argv.split(" ") if isinstance(argv, str) else argv)]
+
+
+def _placed(text, places):
+    for key, value in places.items():
+        text = text.replace(key, value)
+    return text
 
 
 def _expected(message, tmp):

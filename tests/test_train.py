@@ -337,24 +337,3 @@ def test_train_a_description_given_as_json_text(capsys):
     assert cli.main(["train", "--spec-json", text, "--epochs", "3", "--lr", "0.2"]) == 0
     out = capsys.readouterr().out
     assert "lr 0.2, 3 epochs (132 steps)" in out and "network spec-json" in out
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--spec", LENET, "--n-out", "10"], "--n-out: got 10 with a description, needs the slides' network (a "
-                                         "description sets its own layers)"),
-    (["--spec", LENET, "--k", "2"], "--k: got (2, 2) with a description, needs the slides' network (a "
-                                    "description sets its own layers)"),
-    (["--epochs", "0"], "epochs: got 0, needs an integer >= 1"),
-    (["--batch", "0"], "batch: got 0, needs an integer >= 1"),
-    (["--batch", "2000"], "batch: got 2000, needs at most the 1438 training images"),
-    (["--steps", "0"], "steps: got 0, needs an integer >= 1"),
-    (["--seed", "-1"], "seed: got -1, needs an integer >= 0"),
-    (["--lr", "-1"], "lr: got -1.0, needs a finite number > 0"),
-    (["--k", "9"], "kernel_shape: got 9x9, needs at most the input's 8x8"),
-    (["--inject", "conv2d-dw-flipped"], "--inject: got 'conv2d-dw-flipped', a mistake in a described network's "
-                                        "layer; it needs crosscheck verify --spec FILE --inject conv2d-dw-flipped"),
-])
-def test_bad_train_input_is_one_line_and_exit_2(capsys, args, message):
-    assert cli.main(["train", *args]) == 2
-    out, err = capsys.readouterr()
-    assert out == "" and err == f"crosscheck: error: {message}\n"
