@@ -3,6 +3,8 @@
 
 import io
 import json
+import pathlib
+import re
 import sys
 
 import numpy as np
@@ -17,7 +19,8 @@ from crosscheck.subjects import SeedSubject
 from netdesc.checks import InputError
 from netdesc.description import load_spec, parse_spec
 
-LENET = "examples/digits-lenet.toml"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LENET = str(ROOT / "examples" / "digits-lenet.toml")
 
 
 # --- the data and the batches ------------------------------------------------------------------------------------
@@ -337,3 +340,28 @@ def test_train_a_description_given_as_json_text(capsys):
     assert cli.main(["train", "--spec-json", text, "--epochs", "3", "--lr", "0.2"]) == 0
     out = capsys.readouterr().out
     assert "lr 0.2, 3 epochs (132 steps)" in out and "network spec-json" in out
+
+
+# --- what docs/training.md says the runs reach ------------------------------------------------------------------
+
+def _reached():
+    """The rows of docs/training.md's table: (the command's arguments, held-out accuracy in %)."""
+    rows = []
+    for line in (ROOT / "docs" / "training.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 4 and cells[2].endswith(" %"):
+            args = re.search(r"`([^`]+)`", cells[0])[1].split()
+            rows.append(pytest.param(args, float(cells[2][:-2]), id=" ".join(args),
+                                     marks=[pytest.mark.training] if "resnet" in cells[0] else []))
+    return rows
+
+
+@pytest.mark.parametrize("args, accuracy", _reached())
+def test_the_accuracy_the_docs_state_is_reached_both_ways(args, accuracy, capsys):
+    assert len(_reached()) == 4
+    assert cli.main(["train", *args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["steps"] == 440 and data["agree"] is True
+    assert round(100 * data["accuracy"]["test_manual"], 1) == round(100 * data["accuracy"]["test_autograd"], 1) \
+        == accuracy
+    assert (data["drift_from"] is None) == ("resnet" not in args[-1])
