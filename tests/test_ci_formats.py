@@ -17,6 +17,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 import xmlschema
+from test_docs import blocks
 
 from crosscheck import cli, reports
 from crosscheck.check import Result, Row, check, seed_inject
@@ -552,3 +553,35 @@ def test_diagnose_on_a_described_network(tmp_path, capsys):
 def test_a_case_id_with_dots_stays_one_class():
     assert reports.About("verify", "v1.2-float64-seed0").classname == "crosscheck.verify.v1_2-float64-seed0"
     assert reports.About("train").classname == "crosscheck.train"
+
+
+# --- what docs/ci.md shows is what the command writes ------------------------------------------------------
+
+# What may differ from run to run in a report: the error digits, long float reprs, times, the machine, versions.
+REPORT_MASKS = [(DIGITS, "<err>"), (re.compile(r"\d+\.\d{9,}"), "<float>"),
+                (re.compile(r'(time|timestamp|hostname)="[^"]*"'), r'\1="<...>"'),
+                (re.compile(r'(name="(?:crosscheck|torch)" value=)"[^"]*"'), r'\1"<version>"')]
+
+
+def _masked_report(line):
+    for pattern, replacement in REPORT_MASKS:
+        line = pattern.sub(replacement, line)
+    return line
+
+
+def test_the_junit_example_of_the_docs_is_what_the_command_writes(tmp_path):
+    page = ROOT / "docs" / "ci.md"
+    (command,) = [line for _, text in blocks(page, "bash") for line in text.splitlines() if "--junit-xml" in line]
+    (shown,) = [text for _, text in blocks(page, "xml")]
+    report = tmp_path / "report.xml"
+    argv = command.split("#")[0].split()[3:]
+    assert cli.main([str(report) if a == "report.xml" else a for a in argv]) == int(command.split("# exit")[1])
+    written = [_masked_report(line) for line in report.read_text().splitlines()]
+    # each piece between lines "..." is a run of consecutive lines of the written file, in order
+    at = 0
+    for piece in "\n".join(shown.splitlines()).split("\n...\n"):
+        lines = [_masked_report(line) for line in piece.splitlines()]
+        starts = [i for i in range(at, len(written)) if written[i:i + len(lines)] == lines]
+        assert starts, f"docs/ci.md shows lines the command no longer writes:\n{piece}"
+        at = starts[0] + len(lines)
+    assert at == len(written) and shown.startswith(written[0])

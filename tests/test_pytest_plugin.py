@@ -185,6 +185,8 @@ def test_the_terminal_report_sums_up_the_layer_checks(pytester, monkeypatch):
     ]
     header = next(line for line in result.stdout.lines if "crosscheck layer checks" in line)
     assert header.startswith("=") and header.endswith("=")
+    shown = (ROOT / "docs" / "ci.md").read_text().split("crosscheck layer checks ====")[1].split("```")[0]
+    assert shown.strip("=\n").splitlines() == _summary(result.stdout.lines)  # what docs/ci.md shows
 
 
 def test_nothing_is_summed_up_where_no_test_used_the_fixture(pytester, monkeypatch):
