@@ -8,6 +8,10 @@
 Exit codes: 0 all quantities agree, 1 a mismatch, 2 bad input or a bad description, 3 the code under test raised
 (one line naming the function, file and line; --traceback prints the traceback), 4 crosscheck itself failed, 130
 interrupted (Ctrl-C). Every error is one line on stderr; with --json, a JSON document {"error", "exit"} on stdout.
+
+seed, verify and diagnose also write their result for CI (crosscheck.reports): --junit-xml PATH, one test case per
+quantity, and --markdown PATH, a summary appended to PATH ($GITHUB_STEP_SUMMARY). Both paths are checked before the
+run; an exit 3 or 4 is written there too (one test case with an <error>), bad input and Ctrl-C write nothing.
 """
 
 import argparse
@@ -16,8 +20,8 @@ import os
 import signal
 import sys
 import traceback
-from importlib import metadata
 
+from crosscheck.reports import Outputs, case_id, installed_version
 from netdesc.checks import InputError, check_positive_int
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_RAISED, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -59,10 +63,15 @@ def _memory(text):
 
 
 def _version():
-    try:
-        return metadata.version("backprop-crosscheck")
-    except metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout without installing
-        return "unknown"
+    return installed_version("backprop-crosscheck")
+
+
+def _ci_options(parser):
+    """--junit-xml and --markdown (crosscheck.reports), for a command that reports a check."""
+    parser.add_argument("--junit-xml", metavar="PATH", help="also write the result to PATH as JUnit XML, one test "
+                        "case per quantity, for CI (docs/ci.md)")
+    parser.add_argument("--markdown", metavar="PATH", help="also append a Markdown summary to PATH, e.g. "
+                        "\"$GITHUB_STEP_SUMMARY\"; - prints it in place of the table")
 
 
 def build_parser():
@@ -162,6 +171,8 @@ def build_parser():
     t.add_argument("--save", metavar="RUN.npz", help="save the run (.npz, with a .json summary beside it)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (it is shown only on a terminal)")
     t.add_argument("--json", action="store_true", help="print the result as JSON")
+    for command in (s, v, d, t):
+        _ci_options(command)
     for command in (s, v, e, d, t):
         command.add_argument("--max-memory", type=_memory, metavar="SIZE", help="refuse a run whose arrays would "
                              "need more (default: half of this machine's memory), e.g. 512M or 12G")
@@ -176,10 +187,11 @@ def _seed(args):
     case = SeedCase(input_shape=args.shape, kernel_shape=args.k, n_out=args.n_out, batch=args.batch, seed=args.seed,
                     dtype=args.dtype, reduction=args.reduction, lr=args.lr, steps=args.steps)
     subject = SeedSubject(case, None if args.inject is None else seed_inject(args.inject), args.max_memory)
+    args.outputs.describe(str(case), dtype=case.dtype, seed=case.seed, injected=args.inject)
     result = check(subject)
     if args.json:
-        return result, render.as_json(result, case=case.as_dict(), id=str(case))
-    return result, render.table(render.seed_header(subject), result)
+        return result, args.outputs.result(result, render.as_json(result, case=case.as_dict(), id=str(case)))
+    return result, args.outputs.result(result, render.table(render.seed_header(subject), result))
 
 
 def _verify(args):
@@ -191,11 +203,15 @@ def _verify(args):
     spec = spec_from_json(args.spec_json) if args.spec is None else load_spec(args.spec)
     wrong = None if args.inject is None else inject(args.inject, spec, args.dtype)
     subject = NetworkSubject(spec, args.seed, args.dtype, args.steps, wrong, args.max_memory)
-    result = check(subject)
     source = "--spec-json" if args.spec is None else args.spec
+    args.outputs.describe(case_id(subject), description=source, dtype=args.dtype, seed=args.seed,
+                          steps=subject.steps, injected=args.inject)
+    result = check(subject)
     if args.json:
-        return result, render.as_json(result, spec=spec.name, source=source, seed=args.seed, steps=subject.steps)
-    return result, render.table(render.network_header(subject, source), result)
+        text = render.as_json(result, spec=spec.name, source=source, seed=args.seed, steps=subject.steps)
+    else:
+        text = render.table(render.network_header(subject, source), result)
+    return result, args.outputs.result(result, text)
 
 
 def _explain(args):
@@ -213,18 +229,25 @@ def _explain(args):
 def _diagnose(args):
     from crosscheck import render
     from crosscheck.catalogue import catalogue, find
-    from crosscheck.check import entry_subject, module_subject
+    from crosscheck.check import check, entry_subject, module_subject
     from crosscheck.diagnose import diagnose
 
     if args.list:
+        if args.outputs.wanted:
+            option = "--junit-xml" if args.outputs.junit is not None else "--markdown"
+            raise InputError(f"{option}: given with --list, needs --wrong or --module (a list is no check)")
         return True, render.catalogue_text(catalogue(), args.json)
     top = check_positive_int("top", args.top, minimum=0)
     if args.wrong is not None:  # the subjects check the seed
         subject = entry_subject(find(args.wrong, "--wrong"), args.dtype, args.seed, args.max_memory)
     else:
         subject = module_subject(args.module, args.dtype or "float64", args.seed, args.max_memory)
+    seed = subject.case.seed if hasattr(subject, "case") else subject.seed
+    args.outputs.describe(case_id(subject), dtype=subject.dtype, seed=seed, injected=args.wrong or args.module)
     result = diagnose(subject, top)
     text = json.dumps(result.as_dict(), indent=2, allow_nan=False) if args.json else render.diagnosis_text(result)
+    if args.outputs.wanted:  # every quantity of the walk the diagnosis took, the diagnosis in the first wrong one
+        text = args.outputs.result(check(subject, train=False), text, result)
     return not result.wrong, text
 
 
@@ -247,6 +270,8 @@ def _train(args):
         wrong = None if args.inject is None else inject(args.inject, spec, args.dtype)
         network = training.Described(spec, args.lr, args.dtype, check_positive_int("seed", args.seed, minimum=0),
                                      wrong, args.max_memory)
+    args.outputs.describe(network.case_id, dtype=args.dtype, seed=args.seed, injected=args.inject,
+                          **({} if args.spec is None else {"description": args.spec}))
     with training.progress_bar(not (args.json or args.no_progress)) as progress:
         result = training.train(network, args.epochs, args.batch, args.seed, args.steps, max_memory=args.max_memory,
                                 progress=progress)
@@ -254,9 +279,9 @@ def _train(args):
         from crosscheck import runfile
 
         runfile.save_run(args.save, result.saved())
-    if args.json:
-        return result, json.dumps(render.training_dict(result), indent=2, allow_nan=False)
-    return result, render.training_text(result)
+    text = json.dumps(render.training_dict(result), indent=2, allow_nan=False) if args.json else \
+        render.training_text(result)
+    return result, args.outputs.result(result.result(), text, result.diagnosis)
 
 
 RUN = {"seed": _seed, "verify": _verify, "explain": _explain, "diagnose": _diagnose, "train": _train}
@@ -270,8 +295,12 @@ def main(argv=None):
     as_json = "--json" in argv
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help", "--version"):
         argv = ["seed", *argv]  # seed is the default command
+    outputs = None
     try:
         args = build_parser().parse_args(argv)
+        # --junit-xml and --markdown: their paths checked now, before the run; written by the command, or by error
+        outputs = args.outputs = Outputs(args.command, getattr(args, "junit_xml", None),
+                                         getattr(args, "markdown", None), getattr(args, "json", False))
         outcome, text = RUN[args.command](args)
     except InputError as err:
         return error(err, EXIT_BAD_INPUT, as_json)
@@ -282,7 +311,7 @@ def main(argv=None):
             raise
         if show_traceback:
             traceback.print_exc()
-        return error(*raised(err, show_traceback), as_json)
+        return error(*raised(err, show_traceback), as_json, outputs)
     passed = outcome if isinstance(outcome, bool) else outcome.passed
     _print(text)
     return EXIT_OK if passed else EXIT_MISMATCH
@@ -309,9 +338,16 @@ def raised(err, shown=False):
         EXIT_INTERNAL
 
 
-def error(err, code=EXIT_BAD_INPUT, as_json=False):
-    """The one error printer: one line on stderr (a JSON document on stdout with --json) -> the exit code."""
+def error(err, code=EXIT_BAD_INPUT, as_json=False, outputs=None):
+    """The one error printer: one line on stderr (a JSON document on stdout with --json) -> the exit code. With the
+    command's Outputs, an exception that ended the run (exit 3 or 4) is also written to --junit-xml (a test case with
+    an <error>) and --markdown, so that CI shows it; bad input (exit 2) writes nothing."""
     message = " ".join(str(err).splitlines())
+    if outputs is not None:
+        try:
+            outputs.error(message, code)
+        except InputError as failed:  # the report could not be written: said on the same line
+            message = f"{message}; and {failed}"
     if as_json:
         _print(json.dumps({"error": message, "exit": code}))
     else:

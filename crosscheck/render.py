@@ -22,9 +22,14 @@ WIDTH = 100  # of a diagnosis' lines
 
 # --- a check's result ----------------------------------------------------------------------------------------
 
-def rule(dtype):
+def bound(dtype):
+    """The tolerance's inequality for `dtype`, every element of a row that agrees satisfies it."""
     tol = tolerance_for(dtype)
-    return f"pass when |manual - autograd| <= {tol.atol:g} + {tol.rtol:g} * |autograd| ({dtype})"
+    return f"|manual - autograd| <= {tol.atol:g} + {tol.rtol:g} * |autograd|"
+
+
+def rule(dtype):
+    return f"pass when {bound(dtype)} ({dtype})"
 
 
 def seed_header(subject):

@@ -88,6 +88,8 @@ class Slides:
             if kernel == (3, 3) else f"the slides' network ({kernel[0]}x{kernel[1]} filter, n_out {n_out})"
         SeedCase(IMAGE, kernel, n_out, 1, seed, dtype, reduction, lr, 1)  # checks the kernel against the image
         self.params = seed_inputs.init_params(IMAGE, kernel, n_out, DTYPES[dtype], seed=seed + 1)
+        k = f"k{kernel[0]}" if kernel[0] == kernel[1] else f"k{kernel[0]}x{kernel[1]}"
+        self.case_id = f"slides-digits-{k}-out{n_out}-{dtype}-seed{seed}"
 
     def arrays(self, images, labels):
         """-> (X (N, 8, 8), Y (N, n_out)) in the dtype."""
@@ -131,7 +133,7 @@ class Described:
         self.dtype, self.seed = check_dtype(dtype), seed
         self.classes = 2 if out in ((1,), (2,)) else 10
         self.task = "odd or even" if self.classes == 2 else "the ten digits"
-        self.title = f"network {spec.name}"
+        self.title, self.case_id = f"network {spec.name}", f"{spec.name}-digits-{dtype}-seed{seed}"
         self.lr = optimizer.lr
         self.wrong = wrong  # a WrongDerivation aimed at this description (crosscheck.check.inject), or None
         self.params = NetworkSubject(self.spec, seed, dtype, 1, max_memory=max_memory).params
@@ -180,6 +182,17 @@ class Training:
     first: object = None
     diagnosis: object = None
     epochs: list = field(default_factory=list)
+    judged: tuple = ()  # the comparisons that judged the last step: the loss and every parameter
+
+    def result(self):
+        """The run as the checker's Result (crosscheck.check), one row per quantity, for the CI reports: the loss
+        and each parameter, judged at every step up to the last one (its comparison shown)."""
+        from crosscheck.check import Result, Row
+
+        k = self.summary["steps"]
+        named = [(f"{c.name.split(' at step ')[0].split(' after step ')[0]} at steps 1..{k}", c) for c in self.judged]
+        rows = tuple(Row("", name, replace(c, name=name)) for name, c in named)
+        return Result(f"train {self.summary['title']}", self.summary["dtype"], rows, self.summary["injected"])
 
     @property
     def passed(self):
@@ -211,6 +224,11 @@ def progress_bar(wanted, stream=None, mininterval=0.1):
                                 f"{info['E autograd']:.4g}, held-out {held_out}, max rel diff "
                                 f"{info['max rel diff']:.1e}", refresh=not mininterval)
         yield progress
+
+
+def _injected(network):
+    wrong = network.wrong
+    return "" if wrong is None else f"{wrong.name} ({wrong.description})"
 
 
 def _accuracy(predicted, labels):
@@ -282,7 +300,7 @@ def train(network, epochs=10, batch=32, seed=0, steps=None, test_fraction=TEST_F
     seconds = {"manual": 0.0, "autograd": 0.0, "compare": 0.0, "one-step": 0.0, "accuracy": 0.0}
     curves, epoch_steps, first, diagnosis, drift_from, unconfirmed = [], [], None, None, None, 0
     before = params_m = params_a = network.params
-    grads_m = grads_a = {}
+    grads_m = grads_a, judged = {}, []
     for k, (epoch, indices) in enumerate(plan, 1):
         start = time.perf_counter()
         try:
@@ -303,12 +321,14 @@ def train(network, epochs=10, batch=32, seed=0, steps=None, test_fraction=TEST_F
         if failed or drift_from is not None:  # judged by the one step from the same parameters
             start = time.perf_counter()
             data = (X[indices], T[indices], before)
-            failed = [r for r in _one_step(network, batch, data, k, max_memory) if not r.passed]
+            rows = _one_step(network, batch, data, k, max_memory)
+            failed = [r for r in rows if not r.passed]
             if failed:  # the diagnosis has the last word: it compares every quantity of the step
                 diagnosis = diagnose(network.subject(batch, data, max_memory), top)
                 failed, unconfirmed = (failed, unconfirmed) if diagnosis.wrong else ([], unconfirmed + 1)
             seconds["one-step"] += time.perf_counter() - start
             drift_from = k if drift_from is None and not failed else drift_from
+        judged = rows
         last = k == len(plan) or plan[k][0] != epoch
         if last and not failed:
             start = time.perf_counter()
@@ -345,7 +365,8 @@ def train(network, epochs=10, batch=32, seed=0, steps=None, test_fraction=TEST_F
     arrays["confusion_autograd"] = _confusion(labels_test, network.predict_autograd(params_a, X_test),
                                               network.classes)
     summary = {
-        "title": network.title, "task": network.task, "dtype": network.dtype, "seed": seed, "batch": batch,
+        "title": network.title, "task": network.task, "injected": _injected(network), "dtype": network.dtype,
+        "seed": seed, "batch": batch,
         "lr": network.lr, "epochs": epochs, "steps": done, "planned_steps": len(plan),
         "train_images": len(X), "test_images": len(X_test), "stopped_at": None if first is None else done,
         "agree": first is None, "first": None if first is None else first.as_dict(), "drift_from": drift_from,
@@ -355,4 +376,4 @@ def train(network, epochs=10, batch=32, seed=0, steps=None, test_fraction=TEST_F
         "ms_per_step": {part: 1e3 * s / done for part, s in seconds.items() if part != "accuracy"},
         "seconds": seconds,
     }
-    return Training(arrays, summary, first, diagnosis, curves)
+    return Training(arrays, summary, first, diagnosis, curves, tuple(judged))

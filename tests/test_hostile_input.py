@@ -119,6 +119,21 @@ CLI = [
     ("budget-too-small", "--max-memory 1k", 2,
      "memory: the slides' network 8x8-k3-out1-N4-sum-float64-seed0 needs about 169 kB, more than the budget of 1 kB "
      "(--max-memory SIZE sets it)"),
+    # where a report goes (--junit-xml, --markdown): checked before the run, nothing written
+    ("junit-xml-a-folder", "--junit-xml {tmp}", 2, "--junit-xml: got '{tmp}', a directory, needs a file path"),
+    ("junit-xml-in-a-missing-folder", "--junit-xml {tmp}/missing/junit.xml", 2,
+     "--junit-xml: got '{tmp}/missing/junit.xml', needs a file in an existing folder; '{tmp}/missing' does not "
+     "exist"),
+    ("junit-xml-under-a-file", "--junit-xml {tmp}/bad.toml/junit.xml", 2,
+     "--junit-xml: got '{tmp}/bad.toml/junit.xml', needs a file in an existing folder; '{tmp}/bad.toml' is not a "
+     "folder"),
+    ("junit-xml-not-a-regular-file", "--junit-xml /dev/null", 2,
+     "--junit-xml: got '/dev/null', not a regular file, needs a file path (the report replaces it)"),
+    ("junit-xml-empty", ["--junit-xml", ""], 2, "--junit-xml: got '', needs a file path"),
+    ("markdown-a-folder", "--markdown {tmp}", 2, "--markdown: got '{tmp}', a directory, needs a file path"),
+    ("markdown-in-a-missing-folder", "--markdown {tmp}/missing/summary.md", 2,
+     "--markdown: got '{tmp}/missing/summary.md', needs a file in an existing folder; '{tmp}/missing' does not "
+     "exist"),
     # a described network (crosscheck verify)
     ("verify-without-a-description", "verify", 2, "one of the arguments --spec --spec-json is required"),
     ("spec-missing", "verify --spec {tmp}/missing.toml", 2,
@@ -156,6 +171,11 @@ CLI = [
      "sgd-wrong-sign"),
     ("verify-steps-zero", f"verify --spec {LENET} --steps 0", 2, "steps: got 0, needs an integer >= 1"),
     ("verify-seed-text", f"verify --spec {LENET} --seed x", 2, "argument --seed: invalid int value: 'x'"),
+    ("verify-junit-xml-a-folder", f"verify --spec {LENET} --junit-xml {{tmp}}", 2,
+     "--junit-xml: got '{tmp}', a directory, needs a file path"),
+    ("verify-markdown-in-a-missing-folder", f"verify --spec {LENET} --markdown {{tmp}}/missing/summary.md", 2,
+     "--markdown: got '{tmp}/missing/summary.md', needs a file in an existing folder; '{tmp}/missing' does not "
+     "exist"),
     # diagnose and explain
     ("diagnose-nothing", "diagnose", 2, "one of the arguments --wrong --module --list is required"),
     ("wrong-unknown", "diagnose --wrong nope", 2, f"--wrong: got 'nope', {CATALOGUE_NAMES}..."),
@@ -163,6 +183,14 @@ CLI = [
      "argument --module: not allowed with argument --wrong"),
     ("wrong-and-list", "diagnose --wrong sgd-wrong-sign --list", 2,
      "argument --list: not allowed with argument --wrong"),
+    ("diagnose-junit-xml-a-folder", "diagnose --wrong sgd-wrong-sign --junit-xml {tmp}", 2,
+     "--junit-xml: got '{tmp}', a directory, needs a file path"),
+    ("diagnose-markdown-a-folder", "diagnose --wrong sgd-wrong-sign --markdown {tmp}", 2,
+     "--markdown: got '{tmp}', a directory, needs a file path"),
+    ("list-with-junit-xml", "diagnose --list --junit-xml {tmp}/junit.xml", 2,
+     "--junit-xml: given with --list, needs --wrong or --module (a list is no check)"),
+    ("list-with-markdown", "diagnose --list --markdown -", 2,
+     "--markdown: given with --list, needs --wrong or --module (a list is no check)"),
     ("top-negative", "diagnose --wrong sgd-wrong-sign --top -1", 2, "top: got -1, needs an integer >= 0"),
     ("diagnose-dtype-float16", "diagnose --wrong sgd-wrong-sign --dtype float16", 2,
      "argument --dtype: invalid choice: 'float16' (choose from 'float32', 'float64')"),

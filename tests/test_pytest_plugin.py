@@ -6,9 +6,12 @@ Each run loads the plugin with -p and turns entry-point autoloading off, so it b
 the package's pytest11 entry point is installed.
 """
 
+import pathlib
+
 import pytest
 
 pytest_plugins = ["pytester"]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 USER_TEST = """
 import numpy as np
@@ -126,3 +129,91 @@ def test_the_fixture_takes_a_factory(pytester, monkeypatch, factor, outcome):
     pytester.makepyfile(test_user=FACTORY_TEST.format(factor=factor))
     result = pytester.runpytest("-p", "crosscheck.pytest_plugin", "-p", "no:cacheprovider")
     result.assert_outcomes(**outcome)
+
+
+# --- the summary of layer checks in pytest's terminal report -------------------------------------------------
+
+SUMMARY_TESTS = """
+import torch.nn.functional as F
+from manual import functional as M
+
+
+def scaled_dw(dout, cache):
+    dx, dw, db = M.linear_backward(dout, cache)
+    return dx, dw * 1.01, db
+
+
+def test_right(layer_check):
+    layer_check(M.linear_forward, M.linear_backward, F.linear, [(4, 5), (3, 5), (3,)], seeds=[0])
+    layer_check(M.relu_forward, M.relu_backward, F.relu, [(6,)], seeds=[1], dtypes=["float64"])
+
+
+def test_wrong(layer_check):
+    layer_check(M.linear_forward, scaled_dw, F.linear, [(4, 5), (3, 5), (3,)], seeds=[2])
+
+
+def test_empty(layer_check):
+    layer_check(M.relu_forward, M.relu_backward, F.relu, [(0,)], seeds=[0], dtypes=["float32"])
+
+
+def test_bad_arguments(layer_check):
+    layer_check(M.relu_forward, M.relu_backward, F.relu, [(6,)], seeds=[])
+
+
+def test_without_the_fixture():
+    pass
+"""
+
+def _summary(lines):
+    """The lines of the section "crosscheck layer checks", up to the next section."""
+    start = next(i for i, line in enumerate(lines) if "crosscheck layer checks" in line)
+    end = next((i for i, line in enumerate(lines[start + 1:], start + 1) if line.startswith("=")), len(lines))
+    return lines[start + 1:end]
+
+
+def test_the_terminal_report_sums_up_the_layer_checks(pytester, monkeypatch):
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pytester.makepyfile(test_layers=SUMMARY_TESTS)
+    result = pytester.runpytest("-p", "crosscheck.pytest_plugin", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=3)
+    assert _summary(result.stdout.lines) == [
+        "5 layer checks ran: 2 passed, 3 failed",
+        "FAILED test_layers.py::test_wrong: linear_forward(4x5, 3x5, 3), first differing quantity dw (seed2-float64)",
+        "FAILED test_layers.py::test_empty: relu_forward(0), first differing quantity out (seed0-float32)",
+        "FAILED test_layers.py::test_bad_arguments: the call, bad arguments: seeds: got [], needs a non-empty "
+        "sequence of integer seeds >= 0, e.g. (0, 1, 2)",
+    ]
+    header = next(line for line in result.stdout.lines if "crosscheck layer checks" in line)
+    assert header.startswith("=") and header.endswith("=")
+    shown = (ROOT / "docs" / "ci.md").read_text().split("crosscheck layer checks ====")[1].split("```")[0]
+    assert shown.strip("=\n").splitlines() == _summary(result.stdout.lines)  # what docs/ci.md shows
+
+
+def test_nothing_is_summed_up_where_no_test_used_the_fixture(pytester, monkeypatch):
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = pytester.runpytest("-p", "crosscheck.pytest_plugin", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "crosscheck layer checks" not in result.stdout.str()
+
+
+def test_the_summary_gathers_the_checks_of_xdist_workers(pytester, monkeypatch):
+    """Each worker attaches its checks to the test reports it sends; the controller prints the summary."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # this checkout's crosscheck, in the worker processes too
+    pytester.makepyfile(test_layers=SUMMARY_TESTS)
+    result = pytester.runpytest_subprocess("-p", "xdist.plugin", "-n", "2", "-p", "crosscheck.pytest_plugin",
+                                           "-p", "no:cacheprovider", timeout=300)
+    result.assert_outcomes(passed=2, failed=3)
+    summary = _summary(result.stdout.lines)
+    assert summary[0] == "5 layer checks ran: 2 passed, 3 failed"
+    assert sorted(line.split(":")[2] for line in summary[1:]) == ["test_bad_arguments", "test_empty", "test_wrong"]
+
+
+def test_a_check_that_compared_nothing_is_named_so():
+    from crosscheck.api import LayerCheck, Row
+    from crosscheck.compare import Comparison
+    from crosscheck.pytest_plugin import _first_difference
+
+    gradcheck_only = LayerCheck("f(3)", (Row(0, "float64", Comparison("gradcheck", (), True, 0.0, 0.0)),))
+    assert not gradcheck_only.passed and _first_difference(gradcheck_only) == "nothing was compared"
