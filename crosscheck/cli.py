@@ -4,6 +4,7 @@
     crosscheck verify --spec FILE    a network described in TOML or JSON
     crosscheck explain               the slides' derivation, equation by equation, on a tiny example
     crosscheck diagnose              the first wrong quantity of a wrong derivation, localized and classified
+    crosscheck plot RUN --out DIR    the pictures of a saved training run (matplotlib)
 
 Exit codes: 0 all quantities agree, 1 a mismatch, 2 bad input or a bad description, 3 the code under test raised
 (one line naming the function, file and line; --traceback prints the traceback), 4 crosscheck itself failed, 130
@@ -21,7 +22,7 @@ from importlib import metadata
 from netdesc.checks import InputError, check_positive_int
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_RAISED, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
-COMMANDS = ("seed", "verify", "explain", "diagnose")
+COMMANDS = ("seed", "verify", "explain", "diagnose", "plot")
 DTYPE_CHOICES = ("float32", "float64")
 EXIT_CODES = ("Exit codes: 0 all agree, 1 a mismatch, 2 bad input, 3 the code under test raised (--traceback shows "
               "it), 4 crosscheck itself failed, 130 interrupted.")
@@ -134,7 +135,23 @@ def build_parser():
     d.add_argument("--dtype", choices=DTYPE_CHOICES, help="default float64")
     d.add_argument("--seed", type=int, help="random seed of inputs and parameters (default: the case's)")
     d.add_argument("--top", type=int, default=5, help="worst elements shown (default 5)")
+    d.add_argument("--plot", metavar="FILE", help="also draw the first wrong quantity as heat maps (manual, "
+                   "autograd, their difference) into FILE, a .png or .svg; written on every diagnosis, saying so "
+                   "where nothing is wrong")
     d.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    pl = sub.add_parser("plot", help="draw a saved training run: curves, divergence, filters, confusion",
+                        description="Draw the pictures of a training run saved by crosscheck train (an .npz file "
+                        "with its arrays): training (loss and accuracy, both sides overlaid), divergence (the "
+                        "largest relative difference per step against the tolerance), filter-gradient (manual, "
+                        "autograd, their difference), filters, confusion. Each is written as DIR/NAME.FORMAT; the "
+                        "written paths are printed. Needs matplotlib (the train extra).",
+                        epilog="Exit codes: 0 written, 2 bad input (a file that is not a saved run, a folder that "
+                        "is a file, matplotlib missing). docs/plots.md shows how to read each picture.")
+    pl.add_argument("run", metavar="RUN.npz", help="a run saved by crosscheck train")
+    pl.add_argument("--out", metavar="DIR", required=True, help="the folder to write into (made where missing)")
+    pl.add_argument("--format", choices=("png", "svg", "both"), default="both", help="default both")
+    pl.add_argument("--json", action="store_true", help="print the written paths as JSON")
     for command in (s, v, e, d):
         command.add_argument("--max-memory", type=_memory, metavar="SIZE", help="refuse a run whose arrays would "
                              "need more (default: half of this machine's memory), e.g. 512M or 12G")
@@ -190,18 +207,38 @@ def _diagnose(args):
     from crosscheck.diagnose import diagnose
 
     if args.list:
+        if args.plot is not None:
+            raise InputError("argument --plot: not allowed with argument --list (it diagnoses nothing)")
         return True, render.catalogue_text(catalogue(), args.json)
     top = check_positive_int("top", args.top, minimum=0)
+    if args.plot is not None:  # before the diagnosis: a file that cannot be drawn into wastes no run
+        from crosscheck import plots
+
+        plots.picture_path(args.plot, "--plot")
+        plots.require_matplotlib()
     if args.wrong is not None:  # the subjects check the seed
         subject = entry_subject(find(args.wrong, "--wrong"), args.dtype, args.seed, args.max_memory)
     else:
         subject = module_subject(args.module, args.dtype or "float64", args.seed, args.max_memory)
     result = diagnose(subject, top)
-    text = json.dumps(result.as_dict(), indent=2, allow_nan=False) if args.json else render.diagnosis_text(result)
-    return not result.wrong, text
+    plotted = {} if args.plot is None else {"plot": str(plots.save_figure(plots.diagnosis_figure(result), args.plot))}
+    if args.json:
+        return not result.wrong, json.dumps(result.as_dict() | plotted, indent=2, allow_nan=False)
+    return not result.wrong, "\n".join([render.diagnosis_text(result), *(f"\nplot: {p}" for p in plotted.values())])
 
 
-RUN = {"seed": _seed, "verify": _verify, "explain": _explain, "diagnose": _diagnose}
+def _plot(args):
+    from crosscheck import plots, runfile
+
+    plots.require_matplotlib()
+    run = runfile.load_run(args.run)
+    written = plots.save_plots(run, args.out, plots.FORMATS if args.format == "both" else (args.format,))
+    if args.json:
+        return True, json.dumps({"run": args.run, "written": [str(p) for p in written]}, indent=2)
+    return True, "\n".join(map(str, written))
+
+
+RUN = {"seed": _seed, "verify": _verify, "explain": _explain, "diagnose": _diagnose, "plot": _plot}
 
 
 def main(argv=None):

@@ -3,6 +3,8 @@
 tolerance line, the lines' data, the heat maps' arrays, colour bars), the files written checked as PNG and SVG, and
 the diagnosis' heat maps compared with the quantity walked again."""
 
+import json
+import pathlib
 import re
 import subprocess
 import sys
@@ -13,7 +15,7 @@ import pytest
 from matplotlib.image import imread
 from run_files import same_bits, synthetic_run
 
-from crosscheck import plots
+from crosscheck import cli, plots, runfile
 from crosscheck.catalogue import find
 from crosscheck.check import entry_subject
 from crosscheck.compare import ManualFailure, compare
@@ -425,7 +427,67 @@ def test_the_diagnosis_keeps_the_step_out_of_its_json():
     assert d.step.name == d.quantity and "step" not in d.as_dict()
 
 
-# --- start-up ----------------------------------------------------------------------------------------------
+# --- the command line ------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def saved(tmp_path):
+    return str(runfile.save_run(tmp_path / "run.npz", synthetic_run(steps=6, epochs=2, classes=3))[0])
+
+
+def test_crosscheck_plot_prints_the_paths_it_wrote(saved, tmp_path, capsys):
+    assert cli.main(["plot", saved, "--out", str(tmp_path / "p"), "--format", "png"]) == 0
+    out = capsys.readouterr().out
+    names = ("training", "divergence", "filter-gradient", "filters", "confusion")
+    assert out == "".join(f"{tmp_path}/p/{name}.png\n" for name in names)
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == sorted(f"{n}.png" for n in names)
+
+
+def test_crosscheck_plot_json_is_pure_json(saved, tmp_path, capsys):
+    assert cli.main(["plot", saved, "--out", str(tmp_path / "p"), "--json"]) == 0
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert captured.err == "" and document["run"] == saved and len(document["written"]) == 10
+    assert all(pathlib.Path(p).parent == tmp_path / "p" and pathlib.Path(p).exists() for p in document["written"])
+
+
+def test_diagnose_plot_writes_the_file_and_names_it(tmp_path, capsys):
+    path = tmp_path / "d.png"
+    assert cli.main(["diagnose", "--wrong", "conv2d-dw-flipped", "--plot", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("diagnosis: network conv2d-dw-flipped") and out.endswith(f"\n\nplot: {path}\n")
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_diagnose_plot_with_json_puts_the_path_in_the_json(tmp_path, capsys):
+    path = tmp_path / "d.svg"
+    assert cli.main(["diagnose", "--wrong", "flipped-kernel-dE_df", "--plot", str(path), "--json"]) == 1
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert captured.err == "" and document["plot"] == str(path) and document["quantity"] == "dE/df"
+    assert ET.parse(path).getroot().tag.endswith("svg")
+
+
+def test_diagnose_plot_when_nothing_is_wrong_still_writes_the_file(tmp_path, capsys):
+    module = tmp_path / "right.py"
+    module.write_text("from manual.seed_network import dO_dZ2\nLAYER_BACKWARD = {'dO_dZ2': dO_dZ2}\n")
+    path = tmp_path / "old.png"
+    path.write_bytes(b"a stale picture of an earlier mistake")
+    assert cli.main(["diagnose", "--module", str(module), "--plot", str(path)]) == 0
+    assert "no diagnosis: all" in capsys.readouterr().out
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_without_matplotlib_the_plots_say_how_to_install_it(saved, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    line = "crosscheck: error: plots need matplotlib: pip install -c constraints.txt 'backprop-crosscheck[train]'\n"
+    assert cli.main(["plot", saved, "--out", str(tmp_path / "p")]) == 2
+    assert capsys.readouterr() == ("", line)
+    assert cli.main(["diagnose", "--wrong", "sgd-wrong-sign", "--plot", str(tmp_path / "d.png")]) == 2
+    assert capsys.readouterr() == ("", line)
+    assert cli.main(["plot", saved, "--out", str(tmp_path / "p"), "--json"]) == 2
+    assert json.loads(capsys.readouterr().out) == {"error": line[len("crosscheck: error: "):-1], "exit": 2}
+    assert not (tmp_path / "p").exists() and not (tmp_path / "d.png").exists()
+
 
 def test_crosscheck_starts_without_matplotlib_and_draws_without_pyplot(tmp_path):
     code = ("import sys\n"
