@@ -1,17 +1,18 @@
 """A saved training run: the arrays of ``crosscheck train``, manual and autograd side by side, in one ``.npz`` file
 with a JSON summary beside it (``run.npz`` -> ``run.json``). NumPy only; ``crosscheck plot`` draws it.
 
-Every key of RUN_KEYS is required and no other is allowed. "steps" is the number of SGD steps done, "epochs" the
-number of epochs finished; a run stopped at the first divergence is shorter than planned, its per-epoch arrays
-possibly empty.
+RUN_KEYS maps every key to a line saying what it holds; each is required and no other is allowed (``check_run``
+checks a run: keys, dtypes, shapes, lengths, ranges, the summary). "steps" is the number of SGD steps done,
+"epochs" the number of epochs finished; a run stopped at the first divergence is shorter than planned, its
+per-epoch arrays possibly empty.
 
 =========================== ===================== =================================================================
 key                         dtype (shape)         meaning
 =========================== ===================== =================================================================
 loss_manual, loss_autograd  float64 (steps,)      the mini-batch loss before each step, by hand and by autograd
 max_rel_diff                float64 (steps,)      after each step, the largest |manual - autograd| / |autograd|
-                                                  among the loss and every parameter (0 where the two are equal,
-                                                  inf where autograd is 0 and manual is not, NaN allowed)
+                                                  among the loss and every parameter (0 where the two are equal;
+                                                  inf and NaN allowed)
 rtol, atol                  float64 ()            the tolerance of the run's dtype: an element passes when
                                                   |m - a| <= atol + rtol * |a| (crosscheck.tolerances)
 epoch_steps                 int64 (epochs,)       the steps done at the end of each epoch, non-decreasing
@@ -28,16 +29,17 @@ confusion_manual,           int64 (C, C)          counts on the held-out split: 
 confusion_autograd                                predicted one
 summary                     unicode ()            JSON text of a dict with at least "title" (text), "dtype"
                                                   (text), "epochs" (planned, int), "steps" (done, int, the length
-                                                  of the per-step arrays) and "stopped_at" (the step, counted from
-                                                  1, where training stopped at the first divergence, or null)
+                                                  of the per-step arrays) and "stopped_at" (the step, in 1 ..
+                                                  steps, where training stopped at the first divergence, or null)
 =========================== ===================== =================================================================
 
-The two sides' arrays of a pair may differ in shape (a derivation that returns a wrong shape): the plots say so.
-``save_run`` writes both files atomically (a temporary file in the same folder, then os.replace): a failed write
-leaves the files that were there before. The JSON beside the run is its summary plus the final values: "run" (the
-.npz file's name), "rtol", "atol", "epochs_done", "largest_rel_diff" (over the steps) and the last "loss_*" and
-"*_accuracy_*" of each side, null where there is none or it is not finite. ``load_run`` reads with
-``allow_pickle=False``; loading and saving again gives the same arrays bit for bit, with the same dtypes.
+The two sides' filter arrays may differ in shape (a derivation that returns a wrong shape): the plots say so.
+``save_run`` writes both files atomically (each to a temporary file in the same folder, then os.replace; the folder
+is made where missing): a failed write leaves the files that were there before. The JSON beside the run is its
+summary plus the final values: "run" (the .npz file's name), "rtol", "atol", "epochs_done", "largest_rel_diff"
+(over the steps) and the last "loss_*" and "*_accuracy_*" of each side, null where there is none or it is not
+finite. ``load_run`` reads with ``allow_pickle=False``; loading and saving again gives the same arrays bit for
+bit, with the same dtypes.
 """
 
 import json
@@ -186,7 +188,8 @@ def _check_summary(run, label):
     _need(is_int(summary["epochs"], epochs), label, "summary", f"epochs {summary['epochs']!r}",
           f"an integer >= {epochs}, the epochs finished")
     stopped = summary["stopped_at"]
-    _need(stopped is None or is_int(stopped), label, "summary", f"stopped_at {stopped!r}", "null or an integer >= 0")
+    _need(stopped is None or (is_int(stopped, 1) and stopped <= steps), label, "summary", f"stopped_at {stopped!r}",
+          f"null or a step in [1, {steps}]")
     return summary
 
 

@@ -171,7 +171,11 @@ BAD_RUNS = [
     ("summary-epochs", _with_summary(_changed(), epochs=1), "arrays['summary']: got epochs 1, needs an integer >= 2, "
      "the epochs finished"),
     ("summary-stopped-at", _with_summary(_changed(), stopped_at="end"), "arrays['summary']: got stopped_at 'end', "
-     "needs null or an integer >= 0"),
+     "needs null or a step in [1, 4]"),
+    ("summary-stopped-at-0", _with_summary(_changed(), stopped_at=0), "arrays['summary']: got stopped_at 0, needs "
+     "null or a step in [1, 4]"),
+    ("summary-stopped-past-the-end", _with_summary(_changed(), stopped_at=5), "arrays['summary']: got stopped_at 5, "
+     "needs null or a step in [1, 4]"),
 ]
 
 
