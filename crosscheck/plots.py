@@ -240,6 +240,8 @@ def training_figure(run):
     _pair(loss, steps, run["loss_manual"], run["loss_autograd"], BLUES, "")
     _stop_line(loss, run)
     loss.set(title="loss", xlabel="step", ylabel="mini-batch loss before the step")
+    if not len(steps):
+        loss.text(0.5, 0.5, "no step done", ha="center", va="center", transform=loss.transAxes)
     epochs = np.arange(1, len(run["epoch_steps"]) + 1)
     for split, name, colour in (("train", "training", BLUES), ("test", "held-out", GREENS)):
         _pair(accuracy, epochs, run[f"{split}_accuracy_manual"], run[f"{split}_accuracy_autograd"], colour,
@@ -268,6 +270,9 @@ def divergence_figure(run):
     finite = np.isfinite(values)
     floored = finite & (values < LOG_FLOOR)
     shown = np.where(finite, np.maximum(values, LOG_FLOOR), np.nan)
+    top = 100 * max(rtol, float(shown[finite].max(initial=LOG_FLOOR)))
+    drawn = [rtol, *shown[finite], *([top] if not finite.all() else [])]
+    ax.set_ylim(min(drawn) / 3, max(drawn) * 3)  # set before drawing, not found after: one value has no range
     ax.plot(steps, shown, marker=".", markersize=4, linewidth=1, color="tab:blue",
             label="largest relative difference (the loss and every parameter)")
     if floored.any():
@@ -276,7 +281,6 @@ def divergence_figure(run):
                 f"{LOG_FLOOR:g}")
     ax.axhline(rtol, color="tab:red", linestyle="--", label=f"tolerance: rtol {rtol:g}")
     if not finite.all():
-        top = 100 * max(rtol, float(shown[finite].max(initial=LOG_FLOOR)))
         ax.plot(steps[~finite], np.full((~finite).sum(), top), "x", color="tab:red", markersize=8,
                 label=f"inf or NaN, drawn at {top:.0e}")
     _stop_line(ax, run)

@@ -3,6 +3,7 @@
 tolerance line, the lines' data, the heat maps' arrays, colour bars), the files written checked as PNG and SVG, and
 the diagnosis' heat maps compared with the quantity walked again."""
 
+import io
 import json
 import pathlib
 import re
@@ -113,9 +114,22 @@ def test_infinite_and_nan_differences_are_crosses_at_the_top():
 def test_a_run_without_steps_or_epochs_still_draws_every_figure():
     run = synthetic_run(steps=0, epochs=0)
     figures = {name: draw(run) for name, draw in plots.FIGURES.items()}
-    texts = [t.get_text() for f in figures.values() for ax in f.axes for t in ax.texts]
-    assert "no step done" in texts and "no epoch finished" in texts
-    assert figures["divergence"].axes[0].get_yscale() == "log"
+    for figure in figures.values():
+        figure.savefig(io.BytesIO(), format="png")  # drawn: a warning (a singular axis, say) fails the test
+    loss, accuracy = figures["training"].axes
+    assert [t.get_text() for t in loss.texts] == ["no step done"]
+    assert [t.get_text() for t in accuracy.texts] == ["no epoch finished"]
+    assert [t.get_text() for t in figures["divergence"].axes[0].texts] == ["no step done"]
+    (ax,) = figures["divergence"].axes
+    assert ax.get_yscale() == "log" and ax.get_ylim() == (pytest.approx(1e-10 / 3), pytest.approx(3e-10))
+
+
+def test_one_step_at_the_tolerance_still_has_a_range():
+    run = synthetic_run(steps=1, epochs=1)
+    run["max_rel_diff"] = np.array([1e-10])
+    figure = plots.divergence_figure(run)
+    figure.savefig(io.BytesIO(), format="png")
+    assert figure.axes[0].get_ylim() == (pytest.approx(1e-10 / 3), pytest.approx(3e-10))
 
 
 def test_the_filter_gradient_is_three_heat_maps_with_colour_bars():
@@ -425,6 +439,40 @@ def test_nothing_wrong_draws_one_panel_saying_so():
 def test_the_diagnosis_keeps_the_step_out_of_its_json():
     d, _, _ = _walked("flipped-kernel-dE_df")
     assert d.step.name == d.quantity and "step" not in d.as_dict()
+
+
+# --- every odd case drawn ----------------------------------------------------------------------------------
+
+def _zero_size_filters():
+    return synthetic_run() | {k: np.zeros((0, 3)) for k in ("filters_manual", "filters_autograd", "filter_grad_manual",
+                                                             "filter_grad_autograd")}
+
+
+ODD_FIGURES = {
+    "zero-size-filters": lambda: plots.filters_figure(_zero_size_filters()),
+    "zero-size-gradient": lambda: plots.filter_gradient_figure(_zero_size_filters()),
+    "gradient-shapes-differ": lambda: plots.filter_gradient_figure(synthetic_run() | {
+        "filter_grad_manual": np.zeros((2, 2))}),
+    "filters-shapes-differ": lambda: plots.filters_figure(synthetic_run(bank=(6, 1, 5, 5)) | {
+        "filters_manual": np.zeros((2, 2))}),
+    "one-class": lambda: plots.confusion_figure(synthetic_run(classes=1)),
+    "no-classes": lambda: plots.confusion_figure(synthetic_run() | {k: np.zeros((0, 0), np.int64) for k in
+                                                                   ("confusion_manual", "confusion_autograd")}),
+    "many-classes": lambda: plots.confusion_figure(synthetic_run(classes=30)),
+    "nan-filters": lambda: plots.filters_figure(synthetic_run() | {"filters_manual": np.full((3, 3), np.nan)}),
+    "diagnosis-0d": lambda: plots.diagnosis_figure(_diagnosis(np.float64(2.0), np.float64(1.0))),
+    "diagnosis-1d": lambda: plots.diagnosis_figure(_diagnosis(np.arange(40.0), np.zeros(40))),
+    "diagnosis-long-column": lambda: plots.diagnosis_figure(_diagnosis(np.ones((300, 1)), np.zeros((300, 1)))),
+    "diagnosis-empty": lambda: plots.diagnosis_figure(_diagnosis(np.zeros((0, 3)), np.zeros((0, 3)))),
+    "diagnosis-failed": lambda: plots.diagnosis_figure(_diagnosis(ManualFailure("x"), np.zeros(()))),
+    "diagnosis-nan": lambda: plots.diagnosis_figure(_diagnosis(np.full((2, 2), np.nan), np.ones((2, 2)))),
+    "nothing-wrong": lambda: plots.diagnosis_figure(Diagnosis("s", "float64", ("a",))),
+}
+
+
+@pytest.mark.parametrize("build", ODD_FIGURES.values(), ids=ODD_FIGURES.keys())
+def test_odd_cases_draw_without_a_warning(build):
+    build().savefig(io.BytesIO(), format="png")  # warnings are errors in this suite
 
 
 # --- the command line ------------------------------------------------------------------------------------------
