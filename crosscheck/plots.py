@@ -15,9 +15,10 @@ The pictures of a run (FIGURES, ``save_plots`` writes them as ``<name>.<format>`
 - confusion: the held-out confusion matrices of both sides, counts in the cells.
 
 A (C_out, C_in, KH, KW) filter bank is drawn tiled (``tile``): one KH x KW block per output channel (rows) and
-input channel (columns), blank lines between them. Any array is drawn as a 2-D image by ``as_image``: a 0-d
-array as 1 x 1, a 1-D one as a row, a 2-D one as it is, and of a larger one the last two axes at one index of the
-leading axes (the diagnosis picks the index holding the element furthest out of tolerance, and says which).
+input channel (columns), grey lines between them; with one input channel the output channels wrap row by row.
+Any array is drawn as a 2-D image by ``as_image``: a 0-d array as 1 x 1, a 1-D one as a row, a 2-D one as it is,
+and of a larger one the last two axes at one index of the leading axes (the diagnosis picks the index holding the
+element furthest out of tolerance, and says which). An array without elements is a panel that says so.
 """
 
 import math
@@ -97,6 +98,8 @@ def as_image(array, at=()):
     a = np.asarray(array, np.float64)
     if a.ndim < 2:
         return a.reshape(1, -1) if a.ndim else a.reshape(1, 1), ""
+    if a.size == 0 and a.ndim > 2:  # no slice to take
+        return np.empty((0, 0)), ""
     lead = tuple(at)[: a.ndim - 2]
     lead += (0,) * (a.ndim - 2 - len(lead))
     if not lead:
@@ -109,7 +112,7 @@ def tile_grid(shape):
     input channel, the output channels wrapped row by row into ceil(sqrt(C_out)) columns."""
     C_out, C_in = shape[:2]
     if C_in == 1:
-        columns = math.ceil(math.sqrt(C_out))
+        columns = max(math.ceil(math.sqrt(C_out)), 1)
         return math.ceil(C_out / columns), columns
     return C_out, C_in
 
@@ -121,6 +124,8 @@ def tile(bank):
     a = np.asarray(bank, np.float64)
     if a.ndim != 4:
         return a
+    if a.size == 0:
+        return np.empty((0, 0))
     C_out, C_in, KH, KW = a.shape
     rows, columns = tile_grid(a.shape)
     image = np.full((rows * (KH + 1) - 1, columns * (KW + 1) - 1), np.nan)

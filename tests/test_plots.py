@@ -318,6 +318,10 @@ def test_arrays_of_any_rank_map_to_two_dimensions():
     image, index = plots.as_image(a5)
     assert np.array_equal(image, a5[0, 0, 0]) and index == "[0, 0, 0, :, :]"
     assert plots.as_image(np.zeros((0, 4)))[0].shape == (0, 4) and plots.as_image(np.zeros(0))[0].shape == (1, 0)
+    image, index = plots.as_image(np.zeros((3, 0, 4)), (2,))
+    assert image.shape == (0, 0) and index == ""
+    assert plots.tile(np.zeros((0, 1, 3, 3))).shape == plots.tile(np.zeros((2, 0, 3, 3))).shape == (0, 0)
+    assert plots.tile_grid((0, 1, 3, 3)) == (0, 1)
 
 
 # --- a diagnosis ---------------------------------------------------------------------------------------------
@@ -455,6 +459,9 @@ ODD_FIGURES = {
         "filter_grad_manual": np.zeros((2, 2))}),
     "filters-shapes-differ": lambda: plots.filters_figure(synthetic_run(bank=(6, 1, 5, 5)) | {
         "filters_manual": np.zeros((2, 2))}),
+    "no-output-channels": lambda: plots.filter_gradient_figure(synthetic_run(bank=(0, 1, 3, 3))),
+    "no-input-channels": lambda: plots.filters_figure(synthetic_run(bank=(2, 0, 3, 3))),
+    "diagnosis-empty-3d": lambda: plots.diagnosis_figure(_diagnosis(np.zeros((2, 0, 3)), np.zeros((2, 0, 3)))),
     "one-class": lambda: plots.confusion_figure(synthetic_run(classes=1)),
     "no-classes": lambda: plots.confusion_figure(synthetic_run() | {k: np.zeros((0, 0), np.int64) for k in
                                                                    ("confusion_manual", "confusion_autograd")}),
