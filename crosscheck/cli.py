@@ -4,6 +4,7 @@
     crosscheck verify --spec FILE    a network described in TOML or JSON
     crosscheck explain               the slides' derivation, equation by equation, on a tiny example
     crosscheck diagnose              the first wrong quantity of a wrong derivation, localized and classified
+    crosscheck plot RUN --out DIR    the pictures of a saved training run (matplotlib)
 
 Exit codes: 0 all quantities agree, 1 a mismatch, 2 bad input or a bad description, 3 the code under test raised
 (one line naming the function, file and line; --traceback prints the traceback), 4 crosscheck itself failed, 130
@@ -25,7 +26,7 @@ from crosscheck.reports import Outputs, case_id, installed_version
 from netdesc.checks import InputError, check_positive_int
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_RAISED, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
-COMMANDS = ("seed", "verify", "explain", "diagnose", "train")
+COMMANDS = ("seed", "verify", "explain", "diagnose", "train", "plot")
 DTYPE_CHOICES = ("float32", "float64")
 EXIT_CODES = ("Exit codes: 0 all agree, 1 a mismatch, 2 bad input, 3 the code under test raised (--traceback shows "
               "it), 4 crosscheck itself failed, 130 interrupted.")
@@ -143,6 +144,9 @@ def build_parser():
     d.add_argument("--dtype", choices=DTYPE_CHOICES, help="default float64")
     d.add_argument("--seed", type=int, help="random seed of inputs and parameters (default: the case's)")
     d.add_argument("--top", type=int, default=5, help="worst elements shown (default 5)")
+    d.add_argument("--plot", metavar="FILE", help="also draw the first wrong quantity as heat maps (manual, "
+                   "autograd, their difference) into FILE, a .png or .svg; written on every diagnosis, saying so "
+                   "where nothing is wrong")
     d.add_argument("--json", action="store_true", help="print the result as JSON")
     t = sub.add_parser("train", help="train on scikit-learn's digits, by hand and by torch side by side",
                        description="Train the slides' network (or a described network with input [1, 8, 8]) on "
@@ -168,9 +172,24 @@ def build_parser():
     t.add_argument("--dtype", choices=DTYPE_CHOICES, default="float64", help="default float64")
     t.add_argument("--inject", metavar="NAME[@LAYER]", help="swap in a catalogued wrong derivation: training stops "
                    "at the first step it changes, with the diagnosis")
-    t.add_argument("--save", metavar="RUN.npz", help="save the run (.npz, with a .json summary beside it)")
+    t.add_argument("--save", metavar="RUN.npz", help="save the run (.npz, with a .json summary beside it; "
+                   "crosscheck plot draws it)")
+    t.add_argument("--plots", metavar="DIR", help="draw the run's pictures into DIR, PNG and SVG (docs/plots.md)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (it is shown only on a terminal)")
     t.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    pl = sub.add_parser("plot", help="draw a saved training run: curves, divergence, filters, confusion",
+                        description="Draw the pictures of a training run saved by crosscheck train (an .npz file "
+                        "with its arrays): training (loss and accuracy, both sides overlaid), divergence (the "
+                        "largest relative difference per step against the tolerance), filter-gradient (manual, "
+                        "autograd, their difference), filters, confusion. Each is written as DIR/NAME.FORMAT; the "
+                        "written paths are printed. Needs matplotlib (the train extra).",
+                        epilog="Exit codes: 0 written, 2 bad input (a file that is not a saved run, a folder that "
+                        "is a file, matplotlib missing). docs/plots.md shows how to read each picture.")
+    pl.add_argument("run", metavar="RUN.npz", help="a run saved by crosscheck train")
+    pl.add_argument("--out", metavar="DIR", required=True, help="the folder to write into (made where missing)")
+    pl.add_argument("--format", choices=("png", "svg", "both"), default="both", help="default both")
+    pl.add_argument("--json", action="store_true", help="print the written paths as JSON")
     for command in (s, v, d, t):
         _ci_options(command)
     for command in (s, v, e, d, t):
@@ -236,8 +255,15 @@ def _diagnose(args):
         if args.outputs.wanted:
             option = "--junit-xml" if args.outputs.junit is not None else "--markdown"
             raise InputError(f"{option}: given with --list, needs --wrong or --module (a list is no check)")
+        if args.plot is not None:
+            raise InputError("argument --plot: not allowed with argument --list (it diagnoses nothing)")
         return True, render.catalogue_text(catalogue(), args.json)
     top = check_positive_int("top", args.top, minimum=0)
+    if args.plot is not None:  # before the diagnosis: a file that cannot be drawn into wastes no run
+        from crosscheck import plots
+
+        plots.picture_path(args.plot, "--plot")
+        plots.require_matplotlib()
     if args.wrong is not None:  # the subjects check the seed
         subject = entry_subject(find(args.wrong, "--wrong"), args.dtype, args.seed, args.max_memory)
     else:
@@ -245,7 +271,11 @@ def _diagnose(args):
     seed = subject.case.seed if hasattr(subject, "case") else subject.seed
     args.outputs.describe(case_id(subject), dtype=subject.dtype, seed=seed, injected=args.wrong or args.module)
     result = diagnose(subject, top)
-    text = json.dumps(result.as_dict(), indent=2, allow_nan=False) if args.json else render.diagnosis_text(result)
+    plotted = {} if args.plot is None else {"plot": str(plots.save_figure(plots.diagnosis_figure(result), args.plot))}
+    if args.json:
+        text = json.dumps(result.as_dict() | plotted, indent=2, allow_nan=False)
+    else:
+        text = "\n".join([render.diagnosis_text(result), *(f"\nplot: {p}" for p in plotted.values())])
     if args.outputs.wanted:  # every quantity of the walk the diagnosis took, the diagnosis in the first wrong one
         text = args.outputs.result(check(subject, train=False), text, result)
     return not result.wrong, text
@@ -270,21 +300,43 @@ def _train(args):
         wrong = None if args.inject is None else inject(args.inject, spec, args.dtype)
         network = training.Described(spec, args.lr, args.dtype, check_positive_int("seed", args.seed, minimum=0),
                                      wrong, args.max_memory)
+    if args.save is not None:  # before the run: a path that cannot be written wastes no training
+        from crosscheck import runfile
+
+        runfile.run_path(args.save, "--save")
+    if args.plots is not None:
+        from crosscheck import plots
+
+        plots.plot_folder(args.plots)
+        plots.require_matplotlib()
     args.outputs.describe(network.case_id, dtype=args.dtype, seed=args.seed, injected=args.inject,
                           **({} if args.spec is None else {"description": args.spec}))
     with training.progress_bar(not (args.json or args.no_progress)) as progress:
         result = training.train(network, args.epochs, args.batch, args.seed, args.steps, max_memory=args.max_memory,
                                 progress=progress)
-    if args.save is not None:
-        from crosscheck import runfile
-
-        runfile.save_run(args.save, result.saved())
-    text = json.dumps(render.training_dict(result), indent=2, allow_nan=False) if args.json else \
-        render.training_text(result)
+    written = [] if args.save is None else list(runfile.save_run(args.save, result.saved()))
+    written += [] if args.plots is None else plots.save_plots(result.saved(), args.plots)
+    if args.json:
+        text = json.dumps(render.training_dict(result) | {"written": [str(p) for p in written]}, indent=2,
+                          allow_nan=False)
+    else:
+        text = "\n".join([render.training_text(result), *(f"written: {p}" for p in written)])
     return result, args.outputs.result(result.result(), text, result.diagnosis)
 
 
-RUN = {"seed": _seed, "verify": _verify, "explain": _explain, "diagnose": _diagnose, "train": _train}
+def _plot(args):
+    from crosscheck import plots, runfile
+
+    plots.require_matplotlib()
+    run = runfile.load_run(args.run)
+    written = plots.save_plots(run, args.out, plots.FORMATS if args.format == "both" else (args.format,))
+    if args.json:
+        return True, json.dumps({"run": args.run, "written": [str(p) for p in written]}, indent=2)
+    return True, "\n".join(map(str, written))
+
+
+RUN = {"seed": _seed, "verify": _verify, "explain": _explain, "diagnose": _diagnose, "train": _train,
+       "plot": _plot}
 
 
 def main(argv=None):

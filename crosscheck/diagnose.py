@@ -6,7 +6,7 @@ first that differs. There it tests the step's hypotheses (crosscheck.hypotheses)
 (crosscheck.numerical) which side they support and what the worst elements' third value is.
 """
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -47,6 +47,7 @@ class Diagnosis:
     worst: tuple = ()
     numerical: object = None  # numerical.Verdict
     injected: str = ""
+    step: object = field(default=None, repr=False, compare=False)  # the first wrong Step, its arrays for the plot
 
     @property
     def wrong(self):
@@ -78,7 +79,8 @@ def diagnose(subject, top=TOP_K):
         checked.append(step.name)
         result = compare(step.name, step.manual, step.autograd, dtype)
         if not result.passed:
-            return _diagnosis(Diagnosis(subject, dtype, tuple(checked), result, injected=injected), step, top)
+            first = Diagnosis(subject, dtype, tuple(checked), result, injected=injected, step=step)
+            return _diagnosis(first, step, top)
     return Diagnosis(subject, dtype, tuple(checked), injected=injected)
 
 

@@ -22,8 +22,9 @@ import time
 
 import numpy as np
 import pytest
+from run_files import npy_bytes, npz_bytes, synthetic_run
 
-from crosscheck import cli
+from crosscheck import cli, plots, runfile
 from crosscheck.api import Tolerance, check_layer
 from manual import functional as F
 from manual import optim, seed_network
@@ -74,7 +75,13 @@ MODULES = {
     "step_raises.py": "def step(params, grads, lr):\n    raise ArithmeticError('lr')\nSGD_STEP = step\n",
 }
 FILES = {"bad.toml": "not = [toml\n", "binary.toml": b"\x00\x01\x02\xff", "nolayers.toml": "input_shape = [1, 8, 8]\n",
-         "deep.json": "[" * 100_000 + "]" * 100_000}
+         "deep.json": "[" * 100_000 + "]" * 100_000,
+         # saved runs (crosscheck plot)
+         "run.npz": npz_bytes(**synthetic_run()), "empty.npz": b"", "truncated.npz": npz_bytes(**synthetic_run())[:300],
+         "objects.npz": npz_bytes(allow_pickle=True, loss_manual=np.array([{}], dtype=object)),
+         "partial.npz": npz_bytes(**{k: v for k, v in synthetic_run().items() if k != "rtol"}),
+         "zero-rtol.npz": npz_bytes(**synthetic_run() | {"rtol": np.array(0.0)}),
+         "array.npy": npy_bytes(np.zeros(3))}
 
 CATALOGUE_NAMES = "needs one of scaled-dE_dW, scaled-dE_df, transposed-dE_dW, "  # the start of the list of names
 
@@ -195,6 +202,16 @@ CLI = [
     ("diagnose-dtype-float16", "diagnose --wrong sgd-wrong-sign --dtype float16", 2,
      "argument --dtype: invalid choice: 'float16' (choose from 'float32', 'float64')"),
     ("diagnose-seed-negative", "diagnose --wrong sgd-wrong-sign --seed -2", 2, "seed: got -2, needs an integer >= 0"),
+    ("diagnose-plot-pdf", "diagnose --wrong sgd-wrong-sign --plot {tmp}/d.pdf", 2,
+     "--plot: got '{tmp}/d.pdf', needs a file name ending in .png or .svg"),
+    ("diagnose-plot-no-suffix", "diagnose --wrong sgd-wrong-sign --plot {tmp}/d", 2,
+     "--plot: got '{tmp}/d', needs a file name ending in .png or .svg"),
+    ("diagnose-plot-a-folder", "diagnose --wrong sgd-wrong-sign --plot {tmp}/folder.png", 2,
+     "--plot: got '{tmp}/folder.png', a folder, needs a file name ending in .png or .svg"),
+    ("diagnose-plot-under-a-file", "diagnose --wrong sgd-wrong-sign --plot {tmp}/bad.toml/sub/d.png", 2,
+     "--plot: got '{tmp}/bad.toml/sub/d.png', needs a folder where the file {tmp}/bad.toml stands"),
+    ("diagnose-plot-with-list", "diagnose --list --plot {tmp}/d.png", 2,
+     "argument --plot: not allowed with argument --list (it diagnoses nothing)"),
     ("module-missing", "diagnose --module {tmp}/missing.py", 2,
      "--module: got '{tmp}/missing.py', needs an existing .py file"),
     ("module-not-python", "diagnose --module {tmp}/bad.toml", 2,
@@ -204,6 +221,32 @@ CLI = [
     ("explain-inject-unknown", "explain --inject nope", 2, f"--inject: got 'nope', {CATALOGUE_NAMES}..."),
     ("explain-budget", "explain --max-memory 1k", 2,
      "memory: the slides' network 4x4-k2-out1-N1-sum-float64-seed0 needs about ..."),
+    # a saved run (crosscheck plot)
+    ("plot-without-a-run", "plot --out {tmp}/plots", 2, "the following arguments are required: RUN.npz"),
+    ("plot-without-out", "plot {tmp}/run.npz", 2, "the following arguments are required: --out"),
+    ("plot-format-pdf", "plot {tmp}/run.npz --out {tmp}/plots --format pdf", 2,
+     "argument --format: invalid choice: 'pdf' (choose from 'png', 'svg', 'both')"),
+    ("plot-run-missing", "plot {tmp}/missing.npz --out {tmp}/plots", 2,
+     "{tmp}/missing.npz: cannot read: No such file or directory"),
+    ("plot-run-a-folder", "plot {tmp} --out {tmp}/plots", 2, "{tmp}: got a directory, needs a saved run (.npz)"),
+    ("plot-run-text", "plot {tmp}/bad.toml --out {tmp}/plots", 2, "{tmp}/bad.toml: not a saved run: not an .npz "
+     "archive"),
+    ("plot-run-empty", "plot {tmp}/empty.npz --out {tmp}/plots", 2, "{tmp}/empty.npz: not a saved run: not an .npz "
+     "archive"),
+    ("plot-run-truncated", "plot {tmp}/truncated.npz --out {tmp}/plots", 2, "{tmp}/truncated.npz: not a saved run: "
+     "not an .npz archive"),
+    ("plot-run-one-array", "plot {tmp}/array.npy --out {tmp}/plots", 2, "{tmp}/array.npy: not a saved run: one .npy "
+     "array, needs an .npz archive of the run's arrays"),
+    ("plot-run-objects", "plot {tmp}/objects.npz --out {tmp}/plots", 2, "{tmp}/objects.npz: not a saved run: it "
+     "holds object arrays (pickled Python objects), needs arrays of numbers and text"),
+    ("plot-run-a-key-missing", "plot {tmp}/partial.npz --out {tmp}/plots", 2, "{tmp}/partial.npz: missing rtol; needs "
+     "exactly the keys of crosscheck.runfile.RUN_KEYS"),
+    ("plot-run-tolerance-zero", "plot {tmp}/zero-rtol.npz --out {tmp}/plots", 2, "{tmp}/zero-rtol.npz: rtol: got "
+     "0.0, needs a finite number > 0"),
+    ("plot-out-a-file", "plot {tmp}/run.npz --out {tmp}/bad.toml", 2,
+     "{tmp}/bad.toml: got a file, needs a folder for the plots"),
+    ("plot-out-under-a-file", "plot {tmp}/run.npz --out {tmp}/bad.toml/plots", 2,
+     "{tmp}/bad.toml/plots/training.png: cannot write: a file stands in the way of its folder {tmp}/bad.toml/plots"),
     # users' modules (crosscheck diagnose --module): what they define, checked before any of it runs
     ("module-syntax", "diagnose --module {tmp}/syntax.py", 2,
      "{tmp}/syntax.py: importing it raised SyntaxError: invalid syntax (syntax.py, line 1)"),
@@ -316,6 +359,7 @@ def tmp(tmp_path_factory):
         (folder / name).write_text(text.replace("{small3!r}", repr(SMALL3)))
     for name, content in FILES.items():
         (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    (folder / "folder.png").mkdir()
     return str(folder)
 
 
@@ -470,6 +514,22 @@ API = [
     ("layer-gradcheck-text", _layer(gradcheck="yes"), "gradcheck: got 'yes', needs True or False"),
     ("layer-torch-fn-missing", _layer(torch_fn=None),
      "torch_fn: got None, needs the same forward in torch, (*tensors) -> tensor"),
+    # saved runs and pictures
+    ("run-of-nothing", lambda: runfile.check_run({}),
+     "arrays: missing atol, confusion_autograd, confusion_manual, epoch_steps, filter_grad_autograd, "
+     "filter_grad_manual, filters_autograd, filters_manual, loss_autograd, loss_manual, max_rel_diff, rtol, summary, "
+     "test_accuracy_autograd, test_accuracy_manual, train_accuracy_autograd, train_accuracy_manual; needs exactly "
+     "the keys of crosscheck.runfile.RUN_KEYS"),
+    ("run-an-unknown-key", lambda: runfile.check_run(synthetic_run() | {3: np.zeros(1)}),
+     "arrays: unknown 3; needs exactly the keys of crosscheck.runfile.RUN_KEYS"),
+    ("run-file-missing", lambda: runfile.load_run("/nonexistent/run.npz"),
+     "/nonexistent/run.npz: cannot read: No such file or directory"),
+    ("run-saved-without-npz", lambda: runfile.save_run("run.zip", synthetic_run()),
+     "path: got 'run.zip', needs a file name ending in .npz"),
+    ("plots-format-pdf", lambda: plots.save_plots(synthetic_run(), "/nonexistent", "pdf"),
+     "formats: got 'pdf', needs one or both of 'png', 'svg'"),
+    ("picture-pdf", lambda: plots.save_figure(None, "figure.pdf"),
+     "path: got 'figure.pdf', needs a file name ending in .png or .svg"),
 ]
 
 

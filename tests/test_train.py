@@ -365,3 +365,46 @@ def test_the_accuracy_the_docs_state_is_reached_both_ways(args, accuracy, capsys
     assert round(100 * data["accuracy"]["test_manual"], 1) == round(100 * data["accuracy"]["test_autograd"], 1) \
         == accuracy
     assert (data["drift_from"] is None) == ("resnet" not in args[-1])
+
+
+# --- a run saved and drawn -----------------------------------------------------------------------------------------
+
+def test_a_saved_run_reloads_bit_identically_and_is_drawn(tmp_path, capsys):
+    from crosscheck import runfile
+
+    saved, drawn = tmp_path / "run.npz", tmp_path / "plots"
+    assert cli.main(["train", "--epochs", "2", "--save", str(saved), "--plots", str(drawn)]) == 0
+    out = capsys.readouterr().out
+    written = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("written: ")]
+    assert written[:2] == [str(saved), str(tmp_path / "run.json")] and len(written) == 2 + 10
+    assert sorted(p.name for p in drawn.iterdir()) == sorted(f"{name}.{fmt}" for name in
+                                                             ("training", "divergence", "filter-gradient", "filters",
+                                                              "confusion") for fmt in ("png", "svg"))
+    run = runfile.load_run(saved)
+    again = T.train(T.Slides(), epochs=2)
+    for key, value in again.saved().items():  # a rerun gives the same arrays, bit for bit
+        if key != "summary":
+            assert run[key].dtype == value.dtype and run[key].tobytes() == value.tobytes(), key
+    summary = json.loads(str(run["summary"]))
+    timers = ("seconds", "ms_per_step")  # the summary differs in the clock's readings only
+    assert {k: v for k, v in summary.items() if k not in timers} == \
+        {k: v for k, v in again.summary.items() if k not in timers}
+    assert summary["steps"] == 88 and summary["stopped_at"] is None and summary["agree"] is True
+    beside = json.loads((tmp_path / "run.json").read_text())
+    assert beside["title"] == summary["title"]
+    # saved again from what was loaded: the same bytes, array by array
+    runfile.save_run(tmp_path / "again.npz", run)
+    assert all(runfile.load_run(tmp_path / "again.npz")[k].tobytes() == v.tobytes() for k, v in run.items())
+
+
+def test_a_stopped_run_is_saved_and_drawn_too(tmp_path, capsys):
+    from crosscheck import runfile
+
+    saved = tmp_path / "stopped.npz"
+    assert cli.main(["train", "--inject", "missing-dH1_dZ1", "--save", str(saved), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["written"] == [str(saved), str(tmp_path / "stopped.json")]
+    run = runfile.load_run(saved)
+    assert run["loss_manual"].shape == (1,) and json.loads(str(run["summary"]))["stopped_at"] == 1
+    assert cli.main(["plot", str(saved), "--out", str(tmp_path / "p"), "--format", "png"]) == 0
+    assert len(list((tmp_path / "p").iterdir())) == 5
