@@ -36,8 +36,8 @@ END_TO_END = [
 ]
 
 
-def test_the_four_examples_are_shipped():
-    assert set(EXAMPLES) == {"slides", "lenet5", "small3conv", "residual"}
+def test_the_six_examples_are_shipped():
+    assert set(EXAMPLES) == {"slides", "lenet5", "small3conv", "residual", "digits-lenet", "digits-resnet"}
 
 
 @pytest.mark.parametrize(("spec", "dtype", "seed"), END_TO_END)
