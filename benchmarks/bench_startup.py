@@ -17,6 +17,7 @@ import pathlib
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -28,6 +29,10 @@ COMMANDS = [
     ("crosscheck explain", ["explain"]),
     ("crosscheck diagnose --wrong flipped-kernel-dE_df", ["diagnose", "--wrong", "flipped-kernel-dE_df"]),
     ("crosscheck diagnose --list", ["diagnose", "--list"]),
+    ("crosscheck train --steps 1", ["train", "--steps", "1"]),
+    ("crosscheck diagnose --wrong flipped-kernel-dE_df --plot", ["diagnose", "--wrong", "flipped-kernel-dE_df",
+                                                                "--plot", str(pathlib.Path(tempfile.gettempdir()) /
+                                                                              "crosscheck-startup.png")]),
 ]
 COMPILER_STACK = ("torch._dynamo", "sympy", "torch._inductor", "torch._decomp.decompositions_for_jvp")
 

@@ -25,7 +25,9 @@ the same parameters, and the drift is reported with the step where it began.
 """
 
 import contextlib
+import importlib.util
 import json
+import pathlib
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -54,16 +56,37 @@ def digits(seed=0, test_fraction=TEST_FRACTION):
     [0, 1], labels (N,) int64 0..9; the split drawn from `seed`."""
     if not (isinstance(test_fraction, int | float) and 0 < test_fraction < 1):
         raise InputError(f"test_fraction: got {test_fraction!r}, needs a number strictly between 0 and 1")
+    images, labels = _load_digits()
+    images = images / 16.0
+    order = np.random.default_rng([seed, 2]).permutation(len(labels))
+    n_test = min(max(round(test_fraction * len(labels)), 1), len(labels) - 1)
+    test, train = order[:n_test], order[n_test:]
+    return (images[train], labels[train]), (images[test], labels[test])
+
+
+def _digits_file():
+    """scikit-learn's digits.csv.gz (64 pixel values and the label per row), found without importing
+    scikit-learn, whose import takes over a second (scipy.stats) -> its path, or None."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = pathlib.Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    return path if path.is_file() else None
+
+
+def _load_digits():
+    """-> (images (1797, 8, 8) float64 0..16, labels (1797,) int64): read as sklearn.datasets.load_digits reads
+    them, from its file; through load_digits itself where that file is not where it was."""
+    path = _digits_file()
+    if path is not None:
+        data = np.loadtxt(path, delimiter=",")
+        return data[:, :-1].reshape(-1, *IMAGE), data[:, -1].astype(np.int64)
     try:
         from sklearn.datasets import load_digits
     except ImportError:
         raise InputError(f"crosscheck train needs scikit-learn's digits: {NEEDS}") from None
     d = load_digits()
-    images, labels = d.images / 16.0, d.target.astype(np.int64)
-    order = np.random.default_rng([seed, 2]).permutation(len(labels))
-    n_test = min(max(round(test_fraction * len(labels)), 1), len(labels) - 1)
-    test, train = order[:n_test], order[n_test:]
-    return (images[train], labels[train]), (images[test], labels[test])
+    return d.images, d.target.astype(np.int64)
 
 
 def _one_hot(labels, classes, dtype):

@@ -50,7 +50,32 @@ def test_tiny_test_fractions_keep_one_image_on_each_side():
     assert len(T.digits(test_fraction=1e-9)[1][0]) == 1 and len(T.digits(test_fraction=1 - 1e-9)[0][0]) == 1
 
 
+def test_the_digits_are_read_from_scikit_learns_file_as_load_digits_reads_them(monkeypatch):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images, labels = T._load_digits()
+    assert T._digits_file().name == "digits.csv.gz"
+    assert images.dtype == d.images.dtype and np.array_equal(images, d.images)
+    assert labels.dtype == np.int64 and np.array_equal(labels, d.target)
+    monkeypatch.setattr(T, "_digits_file", lambda: None)  # a scikit-learn that keeps the file elsewhere
+    again = T._load_digits()
+    assert np.array_equal(again[0], images) and np.array_equal(again[1], labels)
+
+
+@pytest.mark.parametrize("where", ["elsewhere", "no file"])
+def test_no_digits_file_where_scikit_learn_keeps_none(where, monkeypatch, tmp_path):
+    if where == "elsewhere":
+        monkeypatch.setattr(T.importlib.util, "find_spec", lambda name: type("Spec", (), {
+            "submodule_search_locations": [str(tmp_path)]})())
+    else:
+        monkeypatch.setattr(T.importlib.util, "find_spec", lambda name: type("Spec", (), {
+            "submodule_search_locations": None})())
+    assert T._digits_file() is None
+
+
 def test_without_scikit_learn_train_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     with pytest.raises(InputError, match=r"^crosscheck train needs scikit-learn's digits: pip install -c "
                                          r"constraints.txt 'backprop-crosscheck\[train\]'$"):
