@@ -254,6 +254,11 @@ def _injected(network):
     return "" if wrong is None else f"{wrong.name} ({wrong.description})"
 
 
+def _finite(x):
+    """JSON has no inf or NaN: a difference that could not be measured (a manual side of another shape) is None."""
+    return float(x) if np.isfinite(x) else None
+
+
 def _accuracy(predicted, labels):
     return float(np.mean(predicted == labels))
 
@@ -394,7 +399,7 @@ def train(network, epochs=10, batch=32, seed=0, steps=None, test_fraction=TEST_F
         "train_images": len(X), "test_images": len(X_test), "stopped_at": None if first is None else done,
         "agree": first is None, "first": None if first is None else first.as_dict(), "drift_from": drift_from,
         "unconfirmed": unconfirmed,
-        "accuracy": curves[-1] if curves else None, "max_rel_diff": float(arrays["max_rel_diff"].max()),
+        "accuracy": curves[-1] if curves else None, "max_rel_diff": _finite(arrays["max_rel_diff"].max()),
         "rule": {"rtol": tol.rtol, "atol": tol.atol},
         "ms_per_step": {part: 1e3 * s / done for part, s in seconds.items() if part != "accuracy"},
         "seconds": seconds,

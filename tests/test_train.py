@@ -437,3 +437,15 @@ def test_a_stopped_run_is_saved_and_drawn_too(tmp_path, capsys):
     assert run["loss_manual"].shape == (1,) and json.loads(str(run["summary"]))["stopped_at"] == 1
     assert cli.main(["plot", str(saved), "--out", str(tmp_path / "p"), "--format", "png"]) == 0
     assert len(list((tmp_path / "p").iterdir())) == 5
+
+
+def test_a_manual_side_of_another_shape_is_reported_in_json_and_saved(tmp_path, capsys):
+    # dE/dW transposed: the update cannot use it, the step's parameters are no numbers: no relative difference
+    saved = tmp_path / "run.npz"
+    assert cli.main(["train", "--inject", "transposed-dE_dW", "--json", "--save", str(saved)]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["stopped_at"] == 1 and data["max_rel_diff"] is None and data["first"]["max_rel_error"] is None
+    assert data["diagnosis"]["quantity"] == "dE/dW" and data["diagnosis"]["class"]["kind"] == "transposed"
+    from crosscheck import runfile
+    run = runfile.load_run(saved)
+    assert np.isinf(run["max_rel_diff"][0]) and json.loads(str(run["summary"]))["max_rel_diff"] is None
