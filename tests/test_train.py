@@ -15,8 +15,9 @@ from torch.nn import functional as TF
 
 from crosscheck import cli, render
 from crosscheck import train as T
+from crosscheck.catalogue import catalogue
 from crosscheck.check import inject, overrides, seed_inject
-from crosscheck.subjects import SeedSubject
+from crosscheck.subjects import SeedSubject, slide_name
 from netdesc.checks import InputError
 from netdesc.description import load_spec, parse_spec
 
@@ -449,3 +450,11 @@ def test_a_manual_side_of_another_shape_is_reported_in_json_and_saved(tmp_path, 
     from crosscheck import runfile
     run = runfile.load_run(saved)
     assert np.isinf(run["max_rel_diff"][0]) and json.loads(str(run["summary"]))["max_rel_diff"] is None
+
+
+@pytest.mark.parametrize("entry", [e for e in catalogue() if e.on_seed], ids=str)
+def test_every_mistake_of_the_slides_network_stops_training_at_step_1_where_the_catalogue_says(entry):
+    # the catalogue's own case aside (its batch, reduction): on the digits, at the train defaults, mean reduction
+    run = T.train(T.Slides(wrong=entry, seed=SEED_BASE), epochs=1, seed=SEED_BASE)
+    assert run.summary["stopped_at"] == 1
+    assert (run.diagnosis.quantity, run.diagnosis.classification.kind) == (slide_name(entry.first_wrong), entry.kind)
