@@ -15,7 +15,10 @@ that every step sees the same batch size). Two networks:
 
 Both sides start from the same parameters and see the same batches; each then follows its own updates. After
 every step the loss (before the step) and every parameter (after it) are compared under the dtype's tolerance
-(crosscheck.compare). Where they differ, the step is checked once more from the same parameters: both sides take
+(crosscheck.compare). Step 1 is also walked quantity by quantity (the checker's walk: every layer's output and
+input gradient, every parameter gradient, the first updates), so that a mistake training cannot see is caught
+too: the input gradient of the first layer changes no parameter. Where they differ, the step is checked once more
+from the same parameters: both sides take
 that step on that batch from autograd's parameters before it (a fresh optimizer state on both; a described
 network twice, so that its momentum buffer counts, as in the checker's walk). If that differs too, the diagnosis
 (crosscheck.diagnose) walks every quantity of the step: where it finds one that differs, the derivation is wrong,
@@ -325,7 +328,7 @@ def train(network, epochs=10, batch=32, seed=0, steps=None, test_fraction=TEST_F
     manual = subject.manual_steps((X[i], T[i]) for _, i in plan)
     autograd = subject.reference_steps((X[i], T[i]) for _, i in plan)
     record = {"loss_manual": [], "loss_autograd": [], "max_rel_diff": []}
-    seconds = {"manual": 0.0, "autograd": 0.0, "compare": 0.0, "one-step": 0.0, "accuracy": 0.0}
+    seconds = {"manual": 0.0, "autograd": 0.0, "compare": 0.0, "one-step": 0.0, "accuracy": 0.0, "walk": 0.0}
     curves, epoch_steps, first, diagnosis, drift_from, unconfirmed = [], [], None, None, None, 0
     before = params_m = params_a = network.params
     grads_m = grads_a, judged = {}, []
@@ -356,6 +359,12 @@ def train(network, epochs=10, batch=32, seed=0, steps=None, test_fraction=TEST_F
                 failed, unconfirmed = (failed, unconfirmed) if diagnosis.wrong else ([], unconfirmed + 1)
             seconds["one-step"] += time.perf_counter() - start
             drift_from = k if drift_from is None and not failed else drift_from
+        if k == 1 and not failed and diagnosis is None:  # step 1 quantity by quantity: what training cannot see too
+            start = time.perf_counter()
+            walked = diagnose(network.subject(batch, (X[indices], T[indices], before), max_memory), top)
+            seconds["walk"] += time.perf_counter() - start
+            if walked.wrong:
+                diagnosis, failed, rows = walked, [walked.first], rows + [walked.first]
         judged = rows
         last = k == len(plan) or plan[k][0] != epoch
         if last and not failed:
@@ -401,7 +410,7 @@ def train(network, epochs=10, batch=32, seed=0, steps=None, test_fraction=TEST_F
         "unconfirmed": unconfirmed,
         "accuracy": curves[-1] if curves else None, "max_rel_diff": _finite(arrays["max_rel_diff"].max()),
         "rule": {"rtol": tol.rtol, "atol": tol.atol},
-        "ms_per_step": {part: 1e3 * s / done for part, s in seconds.items() if part != "accuracy"},
+        "ms_per_step": {part: 1e3 * s / done for part, s in seconds.items() if part not in ("accuracy", "walk")},
         "seconds": seconds,
     }
     return Training(arrays, summary, first, diagnosis, curves, tuple(judged))

@@ -355,11 +355,13 @@ def test_train_with_a_wrong_derivation_exits_1_with_the_diagnosis(capsys):
 
 
 def test_train_a_description_with_a_wrong_optimizer_in_json(capsys):
-    # the momentum buffer not kept: the first step is the same (the buffer starts as the gradient), the second not
+    # the momentum buffer not kept: the first update is the same (the buffer starts as the gradient), the second
+    # not; the walk of step 1 takes two updates from the same parameters, so training stops at step 1
     assert cli.main(["train", "--spec", LENET, "--inject", "sgd-buffer-not-kept", "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
-    assert data["title"] == "network digits-lenet" and data["stopped_at"] == 2 and data["agree"] is False
-    assert data["first"]["name"].endswith("after step 2") and data["diagnosis"]["class"]["kind"] == "momentum"
+    assert data["title"] == "network digits-lenet" and data["stopped_at"] == 1 and data["agree"] is False
+    assert data["first"]["name"] == "11 linear: weight after step 2" and data["diagnosis"]["class"]["kind"] == \
+        "momentum"
 
 
 def test_train_a_description_given_as_json_text(capsys):
@@ -458,3 +460,49 @@ def test_every_mistake_of_the_slides_network_stops_training_at_step_1_where_the_
     run = T.train(T.Slides(wrong=entry, seed=SEED_BASE), epochs=1, seed=SEED_BASE)
     assert run.summary["stopped_at"] == 1
     assert (run.diagnosis.quantity, run.diagnosis.classification.kind) == (slide_name(entry.first_wrong), entry.kind)
+
+
+def test_a_mistake_training_cannot_see_is_caught_on_step_1():
+    # the first layer's input gradient left on the padded grid: no parameter depends on it, so the losses and the
+    # parameters agree at every step; the walk of step 1 compares it
+    spec = load_spec(LENET)
+    run = T.train(T.Described(spec, wrong=inject("conv2d-padding-not-cropped", spec)), epochs=1)
+    assert run.summary["stopped_at"] == 1 and run.diagnosis.quantity == "0 conv2d: dE/dinput"
+    assert run.diagnosis.classification.kind == "padding" and run.first.name == "0 conv2d: dE/dinput"
+    assert [row.quantity for row in run.result().failed] == ["0 conv2d: dE/dinput at steps 1..1"]
+    assert run.arrays["max_rel_diff"][0] < 1e-10  # the trajectory itself agreed
+
+
+DIGITS_LENET, DIGITS_RESNET = LENET, str(ROOT / "examples" / "digits-resnet.toml")
+# (entry, description): each changes something these networks compute, so training stops at step 1 where the
+# catalogue says and with its class (the first layer's input gradient and a tie in a max pool on the digits' blank
+# borders included: the walk of step 1 compares them)
+STOPS = [(e, s) for e in ("conv2d-padding-wrong-side", "conv2d-padding-not-cropped", "conv2d-dw-flipped",
+                          "avg-pool-not-divided", "cross-entropy-onehot-forgotten", "cross-entropy-mean-forgotten",
+                          "sgd-buffer-not-kept", "sgd-weight-decay-forgotten") for s in (DIGITS_LENET, DIGITS_RESNET)] \
+    + [(e, DIGITS_LENET) for e in ("max-pool-every-element", "max-pool-last-tie", "tanh-of-output")] \
+    + [("fan-out-overwritten", DIGITS_RESNET)]
+# ... and each of these replaces a function by one that is right for these networks: no stride 2 in the first
+# conv2d, no dilation, no dampening, no Nesterov, no ReLU input exactly 0, LeNet without a fan-out
+NO_OPS = [(e, s) for e in ("conv2d-stride-ignored-dx", "conv2d-dilation-ignored-dw", "sgd-dampening-first-step",
+                           "sgd-nesterov-lookahead-missing", "relu-ge-instead-of-gt") for s in (DIGITS_LENET,
+                                                                                                 DIGITS_RESNET)] \
+    + [("fan-out-overwritten", DIGITS_LENET)]
+
+
+@pytest.mark.parametrize("name, path", STOPS, ids=[f"{e}-{pathlib.Path(s).stem}" for e, s in STOPS])
+def test_a_layer_mistake_on_a_digits_network_stops_training_at_step_1(name, path):
+    spec = load_spec(path)
+    entry = next(e for e in catalogue() if e.name == name)
+    run = T.train(T.Described(spec, wrong=inject(name, spec), seed=SEED_BASE), epochs=1, seed=SEED_BASE)
+    assert run.summary["stopped_at"] == 1 and run.diagnosis.classification.kind == entry.kind
+    # the same quantity of the same kind of layer, at this network's index (a fan-out: at this network's fan-out)
+    mine, theirs = run.diagnosis.quantity.split(" ", 1)[1], entry.first_wrong.split(" ", 1)[1]
+    assert mine.split(": ")[-1] == theirs.split(": ")[-1] and (mine == theirs or name == "fan-out-overwritten")
+
+
+@pytest.mark.parametrize("name, path", NO_OPS, ids=[f"{e}-{pathlib.Path(s).stem}" for e, s in NO_OPS])
+def test_a_mistake_that_changes_nothing_on_a_network_is_no_false_alarm(name, path):
+    spec = load_spec(path)
+    run = T.train(T.Described(spec, wrong=inject(name, spec), seed=SEED_BASE), epochs=1, steps=5, seed=SEED_BASE)
+    assert run.passed and run.diagnosis is None
