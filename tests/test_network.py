@@ -46,13 +46,13 @@ def test_example_matches_autograd(spec, dtype, seed):
     rows = network_rows(spec, seed, dtype)
     failed = [row.result.describe(_id(spec, dtype, seed)) for row in rows if not row.passed]
     assert not failed, "\n".join(failed)
-    assert ("loss", "E at steps 1..20") in [(row.where, row.quantity) for row in rows]
+    assert ("loss", f"E at steps 1..{spec.optimizer.steps}") in [(row.where, row.quantity) for row in rows]
 
 
 @pytest.mark.parametrize("spec", EXAMPLES.values(), ids=lambda s: s.name)
 def test_examples_train_with_momentum_and_weight_decay(spec):
     o = spec.optimizer
-    assert o.steps == 20 and o.momentum > 0 and o.weight_decay > 0
+    assert o.steps == (5 if spec.name == "digits-resnet" else 20) and o.momentum > 0 and o.weight_decay > 0
 
 
 def _sequential_parameters(spec):
