@@ -22,6 +22,7 @@ file and line; the other rows stay. InputError is for the arguments of check_lay
 breaks the contract above, e.g. a forward without a cache). A check of zero elements is never a pass.
 """
 
+import functools
 import inspect
 import os
 import re
@@ -91,7 +92,7 @@ class Row:
         if c.passed:
             text = "torch.autograd.gradcheck passed" if c.name == GRADCHECK else (
                 f"{c.name} agrees; max abs error {c.max_abs_error:.3e}, max rel error {c.max_rel_error:.3e} "
-                f"{self._allowed()}")
+                f"{self._allowed()}" + (f"; {c.witnessed}" if c.witnessed else ""))
         elif c.problem or self.tolerance is None:
             text = c.describe()
         else:
@@ -399,8 +400,9 @@ class _Judge:
     dtype_policy: str
     shape_policy: str
 
-    def rows(self, seed, dtype, name, manual, autograd):
-        """Manual against autograd -> [Row]: the comparison, after a note where a policy allowed a convention."""
+    def rows(self, seed, dtype, name, manual, autograd, witness=None):
+        """Manual against autograd -> [Row]: the comparison, after a note where a policy allowed a convention;
+        witness: () -> autograd in float64 on the same values (crosscheck.compare)."""
         tol, given = (self.tolerance, True) if self.tolerance else (tolerance_for(dtype), False)
         notes = []
         if not isinstance(manual, ManualFailure):
@@ -414,7 +416,7 @@ class _Judge:
                 notes.append(f"dtype: manual {manual.dtype}, autograd {autograd.dtype}; compared by value "
                              "(dtype_policy='values')")
                 manual = manual.astype(dtype)
-        comparison = compare(name, manual, autograd, dtype, tol)
+        comparison = compare(name, manual, autograd, dtype, tol, witness)
         return [Row(seed, dtype, Comparison(name, comparison.shape, True, float("nan"), float("nan"), note=note))
                 for note in notes] + [Row(seed, dtype, comparison, tol, given)]
 
@@ -435,6 +437,20 @@ def _torch_side(torch_fn, inputs, wants, kwargs):
             "torch), needs the forward written in torch operations"
         )
     return out, tensors
+
+
+def _float64_side(torch_fn, inputs, wants, kwargs, dout):
+    """torch_fn again in float64 on the same values -> (output, [gradient per differentiable input]) for `dout`:
+    float32's witness (crosscheck.tolerances); None where torch_fn cannot run in float64."""
+    try:
+        floats = [a.astype(np.float64) if np.issubdtype(a.dtype, np.floating) else a for a in inputs]
+        out, tensors = _torch_side(torch_fn, floats, wants, kwargs)
+        grads = torch.autograd.grad(out, [t for t, w in zip(tensors, wants, strict=True) if w],
+                                    torch.from_numpy(np.asarray(dout, np.float64)).reshape(out.shape),
+                                    allow_unused=True, materialize_grads=True)
+    except Exception:  # no witness: the table's verdict stands
+        return None
+    return out.detach().numpy(), [g.numpy() for g in grads]
 
 
 def _manual_forward(forward, inputs, kwargs):
@@ -471,11 +487,12 @@ def _run(layer, torch_fn, names, inputs, wants, rng, case, judge, kwargs):
         again, _ = _manual_forward(forward, inputs, kwargs)
         t_out, tensors = _torch_side(torch_fn, inputs, wants, kwargs)
         desired = t_out.detach().numpy()
-        rows += judge.rows(seed, dtype, "out", out, desired)
-        repeat = _repeat(out, again)
-        rows += [] if repeat is None else [Row(seed, dtype, repeat)]
         # A random upstream gradient, never ones: a backward that forgets to multiply by dout cannot pass.
         dout = np.asarray(rng.standard_normal(desired.shape), dtype=dtype)
+        witness = functools.cache(lambda: _float64_side(torch_fn, inputs, wants, kwargs, dout))
+        rows += judge.rows(seed, dtype, "out", out, desired, lambda: witness() and witness()[0])
+        repeat = _repeat(out, again)
+        rows += [] if repeat is None else [Row(seed, dtype, repeat)]
         t_grads = iter(torch.autograd.grad(t_out, [t for t, w in zip(tensors, wants, strict=True) if w],
                                            torch.from_numpy(dout), allow_unused=True, materialize_grads=True))
         if np.shape(out) == desired.shape or judge.shape_policy == "squeeze" and np.size(out) == desired.size \
@@ -484,10 +501,10 @@ def _run(layer, torch_fn, names, inputs, wants, rng, case, judge, kwargs):
         else:
             grads = [ManualFailure(f"not checked: the forward output has shape {np.shape(out)}, autograd's "
                                    f"{desired.shape}")] * len(inputs)
-        for name, grad, want in zip(names, grads, wants, strict=True):
-            if want:
-                grad = ManualFailure("backward returned None for a differentiable input") if grad is None else grad
-                rows += judge.rows(seed, dtype, f"d{name}", grad, next(t_grads).numpy())
+        for k, (name, grad) in enumerate((n, g) for n, g, want in zip(names, grads, wants, strict=True) if want):
+            grad = ManualFailure("backward returned None for a differentiable input") if grad is None else grad
+            rows += judge.rows(seed, dtype, f"d{name}", grad, next(t_grads).numpy(),
+                               lambda k=k: witness() and witness()[1][k])
     except _Raised as error:
         rows.append(error.row(seed, dtype))
     return rows

@@ -28,6 +28,7 @@ import importlib.util
 import inspect
 import pathlib
 from dataclasses import dataclass, replace
+from functools import cache
 
 import numpy as np
 
@@ -81,8 +82,15 @@ class Result:
         return [row for row in self.rows if row.result.note]
 
 
-def _row(step, dtype):
-    return Row(step.where, step.quantity, compare(step.name, step.manual, step.autograd, dtype))
+def _row(step, dtype, witnesses):
+    return Row(step.where, step.quantity, compare(step.name, step.manual, step.autograd, dtype,
+                                                  witness=lambda: witnesses().get(step.name)))
+
+
+def witness(subject):
+    """() -> {name: autograd in float64 on the subject's values}, run once on first need (float32's witness,
+    crosscheck.tolerances)."""
+    return cache(subject.witnesses)
 
 
 def check(subject, train=True):
@@ -93,10 +101,10 @@ def check(subject, train=True):
     they can give no verdict; the one-step rows, the same update step by step, do. A one-step row that differs
     is never excused.
     """
-    dtype = subject.dtype
-    rows = [_row(step, dtype) for step in subject.walk()]
+    dtype, witnesses = subject.dtype, witness(subject)
+    rows = [_row(step, dtype, witnesses) for step in subject.walk()]
     if train:
-        training = [_row(step, dtype) for step in subject.training()]
+        training = [_row(step, dtype, witnesses) for step in subject.training()]
         note = None
         if all(r.passed for r in rows) and not all(r.passed for r in training):
             note = chaos(subject)

@@ -25,6 +25,7 @@ class Comparison:
     problem: str = ""  # set when the two cannot be compared element by element (shape, dtype)
     note: str = ""  # set when a difference is no verdict (a chaotic training run): passed, with the reason
     compared: int = 0  # the elements compared; 0 where the two could not be compared (then never passed)
+    witnessed: str = ""  # set when the table failed and the float64 witness passed it (crosscheck.tolerances)
 
     def as_dict(self):
         d = asdict(self)
@@ -54,9 +55,25 @@ def excess(manual, autograd, tol):
     return np.abs(a - d) / (tol.atol + tol.rtol * np.abs(d))
 
 
-def compare(name, manual, autograd, dtype=None, tol=None):
+def within_rounding(manual, autograd, witness, tol):
+    """Whether manual is as close to the float64 witness as autograd's own rounding allows (crosscheck.tolerances)
+    -> the reason as text, or "" where it is not (or the witness is missing, of another shape, not finite)."""
+    if witness is None or np.shape(witness) != np.shape(autograd):
+        return ""
+    a, d, w = (np.asarray(v, np.float64) for v in (manual, autograd, witness))
+    own = float(np.max(np.abs(d - w)))  # autograd's own rounding error on this quantity
+    if not np.isfinite(own) or not np.all(np.abs(a - w) <= tol.atol + tol.rtol * np.abs(w) + tol.rounding * own):
+        return ""
+    return (f"float32 rounding: manual is within {tol.atol:g} + {tol.rtol:g} * |w| + {tol.rounding:g} * "
+            f"{own:.3e} of w, autograd in float64 on the same values ({own:.3e}: autograd's own largest error)")
+
+
+def compare(name, manual, autograd, dtype=None, tol=None, witness=None):
     """Compare arrays element by element under the tolerance of `dtype` (default: autograd's dtype), or `tol`
-    where a witness of another precision is compared (finite differences, crosscheck.numerical)."""
+    where a witness of another precision is compared (finite differences, crosscheck.numerical).
+
+    witness: () -> autograd's value in float64 from the same float32 values (or None where there is none),
+    called only where the table fails and the tolerance allows for rounding (float32: crosscheck.tolerances)."""
     autograd = np.asarray(autograd)
     manual = unusable(manual, "the manual side") or manual
     if isinstance(manual, ManualFailure):
@@ -82,22 +99,27 @@ def compare(name, manual, autograd, dtype=None, tol=None):
         rel_err = np.where(abs_err == 0, 0.0, abs_err / np.abs(d))
     allowed = tol.atol + tol.rtol * np.abs(d)
     worst = np.unravel_index(np.argmax(excess(a, d, tol)), abs_err.shape)
+    passed, witnessed = bool(np.all(abs_err <= allowed)), ""
+    if not passed and witness is not None and tol.rounding:
+        witnessed = within_rounding(a, d, witness(), tol)
+        passed = bool(witnessed)
     return Comparison(
         name=name,
         shape=autograd.shape,
-        passed=bool(np.all(abs_err <= allowed)),
+        passed=passed,
         max_abs_error=float(abs_err.max()),
         max_rel_error=float(rel_err.max()),
         worst_index=tuple(int(i) for i in worst),
         worst_manual=float(a[worst]),
         worst_autograd=float(d[worst]),
         compared=int(manual.size),
+        witnessed=witnessed,
     )
 
 
-def assert_close(manual, autograd, name, case="", dtype=None):
-    """Raise AssertionError with `Comparison.describe` unless manual matches autograd."""
-    result = compare(name, manual, autograd, dtype)
+def assert_close(manual, autograd, name, case="", dtype=None, witness=None):
+    """Raise AssertionError with `Comparison.describe` unless manual matches autograd (witness: as compare's)."""
+    result = compare(name, manual, autograd, dtype, witness=witness)
     if not result.passed:
         tol = tolerance_for(dtype or np.asarray(autograd).dtype)
         raise AssertionError(f"{result.describe(case)} (allowed {tol.atol:g} + {tol.rtol:g} * |autograd|)")

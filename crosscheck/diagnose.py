@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from crosscheck import numerical
+from crosscheck.check import witness
 from crosscheck.compare import ManualFailure, compare, excess
 from crosscheck.hypotheses import Classification, classify
 from crosscheck.tolerances import tolerance_for
@@ -72,12 +73,13 @@ class Diagnosis:
 
 def diagnose(subject, top=TOP_K):
     """Compare the subject's walk in order; at the first quantity that differs, classify it -> Diagnosis."""
-    dtype, checked = subject.dtype, []
+    dtype, checked, witnesses = subject.dtype, [], witness(subject)
     injected = "" if subject.wrong is None else f"{subject.wrong.name} ({subject.wrong.description})"
     subject, walk = subject.title, subject.walk()
     for step in walk:
         checked.append(step.name)
-        result = compare(step.name, step.manual, step.autograd, dtype)
+        result = compare(step.name, step.manual, step.autograd, dtype,
+                         witness=lambda name=step.name: witnesses().get(name))
         if not result.passed:
             first = Diagnosis(subject, dtype, tuple(checked), result, injected=injected, step=step)
             return _diagnosis(first, step, top)

@@ -80,6 +80,10 @@ def table(header, result):
                      "verdict.")
     else:
         lines.append(f"all {n} quantities agree")
+    witnessed = [row.result for row in result.rows if row.result.witnessed]
+    if witnessed:
+        lines.append(f"{len(witnessed)} float32 quantities agree by the float64 witness, not by the table alone; "
+                     f"{witnessed[0].name}: {witnessed[0].witnessed}")
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ WrongDerivation, or a user's module read into one) applies to either through ``w
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 
 import numpy as np
@@ -184,6 +184,18 @@ def _failed(names, err):
     return dict.fromkeys(names, ManualFailure(str(err)))
 
 
+def _float64(value):
+    """A floating array (or dict of them) in float64, exactly; labels as they are."""
+    if isinstance(value, dict):
+        return {k: _float64(v) for k, v in value.items()}
+    return value.astype(np.float64) if np.issubdtype(value.dtype, np.floating) else value
+
+
+def _witnesses(twin):
+    """{name: autograd's value} over the twin's walk and training run."""
+    return {step.name: step.autograd for step in (*twin.walk(), *twin.training())}
+
+
 def _nudged(params, seed, dtype):
     """Every parameter moved by one rounding error (a relative eps of the dtype, random signs)."""
     rng = np.random.default_rng(seed)
@@ -323,6 +335,12 @@ class SeedSubject:
         c = self.case
         return reference_seed.train(self.X, self.Y, params, c.lr, c.steps, c.reduction)
 
+    def witnesses(self):
+        """Autograd in float64 on this subject's own values, by quantity name -> {name: value}: float32's witness
+        (crosscheck.tolerances)."""
+        data = (_float64(self.X), _float64(self.Y), _float64(self.params))
+        return _witnesses(SeedSubject(replace(self.case, dtype="float64"), data=data))
+
     def _training_steps(self, errors, final, ref_errors, ref_final):
         k = self.steps
         return [Step("", f"E at steps 1..{k}", errors, ref_errors)] + [
@@ -439,6 +457,12 @@ class NetworkSubject:
 
     def reference_training(self, params):
         return reference_net.train(self.spec, params, self.x, self.target, self.steps)
+
+    def witnesses(self):
+        """Autograd in float64 on this subject's own values, by quantity name -> {name: value}: float32's witness
+        (crosscheck.tolerances)."""
+        data = (_float64(self.x), _float64(self.target), _float64(self.params))
+        return _witnesses(NetworkSubject(self.spec, self.seed, "float64", self.steps, data=data))
 
     def _training_steps(self, losses, final, ref_losses, ref_final):
         k = self.steps

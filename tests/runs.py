@@ -5,7 +5,7 @@ import os
 
 from crosscheck import numerical
 from crosscheck.catalogue import find
-from crosscheck.check import check, entry_subject, overrides, scaled
+from crosscheck.check import check, entry_subject, overrides, scaled, witness
 from crosscheck.diagnose import diagnose
 from crosscheck.subjects import NetworkSubject, SeedSubject
 from manual import network as manual_net
@@ -45,9 +45,12 @@ def seed_results(case, wrong_name=None, train=True):
 
 
 def seed_pairs(case, training=False):
-    """[(row name, manual, autograd)] of the walk (or of the training run) of the slides' network."""
+    """[(row name, manual, autograd, witness)] of the walk (or of the training run) of the slides' network; witness:
+    () -> autograd in float64 on the same values, as crosscheck.check judges float32 with it."""
     subject = SeedSubject(case)
-    return [(s.name, s.manual, s.autograd) for s in (subject.training() if training else subject.walk())]
+    witnesses = witness(subject)
+    return [(s.name, s.manual, s.autograd, lambda name=s.name: witnesses()[name])
+            for s in (subject.training() if training else subject.walk())]
 
 
 def diagnose_entry(entry, dtype=None, seed=None):

@@ -9,6 +9,7 @@ import pytest
 import torch
 from layer_cases import LAYER_CASES
 
+from crosscheck import check_layer, render
 from crosscheck import numerical as nm
 from crosscheck.check import chaos, check, overrides
 from crosscheck.compare import compare, excess
@@ -102,6 +103,122 @@ def test_an_error_a_tenth_beyond_either_entry_fails(dtype):
     assert _passes(kind(0.9 * atol), 0.0, dtype) and not _passes(kind(1.1 * atol), 0.0, dtype)
     a = 1e4  # atol is negligible beside rtol * 1e4
     assert _passes(kind(a + 0.9 * rtol * a), a, dtype) and not _passes(kind(a + 1.1 * rtol * a), a, dtype)
+
+
+# --- float32's witness: autograd in float64 on the same values, where the table fails ----------------------
+
+ROUNDING = 10.0  # docs/tolerances.md: the allowance grows by 10 x autograd's own float32 error on the quantity
+
+
+def _witnessed(manual, autograd, witness, dtype="float32", tol=None):
+    return compare("q", np.array(manual, dtype), np.array(autograd, dtype), dtype, tol,
+                   witness=lambda: np.array(witness, np.float64))
+
+
+def _rounding_edge(w, own):
+    """The last float32 above w that the witness lets pass and the first it fails, by the documented rule in
+    float64: |manual - w| <= atol + rtol * |w| + ROUNDING * own."""
+    rtol, atol = TABLE["float32"]
+    allowed = atol + rtol * abs(w) + ROUNDING * own
+    m = np.float32(w + allowed)
+    while float(m) - w > allowed:
+        m = np.nextafter(m, np.float32(-np.inf))
+    while float(np.nextafter(m, np.float32(np.inf))) - w <= allowed:
+        m = np.nextafter(m, np.float32(np.inf))
+    return m, np.nextafter(m, np.float32(np.inf))
+
+
+@pytest.mark.parametrize(("w", "off"), [(0.0, 2.0 ** -20), (0.5, 0.25), (-3.0, 2.0 ** -18)],
+                         ids=["cancelled", "far-witness", "negative"])
+def test_the_witness_allows_autograds_own_error_beyond_the_table_relative_to_the_witness(w, off):
+    """Element 0 carries autograd's own error (own = off, the largest of the quantity); element 1, where autograd
+    equals the witness, is judged against the witness with that allowance: just inside passes, just outside fails.
+    A far witness (0.5 against 0.75) pins rtol * |w|, not rtol * |autograd|."""
+    rtol, atol = TABLE["float32"]
+    inside, outside = _rounding_edge(w, off)
+    assert abs(float(inside) - w) > atol + rtol * abs(w)  # the table alone fails both
+    witness = [1.0, w]
+    autograd = [1.0 + off, w]
+    passed = _witnessed([1.0 + off, inside], autograd, witness)
+    assert passed.passed and passed.witnessed.startswith("float32 rounding: manual is within 1e-06 + 0.0001 * |w|")
+    assert f"{off:.3e}: autograd's own largest error" in passed.witnessed
+    failed = _witnessed([1.0 + off, outside], autograd, witness)
+    assert not failed.passed and failed.witnessed == ""
+
+
+def test_the_witness_is_asked_only_where_the_table_fails():
+    def no_witness():
+        raise AssertionError("the witness was run for a quantity the table passes")
+    a = np.array([1.0, 2.0], np.float32)
+    result = compare("q", a, a, "float32", witness=no_witness)
+    assert result.passed and result.witnessed == ""
+
+
+def test_float64_and_a_given_tolerance_have_no_witness():
+    """float64 has no higher precision to ask; a tolerance the caller gives is the caller's rule, whole."""
+    assert not _witnessed([1e-9], [0.0], [1e-9], "float64").passed
+    given = Tolerance(rtol=1e-4, atol=1e-6, why="the table's numbers, given")
+    assert not _witnessed([3e-6, 1.0], [0.0, 1.0 + 2 ** -20], [3e-6, 1.0], tol=given).passed
+    assert _witnessed([3e-6, 1.0], [0.0, 1.0 + 2 ** -20], [3e-6, 1.0]).passed  # the table's float32 entry: it has one
+
+
+@pytest.mark.parametrize("witness", [None, [0.0], [np.nan, 0.0]], ids=["none", "other-shape", "not-finite"])
+def test_a_missing_or_unusable_witness_leaves_the_tables_verdict(witness):
+    result = compare("q", np.array([3e-6, 1.0], np.float32), np.array([0.0, 1.0], np.float32), "float32",
+                     witness=lambda: None if witness is None else np.array(witness))
+    assert not result.passed and result.witnessed == ""
+
+
+def test_a_wrong_value_on_a_cancelling_sum_is_no_rounding():
+    """1,000 terms near 1 that sum near 0: a plain loop's float32 rounding (about 4 times torch's own error) passes
+    by the witness, the same sum with one term dropped (a missing path) does not."""
+    rng = np.random.default_rng(3)
+    terms = rng.standard_normal((4, 1000)).astype(np.float32)
+    terms[:, -1] -= terms.sum(axis=1)  # each row sums to about 0 in float32
+    x = torch.from_numpy(terms)
+    autograd, witness = x.sum(dim=1).numpy(), x.double().sum(dim=1).numpy()
+    loop = np.flip(terms, axis=1).cumsum(axis=1, dtype=np.float32)[:, -1]  # one term after another, backwards
+    assert not compare("q", loop, autograd, "float32").passed  # the table alone fails it
+    assert compare("q", loop, autograd, "float32", witness=lambda: witness).passed
+    dropped = terms[:, 1:].sum(axis=1, dtype=np.float32)
+    assert not compare("q", dropped, autograd, "float32", witness=lambda: witness).passed
+
+
+# The quantities the table alone failed in 20 fresh-seed runs (tests/fresh_seeds.py, base seeds 543680, 862676,
+# 280597): float32 rounding on sums that cancel, manual as close to float64 as autograd. They agree by the witness.
+FRESH_FAILURES = [("conv2d-3x4x6x5_5x4x2x3-flip", 543681, "dw"), ("conv2d-2x3x9x10_2x3x3x2_2-p2x1-d2", 862676, "db")]
+
+
+@pytest.mark.parametrize(("name", "seed", "quantity"), FRESH_FAILURES)
+def test_registry_rounding_the_table_failed_agrees_by_the_witness(name, seed, quantity):
+    case = next(c for c in LAYER_CASES if str(c) == name)
+    draws = [case.draw[i] if i < len(case.draw) else None for i in range(len(case.shapes))]
+    result = check_layer(case.forward, case.backward, case.torch_fn, case.shapes, seeds=(seed,), dtypes=("float32",),
+                         kwargs=case.options, differentiable=case.differentiable or None, input_factory=draws)
+    row = next(r for r in result.rows if r.quantity == quantity)
+    assert result.passed and row.result.witnessed and row.result.max_abs_error > 1e-6
+    assert f"; {row.result.witnessed}" in row.line()
+
+
+def test_seed_network_rounding_the_table_failed_agrees_by_the_witness():
+    case = SeedCase(input_shape=(32, 32), kernel_shape=(32, 32), batch=1, seed=280597, dtype="float32")
+    result = check(SeedSubject(case), train=False)
+    z1 = next(r.result for r in result.rows if r.quantity == "Z1")
+    assert result.passed and z1.witnessed and z1.max_abs_error > 1e-6
+    assert render.table([], result).splitlines()[-1].startswith(
+        "1 float32 quantities agree by the float64 witness, not by the table alone; Z1: float32 rounding")
+    assert diagnose(SeedSubject(case)).first is None  # the diagnosis judges with the same witness
+
+
+def test_a_torch_fn_that_cannot_run_in_float64_gives_no_witness():
+    case = next(c for c in LAYER_CASES if str(c) == FRESH_FAILURES[0][0])
+
+    def float32_only(*tensors, **kwargs):
+        assert all(t.dtype == torch.float32 for t in tensors)
+        return case.torch_fn(*tensors, **kwargs)
+    result = check_layer(case.forward, case.backward, float32_only, case.shapes, seeds=(FRESH_FAILURES[0][1],),
+                         dtypes=("float32",), kwargs=case.options)
+    assert not result.passed and [r.quantity for r in result.rows if not r.passed] == ["dw"]
 
 
 # --- the finite-difference witness: its step and its tolerance -------------------------------------------
@@ -223,6 +340,9 @@ class Walked:
 
     def walk(self):
         return iter([self.step])
+
+    def witnesses(self):  # no float64 witness: the table alone judges
+        return {}
 
 
 @pytest.mark.parametrize(("factor", "kind"), [(1.0, "kink"), (2.0, "unclassified")])
@@ -416,13 +536,13 @@ def test_a_comparison_as_json_and_in_words():
                                     "abs error 0.000e+00, rel error 0.000e+00")
     assert passed.as_dict() == {"name": "q", "shape": [1, 2], "passed": True, "max_abs_error": 0.0,
                                 "max_rel_error": 0.0, "worst_index": [0, 0], "worst_manual": 1.0,
-                                "worst_autograd": 1.0, "problem": "", "note": "", "compared": 2}
+                                "worst_autograd": 1.0, "problem": "", "note": "", "compared": 2, "witnessed": ""}
     apart = compare("q", np.zeros(3), np.ones(2))
     assert (apart.max_abs_error, apart.max_rel_error, apart.compared) == (np.inf, np.inf, 0)
     assert apart.as_dict() == {"name": "q", "shape": [2], "passed": False, "max_abs_error": None,
                                "max_rel_error": None, "worst_index": [], "worst_manual": None,
                                "worst_autograd": None, "problem": "shape mismatch: manual (3,), autograd (2,)",
-                               "note": "", "compared": 0}
+                               "note": "", "compared": 0, "witnessed": ""}
 
 
 def _kinked_differences(forward, backward):

@@ -57,16 +57,16 @@ TRAINING = [
 @pytest.mark.parametrize("case", GRID, ids=str)
 def test_seed_network_matches_autograd(case):
     """Forward values and E, every chain-rule factor, dE/df, dE/dW, dE/db, then one SGD step."""
-    for name, manual, autograd in seed_pairs(case):
-        assert_close(manual, autograd, name, case, case.dtype)
+    for name, manual, autograd, witness in seed_pairs(case):
+        assert_close(manual, autograd, name, case, case.dtype, witness)
 
 
 @pytest.mark.training
 @pytest.mark.parametrize("case", TRAINING, ids=str)
 def test_training_run_matches_autograd(case):
     """50 SGD steps on a fixed batch: E at every step and the parameters at the end."""
-    for name, manual, autograd in seed_pairs(case, training=True):
-        assert_close(manual, autograd, name, case, case.dtype)
+    for name, manual, autograd, witness in seed_pairs(case, training=True):
+        assert_close(manual, autograd, name, case, case.dtype, witness)
 
 
 def test_grid_is_big_enough():
