@@ -9,13 +9,16 @@ import math
 import numpy as np
 import pytest
 import torch
+from runs import diagnose_entry
 
+from crosscheck.catalogue import WrongDerivation, find
 from crosscheck.catalogue import layers as wrong_layers
+from crosscheck.check import inject
 from crosscheck.compare import assert_close
 from manual.optim import OPTIMIZER_STEPS, SCHEDULERS, SGD, cosine_lr, sgd_step
 from netdesc import InputError
 from netdesc.checks import OPTIMIZER_DEFAULTS, check_optimizer_settings
-from netdesc.description import parse_spec
+from netdesc.description import load_spec, parse_spec
 
 SHAPES = {"w": (4, 3, 3, 2), "b": (4,), "fc": (10, 7)}
 FLAT = {"type": "flatten"}
@@ -432,3 +435,57 @@ def test_a_classic_mistake_is_caught(name, kind, settings, step, lr_at, schedule
     real = OPTIMIZER_STEPS[kind]
     _run_against_torch(kind, settings, real, lr_at=None if lr_at is None else SCHEDULERS[scheduler[0]],
                        scheduler=scheduler)
+
+
+# --- the diagnosis names the class of an optimizer's mistake beyond the catalogue's plain cases ------------------
+
+def _rmsprop_centered_momentum_eps_inside(params, grads, state, lr, alpha, eps, weight_decay, momentum, centered):
+    """This test's own wrong RMSprop (centered, with momentum): the step divides by sqrt(v - g_avg^2 + eps)."""
+    new_params, new_state = {}, {}
+    for key, p in params.items():
+        g, zero = grads[key], np.zeros_like(p)
+        s = state.get(key, {"square_avg": zero, "grad_avg": zero, "momentum_buffer": zero})
+        v = alpha * s["square_avg"] + (1 - alpha) * g * g
+        g_avg = alpha * s["grad_avg"] + (1 - alpha) * g
+        buf = momentum * s["momentum_buffer"] + g / np.sqrt(v - g_avg * g_avg + eps)
+        new_state[key] = {"square_avg": v, "grad_avg": g_avg, "momentum_buffer": buf}
+        new_params[key] = p - lr * buf
+    return new_params, new_state
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_eps_inside_the_root_is_classified_with_momentum_and_centering(dtype):
+    network = {"input_shape": [1, 3, 3], "layers": [FLAT, {"type": "linear", "out_features": 2}],
+               "loss": {"type": "mse"},
+               "optimizer": {"type": "rmsprop", "lr": 0.01, "eps": 0.01, "momentum": 0.9, "centered": True}}
+    entry = WrongDerivation("rmsprop-centered-momentum-eps-inside", "", network, "1 linear: weight after step 1",
+                            "epsilon", optimizer_step=_rmsprop_centered_momentum_eps_inside)
+    result = diagnose_entry(entry, dtype)
+    assert result.wrong and result.quantity == entry.first_wrong
+    assert result.classification.kind == "epsilon", result.classification
+
+
+INJECT_ELSEWHERE = [
+    ("adam-no-bias-correction", "examples/lenet5.toml",
+     "--inject: adam-no-bias-correction changes the adam optimizer; the description's optimizer is sgd"),
+    ("sgd-buffer-not-kept", "examples/small3conv-adam.toml",
+     "--inject: sgd-buffer-not-kept changes the sgd optimizer; the description's optimizer is adam"),
+    ("scheduler-stepped-early", "examples/lenet5.toml",
+     "--inject: scheduler-stepped-early changes the step scheduler; the description has none"),
+    ("scheduler-stepped-early", "examples/small3conv-adam.toml",
+     "--inject: scheduler-stepped-early changes the step scheduler; the description has a cosine scheduler"),
+]
+
+
+@pytest.mark.parametrize(("name", "path", "message"), INJECT_ELSEWHERE, ids=lambda v: str(v))
+def test_an_optimizers_mistake_is_injected_only_where_that_optimizer_runs(name, path, message):
+    with pytest.raises(InputError) as info:
+        inject(name, load_spec(path))
+    assert str(info.value) == message
+
+
+def test_an_optimizers_mistake_is_injected_where_it_runs():
+    spec = parse_spec(find("scheduler-stepped-early").network | {"name": "mine"})
+    assert inject("scheduler-stepped-early", spec).scheduler is wrong_layers._step_lr_stepped_early
+    assert inject("adam-no-bias-correction", load_spec("examples/small3conv-adam.toml")).optimizer_step \
+        is wrong_layers._adam_no_bias_correction
