@@ -194,6 +194,7 @@ def inject(name, spec, dtype="float64", option="--inject"):
         raise InputError(f"{option}: got {base!r}, a mistake in the slides' network; it needs crosscheck seed "
                          f"--inject {base}")
     own = parse_spec(entry.network, entry.name)
+    _check_same_optimizer(entry, own, spec, option)
     moved = {}
     for key in {*entry.backward, *entry.forward}:
         if key == "loss":
@@ -215,6 +216,17 @@ def inject(name, spec, dtype="float64", option="--inject"):
         moved[key] = targets[0]
     return replace(entry, network=spec.name, backward={moved[k]: fn for k, fn in entry.backward.items()},
                    forward={moved[k]: fn for k, fn in entry.forward.items()})
+
+
+def _check_same_optimizer(entry, own, spec, option):
+    """An entry that replaces an optimizer's step or a scheduler fits only a description with the same one."""
+    if entry.optimizer_step is not None and own.optimizer.type != spec.optimizer.type:
+        raise InputError(f"{option}: {entry.name} changes the {own.optimizer.type} optimizer; the description's "
+                         f"optimizer is {spec.optimizer.type}")
+    mine, theirs = own.optimizer.scheduler, spec.optimizer.scheduler
+    if entry.scheduler is not None and (theirs is None or theirs.type != mine.type):
+        raise InputError(f"{option}: {entry.name} changes the {mine.type} scheduler; the description has "
+                         f"{'none' if theirs is None else 'a ' + theirs.type + ' scheduler'}")
 
 
 def seed_inject(name, option="--inject"):

@@ -1,7 +1,8 @@
 """Hypotheses about a wrong quantity and the classification that tests them: a flipped sign, a transpose, a flipped
 kernel, padding, a missing or misplaced activation derivative, a stride or dilation left out, a pool or loss
 mistake, a kink convention, a constant factor (the batch size N: a wrong batch reduction), an update of the wrong
-sign, a momentum mistake. Each is a pair of arrays that agree if it holds, built from autograd's values (torch).
+sign, a momentum mistake, an adaptive optimizer's (bias correction, eps, decoupled decay) or a scheduler's. Each is
+a pair of arrays that agree if it holds, built from autograd's values (torch).
 """
 
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from torch.nn import functional as TF
 from crosscheck.compare import ManualFailure, compare
 from crosscheck.tolerances import tolerance_for
 from manual import optim
+from manual.network import settings_at
 from reference import network as reference_net
 from reference.seed_network import vjp
 
@@ -36,6 +38,9 @@ CLASSES = {
     "update-sign": "update applied with the wrong sign",
     "momentum": "momentum buffer mistake",
     "weight-decay": "weight decay mishandled",
+    "bias-correction": "moments not bias-corrected",
+    "epsilon": "epsilon misplaced",
+    "schedule": "learning-rate schedule misaligned",
     "fan-out": "fan-out gradient not summed over its readers",
     "unclassified": "no hypothesis fits",
 }
@@ -297,20 +302,76 @@ def _classify_update(step, m, a, tol):
         if any(_agree(actual, expected, tol) for actual, expected in h.pairs(m, a)):
             return Classification(h.kind, h.detail)
     return _scaled(dm, da, tol, (), "manual's step") or Classification(
-        "unclassified", "no hypothesis fits: not the sign of the step, a known SGD mistake or a scaled step")
+        "unclassified", "no hypothesis fits: not the sign of the step, a known optimizer mistake or a scaled step")
+
+
+def _adam_uncorrected(decoupled):
+    """Adam's (AdamW's) step with the moments used as they are: p = p - lr * m / (sqrt(v) + eps), no 1 - beta^t."""
+    def step(params, grads, state, lr, betas, eps, weight_decay, amsgrad):
+        _, new_state = (optim.adamw_step if decoupled else optim.adam_step)(params, grads, state, lr, betas, eps,
+                                                                           weight_decay, amsgrad)
+        new_params = {}
+        for key, p in params.items():
+            s = new_state[key]
+            v = s["max_exp_avg_sq"] if amsgrad else s["exp_avg_sq"]
+            p = p * (1 - lr * weight_decay) if decoupled else p
+            new_params[key] = p - lr * s["exp_avg"] / (np.sqrt(v) + eps)
+        return new_params, new_state
+    return step
+
+
+def _rmsprop_eps_inside(params, grads, state, lr, alpha, eps, weight_decay, momentum, centered):
+    """RMSprop's step dividing by sqrt(v + eps) instead of sqrt(v) + eps (v centered if so)."""
+    _, new_state = optim.rmsprop_step(params, grads, state, lr, alpha, eps, weight_decay, momentum, centered)
+    new_params = {}
+    for key, p in params.items():
+        s = new_state[key] = dict(new_state[key])
+        v = s["square_avg"] - s["grad_avg"] ** 2 if centered else s["square_avg"]
+        update = (grads[key] + weight_decay * p) / np.sqrt(v + eps)
+        if momentum > 0:
+            update = s["momentum_buffer"] = momentum * state.get(key, {}).get("momentum_buffer", 0.0) + update
+        new_params[key] = p - lr * update
+    return new_params, new_state
 
 
 def optimizer_hypotheses(spec, gradients, params, k, key):
-    """SGD variants replayed over autograd's gradients of steps 1..k (gradients: j -> grads at step j)."""
-    s = spec.optimizer.settings()
+    """Variants of the described optimizer (and its scheduler) replayed over autograd's gradients of steps 1..k
+    (gradients: j -> grads at step j)."""
+    o = spec.optimizer
+    s = o.settings()
 
-    def replay(zero_start=False, fresh=False, **changes):
+    def replay(step=optim.OPTIMIZER_STEPS[o.type], zero_start=False, fresh=False, early=False, **changes):
         def candidate(a):
             p, state = params, {n: np.zeros_like(v) for n, v in params.items()} if zero_start else {}
-            for j in range(1, k + 1):
-                p, state = optim.sgd_step(p, gradients(j), {} if fresh else state, **(s | changes))
+            for j in range(1, k + 1):  # step j at the rate after j - 1 scheduler steps (j steps: stepped early)
+                settings = settings_at(o, j if early else j - 1) | changes
+                p, state = step(p, gradients(j), {} if fresh else state, **settings)
             return p[key]
         return _single(candidate)
+    variants = []
+    if o.type == "adamw" and s["weight_decay"]:
+        variants.append(Hypothesis("weight-decay", "the decay coupled like L2, added to the gradient (Adam's), not "
+                                   "decoupled from it as AdamW's p = p * (1 - lr * weight_decay)",
+                                   replay(optim.adam_step)))
+    if o.type in ("adam", "adamw"):
+        variants.append(Hypothesis("bias-correction", "the moments not bias-corrected: m / (sqrt(v) + eps), the "
+                                   "divisions by 1 - beta1^t and sqrt(1 - beta2^t) left out",
+                                   replay(_adam_uncorrected(o.type == "adamw"))))
+    if o.type == "rmsprop":
+        variants.append(Hypothesis("epsilon", "eps inside the square root: g / sqrt(v + eps), not g / (sqrt(v) + eps)",
+                                   replay(_rmsprop_eps_inside)))
+    if o.scheduler is not None:
+        variants.append(Hypothesis("schedule", "the scheduler stepped before the optimizer: step t used the learning "
+                                   "rate meant for step t + 1", replay(early=True)))
+    if o.type == "sgd":
+        variants += _sgd_hypotheses(s, replay)
+    if s["weight_decay"]:
+        variants.append(Hypothesis("weight-decay", "the weight decay term left out of the gradient",
+                                   replay(weight_decay=0.0)))
+    return tuple(variants)
+
+
+def _sgd_hypotheses(s, replay):
     variants = []
     if s["momentum"] and s["dampening"]:
         variants.append(Hypothesis("momentum", "the buffer started at zero: step 1 moved by (1 - dampening) g "
@@ -321,10 +382,7 @@ def optimizer_hypotheses(spec, gradients, params, k, key):
     if s["momentum"]:
         variants.append(Hypothesis("momentum", "the momentum buffer not carried from one step to the next",
                                    replay(fresh=True)))
-    if s["weight_decay"]:
-        variants.append(Hypothesis("weight-decay", "the weight decay term left out of the gradient",
-                                   replay(weight_decay=0.0)))
-    return tuple(variants)
+    return variants
 
 
 def window(layer):

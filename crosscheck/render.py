@@ -49,10 +49,34 @@ def network_header(subject, source):
         f"network {spec.name} ({source}): hand-derived NumPy vs PyTorch {torch.__version__} autograd",
         f"input {spec.input_shape} per sample, batch {spec.batch_size}, {len(spec.layers)} layers, "
         f"loss {spec.loss.type} ({spec.loss.reduction}), seed {subject.seed}, {subject.dtype}",
-        f"SGD lr {o.lr:g}, momentum {o.momentum:g}, dampening {o.dampening:g}, nesterov {str(o.nesterov).lower()}, "
-        f"weight decay {o.weight_decay:g}, {subject.steps} steps",
+        optimizer_line(o, subject.steps),
         rule(subject.dtype),
     ]
+
+
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
+SCHEDULER_NAMES = {"step": "StepLR", "cosine": "CosineAnnealingLR"}
+
+
+def _setting(name, value, words=True):
+    """'weight decay 0.0005', 'nesterov false', 'betas (0.9, 0.999)': a setting as the header shows it (`words`:
+    its name's underscores as spaces; T_max keeps its own)."""
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, tuple):
+        text = f"({', '.join(f'{v:g}' for v in value)})"
+    else:
+        text = f"{value:g}"
+    return f"{name.replace('_', ' ') if words else name} {text}"
+
+
+def optimizer_line(o, steps):
+    """'SGD lr 0.02, momentum 0.9, ..., 20 steps', with the scheduler after the steps if there is one."""
+    line = f"{OPTIMIZER_NAMES[o.type]} {', '.join(_setting(k, v) for k, v in o.settings().items())}, {steps} steps"
+    if o.scheduler is not None:
+        options = o.scheduler.options.items()
+        line += f", {SCHEDULER_NAMES[o.scheduler.type]} {', '.join(_setting(k, v, False) for k, v in options)}"
+    return line
 
 
 def table(header, result):

@@ -29,6 +29,7 @@ from crosscheck import frames, numerical
 from crosscheck import hypotheses as H
 from crosscheck.compare import ManualFailure
 from manual import network as manual_net
+from manual import optim as manual_optim
 from manual import seed_network as manual_seed
 from netdesc.checks import (
     InputError,
@@ -352,8 +353,8 @@ class SeedSubject:
 class NetworkSubject:
     """A described network (netdesc.Spec) with parameters and a batch drawn from `seed`, in `dtype`; `steps`
     training steps (default: the description's); an optional wrong derivation (layer functions swapped by index
-    or "loss", the SGD step replaced, the batch drawn otherwise); ``data`` (x, target, params) in place of the
-    random draw (crosscheck.train)."""
+    or "loss", the optimizer's step or its scheduler replaced, the batch drawn otherwise); ``data`` (x, target,
+    params) in place of the random draw (crosscheck.train)."""
 
     update_steps = NETWORK_UPDATE_STEPS
 
@@ -375,11 +376,13 @@ class NetworkSubject:
 
     def _hooks(self):
         w = self.wrong
-        step = manual_net.sgd_step if w is None or w.optimizer_step is None else w.optimizer_step
+        own = manual_optim.OPTIMIZER_STEPS[self.spec.optimizer.type]
+        step = own if w is None or w.optimizer_step is None else w.optimizer_step
         return {"layer_backward": None if w is None else w.backward,
                 "layer_forward": None if w is None else w.forward,
                 "optimizer_step": _guarded(step, self.params),
-                "accumulate": None if w is None else w.accumulate}
+                "accumulate": None if w is None else w.accumulate,
+                "scheduler": None if w is None else w.scheduler}
 
     def _manual_train(self, steps):
         """The manual side's run of `steps` steps -> (losses, final params), a ManualFailure where it broke."""

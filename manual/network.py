@@ -2,9 +2,10 @@
 
 Parameters are a dict named as torch.nn.Sequential names them, "<layer index>.weight" and "<layer index>.bias",
 in torch's layouts (conv (F, C, KH, KW), linear (out, in)). ``run`` keeps every layer's output and returns,
-by hand, the loss, every parameter gradient and every layer's input gradient; ``train`` takes SGD steps with
-manual.optim. Layer i reads the outputs of the layers in ``layer.inputs`` (-1: x, shape (N, C, H, W)); a
-sequential description reads layer i - 1. The network runs in layer order; the backward runs in reverse, and
+by hand, the loss, every parameter gradient and every layer's input gradient; ``train`` takes steps of the
+description's optimizer (SGD, Adam, ...) with manual.optim, its learning rate from its scheduler if it has one.
+Layer i reads the outputs of the layers in ``layer.inputs`` (-1: x, shape (N, C, H, W)); a sequential description
+reads layer i - 1. The network runs in layer order; the backward runs in reverse, and
 where a tensor is read by several layers (fan-out) its gradient is the sum of their contributions, added up by
 ``accumulate`` (which a hook may replace, to model the mistake of overwriting instead).
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from manual import functional as F
-from manual.optim import sgd_step
+from manual import optim
 from netdesc.checks import ManualFailure, check_positive_int, unusable
 from netdesc.inputs import check_inputs
 
@@ -187,24 +188,37 @@ def run(spec, params, x, target, layer_backward=None, layer_forward=None, accumu
 
 
 def train(spec, params, x, target, steps=None, layer_backward=None, layer_forward=None, optimizer_step=None,
-          accumulate=None):
-    """`steps` (default: the description's) SGD steps with its optimizer on one batch, through manual.optim
-    -> (E before each step, shape (steps,), final params). ``optimizer_step`` replaces manual.optim.sgd_step
-    (same signature), the hooks of run pass through. The inputs are checked here, once, not on every step."""
+          accumulate=None, scheduler=None):
+    """`steps` (default: the description's) steps of its optimizer on one batch, through manual.optim
+    -> (E before each step, shape (steps,), final params). ``optimizer_step`` replaces the optimizer's step
+    (manual.optim.sgd_step, adam_step, ...: same signature), ``scheduler`` its scheduler's function (step_lr,
+    cosine_lr), the hooks of run pass through. The inputs are checked here, once, not on every step."""
     check_inputs(spec, params, x, target)
     steps = spec.optimizer.steps if steps is None else check_positive_int("steps", steps)
     done = list(training(spec, params, itertools.repeat((x, target), steps), layer_backward, layer_forward,
-                         optimizer_step, accumulate))
+                         optimizer_step, accumulate, scheduler))
     return np.stack([E for E, _, _ in done]), done[-1][2]
 
 
-def training(spec, params, batches, layer_backward=None, layer_forward=None, optimizer_step=None, accumulate=None):
-    """One step of the description's optimizer per (x, target) of `batches`, its state kept throughout -> yields
-    (E before the step, the parameter gradients, the params after it). The hooks are train's; nothing is checked
-    here, on every step (train checks its batch once, crosscheck.train its data set)."""
-    step = optimizer_step or sgd_step
+def settings_at(optimizer, epoch, scheduler=None):
+    """The settings of an optimizer's step after `epoch` steps of its scheduler (netdesc.description.Optimizer):
+    its lr from the scheduler (manual.optim.SCHEDULERS, or `scheduler` in its place), the rest as described."""
+    s = optimizer.scheduler
+    if s is None:
+        return optimizer.settings()
+    lr = (scheduler or optim.SCHEDULERS[s.type])(optimizer.lr, epoch, **s.options)
+    return optimizer.settings() | {"lr": lr}
+
+
+def training(spec, params, batches, layer_backward=None, layer_forward=None, optimizer_step=None, accumulate=None,
+             scheduler=None):
+    """One step of the description's optimizer per (x, target) of `batches`, its state kept throughout, step t
+    (from 0) at the learning rate after t steps of its scheduler -> yields (E before the step, the parameter
+    gradients, the params after it). The hooks are train's; nothing is checked here, on every step (train checks
+    its batch once, crosscheck.train its data set)."""
+    step = optimizer_step or optim.OPTIMIZER_STEPS[spec.optimizer.type]
     state = {}
-    for x, target in batches:
+    for epoch, (x, target) in enumerate(batches):
         result = run(spec, params, x, target, layer_backward, layer_forward, accumulate)
-        params, state = step(params, result.param_grads, state, **spec.optimizer.settings())
+        params, state = step(params, result.param_grads, state, **settings_at(spec.optimizer, epoch, scheduler))
         yield result.loss, result.param_grads, params

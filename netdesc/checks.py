@@ -142,3 +142,73 @@ def check_sgd_settings(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_d
         )
     settings["nesterov"] = bool(nesterov)
     return settings
+
+
+# torch.optim's optimizers as descriptions name them, each with its settings and torch's defaults (SGD's lr: 0.01,
+# this project's default since before the other types; torch's is 1e-3).
+OPTIMIZER_DEFAULTS = {
+    "sgd": {"lr": 0.01, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
+    "adam": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False},
+    "adamw": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2, "amsgrad": False},
+    "rmsprop": {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0, "momentum": 0.0, "centered": False},
+    "adagrad": {"lr": 1e-2, "lr_decay": 0.0, "weight_decay": 0.0, "initial_accumulator_value": 0.0, "eps": 1e-10},
+}
+# torch.optim.lr_scheduler's StepLR and CosineAnnealingLR as descriptions name them; None: required.
+SCHEDULER_DEFAULTS = {"step": {"step_size": None, "gamma": 0.1}, "cosine": {"T_max": None, "eta_min": 0.0}}
+
+
+def _flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name}: got {value!r}, needs True or False")
+    return bool(value)
+
+
+def _betas(name, value):
+    pair = list(value) if isinstance(value, (list, tuple)) else None
+    if pair is None or len(pair) != 2 or not all(
+            not isinstance(b, bool) and isinstance(b, (int, float, np.integer, np.floating)) and 0 <= b < 1
+            for b in pair):
+        raise InputError(f"{name}: got {value!r}, needs two numbers [beta1, beta2], each in [0, 1)")
+    return tuple(float(b) for b in pair)
+
+
+def _at_least_zero(name, value):
+    return check_number(name, value, "a finite number >= 0", minimum=0)
+
+
+def _positive(name, value):
+    # eps > 0 (torch accepts 0): eps keeps a division by sqrt(v) finite where a gradient is 0
+    number = check_number(name, value, "a finite number > 0")
+    if number <= 0:
+        raise InputError(f"{name}: got {value!r}, needs a finite number > 0")
+    return number
+
+
+def _fraction(name, value):
+    # alpha in [0, 1] (torch only asks >= 0): above 1 the average of squares can turn negative, and its root nan
+    number = check_number(name, value, "a number in [0, 1]", minimum=0)
+    if number > 1:
+        raise InputError(f"{name}: got {value!r}, needs a number in [0, 1]")
+    return number
+
+
+SETTING_CHECKS = {
+    "lr": lambda name, value: check_learning_rate(value), "momentum": _at_least_zero,
+    "dampening": lambda name, value: check_number(name, value, "a finite number"), "nesterov": _flag,
+    "weight_decay": _at_least_zero, "betas": _betas, "eps": _positive, "amsgrad": _flag, "alpha": _fraction,
+    "centered": _flag, "lr_decay": _at_least_zero, "initial_accumulator_value": _at_least_zero,
+    "step_size": check_positive_int, "gamma": _positive, "T_max": check_positive_int, "eta_min": _at_least_zero,
+}
+
+
+def check_optimizer_settings(kind, settings):
+    """Validate one optimizer's settings (a dict holding every key of OPTIMIZER_DEFAULTS[kind]) as torch.optim
+    does, or stricter where torch's bounds let a run turn to nan -> a new dict of them as Python numbers."""
+    if kind == "sgd":
+        return check_sgd_settings(**settings)
+    return {key: SETTING_CHECKS[key](key, value) for key, value in settings.items()}
+
+
+def check_scheduler_settings(settings):
+    """Validate a scheduler's settings (step_size, gamma; T_max, eta_min) -> a new dict of them."""
+    return {key: SETTING_CHECKS[key](key, value) for key, value in settings.items()}

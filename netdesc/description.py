@@ -24,13 +24,28 @@ A description is a TOML or JSON document (or the same dict in Python); shapes ar
     reduction = "mean"                  # "mean" (default) or "sum"
     labels = [3, 7]                     # optional, softmax_cross_entropy only: N labels (else drawn from the seed)
 
-    [optimizer]                         # torch.optim.SGD for the k-step check; every key optional
-    lr = 0.01
+    [optimizer]                         # a torch.optim optimizer for the k-step check; every key optional
+    type = "sgd"                        # one of OPTIMIZER_DEFAULTS: sgd, adam, adamw, rmsprop, adagrad
+    lr = 0.01                           # and that type's options, torch's names and defaults (below)
     momentum = 0.0
     dampening = 0.0
     nesterov = false
     weight_decay = 0.0
     steps = 20
+
+    [optimizer.scheduler]               # optional: torch.optim.lr_scheduler, stepped after every optimizer step
+    type = "step"                       # "step" (StepLR: step_size required, gamma 0.1) or "cosine"
+    step_size = 5                       # (CosineAnnealingLR: T_max required, eta_min 0.0)
+    gamma = 0.5
+
+Optimizer types and their options (torch's defaults; SGD's lr 0.01 where torch's is 1e-3):
+
+    sgd                     lr 0.01, momentum 0, dampening 0, nesterov false, weight_decay 0
+    adam                    lr 1e-3, betas [0.9, 0.999], eps 1e-8, weight_decay 0 (L2, added to the gradient),
+                            amsgrad false
+    adamw                   as adam, weight_decay 1e-2 (decoupled: p = p * (1 - lr * weight_decay))
+    rmsprop                 lr 1e-2, alpha 0.99, eps 1e-8, weight_decay 0, momentum 0, centered false
+    adagrad                 lr 1e-2, lr_decay 0, weight_decay 0, initial_accumulator_value 0, eps 1e-10
 
 Layer types and their options (default, or "required"), with torch's meanings (``LAYER_OPTIONS``):
 
@@ -57,14 +72,17 @@ import json
 import math
 import pathlib
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netdesc.checks import (
+    OPTIMIZER_DEFAULTS,
     REDUCTIONS,
+    SCHEDULER_DEFAULTS,
     InputError,
     check_number,
+    check_optimizer_settings,
     check_positive_int,
-    check_sgd_settings,
+    check_scheduler_settings,
     check_steps,
     is_int,
 )
@@ -94,7 +112,7 @@ LOSSES = (
     "softmax_cross_entropy", "mse", "half_squared_error", "binary_cross_entropy", "binary_cross_entropy_with_logits",
 )
 LOSS_OPTIONS = {"type": REQUIRED, "reduction": "mean", "labels": None}
-OPTIMIZER_OPTIONS = {"lr": 0.01, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0, "steps": 20}
+OPTIMIZER_KEYS = {"steps": 20, "scheduler": None}  # the keys of the optimizer table beside "type" and its options
 TOP_LEVEL = {"name": None, "input_shape": REQUIRED, "batch_size": 2, "layers": REQUIRED, "loss": REQUIRED,
              "optimizer": None}
 
@@ -152,17 +170,25 @@ class Loss:
 
 
 @dataclass(frozen=True)
+class Scheduler:
+    type: str  # a key of SCHEDULER_DEFAULTS: "step" (StepLR) or "cosine" (CosineAnnealingLR)
+    options: dict  # its settings, checked, defaults filled in: step_size, gamma; T_max, eta_min
+
+
+@dataclass(frozen=True)
 class Optimizer:
+    """The optimizer of the k-step check: its type (a key of OPTIMIZER_DEFAULTS), its learning rate, its other
+    settings (checked, torch's defaults filled in), the number of steps and an optional learning-rate scheduler."""
+
     lr: float
-    momentum: float
-    dampening: float
-    nesterov: bool
-    weight_decay: float
     steps: int
+    type: str = "sgd"
+    options: dict = field(default_factory=dict)  # the type's settings but lr
+    scheduler: Scheduler | None = None
 
     def settings(self):
-        """The keyword arguments of manual.optim.sgd_step and torch.optim.SGD."""
-        return {k: getattr(self, k) for k in ("lr", "momentum", "dampening", "nesterov", "weight_decay")}
+        """The keyword arguments of the type's step in manual.optim (sgd_step, adam_step, ...) and torch.optim's."""
+        return {"lr": self.lr, **self.options}
 
 
 @dataclass(frozen=True)
@@ -427,9 +453,22 @@ def _parse_loss(raw, spec_layers, batch_size):
 
 
 def _optimizer(raw):
-    o = _options(raw, OPTIMIZER_OPTIONS)
-    settings = check_sgd_settings(o["lr"], o["momentum"], o["dampening"], o["nesterov"], o["weight_decay"])
-    return Optimizer(**settings, steps=check_steps(o["steps"]))
+    kind = raw.get("type", "sgd")
+    if kind not in OPTIMIZER_DEFAULTS:
+        raise InputError(f"type: got {kind!r}, needs one of {', '.join(OPTIMIZER_DEFAULTS)}")
+    o = _options(raw, OPTIMIZER_DEFAULTS[kind] | OPTIMIZER_KEYS, skip=("type",))
+    settings = check_optimizer_settings(kind, {k: o[k] for k in OPTIMIZER_DEFAULTS[kind]})
+    scheduler = None if o["scheduler"] is None else _within("scheduler", _scheduler, _table("scheduler",
+                                                                                          o["scheduler"]))
+    return Optimizer(settings.pop("lr"), check_steps(o["steps"]), kind, settings, scheduler)
+
+
+def _scheduler(raw):
+    kind = raw.get("type")
+    if kind not in SCHEDULER_DEFAULTS:
+        raise InputError(f"type: got {kind!r}, needs one of {', '.join(SCHEDULER_DEFAULTS)}")
+    known = {k: REQUIRED if default is None else default for k, default in SCHEDULER_DEFAULTS[kind].items()}
+    return Scheduler(kind, check_scheduler_settings(_options(raw, known, skip=("type",))))
 
 
 def _shape(value):

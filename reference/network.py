@@ -4,8 +4,9 @@
 layers it reads (``layer.inputs``, -1 the network's input): add is torch.add, concat torch.cat. Its parameters
 are named "<layer index>.weight" / "<layer index>.bias" in torch's layouts, the names and shapes of
 manual.network (and of an nn.Sequential), so the manual parameters are copied in with ``load_state_dict``.
-Gradients come from ``torch.autograd.grad`` of the loss, updates from ``torch.optim.SGD``'s functional form
-(reference.optim). Nothing here is differentiated by hand.
+Gradients come from ``torch.autograd.grad`` of the loss, updates from the functional form of the described
+torch.optim optimizer (reference.optim), its learning rate set by torch's scheduler if one is described. Nothing
+here is differentiated by hand.
 """
 
 import functools
@@ -137,22 +138,26 @@ def run(spec, params, x, target):
 
 
 def train(spec, params, x, target, steps=None):
-    """`steps` (default: the description's) steps of torch.optim.SGD on one batch -> (E before each step,
+    """`steps` (default: the description's) steps of its torch.optim optimizer on one batch -> (E before each step,
     final params as NumPy arrays named as manual.network's). The inputs are not checked here, as in run."""
     done = list(training(spec, params, itertools.repeat((x, target), spec.optimizer.steps if steps is None else steps)))
     return np.stack([E for E, _, _ in done]), done[-1][2]
 
 
 def training(spec, params, batches):
-    """One step of torch.optim.SGD per (x, target) of `batches`, one optimizer (its momentum buffers) throughout
-    -> yields (E before the step, the parameter gradients, the params after it) as NumPy arrays named as
-    manual.network's."""
+    """One step of the described torch.optim optimizer per (x, target) of `batches`, one optimizer (its state)
+    throughout, and after each its scheduler's step (torch's order) -> yields (E before the step, the parameter
+    gradients, the params after it) as NumPy arrays named as manual.network's."""
     net = build(spec, params)
-    optimizer = optim.SGD(net.parameters(), **spec.optimizer.settings())
+    o = spec.optimizer
+    optimizer = optim.OPTIMIZERS[o.type](net.parameters(), **o.settings())
+    scheduler = None if o.scheduler is None else optim.scheduler(optimizer, o.scheduler.type, o.scheduler.options)
     names = [name for name, _ in net.named_parameters()]
     numpy = lambda ts: {name: t.detach().numpy().copy() for name, t in zip(names, ts, strict=True)}  # noqa: E731
     for x, target in batches:
         E = loss(spec, net(torch.from_numpy(x))[-1], torch.from_numpy(target))
         grads = torch.autograd.grad(E, optimizer.params)
         optimizer.step(grads)
+        if scheduler is not None:
+            scheduler.step()
         yield E.detach().numpy(), numpy(grads), numpy(optimizer.params)

@@ -36,8 +36,9 @@ END_TO_END = [
 ]
 
 
-def test_the_six_examples_are_shipped():
-    assert set(EXAMPLES) == {"slides", "lenet5", "small3conv", "residual", "digits-lenet", "digits-resnet"}
+def test_the_seven_examples_are_shipped():
+    assert set(EXAMPLES) == {"slides", "lenet5", "small3conv", "small3conv-adam", "residual", "digits-lenet",
+                             "digits-resnet"}
 
 
 @pytest.mark.parametrize(("spec", "dtype", "seed"), END_TO_END)
@@ -50,9 +51,10 @@ def test_example_matches_autograd(spec, dtype, seed):
 
 
 @pytest.mark.parametrize("spec", EXAMPLES.values(), ids=lambda s: s.name)
-def test_examples_train_with_momentum_and_weight_decay(spec):
-    o = spec.optimizer
-    assert o.steps == (5 if spec.name == "digits-resnet" else 20) and o.momentum > 0 and o.weight_decay > 0
+def test_examples_train_with_momentum_or_adam_and_weight_decay(spec):
+    o = spec.optimizer.settings()
+    assert spec.optimizer.steps == (5 if spec.name == "digits-resnet" else 20) and o["weight_decay"] > 0
+    assert o["momentum"] > 0 if spec.optimizer.type == "sgd" else (o["amsgrad"] and spec.optimizer.scheduler)
 
 
 def _sequential_parameters(spec):
@@ -122,7 +124,8 @@ def test_slides_description_gives_the_seed_networks_numbers(reduction, seed):
 def test_slides_description_trains_as_the_seed_network(reduction, seed):
     """With plain SGD (no momentum, no weight decay), the seed network's own training loop."""
     spec = _slides(reduction)
-    plain = dataclasses.replace(spec.optimizer, momentum=0.0, weight_decay=0.0, lr=0.5)
+    plain = dataclasses.replace(spec.optimizer, options=spec.optimizer.options | {"momentum": 0.0, "weight_decay": 0.0},
+                                lr=0.5)
     spec = dataclasses.replace(spec, optimizer=plain)
     params = netdesc.inputs.init_params(spec, seed=seed)
     x, Y = netdesc.inputs.random_batch(spec, seed=seed)

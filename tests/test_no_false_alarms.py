@@ -107,4 +107,4 @@ def test_the_cases_cover_the_axes():
                      "linear"}
     assert {spec.loss.type for spec in specs} == {"mse", "half_squared_error", "softmax_cross_entropy",
                                                    "binary_cross_entropy", "binary_cross_entropy_with_logits"}
-    assert any(s.optimizer.nesterov for s in specs) and any(s.optimizer.dampening for s in specs)
+    assert any(s.optimizer.options["nesterov"] for s in specs) and any(s.optimizer.options["dampening"] for s in specs)

@@ -1,7 +1,8 @@
-"""The reference's fast-start paths give torch.optim.SGD's and torch.func's numbers bit for bit.
+"""The reference's fast-start paths give torch.optim's and torch.func's numbers bit for bit.
 
-reference.optim.SGD calls torch.optim.SGD's functional form without the optimizer object (which imports
-torch._dynamo), and reference.seed_network takes its local Jacobians with torch.autograd.grad instead of torch.func.
+reference.optim's SGD, Adam, AdamW, RMSprop and Adagrad call torch.optim's functional forms without the optimizer
+objects (which import torch._dynamo), driven by torch's own schedulers, and reference.seed_network takes its local
+Jacobians with torch.autograd.grad instead of torch.func.
 """
 
 import subprocess
@@ -28,28 +29,70 @@ def _net(dtype):
                                torch.nn.Linear(3 * 4 * 4, 2)).to(dtype)
 
 
-def _train(optimizer_class, settings, dtype, steps=7):
+def _train(optimizer_class, settings, dtype, steps=7, scheduler=None):
     net = _net(dtype)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(5, 2, 6, 6, generator=g, dtype=dtype), torch.randn(5, 2, generator=g, dtype=dtype)
     opt = optimizer_class(net.parameters(), **settings)
+    ours = isinstance(opt, tuple(optim.OPTIMIZERS.values()))
+    lr_scheduler = None if scheduler is None else optim.SCHEDULERS[scheduler[0]](opt, **scheduler[1])
     for _ in range(steps):
         E = ((net(x) - y) ** 2).sum()
-        if isinstance(opt, optim.SGD):
+        if ours:
             opt.step(torch.autograd.grad(E, opt.params))
         else:
             opt.zero_grad()
             E.backward()
             opt.step()
-    return [p.detach().clone() for p in net.parameters()]
+        if lr_scheduler is not None:
+            lr_scheduler.step()
+    state = opt.state if ours else [opt.state[p] for p in net.parameters()]
+    return [p.detach().clone() for p in net.parameters()], state
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: "-".join(f"{k}{v}" for k, v in s.items()))
 def test_sgd_is_torch_optim_sgd_bit_for_bit(settings, dtype):
-    ours, torchs = _train(optim.SGD, settings, dtype), _train(torch.optim.SGD, settings, dtype)
+    (ours, _), (torchs, _) = _train(optim.SGD, settings, dtype), _train(torch.optim.SGD, settings, dtype)
     assert all(torch.equal(a, b) for a, b in zip(ours, torchs, strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(ours, _net(dtype).parameters(), strict=True))
+
+
+ADAPTIVE = [
+    ("adam", {"lr": 0.01}, None),
+    ("adam", {"lr": 0.01, "betas": (0.8, 0.9), "eps": 1e-6, "weight_decay": 0.1, "amsgrad": True}, None),
+    ("adamw", {"lr": 0.01}, ("cosine", {"T_max": 3, "eta_min": 0.001})),
+    ("adamw", {"lr": 0.02, "weight_decay": 0.2, "amsgrad": True}, ("step", {"step_size": 2, "gamma": 0.5})),
+    ("rmsprop", {"lr": 0.005}, None),
+    ("rmsprop", {"lr": 0.005, "alpha": 0.9, "centered": True, "momentum": 0.8, "weight_decay": 0.1},
+     ("cosine", {"T_max": 4})),
+    ("adagrad", {"lr": 0.05}, ("step", {"step_size": 3})),
+    ("adagrad", {"lr": 0.05, "lr_decay": 0.1, "weight_decay": 0.1, "initial_accumulator_value": 0.3, "eps": 1e-6},
+     None),
+    ("sgd", {"lr": 0.05, "momentum": 0.9}, ("cosine", {"T_max": 2})),
+]
+TORCH_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+                 "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(("kind", "settings", "scheduler"), ADAPTIVE, ids=lambda v: str(v))
+def test_optimizers_and_schedulers_are_torch_optims_bit_for_bit(kind, settings, scheduler, dtype):
+    """Parameters and every buffer of the state, after 7 steps, equal torch.optim's objects' (torch's scheduler
+    over each) to the last bit."""
+    ours, our_state = _train(optim.OPTIMIZERS[kind], settings, dtype, scheduler=scheduler)
+    torchs, torch_state = _train(TORCH_CLASSES[kind], settings, dtype, scheduler=scheduler)
+    assert all(torch.equal(a, b) for a, b in zip(ours, torchs, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(ours, _net(dtype).parameters(), strict=True))
+    for mine, theirs in zip(our_state, torch_state, strict=True):
+        assert set(mine) == set(theirs) and mine
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine), kind
+
+
+def test_a_scheduler_changes_the_run():
+    plain, _ = _train(optim.Adam, {"lr": 0.01}, torch.float64)
+    scheduled, _ = _train(optim.Adam, {"lr": 0.01}, torch.float64, scheduler=("step", {"step_size": 1}))
+    assert not all(torch.equal(a, b) for a, b in zip(plain, scheduled, strict=True))
 
 
 def test_sgd_rejects_what_torch_rejects():
@@ -84,10 +127,12 @@ def test_local_jacobians_are_torch_func_bit_for_bit(shapes, dtype):
 
 
 def test_cli_runs_without_the_compiler_stack():
-    """One verdict of each kind leaves torch._dynamo, sympy and the JVP decompositions unimported."""
+    """One verdict of each kind (Adam and its cosine scheduler too) leaves torch._dynamo, sympy and the JVP
+    decompositions unimported."""
     code = (
         "import sys; from crosscheck.cli import main\n"
         "for argv in ([], ['verify', '--spec', 'examples/lenet5.toml', '--steps', '2'], ['explain'],\n"
+        "             ['verify', '--spec', 'examples/small3conv-adam.toml', '--steps', '2'],\n"
         "             ['diagnose', '--wrong', 'flipped-kernel-dE_df']):\n"
         "    main(argv)\n"
         "heavy = ('torch._dynamo', 'sympy', 'torch._decomp.decompositions_for_jvp')\n"

@@ -49,7 +49,8 @@ def test_defaults_are_filled_in():
                     "dilation": (1, 1), "bias": True, "in_channels": None}
     assert pool["stride"] == (2, 2)  # a pool's stride is its kernel size
     o = spec.optimizer
-    assert (o.lr, o.momentum, o.dampening, o.nesterov, o.weight_decay, o.steps) == (0.01, 0, 0, False, 0, 20)
+    assert (o.type, o.steps, o.scheduler) == ("sgd", 20, None)
+    assert o.settings() == {"lr": 0.01, "momentum": 0, "dampening": 0, "nesterov": False, "weight_decay": 0}
     assert str(spec.layers[4]) == "layer 4 (linear)"
 
 
@@ -189,7 +190,18 @@ BAD_DESCRIPTIONS = [
     ("nesterov-as-text", _with(["optimizer"], {"nesterov": "yes"}), "optimizer: nesterov: got 'yes'"),
     ("zero-steps", _with(["optimizer"], {"steps": 0}), "optimizer: steps: got 0, needs an integer >= 1"),
     ("unknown-optimizer-option", _with(["optimizer"], {"betas": [0.9, 0.99]}),
-     "optimizer: unknown option 'betas'; known options: lr, momentum, dampening, nesterov, weight_decay, steps"),
+     "optimizer: unknown option 'betas'; known options: lr, momentum, dampening, nesterov, weight_decay, steps, "
+     "scheduler"),
+    ("unknown-optimizer-type", _with(["optimizer"], {"type": "nadam"}),
+     "optimizer: type: got 'nadam', needs one of sgd, adam, adamw, rmsprop, adagrad"),
+    ("adam-beta-of-1", _with(["optimizer"], {"type": "adam", "betas": [0.9, 1]}),
+     "optimizer: betas: got [0.9, 1], needs two numbers [beta1, beta2], each in [0, 1)"),
+    ("unknown-scheduler", _with(["optimizer"], {"scheduler": {"type": "exponential"}}),
+     "optimizer: scheduler: type: got 'exponential', needs one of step, cosine"),
+    ("scheduler-without-step-size", _with(["optimizer"], {"scheduler": {"type": "step"}}),
+     "optimizer: scheduler: missing required option 'step_size'"),
+    ("scheduler-not-a-table", _with(["optimizer"], {"scheduler": "cosine"}),
+     "optimizer: scheduler: got str 'cosine', needs a table"),
     ("optimizer-not-a-table", _with(["optimizer"], 0.1), "optimizer: got float 0.1, needs a table"),
 ]
 

@@ -167,6 +167,35 @@ def test_a_described_network_trains_with_its_optimizer_state_kept_across_batches
     np.testing.assert_allclose(run.arrays["filters_autograd"], net[0].weight.detach().numpy(), rtol=1e-4, atol=1e-6)
 
 
+def test_a_described_network_trains_with_adam_and_a_scheduler_as_torch_optim_does():
+    """Adam (amsgrad, L2 decay) with StepLR stepped after every step, 12 steps over the digits' batches: the losses
+    and the first filters of torch.optim.Adam and torch.optim.lr_scheduler.StepLR over the same batches."""
+    import tomllib
+    data = tomllib.loads(pathlib.Path(LENET).read_text())
+    data["optimizer"] = {"type": "adam", "lr": 0.01, "amsgrad": True, "weight_decay": 1e-3,
+                         "scheduler": {"type": "step", "step_size": 4, "gamma": 0.5}}
+    network = T.Described(parse_spec(data, "digits-lenet-adam"), dtype="float32", seed=SEED_BASE)
+    run = T.train(network, epochs=1, steps=12, batch=16, seed=SEED_BASE)
+    assert run.passed and run.summary["steps"] == 12
+    from reference import network as reference_net
+    net = reference_net.build(network.spec, network.params)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01, amsgrad=True, weight_decay=1e-3)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=4, gamma=0.5)
+    (X, y), _ = T.digits(SEED_BASE)
+    losses = []
+    for _, i in T._plan(len(X), 16, 1, SEED_BASE, 12):
+        opt.zero_grad()
+        E = TF.cross_entropy(net(torch.tensor(X[i][:, None], dtype=torch.float32))[-1], torch.tensor(y[i]))
+        E.backward()
+        opt.step()
+        scheduler.step()
+        losses.append(E.item())
+    np.testing.assert_allclose(run.arrays["loss_autograd"], losses, rtol=1e-5)
+    np.testing.assert_allclose(run.arrays["loss_manual"], losses, rtol=1e-5)
+    np.testing.assert_allclose(run.arrays["filters_autograd"], net[0].weight.detach().numpy(), rtol=1e-4, atol=1e-6)
+    assert scheduler.get_last_lr() == [0.01 * 0.5 ** 3]
+
+
 @pytest.mark.parametrize("loss, out, targets", [
     ("mse", 10, (np.float64, (4, 10))), ("mse", 1, (np.float64, (4, 1))),
     ("softmax_cross_entropy", 2, (np.int64, (4,))), ("binary_cross_entropy_with_logits", 1, (np.float64, (4, 1))),

@@ -18,6 +18,15 @@ LENET = str(ROOT / "examples" / "lenet5.toml")
 SMALL = str(ROOT / "examples" / "small3conv.toml")
 
 
+def test_the_header_names_the_optimizer_and_its_scheduler(capsys):
+    adam = str(ROOT / "examples" / "small3conv-adam.toml")
+    assert cli.main(["verify", "--spec", adam, "--steps", "2", "--dtype", "float32"]) == 0
+    out = capsys.readouterr().out
+    assert ("Adam lr 0.01, betas (0.9, 0.99), eps 1e-08, weight decay 0.001, amsgrad true, 2 steps, "
+            "CosineAnnealingLR T_max 10, eta_min 0.001\n") in out
+    assert "weight after step 2" in out and out.endswith("all 55 quantities agree\n")
+
+
 def _rows(out):
     """The table's rows as (layer, quantity, result) from the lines between the header and the summary."""
     lines = out.split("\n\n")[1].splitlines()[1:]

@@ -7,8 +7,9 @@ it must classify it. One type serves every subject:
 - on the slides' network (``network="seed"``) ``backward`` swaps equations of manual.seed_network's chain rule by
   name (``{"dH1_dZ1": ...}``), ``optimizer_step`` replaces its SGD step, ``case`` gives the SeedCase fields it needs;
 - on a described network (``network`` the description as a dict) ``backward`` and ``forward`` swap one layer's
-  functions, by layer index or "loss", ``optimizer_step`` replaces manual.optim.sgd_step, ``inputs`` draws the batch,
-  ``accumulate`` replaces the sum of a fan-out's gradients.
+  functions, by layer index or "loss", ``optimizer_step`` replaces the optimizer's step (manual.optim.sgd_step,
+  adam_step, ...), ``scheduler`` its learning-rate scheduler (manual.optim.step_lr, cosine_lr), ``inputs`` draws
+  the batch, ``accumulate`` replaces the sum of a fan-out's gradients.
 
 ``first_wrong`` is the name of the first row the checker must flag, ``kind`` the class crosscheck.diagnose must
 give it, ``dtypes`` where the harness can flag it at all.
@@ -33,6 +34,7 @@ class WrongDerivation:
     case: dict = field(default_factory=dict)  # SeedCase fields the entry needs (the slides' network only)
     dtypes: tuple = ("float64", "float32")
     accumulate: object = None  # (total, grad) -> total: replaces manual.network.accumulate, a fan-out's sum
+    scheduler: object = None  # (lr, epoch, **options) -> lr: replaces the description's scheduler (manual.optim)
 
     def __str__(self):
         return self.name

@@ -3,8 +3,9 @@ networks (NumPy only).
 
 Each entry is a mistake people make when deriving a layer or an optimizer by hand, shown on a small network
 description (netdesc.description): it replaces one layer's backward (``backward``, by layer index, "loss" for
-the loss), with the forward that keeps what that backward reads (``forward``), or the SGD step
-(``optimizer_step``, manual.optim.sgd_step's signature), or the sum of a fan-out's gradients (``accumulate``,
+the loss), with the forward that keeps what that backward reads (``forward``), or the optimizer's step
+(``optimizer_step``, the signature of manual.optim.sgd_step, adam_step, ...), or its learning-rate scheduler
+(``scheduler``, manual.optim.step_lr's), or the sum of a fan-out's gradients (``accumulate``,
 manual.network.accumulate's signature). ``first_wrong`` names the first quantity it breaks as crosscheck.check
 names the rows, ``kind`` the class crosscheck.diagnose should give it.
 """
@@ -167,6 +168,44 @@ def _sgd_weight_decay_forgotten(params, grads, state, **settings):
     return optim.sgd_step(params, grads, state, **(settings | {"weight_decay": 0.0}))
 
 
+# --- adaptive optimizers and schedulers ---------------------------------------------------------------------
+
+def _adam_no_bias_correction(params, grads, state, lr, betas, eps, weight_decay, amsgrad):
+    """Adam with the moments used as they are, p = p - lr * m / (sqrt(v) + eps): the 1 - beta^t left out, so the
+    first steps, where m and v are still near their start at 0, are too large (amsgrad not handled)."""
+    beta1, beta2 = betas
+    new_params, new_state = {}, dict(state)
+    for key, p in params.items():
+        g = grads[key] + weight_decay * p
+        s = state.get(key) or {"step": 0, "exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
+        m = beta1 * s["exp_avg"] + (1 - beta1) * g
+        v = beta2 * s["exp_avg_sq"] + (1 - beta2) * g * g
+        new_state[key] = {"step": s["step"] + 1, "exp_avg": m, "exp_avg_sq": v}
+        new_params[key] = p - lr * m / (np.sqrt(v) + eps)
+    return new_params, new_state
+
+
+def _adamw_coupled_decay(params, grads, state, **settings):
+    return optim.adam_step(params, grads, state, **settings)  # the decay added to the gradient, L2 as in Adam
+
+
+def _rmsprop_eps_inside_sqrt(params, grads, state, lr, alpha, eps, weight_decay, momentum, centered):
+    """RMSprop dividing by sqrt(v + eps) instead of sqrt(v) + eps (momentum and centered not handled)."""
+    new_params, new_state = {}, dict(state)
+    for key, p in params.items():
+        g = grads[key] + weight_decay * p
+        s = state.get(key) or {"step": 0, "square_avg": np.zeros_like(p)}
+        v = alpha * s["square_avg"] + (1 - alpha) * g * g
+        new_state[key] = {"step": s["step"] + 1, "square_avg": v}
+        new_params[key] = p - lr * g / np.sqrt(v + eps)
+    return new_params, new_state
+
+
+def _step_lr_stepped_early(lr, epoch, step_size, gamma=0.1):
+    # scheduler.step() called before optimizer.step(): every step runs at the rate meant for the next one
+    return optim.step_lr(lr, epoch + 1, step_size, gamma)
+
+
 def _black_border(spec, dtype, seed):
     """random_batch with all but the centre 2x2 of each image set to exactly 0 (a dark background, as in MNIST)."""
     x, target = random_batch(spec, dtype, seed)
@@ -217,6 +256,10 @@ RESIDUAL = _stack((1, 6, 6), [_conv(2, 3, padding=1), TANH, _conv(2, 3, padding=
 
 def _linear_sgd(**optimizer):
     return _stack((1, 3, 3), [FLAT, _linear(2)], optimizer=optimizer)
+
+
+def _linear_trained(kind, **optimizer):
+    return _linear_sgd(type=kind, **optimizer)
 
 
 ENTRIES = [
@@ -272,4 +315,19 @@ ENTRIES = [
     WrongDerivation("sgd-weight-decay-forgotten", "SGD with weight decay 0.05: the decay term left out of the "
                     "gradient", _linear_sgd(lr=0.1, weight_decay=0.05), "1 linear: weight after step 1",
                     "weight-decay", optimizer_step=_sgd_weight_decay_forgotten),
+    WrongDerivation("adam-no-bias-correction", "Adam: the moments used without bias correction, lr * m / (sqrt(v) + "
+                    "eps), so step 1 moves (1 - beta1) / sqrt(1 - beta2) = 3.2 times too far",
+                    _linear_trained("adam", lr=0.01), "1 linear: weight after step 1", "bias-correction",
+                    optimizer_step=_adam_no_bias_correction),
+    WrongDerivation("adamw-coupled-decay", "AdamW with weight decay 0.5: the decay added to the gradient (Adam's L2) "
+                    "instead of p = p * (1 - lr * weight_decay) apart from the moments", _linear_trained(
+                        "adamw", lr=0.05, weight_decay=0.5), "1 linear: weight after step 1", "weight-decay",
+                    optimizer_step=_adamw_coupled_decay),
+    WrongDerivation("rmsprop-eps-inside-sqrt", "RMSprop with eps 0.01: g / sqrt(v + eps) instead of "
+                    "g / (sqrt(v) + eps)", _linear_trained("rmsprop", lr=0.01, eps=0.01),
+                    "1 linear: weight after step 1", "epsilon", optimizer_step=_rmsprop_eps_inside_sqrt),
+    WrongDerivation("scheduler-stepped-early", "SGD with StepLR(step_size 1, gamma 0.5): the scheduler stepped "
+                    "before the optimizer, so step 1 already runs at half the rate", _linear_sgd(
+                        **MOMENTUM, scheduler={"type": "step", "step_size": 1, "gamma": 0.5}),
+                    "1 linear: weight after step 1", "schedule", scheduler=_step_lr_stepped_early),
 ]
