@@ -21,7 +21,8 @@ from netdesc.description import load_spec
 from reference import seed_network as reference_seed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BATCHWISE = {"conv2d", "max_pool2d", "avg_pool2d", "tanh", "relu", "leaky_relu", "sigmoid", "flatten", "linear"}
+BATCHWISE = {"conv2d", "max_pool2d", "avg_pool2d", "tanh", "relu", "leaky_relu", "sigmoid", "flatten", "linear",
+             "layer_norm", "group_norm", "gelu", "silu", "softmax", "log_softmax"}  # each sample on its own
 KINK_TAGS = {"zeros", "ties"}  # documented in layer_cases.py: inputs on ReLU's kink, pooling windows with ties
 
 
