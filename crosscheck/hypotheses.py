@@ -160,6 +160,8 @@ ACTIVATIONS = {
     "tanh": lambda o: torch.tanh,
     "relu": lambda o: torch.relu,
     "leaky_relu": lambda o: lambda t: TF.leaky_relu(t, o["negative_slope"]),
+    "gelu": lambda o: lambda t: TF.gelu(t, approximate=o["approximate"]),
+    "silu": lambda o: TF.silu,
 }
 
 

@@ -30,10 +30,29 @@ FORWARD = {
     "tanh": lambda x, p, o: F.tanh_forward(x),
     "sigmoid": lambda x, p, o: F.sigmoid_forward(x),
     "leaky_relu": lambda x, p, o: F.leaky_relu_forward(x, o["negative_slope"]),
+    "layer_norm": lambda x, p, o: F.layer_norm_forward(x, p.get("weight"), p.get("bias"),
+                                                       normalized_shape=o["normalized_shape"], eps=o["eps"]),
+    "group_norm": lambda x, p, o: F.group_norm_forward(x, p.get("weight"), p.get("bias"), num_groups=o["num_groups"],
+                                                       eps=o["eps"]),
+    # training mode: the batch's statistics; the running statistics are not kept here
+    "batch_norm1d": lambda x, p, o: F.batch_norm_forward(x, None, None, p.get("weight"), p.get("bias"), True,
+                                                         o["momentum"], o["eps"]),
+    "batch_norm2d": lambda x, p, o: F.batch_norm_forward(x, None, None, p.get("weight"), p.get("bias"), True,
+                                                         o["momentum"], o["eps"]),
+    "gelu": lambda x, p, o: F.gelu_forward(x, o["approximate"]),
+    "silu": lambda x, p, o: F.silu_forward(x),
+    "softmax": lambda x, p, o: F.softmax_forward(x, o["dim"]),
+    "log_softmax": lambda x, p, o: F.log_softmax_forward(x, o["dim"]),
     # merge layers: xs is the tuple of their inputs, in the order of layer.inputs
     "add": lambda xs, p, o: F.add_forward(*xs),
     "concat": lambda xs, p, o: F.concat_forward(*xs, dim=o["dim"]),
 }
+def batch_norm_backward(dout, cache):
+    """batch norm's (dx, dgamma, dbeta): the running statistics, data, get no gradient and no place in the tuple."""
+    dx, _, _, dgamma, dbeta = F.batch_norm_backward(dout, cache)
+    return dx, dgamma, dbeta
+
+
 # type -> backward(dout, cache) -> (dx, dweight, dbias) or (dx,); a merge layer's: (dx per input, in order)
 BACKWARD = {
     "conv2d": F.conv2d_backward,
@@ -47,6 +66,14 @@ BACKWARD = {
     "leaky_relu": F.leaky_relu_backward,
     "add": F.add_backward,
     "concat": F.concat_backward,
+    "layer_norm": F.layer_norm_backward,
+    "group_norm": F.group_norm_backward,
+    "batch_norm1d": batch_norm_backward,
+    "batch_norm2d": batch_norm_backward,
+    "gelu": F.gelu_backward,
+    "silu": F.silu_backward,
+    "softmax": F.softmax_backward,
+    "log_softmax": F.log_softmax_backward,
 }
 LOSS = {
     "softmax_cross_entropy": (F.softmax_cross_entropy_forward, F.softmax_cross_entropy_backward),

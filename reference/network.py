@@ -31,6 +31,17 @@ MODULES = {
     "tanh": lambda layer, o: nn.Tanh(),
     "sigmoid": lambda layer, o: nn.Sigmoid(),
     "leaky_relu": lambda layer, o: nn.LeakyReLU(o["negative_slope"]),
+    "layer_norm": lambda layer, o: nn.LayerNorm(o["normalized_shape"], o["eps"], o["elementwise_affine"]),
+    "group_norm": lambda layer, o: nn.GroupNorm(o["num_groups"], layer.in_shape[0], o["eps"], o["affine"]),
+    # training mode; without running statistics to track, torch normalizes with the batch's in either mode
+    "batch_norm1d": lambda layer, o: nn.BatchNorm1d(layer.in_shape[0], o["eps"], o["momentum"], o["affine"],
+                                                    track_running_stats=False),
+    "batch_norm2d": lambda layer, o: nn.BatchNorm2d(layer.in_shape[0], o["eps"], o["momentum"], o["affine"],
+                                                    track_running_stats=False),
+    "gelu": lambda layer, o: nn.GELU(o["approximate"]),
+    "silu": lambda layer, o: nn.SiLU(),
+    "softmax": lambda layer, o: nn.Softmax(o["dim"] + 1),
+    "log_softmax": lambda layer, o: nn.LogSoftmax(o["dim"] + 1),
     "add": lambda layer, o: Add(),
     "concat": lambda layer, o: Concat(o["dim"]),
 }

@@ -36,8 +36,9 @@ END_TO_END = [
 ]
 
 
-def test_the_six_examples_are_shipped():
-    assert set(EXAMPLES) == {"slides", "lenet5", "small3conv", "residual", "digits-lenet", "digits-resnet"}
+def test_the_seven_examples_are_shipped():
+    assert set(EXAMPLES) == {"slides", "lenet5", "small3conv", "residual", "digits-lenet", "digits-resnet",
+                             "normalized"}
 
 
 @pytest.mark.parametrize(("spec", "dtype", "seed"), END_TO_END)
@@ -52,7 +53,9 @@ def test_example_matches_autograd(spec, dtype, seed):
 @pytest.mark.parametrize("spec", EXAMPLES.values(), ids=lambda s: s.name)
 def test_examples_train_with_momentum_and_weight_decay(spec):
     o = spec.optimizer
-    assert o.steps == (5 if spec.name == "digits-resnet" else 20) and o.momentum > 0 and o.weight_decay > 0
+    # five steps where normalization layers amplify float32 rounding over a longer run (examples/normalized.toml)
+    assert o.steps == (5 if spec.name in ("digits-resnet", "normalized") else 20) and o.momentum > 0 \
+        and o.weight_decay > 0
 
 
 def _sequential_parameters(spec):

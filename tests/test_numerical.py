@@ -109,10 +109,11 @@ def test_finite_differences_agree_with_the_seed_network(case):
             assert result.passed, result.describe()
 
 
-ALL_KINKS = {"slides": set(), "small3conv": {"2 max_pool2d: dE/dinput"}, "lenet5": {"5 max_pool2d: dE/dinput"}}
+ALL_KINKS = {"slides": set(), "small3conv": {"2 max_pool2d: dE/dinput"}, "lenet5": {"5 max_pool2d: dE/dinput"},
+             "normalized": set()}
 
 
-@pytest.mark.parametrize("example", ["slides", "small3conv", "lenet5"])
+@pytest.mark.parametrize("example", ["slides", "small3conv", "lenet5", "normalized"])
 def test_finite_differences_agree_with_described_networks(example):
     spec = load_spec(ROOT / "examples" / f"{example}.toml")
     params = netdesc.inputs.init_params(spec, np.float64, seed=0)
