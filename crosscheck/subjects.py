@@ -379,7 +379,11 @@ class NetworkSubject:
         sites = cache(lambda: numerical.network_sites(spec, params, x, target))
         batch = H.batch_scales(spec.batch_size)
         for layer in spec.layers:
-            yield Step(_where(layer), "output", m.outputs[layer.index], a["outputs"][layer.index])
+            j = layer.inputs[0]
+            hypotheses = () if layer.merge else \
+                H.output_hypotheses(layer, np.asarray(x if j < 0 else a["outputs"][j], np.float64), params)
+            yield Step(_where(layer), "output", m.outputs[layer.index], a["outputs"][layer.index],
+                       hypotheses=hypotheses)
         yield Step("loss", "E", m.loss, a["loss"])
         yield Step("loss", "dE/dinput", m.loss_grad, a["loss_grad"], lambda: sites()["loss: dE/dinput"],
                    H.loss_hypotheses(spec, a["outputs"][-1], target), scales=batch)
