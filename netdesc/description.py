@@ -39,7 +39,14 @@ Layer types and their options (default, or "required"), with torch's meanings (`
     max_pool2d, avg_pool2d  kernel_size (required), stride (= kernel_size), padding 0 (at most kernel_size // 2)
     linear                  out_features (required), bias true, in_features (optional; checked); needs a flat input
     leaky_relu              negative_slope 0.01
-    flatten, relu, tanh, sigmoid  no options
+    flatten, relu, tanh, sigmoid, silu  no options
+    gelu                    approximate "none" (erf) or "tanh"
+    softmax, log_softmax    dim 0: a per-sample axis (0, the channels or features, is torch's dim 1)
+    layer_norm              normalized_shape (the trailing dims of its input; default: all of them), eps 1e-5,
+                            elementwise_affine true
+    group_norm              num_groups (required; divides the channels), eps 1e-5, affine true
+    batch_norm1d            eps 1e-5, momentum 0.1, affine true; on (C,) or (C, L), in training mode (the batch's
+    batch_norm2d            statistics: two values or more per channel), the same on images (C, H, W)
     add                     (merge) two or more inputs of one shape, summed elementwise
     concat                  (merge) dim 0: two or more inputs joined along per-sample axis `dim` (0, the
                             channels or features, is torch's dim 1); their other axes must match
