@@ -152,3 +152,14 @@ def test_group_norm_over_wrong_axes_agrees_with_finite_differences_of_its_own_fo
     right = torch.nn.functional.group_norm(torch.from_numpy(x), 2, torch.from_numpy(p["weight"]),
                                            torch.from_numpy(p["bias"]), 1e-5).numpy()
     assert not np.allclose(out, right, atol=1e-3)
+
+
+def test_a_batch_norm_placed_first_has_its_input_gradient_checked():
+    """The bug report's blind spot: a batch norm first in its network, its input gradient the input's. The entry
+    keeps it first, and test_entry_is_flagged_localized_and_classified finds it there in both dtypes."""
+    entry = find("batchnorm-no-mean-variance-paths")
+    assert entry.network["layers"][0]["type"] == "batch_norm2d" and set(entry.backward) == {0}
+    assert entry.first_wrong == "0 batch_norm2d: dE/dinput" and set(entry.dtypes) == {"float32", "float64"}
+    result = diagnose_entry(entry, "float32", _seed(entry))
+    assert result.quantity == "0 batch_norm2d: dE/dinput"
+    assert result.checked[-2:] == ("1 conv2d: dE/dbias", "0 batch_norm2d: dE/dinput")  # nothing skipped on the way
