@@ -43,6 +43,7 @@ CLASSES = {
     "normalization-axes": "normalized over the wrong axes",
     "softmax-diagonal": "only the diagonal of softmax's Jacobian",
     "approximation": "the derivative of the other approximation",
+    "biased-variance": "running variance updated with the biased batch variance",
     "unclassified": "no hypothesis fits",
 }
 
@@ -389,6 +390,23 @@ def _classify_update(step, m, a, tol):
             return Classification(h.kind, h.detail)
     return _scaled(dm, da, tol, (), "manual's step") or Classification(
         "unclassified", "no hypothesis fits: not the sign of the step, a known SGD mistake or a scaled step")
+
+
+def running_hypotheses(layer, name, seen):
+    """Hypotheses on a batch norm's running statistic `name` after len(seen) steps, `seen` its inputs at each step
+    (autograd's): the running variance updated with the biased batch variance (divided by M, not M - 1)."""
+    if name != "running_var":
+        return ()
+    m, axes = layer.options["momentum"], (0, *range(2, np.ndim(seen[0])))
+
+    def biased(a):
+        var = np.ones(layer.in_shape[0])
+        for x in seen:
+            var = (1 - m) * var + m * np.asarray(x, np.float64).var(axis=axes)
+        return var
+    return (Hypothesis("biased-variance", "the running variance updated with the batch's biased variance (divided by "
+                       "M, the normalization's), where torch keeps the unbiased one (divided by M - 1)",
+                       _single(biased)),)
 
 
 def optimizer_hypotheses(spec, gradients, params, k, key):

@@ -17,6 +17,7 @@ import numpy as np
 from manual import functional as F
 from manual.optim import sgd_step
 from netdesc.checks import ManualFailure, check_positive_int, unusable
+from netdesc.description import BATCH_NORMS
 from netdesc.inputs import check_inputs
 
 # type -> forward(x, params of the layer, options) -> (out, cache)
@@ -214,24 +215,56 @@ def run(spec, params, x, target, layer_backward=None, layer_forward=None, accumu
 
 
 def train(spec, params, x, target, steps=None, layer_backward=None, layer_forward=None, optimizer_step=None,
-          accumulate=None):
+          accumulate=None, running_stats=None):
     """`steps` (default: the description's) SGD steps with its optimizer on one batch, through manual.optim
-    -> (E before each step, shape (steps,), final params). ``optimizer_step`` replaces manual.optim.sgd_step
-    (same signature), the hooks of run pass through. The inputs are checked here, once, not on every step."""
+    -> (E before each step, shape (steps,), final params and the batch norms' running statistics, named as
+    torch's buffers "<i>.running_mean", "<i>.running_var"). ``optimizer_step`` replaces manual.optim.sgd_step
+    (same signature), ``running_stats`` manual.functional.batch_norm_running_stats, the hooks of run pass through.
+    The inputs are checked here, once, not on every step."""
     check_inputs(spec, params, x, target)
     steps = spec.optimizer.steps if steps is None else check_positive_int("steps", steps)
+    kept = {}
     done = list(training(spec, params, itertools.repeat((x, target), steps), layer_backward, layer_forward,
-                         optimizer_step, accumulate))
-    return np.stack([E for E, _, _ in done]), done[-1][2]
+                         optimizer_step, accumulate, running_stats, kept))
+    return np.stack([E for E, _, _ in done]), done[-1][2] | kept
 
 
-def training(spec, params, batches, layer_backward=None, layer_forward=None, optimizer_step=None, accumulate=None):
+def training(spec, params, batches, layer_backward=None, layer_forward=None, optimizer_step=None, accumulate=None,
+             running_stats=None, buffers=None):
     """One step of the description's optimizer per (x, target) of `batches`, its state kept throughout -> yields
-    (E before the step, the parameter gradients, the params after it). The hooks are train's; nothing is checked
-    here, on every step (train checks its batch once, crosscheck.train its data set)."""
+    (E before the step, the parameter gradients, the params after it). The hooks are train's; a dict `buffers` is
+    kept holding the batch norms' running statistics after each step. Nothing is checked here, on every step
+    (train checks its batch once, crosscheck.train its data set)."""
     step = optimizer_step or sgd_step
     state = {}
     for x, target in batches:
         result = run(spec, params, x, target, layer_backward, layer_forward, accumulate)
+        if buffers is not None:
+            buffers.update(updated_buffers(spec, x, result.outputs, buffers or initial_buffers(spec, x.dtype),
+                                           running_stats))
         params, state = step(params, result.param_grads, state, **spec.optimizer.settings())
         yield result.loss, result.param_grads, params
+
+
+def initial_buffers(spec, dtype):
+    """Every batch norm's running statistics before the first step, as torch starts its buffers: mean 0, variance 1
+    -> {"<i>.running_mean": (C,), "<i>.running_var": (C,)}."""
+    buffers = {}
+    for layer in spec.layers:
+        if layer.type in BATCH_NORMS:
+            buffers[f"{layer.index}.running_mean"] = np.zeros(layer.in_shape[0], dtype)
+            buffers[f"{layer.index}.running_var"] = np.ones(layer.in_shape[0], dtype)
+    return buffers
+
+
+def updated_buffers(spec, x, outputs, buffers, running_stats=None):
+    """The running statistics after one training-mode forward (outputs: every layer's), each batch norm's from its
+    own input, by manual.functional.batch_norm_running_stats or its replacement `running_stats` -> a new dict."""
+    update, new = running_stats or F.batch_norm_running_stats, dict(buffers)
+    for layer in spec.layers:
+        if layer.type in BATCH_NORMS:
+            i, j = layer.index, layer.inputs[0]
+            new[f"{i}.running_mean"], new[f"{i}.running_var"] = update(
+                x if j < 0 else outputs[j], buffers[f"{i}.running_mean"], buffers[f"{i}.running_var"],
+                layer.options["momentum"])
+    return new

@@ -15,6 +15,7 @@ from crosscheck.catalogue import seed as wrong
 from crosscheck.hypotheses import CLASSES
 from crosscheck.render import diagnosis_text, first_wrong, network_of
 from crosscheck.subjects import SeedCase
+from manual import functional as F
 from manual import network as manual_net
 from netdesc import InputError
 from netdesc.description import parse_spec
@@ -108,7 +109,7 @@ def test_entries_read_by_name():
 # --- the normalization entries: new kinds, each with its boundary --------------------------------------------
 
 NEW_KINDS = ["batchnorm-no-mean-variance-paths", "batchnorm-dy-for-scaled", "groupnorm-wrong-axes",
-             "softmax-layer-diag-only", "gelu-tanh-for-exact"]
+             "softmax-layer-diag-only", "gelu-tanh-for-exact", "batchnorm-biased-running-var"]
 
 
 def _halfway(wrong, right, forward):
@@ -127,7 +128,9 @@ def test_half_of_a_new_kinds_mistake_is_flagged_but_not_that_kind(name):
     the class, so the class's hypothesis fits that mistake, not any difference at that layer."""
     entry = find(name)
     spec = parse_spec(entry.network, entry.name)
-    if entry.forward:  # a forward mistake: halve the output, keep the (consistent) wrong backward
+    if entry.running_stats:
+        changes = {"running_stats": _halfway(entry.running_stats, F.batch_norm_running_stats, False)}
+    elif entry.forward:  # a forward mistake: halve the output, keep the (consistent) wrong backward
         changes = {"forward": {i: _halfway(f, manual_net.FORWARD[spec.layers[i].type], True)
                                for i, f in entry.forward.items()}}
     else:

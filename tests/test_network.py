@@ -80,6 +80,12 @@ def test_every_layer_and_parameter_is_checked(spec):
         assert seen[(where, f"dE/d{kind}")] == shape
         assert seen[(where, f"{kind} after 1 steps")] == shape
     assert ("loss", "E") in seen and ("loss", "E at steps 1..1") in seen
+    for layer in spec.layers:  # a batch norm's running statistics, torch's buffers, after every step
+        if layer.type.startswith("batch_norm"):
+            for name in ("running_mean", "running_var"):
+                where = f"{layer.index} {layer.type}"
+                assert seen[(where, f"{name} after step 1")] == seen[(where, f"{name} after 1 steps")] \
+                    == (layer.in_shape[0],)
 
 
 # --- the slides' description is the seed network ---------------------------------------------------

@@ -8,7 +8,8 @@ it must classify it. One type serves every subject:
   name (``{"dH1_dZ1": ...}``), ``optimizer_step`` replaces its SGD step, ``case`` gives the SeedCase fields it needs;
 - on a described network (``network`` the description as a dict) ``backward`` and ``forward`` swap one layer's
   functions, by layer index or "loss", ``optimizer_step`` replaces manual.optim.sgd_step, ``inputs`` draws the batch,
-  ``accumulate`` replaces the sum of a fan-out's gradients.
+  ``accumulate`` replaces the sum of a fan-out's gradients, ``running_stats`` a batch norm's update of its running
+  statistics.
 
 ``first_wrong`` is the name of the first row the checker must flag, ``kind`` the class crosscheck.diagnose must
 give it, ``dtypes`` where the harness can flag it at all.
@@ -33,6 +34,7 @@ class WrongDerivation:
     case: dict = field(default_factory=dict)  # SeedCase fields the entry needs (the slides' network only)
     dtypes: tuple = ("float64", "float32")
     accumulate: object = None  # (total, grad) -> total: replaces manual.network.accumulate, a fan-out's sum
+    running_stats: object = None  # replaces manual.functional.batch_norm_running_stats, its signature
 
     def __str__(self):
         return self.name

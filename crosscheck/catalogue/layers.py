@@ -192,6 +192,12 @@ def _gelu_tanh_for_exact(dout, cache):
     return F.gelu_backward(dout, F.gelu_forward(x, "tanh")[1])  # the tanh approximation's derivative
 
 
+def _biased_running_var(x, running_mean, running_var, momentum):
+    mean, _ = F.batch_norm_running_stats(x, running_mean, running_var, momentum)
+    axes = (0, *range(2, x.ndim))
+    return mean, (1 - momentum) * running_var + momentum * x.var(axis=axes)  # divided by M, not M - 1
+
+
 def _wide(spec, dtype, seed):
     """random_batch with the input scaled by 3: pre-activations over [-3, 3], where gelu's two forms part most."""
     x, target = random_batch(spec, dtype, seed)
@@ -337,6 +343,10 @@ ENTRIES = [
                     {2: _softmax_diagonal}),
     WrongDerivation("gelu-tanh-for-exact", "gelu (exact): dx from the derivative of the tanh approximation",
                     GELU_MLP, "2 gelu: dE/dinput", "approximation", {2: _gelu_tanh_for_exact}, inputs=_wide),
+    WrongDerivation("batchnorm-biased-running-var", "batch norm: the running variance updated with the biased "
+                    "batch variance (the one it normalizes with), where torch keeps the unbiased one",
+                    BATCH_NORM_AFTER_CONV, "1 batch_norm2d: running_var after step 1", "biased-variance",
+                    running_stats=_biased_running_var),
     WrongDerivation("sgd-dampening-first-step", "SGD with momentum 0.9, dampening 0.5: the buffer starts at zero, so "
                     "step 1 moves by (1 - dampening) g instead of g", _linear_sgd(**MOMENTUM, dampening=0.5),
                     "1 linear: weight after step 1", "momentum", optimizer_step=_sgd_dampening_first_step),
