@@ -39,7 +39,7 @@ from crosscheck.tolerances import tolerance_for
 from manual import network as manual_net
 from manual import seed_network as manual_seed
 from netdesc.checks import InputError
-from netdesc.description import load_spec, parse_spec
+from netdesc.description import BATCH_NORMS, load_spec, parse_spec
 
 GROWTH = 1e3  # a training run whose loss grows this many times over diverges
 
@@ -195,6 +195,8 @@ def inject(name, spec, dtype="float64", option="--inject"):
                          f"--inject {base}")
     own = parse_spec(entry.network, entry.name)
     _check_same_optimizer(entry, own, spec, option)
+    if entry.running_stats and not any(layer.type in BATCH_NORMS for layer in spec.layers):
+        raise InputError(f"{option}: {base} changes a batch norm's running statistics; the description has none")
     moved = {}
     for key in {*entry.backward, *entry.forward}:
         if key == "loss":

@@ -17,6 +17,7 @@ from crosscheck.compare import ManualFailure, compare
 from crosscheck.tolerances import tolerance_for
 from manual import optim
 from manual.network import settings_at
+from netdesc.description import NORMALIZATIONS
 from reference import network as reference_net
 from reference.seed_network import vjp
 
@@ -42,6 +43,12 @@ CLASSES = {
     "epsilon": "epsilon misplaced",
     "schedule": "learning-rate schedule misaligned",
     "fan-out": "fan-out gradient not summed over its readers",
+    "normalization-paths": "the paths through the mean and variance left out",
+    "normalization-gamma": "gamma left out of the input gradient",
+    "normalization-axes": "normalized over the wrong axes",
+    "softmax-diagonal": "only the diagonal of softmax's Jacobian",
+    "approximation": "the derivative of the other approximation",
+    "biased-variance": "running variance updated with the biased batch variance",
     "unclassified": "no hypothesis fits",
 }
 
@@ -165,6 +172,8 @@ ACTIVATIONS = {
     "tanh": lambda o: torch.tanh,
     "relu": lambda o: torch.relu,
     "leaky_relu": lambda o: lambda t: TF.leaky_relu(t, o["negative_slope"]),
+    "gelu": lambda o: lambda t: TF.gelu(t, approximate=o["approximate"]),
+    "silu": lambda o: TF.silu,
 }
 
 
@@ -209,10 +218,93 @@ def _pool_hypotheses(layer, x, upstream):
                        "the window, not only to its maximum", _single(lambda a: _vjp(window_sum, x, upstream))),)
 
 
+def _normalized(layer):
+    """The layer's normalization without gamma and beta, in torch: t -> x_hat."""
+    o = layer.options
+    if layer.type == "layer_norm":
+        return lambda t: TF.layer_norm(t, o["normalized_shape"], None, None, o["eps"])
+    if layer.type == "group_norm":
+        return lambda t: TF.group_norm(t, o["num_groups"], None, None, o["eps"])
+    return lambda t: TF.batch_norm(t, None, None, None, None, True, 0.0, o["eps"])
+
+
+def _inv_std(layer, x):
+    """1 / sqrt(var + eps) of the layer's statistics of x (biased variance), broadcast to x's shape."""
+    N, eps = x.shape[0], layer.options["eps"]
+    if layer.type == "layer_norm":
+        axes = tuple(range(x.ndim - len(layer.options["normalized_shape"]), x.ndim))
+        return np.broadcast_to(1 / np.sqrt(x.var(axis=axes, keepdims=True) + eps), x.shape)
+    if layer.type == "group_norm":
+        grouped = x.reshape(N, layer.options["num_groups"], -1)
+        inv = np.broadcast_to(1 / np.sqrt(grouped.var(axis=2, keepdims=True) + eps), grouped.shape)
+        return inv.reshape(x.shape)
+    axes = (0, *range(2, x.ndim))
+    return np.broadcast_to(1 / np.sqrt(x.var(axis=axes, keepdims=True) + eps), x.shape)
+
+
+def _normalization_hypotheses(layer, x, params, upstream):
+    """Hypotheses on a normalization layer's dE/dinput: only the direct path (the mean and variance held constant),
+    or gamma left out (dE/d(output) used where gamma * dE/d(output), dE/dx_hat, was meant)."""
+    gamma = params.get(f"{layer.index}.weight")
+    if gamma is None:
+        scaled = upstream
+    else:
+        shape = gamma.shape if layer.type == "layer_norm" else (1, -1) + (1,) * (x.ndim - 2)
+        scaled = upstream * np.asarray(gamma, np.float64).reshape(shape)
+    hypotheses = [Hypothesis("normalization-paths", "manual = gamma * dE/d(output) / std: only the direct path, the "
+                             "paths through the mean and the variance left out", _single(lambda a: scaled *
+                                                                                         _inv_std(layer, x)))]
+    if gamma is not None:
+        hypotheses.append(Hypothesis("normalization-gamma", "manual = the input gradient of the normalization without "
+                                     "gamma: dE/d(output) used where gamma * dE/d(output) was meant",
+                                     _single(lambda a: _vjp(_normalized(layer), x, upstream))))
+    return tuple(hypotheses)
+
+
+def _interleaved_group_norm(layer, x, params):
+    """Group norm with group g holding channels g, g + G, g + 2G, ... instead of a consecutive block."""
+    o, (C, G) = layer.options, (x.shape[1], layer.options["num_groups"])
+    order = np.arange(C).reshape(C // G, G).T.reshape(-1)  # interleaved group g laid out as block g
+    back = np.argsort(order)
+    gamma, beta = (params.get(f"{layer.index}.{k}") for k in ("weight", "bias"))
+    affine = [None if p is None else as_tensor(p)[order] for p in (gamma, beta)]  # each channel keeps its own
+    return TF.group_norm(as_tensor(x)[:, order], G, *affine, o["eps"])[:, back].numpy()
+
+
+def output_hypotheses(layer, x, params):
+    """Hypotheses on a layer's output (x its input): a group norm's groups read from the wrong axis."""
+    if layer.type != "group_norm":
+        return ()
+    return (Hypothesis("normalization-axes", "manual = group norm over interleaved channels (group g holding "
+                       "channels g, g + G, ...): the channel axis split as (C/G, G) instead of (G, C/G)",
+                       _single(lambda a: _interleaved_group_norm(layer, x, params))),)
+
+
+def _softmax_hypotheses(layer, x, upstream):
+    s = torch.softmax(as_tensor(x), layer.options["dim"] + 1).numpy()
+    return (Hypothesis("softmax-diagonal", "manual = dE/d(output) * s (1 - s): only the diagonal of softmax's "
+                       "Jacobian diag(s) - s s^T, the terms -s_i s_j between outputs left out",
+                       _single(lambda a: upstream * s * (1 - s))),)
+
+
+def _gelu_hypotheses(layer, x, upstream):
+    other = "tanh" if layer.options["approximate"] == "none" else "none"
+    names = {"none": "the exact gelu", "tanh": "gelu's tanh approximation"}
+    return (Hypothesis("approximation", f"manual = dE/d(output) * the derivative of {names[other]}, where the layer "
+                       f"is {names[layer.options['approximate']]}",
+                       _single(lambda a: _vjp(lambda t: TF.gelu(t, approximate=other), x, upstream))),)
+
+
 def layer_hypotheses(layer, kind, x, params, upstream):
     """Hypotheses on one gradient of a described network's layer (kind "input", "weight" or "bias")."""
+    if layer.type == "gelu":
+        return activation(ACTIVATIONS["gelu"](layer.options), x, upstream) + _gelu_hypotheses(layer, x, upstream)
     if layer.type in ACTIVATIONS:
         return activation(ACTIVATIONS[layer.type](layer.options), x, upstream)
+    if layer.type in NORMALIZATIONS and kind == "input":
+        return _normalization_hypotheses(layer, x, params, upstream)
+    if layer.type == "softmax":
+        return _softmax_hypotheses(layer, x, upstream)
     if layer.type == "conv2d":
         return _conv_hypotheses(layer, x, params, upstream, kind)
     if layer.type == "max_pool2d":
@@ -332,6 +424,23 @@ def _rmsprop_eps_inside(params, grads, state, lr, alpha, eps, weight_decay, mome
             update = s["momentum_buffer"] = momentum * state.get(key, {}).get("momentum_buffer", 0.0) + update
         new_params[key] = p - lr * update
     return new_params, new_state
+
+
+def running_hypotheses(layer, name, seen):
+    """Hypotheses on a batch norm's running statistic `name` after len(seen) steps, `seen` its inputs at each step
+    (autograd's): the running variance updated with the biased batch variance (divided by M, not M - 1)."""
+    if name != "running_var":
+        return ()
+    m, axes = layer.options["momentum"], (0, *range(2, np.ndim(seen[0])))
+
+    def biased(a):
+        var = np.ones(layer.in_shape[0])
+        for x in seen:
+            var = (1 - m) * var + m * np.asarray(x, np.float64).var(axis=axes)
+        return var
+    return (Hypothesis("biased-variance", "the running variance updated with the batch's biased variance (divided by "
+                       "M, the normalization's), where torch keeps the unbiased one (divided by M - 1)",
+                       _single(biased)),)
 
 
 def optimizer_hypotheses(spec, gradients, params, k, key):

@@ -21,7 +21,7 @@ from crosscheck.compare import ManualFailure, compare, excess
 from crosscheck.tolerances import Tolerance, tolerance_for
 from manual import kernels
 from manual import network as manual_net
-from netdesc.description import parse_spec
+from netdesc.description import BATCH_NORMS, NORMALIZATIONS, parse_spec
 
 # h_i = EPS * max(1, |x_i|). Central differences err by h^2 |E'''| / 6 (truncation) plus about u |E| / h
 # (rounding, u = 2.2e-16 the float64 unit roundoff, times the ulps a forward pass loses). At EPS = 1e-6 that is
@@ -76,6 +76,12 @@ def batch_folded(fn, reduce):
         out = fn(xs.reshape(P * N, *xs.shape[2:]))
         return reduce(out.reshape(P, N, *out.shape[1:]))
     return value
+
+
+def unfolded(fn, reduce):
+    """A site value for fn whose batch samples depend on each other (a batch norm's batch statistics): one call per
+    point (N, ...); reduce maps the outputs (P, N, ...) to (P,)."""
+    return lambda xs: np.concatenate([reduce(fn(x)[None]) for x in xs]).astype(np.float64)
 
 
 def channel_folded(fn, reduce):
@@ -302,10 +308,15 @@ def _through(spec, params, x, outputs, layer, k):
     return fn
 
 
-def _param_value(spec, params, layer, kind, h, reduce):
+def _param_value(spec, params, layer, kind, h, reduce, coupled):
     """Site value of one parameter of `layer` (input h): the points stacked along its output channels, the
-    layer's other parameter tiled alongside, one forward call per chunk; reduce maps (P, N, F, ...) to (P,)."""
+    layer's other parameter tiled alongside, one forward call per chunk; reduce maps (P, N, F, ...) to (P,).
+    A normalization's gamma and beta, and any parameter of a network whose samples are coupled: one call per point."""
     mine = _layer_params(params, layer)
+    if coupled or layer.type in NORMALIZATIONS:
+        def each(ps):
+            return np.stack([manual_net.FORWARD[layer.type](h, mine | {kind: p}, layer.options)[0] for p in ps])
+        return lambda ps: reduce(each(ps))
 
     def fn(stacked):
         P = len(stacked) // len(mine[kind])
@@ -325,6 +336,8 @@ def network_sites(spec, params, x, target):
     x = np.asarray(x, np.float64)
     target = target if spec.loss.type == "softmax_cross_entropy" else np.asarray(target, np.float64)
     N, losses = spec.batch_size, _losses(spec, target)
+    coupled = any(layer.type in BATCH_NORMS for layer in spec.layers)  # then no point may share a batch with another
+    fold = unfolded if coupled else batch_folded
     outputs, _ = manual_net.forward(spec, params, x)
     cost = [N * sum(int(np.prod(s.out_shape)) for s in spec.layers[i:]) for i in range(len(spec.layers) + 1)]
     sites = {"loss: dE/dinput": Site("loss: dE/dinput", outputs[-1], batch_folded(lambda h: h, losses), cost[-1])}
@@ -333,12 +346,12 @@ def network_sites(spec, params, x, target):
         for k, j in enumerate(layer.inputs):
             name = f"{where}: dE/dinput[{k}]" if layer.merge else f"{where}: dE/dinput"
             fn = _through(spec, params, x, outputs, layer, k)
-            sites[name] = Site(name, x if j < 0 else outputs[j], batch_folded(fn, losses), cost[layer.index])
+            sites[name] = Site(name, x if j < 0 else outputs[j], fold(fn, losses), cost[layer.index])
         for kind in layer.param_shapes():
             name = f"{where}: dE/d{kind}"
-            after = batch_folded(_after(spec, params, x, outputs, layer.index), losses)
+            after = fold(_after(spec, params, x, outputs, layer.index), losses)
             h = x if layer.inputs[0] < 0 else outputs[layer.inputs[0]]
-            value = _param_value(spec, params, layer, kind, h, after)
+            value = _param_value(spec, params, layer, kind, h, after, coupled)
             sites[name] = Site(name, params[f"{layer.index}.{kind}"], value, cost[layer.index])
     return sites
 

@@ -40,6 +40,7 @@ from netdesc.checks import (
     is_int,
     unusable,
 )
+from netdesc.description import BATCH_NORMS
 from reference import network as reference_net
 from reference import seed_network as reference_seed
 
@@ -382,14 +383,15 @@ class NetworkSubject:
                 "layer_forward": None if w is None else w.forward,
                 "optimizer_step": _guarded(step, self.params),
                 "accumulate": None if w is None else w.accumulate,
-                "scheduler": None if w is None else w.scheduler}
+                "scheduler": None if w is None else w.scheduler,
+                "running_stats": None if w is None else w.running_stats}
 
     def _manual_train(self, steps):
         """The manual side's run of `steps` steps -> (losses, final params), a ManualFailure where it broke."""
         try:
             return manual_net.train(self.spec, self.params, self.x, self.target, steps, **self._hooks())
         except BrokenChain as err:
-            return ManualFailure(str(err)), _failed(self.params, err)
+            return ManualFailure(str(err)), _failed([*self.params, *(key for _, _, key in self._buffers())], err)
 
     def walk(self):
         spec, params, x, target = self.spec, self.params, self.x, self.target
@@ -400,7 +402,11 @@ class NetworkSubject:
         sites = cache(lambda: numerical.network_sites(spec, params, x, target))
         batch = H.batch_scales(spec.batch_size)
         for layer in spec.layers:
-            yield Step(_where(layer), "output", m.outputs[layer.index], a["outputs"][layer.index])
+            j = layer.inputs[0]
+            hypotheses = () if layer.merge else \
+                H.output_hypotheses(layer, np.asarray(x if j < 0 else a["outputs"][j], np.float64), params)
+            yield Step(_where(layer), "output", m.outputs[layer.index], a["outputs"][layer.index],
+                       hypotheses=hypotheses)
         yield Step("loss", "E", m.loss, a["loss"])
         yield Step("loss", "dE/dinput", m.loss_grad, a["loss_grad"], lambda: sites()["loss: dE/dinput"],
                    H.loss_hypotheses(spec, a["outputs"][-1], target), scales=batch)
@@ -436,20 +442,32 @@ class NetworkSubject:
         spec, params, x, target = self.spec, self.params, self.x, self.target
         if not params:  # nothing to update: a network of parameter-free layers
             return
-        trajectory = [params] + [reference_net.train(spec, params, x, target, k)[1]
-                                 for k in range(1, self.update_steps + 1)]
+        trajectory = [params | reference_net.initial_buffers(spec, params)] + [
+            reference_net.train(spec, params, x, target, k)[1] for k in range(1, self.update_steps + 1)]
         gradients = cache(lambda j: reference_net.run(spec, trajectory[j - 1], x, target)["param_grads"])
+        # the input of every layer at each step j (autograd's, from the parameters before it)
+        inputs = cache(lambda j: reference_net.run(spec, trajectory[j - 1], x, target)["outputs"])
         for k in range(1, self.update_steps + 1):
             _, mine = self._manual_train(k)
             for layer, kind, key in self._parameters():
                 yield Step(_where(layer), f"{kind} after step {k}", mine[key], trajectory[k][key],
                            hypotheses=H.optimizer_hypotheses(spec, gradients, params, k, key),
                            before=trajectory[k - 1][key])
+            for layer, name, key in self._buffers():
+                j = layer.inputs[0]
+                seen = [x if j < 0 else inputs(step)[j] for step in range(1, k + 1)]  # the batch norm's inputs
+                yield Step(_where(layer), f"{name} after step {k}", mine[key], trajectory[k][key],
+                           hypotheses=H.running_hypotheses(layer, name, seen), before=trajectory[k - 1][key])
 
     def _parameters(self):
         """(layer, kind, key) of every parameter, from the last layer back (the order of the updates' rows)."""
         return [(layer, kind, f"{layer.index}.{kind}") for layer in reversed(self.spec.layers)
                 for kind in layer.param_shapes()]
+
+    def _buffers(self):
+        """(layer, name, key) of every batch norm's running statistics, from the last layer back."""
+        return [(layer, name, f"{layer.index}.{name}") for layer in reversed(self.spec.layers)
+                if layer.type in BATCH_NORMS for name in reference_net.BUFFERS]
 
     def training(self):
         if not self.params:  # nothing trains: the loss stays where the walk compared it
@@ -471,7 +489,7 @@ class NetworkSubject:
         k = self.steps
         return [Step("loss", f"E at steps 1..{k}", losses, ref_losses)] + [
             Step(_where(layer), f"{kind} after {k} steps", final[key], ref_final[key])
-            for layer, kind, key in self._parameters()]
+            for layer, kind, key in self._parameters() + self._buffers()]
 
 
 def _where(layer):

@@ -9,6 +9,8 @@ inputs before any arithmetic (``InputError`` naming the argument, what it got an
 vectorized: the only Python loops run over the KH*KW kernel taps, never over samples or positions.
 """
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -22,9 +24,13 @@ from netdesc.checks import (
     check_reduction,
     check_same_dtype,
     check_shape,
+    is_int,
 )
 
 __all__ = [
+    "batch_norm_backward", "batch_norm_forward", "batch_norm_running_stats", "gelu_backward", "gelu_forward",
+    "group_norm_backward", "group_norm_forward", "layer_norm_backward", "layer_norm_forward", "log_softmax_backward",
+    "log_softmax_forward", "silu_backward", "silu_forward", "softmax_backward", "softmax_forward",
     "add_backward", "add_forward", "concat_backward", "concat_forward",
     "avg_pool2d_backward", "avg_pool2d_forward", "binary_cross_entropy_backward", "binary_cross_entropy_forward",
     "binary_cross_entropy_with_logits_backward", "binary_cross_entropy_with_logits_forward", "conv2d_backward",
@@ -552,3 +558,288 @@ def softmax_cross_entropy_backward(dout, cache):
     dlogits = np.exp(log_probs)
     dlogits[np.arange(len(labels)), labels] -= 1
     return dlogits * (dout / scale), None
+
+
+# --- normalization: x_hat = (x - mean) / sqrt(var + eps) over some axes, then gamma * x_hat + beta ---------------
+
+def _normalize(x, axes, eps):
+    """-> (x_hat, inv_std): x standardized over `axes` with the biased variance, inv_std = 1 / sqrt(var + eps)."""
+    mean = x.mean(axis=axes, keepdims=True)
+    centred = x - mean
+    var = (centred * centred).mean(axis=axes, keepdims=True)  # biased: divided by the count M, as torch normalizes
+    inv_std = 1 / np.sqrt(var + eps)
+    return centred * inv_std, inv_std
+
+
+def _normalize_backward(dx_hat, x_hat, inv_std, axes):
+    """dx for x_hat = (x - mean) * inv_std, written as its three paths (M elements per group):
+
+    - direct: x reaches x_hat itself, dx_hat * inv_std;
+    - through the mean: every x moves the mean by 1/M, which moves every x_hat by -inv_std,
+      -mean(dx_hat) * inv_std;
+    - through the variance: d var / dx = 2 (x - mean) / M and d inv_std / d var = -inv_std^3 / 2, so
+      -x_hat * mean(dx_hat * x_hat) * inv_std (the variance's own path through the mean sums to zero).
+    """
+    direct = dx_hat * inv_std
+    through_mean = -dx_hat.mean(axis=axes, keepdims=True) * inv_std
+    through_var = -x_hat * (dx_hat * x_hat).mean(axis=axes, keepdims=True) * inv_std
+    return direct + through_mean + through_var
+
+
+def _check_affine(x, gamma, beta, shape, meaning):
+    """gamma and beta each None or a float array of `shape`, of x's dtype."""
+    arrays = {"x": x}
+    for name, value in (("gamma", gamma), ("beta", beta)):
+        if value is not None:
+            arrays[name] = check_float_array(name, value)
+            check_shape(name, value, shape, meaning)
+    check_same_dtype(**arrays)
+
+
+def _affine(x_hat, gamma, beta, broadcast):
+    """gamma * x_hat + beta, each of gamma and beta left out where None; broadcast: their shape against x_hat."""
+    out = x_hat if gamma is None else x_hat * gamma.reshape(broadcast)
+    return out if beta is None else out + beta.reshape(broadcast)
+
+
+def _affine_backward(dout, x_hat, gamma, beta, broadcast, axes):
+    """-> (dx_hat = dout * gamma, dgamma = sum dout * x_hat, dbeta = sum dout), summed over `axes` (not gamma's)."""
+    dx_hat = dout if gamma is None else dout * gamma.reshape(broadcast)
+    dgamma = None if gamma is None else (dout * x_hat).sum(axis=axes)
+    dbeta = None if beta is None else dout.sum(axis=axes)
+    return dx_hat, dgamma, dbeta
+
+
+def _check_eps(eps):
+    return check_number("eps", eps, "a finite number > 0", minimum=np.finfo(np.float64).tiny)
+
+
+def layer_norm_forward(x, gamma=None, beta=None, *, normalized_shape, eps=1e-5):
+    """torch.nn.functional.layer_norm: each sample normalized over its trailing dims `normalized_shape` D.
+
+    x (N, ..., *D), gamma and beta (*D) or None -> out like x, out = gamma * (x - mean) / sqrt(var + eps) + beta,
+    mean and biased var over the last len(D) axes of each sample.
+    """
+    x = check_float_array("x", x)
+    shape = tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list)) else (normalized_shape,)
+    if not shape or not all(is_int(d, 1) for d in shape) or x.shape[x.ndim - len(shape):] != shape \
+            or len(shape) >= x.ndim:
+        raise InputError(f"normalized_shape: got {normalized_shape!r}, needs the trailing dims of one sample of x "
+                         f"(shape {x.shape}, the batch axis first)")
+    _check_affine(x, gamma, beta, shape, "normalized_shape")
+    axes = tuple(range(x.ndim - len(shape), x.ndim))
+    x_hat, inv_std = _normalize(x, axes, _check_eps(eps))
+    return _affine(x_hat, gamma, beta, shape), (x_hat, inv_std, gamma, beta, axes)
+
+
+def layer_norm_backward(dout, cache):
+    """-> (dx, dgamma, dbeta): dgamma, dbeta summed over the leading axes; dx through x_hat's three paths."""
+    x_hat, inv_std, gamma, beta, axes = cache
+    dout = _check_dout(dout, x_hat.shape, x_hat.dtype)
+    leading = tuple(range(axes[0]))
+    dx_hat, dgamma, dbeta = _affine_backward(dout, x_hat, gamma, beta, x_hat.shape[axes[0]:], leading)
+    return _normalize_backward(dx_hat, x_hat, inv_std, axes), dgamma, dbeta
+
+
+def _channels(x):
+    """(N, C, ...) -> the shape gamma and beta broadcast to: (1, C, 1, ...)."""
+    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def group_norm_forward(x, gamma=None, beta=None, *, num_groups, eps=1e-5):
+    """torch.nn.functional.group_norm: the C channels of each sample split into num_groups groups of C/G
+    consecutive channels, each group normalized over its channels and positions.
+
+    x (N, C, ...), gamma and beta (C,) or None -> out like x, gamma and beta per channel.
+    """
+    x = check_float_array("x", x)
+    if x.ndim < 2:
+        raise InputError(f"x: got shape {x.shape}, needs (N, C, ...)")
+    G = check_positive_int("num_groups", num_groups)
+    N, C = x.shape[:2]
+    if C % G:
+        raise InputError(f"num_groups: got {G}, needs a divisor of the {C} channels of x {x.shape}")
+    _check_affine(x, gamma, beta, (C,), "one per channel of x")
+    grouped = x.reshape(N, G, -1)  # group g holds channels g*C/G .. (g+1)*C/G - 1, all their positions
+    x_hat, inv_std = _normalize(grouped, (2,), _check_eps(eps))
+    x_hat = x_hat.reshape(x.shape)
+    return _affine(x_hat, gamma, beta, _channels(x)), (x_hat, inv_std, gamma, beta, G)
+
+
+def group_norm_backward(dout, cache):
+    """-> (dx, dgamma, dbeta): dgamma, dbeta summed over all but the channels; dx through each group's x_hat."""
+    x_hat, inv_std, gamma, beta, G = cache
+    dout = _check_dout(dout, x_hat.shape, x_hat.dtype)
+    others = (0, *range(2, x_hat.ndim))
+    dx_hat, dgamma, dbeta = _affine_backward(dout, x_hat, gamma, beta, _channels(x_hat), others)
+    N = x_hat.shape[0]
+    dx = _normalize_backward(dx_hat.reshape(N, G, -1), x_hat.reshape(N, G, -1), inv_std, (2,))
+    return dx.reshape(x_hat.shape), dgamma, dbeta
+
+
+def _batch_norm_stats(running_mean, running_var, x):
+    """running_mean, running_var: both None or both (C,) float arrays of x's dtype, the variances > 0."""
+    if (running_mean is None) != (running_var is None):
+        raise InputError("running_mean, running_var: got one of them, needs both or neither")
+    if running_mean is not None:
+        C = x.shape[1]
+        for name, value in (("running_mean", running_mean), ("running_var", running_var)):
+            check_shape(name, check_float_array(name, value), (C,), "one per channel of x")
+        check_same_dtype(x=x, running_mean=running_mean, running_var=running_var)
+        if np.any(running_var < 0):
+            raise InputError(f"running_var: got {running_var.min()}, needs variances >= 0")
+
+
+def _check_momentum(momentum):
+    momentum = check_number("momentum", momentum, "a number in [0, 1]", minimum=0)
+    if momentum > 1:
+        raise InputError(f"momentum: got {momentum!r}, needs a number in [0, 1]")
+    return momentum
+
+
+def batch_norm_forward(x, running_mean=None, running_var=None, gamma=None, beta=None, training=True, momentum=0.1,
+                       eps=1e-5):
+    """torch.nn.functional.batch_norm (torch's argument order): each channel normalized over the batch and positions.
+
+    x (N, C) or (N, C, L) (BatchNorm1d) or (N, C, H, W) (BatchNorm2d); running_mean, running_var, gamma, beta (C,)
+    or None. training: the batch's mean and biased variance over the N*L (or N*H*W) values of each channel; eval:
+    the given running statistics (then required). The running statistics are not changed here:
+    batch_norm_running_stats gives their update. momentum is only checked, for that function's sake.
+    """
+    x = check_float_array("x", x, ndim=(2, 3, 4))
+    _batch_norm_stats(running_mean, running_var, x)
+    _check_affine(x, gamma, beta, (x.shape[1],), "one per channel of x")
+    if not isinstance(training, (bool, np.bool_)):
+        raise InputError(f"training: got {training!r}, needs True or False")
+    _check_momentum(momentum)
+    eps, axes, broadcast = _check_eps(eps), (0, *range(2, x.ndim)), _channels(x)
+    if training:
+        if x.size // x.shape[1] < 2:
+            raise InputError(f"x: got shape {x.shape} in training mode, needs more than one value per channel "
+                             "(the batch variance of one value is 0)")
+        x_hat, inv_std = _normalize(x, axes, eps)
+    else:
+        if running_mean is None:
+            raise InputError("running_mean: got None in eval mode, needs the running statistics to normalize with")
+        inv_std = (1 / np.sqrt(running_var + eps)).reshape(broadcast)
+        x_hat = (x - running_mean.reshape(broadcast)) * inv_std
+    out = _affine(x_hat, gamma, beta, broadcast)
+    return out, (x_hat, inv_std, gamma, beta, training, running_mean is not None)
+
+
+def batch_norm_backward(dout, cache):
+    """-> (dx, None, None, dgamma, dbeta). Training: dx through x_hat's three paths (the batch statistics depend
+    on x); eval: dx = dout * gamma * inv_std, the running statistics being constants."""
+    x_hat, inv_std, gamma, beta, training, _ = cache
+    dout = _check_dout(dout, x_hat.shape, x_hat.dtype)
+    axes = (0, *range(2, x_hat.ndim))
+    dx_hat, dgamma, dbeta = _affine_backward(dout, x_hat, gamma, beta, _channels(x_hat), axes)
+    dx = _normalize_backward(dx_hat, x_hat, inv_std, axes) if training else dx_hat * inv_std
+    return dx, None, None, dgamma, dbeta
+
+
+def batch_norm_running_stats(x, running_mean, running_var, momentum=0.1):
+    """The running statistics after one training-mode batch, as torch updates its buffers -> (mean, var), new arrays:
+    new = (1 - momentum) * old + momentum * batch, with the batch's UNBIASED variance (divided by M - 1, M the
+    values per channel), where the forward normalizes with the biased one."""
+    x = check_float_array("x", x, ndim=(2, 3, 4))
+    _batch_norm_stats(running_mean, running_var, x)
+    if running_mean is None:
+        raise InputError("running_mean: got None, needs the running statistics to update")
+    momentum = _check_momentum(momentum)
+    axes, M = (0, *range(2, x.ndim)), x.size // x.shape[1]
+    if M < 2:
+        raise InputError(f"x: got shape {x.shape}, needs more than one value per channel (an unbiased variance)")
+    mean = x.mean(axis=axes)
+    unbiased = ((x - mean.reshape(_channels(x))) ** 2).sum(axis=axes) / (M - 1)
+    return (1 - momentum) * running_mean + momentum * mean, (1 - momentum) * running_var + momentum * unbiased
+
+
+# --- smooth activations and softmax along an axis -------------------------------------------------------
+
+# NumPy has no erf; math.erf element by element is exact to double precision (the one loop over elements here).
+_erf = np.frompyfunc(math.erf, 1, 1)
+GELU_APPROXIMATIONS = ("none", "tanh")
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+
+
+def gelu_forward(x, approximate="none"):
+    """torch.nn.functional.gelu: "none" x * Phi(x) = x (1 + erf(x / sqrt 2)) / 2; "tanh"
+    x (1 + t) / 2 with t = tanh(u), u = sqrt(2/pi) (x + 0.044715 x^3). Any shape."""
+    x = check_float_array("x", x)
+    if approximate not in GELU_APPROXIMATIONS:
+        raise InputError(f"approximate: got {approximate!r}, needs one of {', '.join(map(repr, GELU_APPROXIMATIONS))}")
+    if approximate == "tanh":
+        t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
+        return 0.5 * x * (1 + t), (x, approximate, t)
+    Phi = (0.5 * (1 + _erf(x / math.sqrt(2)).astype(np.float64))).astype(x.dtype)
+    return x * Phi, (x, approximate, Phi)
+
+
+def gelu_backward(dout, cache):
+    """"none": dx = dout * (Phi(x) + x phi(x)), phi the normal density; "tanh": dx = dout * ((1 + t) / 2
+    + x (1 - t^2) u' / 2) with u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2) -> (dx,)."""
+    x, approximate, value = cache
+    dout = _check_dout(dout, x.shape, x.dtype)
+    if approximate == "tanh":
+        t = value
+        du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+        return (dout * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du),)
+    phi = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    return (dout * (value + x * phi),)
+
+
+def silu_forward(x):
+    """torch.nn.functional.silu: out = x * sigmoid(x), any shape."""
+    x = check_float_array("x", x)
+    s = sigmoid(x)
+    return x * s, (x, s)
+
+
+def silu_backward(dout, cache):
+    """dx = dout * (s + x s (1 - s)), s = sigmoid(x) -> (dx,)."""
+    x, s = cache
+    dout = _check_dout(dout, x.shape, x.dtype)
+    return (dout * (s * (1 + x * (1 - s))),)
+
+
+def _axis(x, dim):
+    """Per-sample axis `dim` (0 the first after the batch axis: torch's dim + 1) of x (N, ...) -> numpy's axis."""
+    dim = check_positive_int("dim", dim, 0)
+    if dim + 1 >= x.ndim:
+        raise InputError(f"dim: got {dim}, needs one of the {x.ndim - 1} per-sample axes of x "
+                         f"(shape {x.shape}, the batch axis first)")
+    return dim + 1
+
+
+def softmax_forward(x, dim=0):
+    """torch.softmax(x, dim + 1): exp(x) / sum exp(x) along per-sample axis `dim` (0 the channels or features),
+    after subtracting the maximum along it, so that nothing overflows. x (N, ...) -> out like x."""
+    x = check_float_array("x", x)
+    axis = _axis(x, dim)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    s = e / e.sum(axis=axis, keepdims=True)
+    return s, (s, axis)
+
+
+def softmax_backward(dout, cache):
+    """dx = s * (dout - sum(dout * s)) along the axis: the full Jacobian diag(s) - s s^T applied -> (dx,)."""
+    s, axis = cache
+    dout = _check_dout(dout, s.shape, s.dtype)
+    return (s * (dout - (dout * s).sum(axis=axis, keepdims=True)),)
+
+
+def log_softmax_forward(x, dim=0):
+    """torch.log_softmax(x, dim + 1): x - logsumexp(x) along per-sample axis `dim`, shifted by the maximum."""
+    x = check_float_array("x", x)
+    axis = _axis(x, dim)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    out = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    return out, (out, axis)
+
+
+def log_softmax_backward(dout, cache):
+    """dx = dout - softmax * sum(dout) along the axis, softmax = exp(out) -> (dx,)."""
+    out, axis = cache
+    dout = _check_dout(dout, out.shape, out.dtype)
+    return (dout - np.exp(out) * dout.sum(axis=axis, keepdims=True),)

@@ -18,6 +18,7 @@ import numpy as np
 from manual import functional as F
 from manual import optim
 from netdesc.checks import ManualFailure, check_positive_int, unusable
+from netdesc.description import BATCH_NORMS
 from netdesc.inputs import check_inputs
 
 # type -> forward(x, params of the layer, options) -> (out, cache)
@@ -31,10 +32,29 @@ FORWARD = {
     "tanh": lambda x, p, o: F.tanh_forward(x),
     "sigmoid": lambda x, p, o: F.sigmoid_forward(x),
     "leaky_relu": lambda x, p, o: F.leaky_relu_forward(x, o["negative_slope"]),
+    "layer_norm": lambda x, p, o: F.layer_norm_forward(x, p.get("weight"), p.get("bias"),
+                                                       normalized_shape=o["normalized_shape"], eps=o["eps"]),
+    "group_norm": lambda x, p, o: F.group_norm_forward(x, p.get("weight"), p.get("bias"), num_groups=o["num_groups"],
+                                                       eps=o["eps"]),
+    # training mode: the batch's statistics; the running statistics are not kept here
+    "batch_norm1d": lambda x, p, o: F.batch_norm_forward(x, None, None, p.get("weight"), p.get("bias"), True,
+                                                         o["momentum"], o["eps"]),
+    "batch_norm2d": lambda x, p, o: F.batch_norm_forward(x, None, None, p.get("weight"), p.get("bias"), True,
+                                                         o["momentum"], o["eps"]),
+    "gelu": lambda x, p, o: F.gelu_forward(x, o["approximate"]),
+    "silu": lambda x, p, o: F.silu_forward(x),
+    "softmax": lambda x, p, o: F.softmax_forward(x, o["dim"]),
+    "log_softmax": lambda x, p, o: F.log_softmax_forward(x, o["dim"]),
     # merge layers: xs is the tuple of their inputs, in the order of layer.inputs
     "add": lambda xs, p, o: F.add_forward(*xs),
     "concat": lambda xs, p, o: F.concat_forward(*xs, dim=o["dim"]),
 }
+def batch_norm_backward(dout, cache):
+    """batch norm's (dx, dgamma, dbeta): the running statistics, data, get no gradient and no place in the tuple."""
+    dx, _, _, dgamma, dbeta = F.batch_norm_backward(dout, cache)
+    return dx, dgamma, dbeta
+
+
 # type -> backward(dout, cache) -> (dx, dweight, dbias) or (dx,); a merge layer's: (dx per input, in order)
 BACKWARD = {
     "conv2d": F.conv2d_backward,
@@ -48,6 +68,14 @@ BACKWARD = {
     "leaky_relu": F.leaky_relu_backward,
     "add": F.add_backward,
     "concat": F.concat_backward,
+    "layer_norm": F.layer_norm_backward,
+    "group_norm": F.group_norm_backward,
+    "batch_norm1d": batch_norm_backward,
+    "batch_norm2d": batch_norm_backward,
+    "gelu": F.gelu_backward,
+    "silu": F.silu_backward,
+    "softmax": F.softmax_backward,
+    "log_softmax": F.log_softmax_backward,
 }
 LOSS = {
     "softmax_cross_entropy": (F.softmax_cross_entropy_forward, F.softmax_cross_entropy_backward),
@@ -188,16 +216,19 @@ def run(spec, params, x, target, layer_backward=None, layer_forward=None, accumu
 
 
 def train(spec, params, x, target, steps=None, layer_backward=None, layer_forward=None, optimizer_step=None,
-          accumulate=None, scheduler=None):
+          accumulate=None, scheduler=None, running_stats=None):
     """`steps` (default: the description's) steps of its optimizer on one batch, through manual.optim
-    -> (E before each step, shape (steps,), final params). ``optimizer_step`` replaces the optimizer's step
+    -> (E before each step, shape (steps,), final params and the batch norms' running statistics, named as
+    torch's buffers "<i>.running_mean", "<i>.running_var"). ``optimizer_step`` replaces the optimizer's step
     (manual.optim.sgd_step, adam_step, ...: same signature), ``scheduler`` its scheduler's function (step_lr,
-    cosine_lr), the hooks of run pass through. The inputs are checked here, once, not on every step."""
+    cosine_lr), ``running_stats`` manual.functional.batch_norm_running_stats, the hooks of run pass through.
+    The inputs are checked here, once, not on every step."""
     check_inputs(spec, params, x, target)
     steps = spec.optimizer.steps if steps is None else check_positive_int("steps", steps)
+    kept = {}
     done = list(training(spec, params, itertools.repeat((x, target), steps), layer_backward, layer_forward,
-                         optimizer_step, accumulate, scheduler))
-    return np.stack([E for E, _, _ in done]), done[-1][2]
+                         optimizer_step, accumulate, scheduler, running_stats, kept))
+    return np.stack([E for E, _, _ in done]), done[-1][2] | kept
 
 
 def settings_at(optimizer, epoch, scheduler=None):
@@ -211,14 +242,42 @@ def settings_at(optimizer, epoch, scheduler=None):
 
 
 def training(spec, params, batches, layer_backward=None, layer_forward=None, optimizer_step=None, accumulate=None,
-             scheduler=None):
+             scheduler=None, running_stats=None, buffers=None):
     """One step of the description's optimizer per (x, target) of `batches`, its state kept throughout, step t
     (from 0) at the learning rate after t steps of its scheduler -> yields (E before the step, the parameter
-    gradients, the params after it). The hooks are train's; nothing is checked here, on every step (train checks
-    its batch once, crosscheck.train its data set)."""
+    gradients, the params after it). The hooks are train's; a dict `buffers` is kept holding the batch norms'
+    running statistics after each step. Nothing is checked here, on every step (train checks its batch once,
+    crosscheck.train its data set)."""
     step = optimizer_step or optim.OPTIMIZER_STEPS[spec.optimizer.type]
     state = {}
     for epoch, (x, target) in enumerate(batches):
         result = run(spec, params, x, target, layer_backward, layer_forward, accumulate)
+        if buffers is not None:
+            buffers.update(updated_buffers(spec, x, result.outputs, buffers or initial_buffers(spec, x.dtype),
+                                           running_stats))
         params, state = step(params, result.param_grads, state, **settings_at(spec.optimizer, epoch, scheduler))
         yield result.loss, result.param_grads, params
+
+
+def initial_buffers(spec, dtype):
+    """Every batch norm's running statistics before the first step, as torch starts its buffers: mean 0, variance 1
+    -> {"<i>.running_mean": (C,), "<i>.running_var": (C,)}."""
+    buffers = {}
+    for layer in spec.layers:
+        if layer.type in BATCH_NORMS:
+            buffers[f"{layer.index}.running_mean"] = np.zeros(layer.in_shape[0], dtype)
+            buffers[f"{layer.index}.running_var"] = np.ones(layer.in_shape[0], dtype)
+    return buffers
+
+
+def updated_buffers(spec, x, outputs, buffers, running_stats=None):
+    """The running statistics after one training-mode forward (outputs: every layer's), each batch norm's from its
+    own input, by manual.functional.batch_norm_running_stats or its replacement `running_stats` -> a new dict."""
+    update, new = running_stats or F.batch_norm_running_stats, dict(buffers)
+    for layer in spec.layers:
+        if layer.type in BATCH_NORMS:
+            i, j = layer.index, layer.inputs[0]
+            new[f"{i}.running_mean"], new[f"{i}.running_var"] = update(
+                x if j < 0 else outputs[j], buffers[f"{i}.running_mean"], buffers[f"{i}.running_var"],
+                layer.options["momentum"])
+    return new

@@ -54,7 +54,14 @@ Layer types and their options (default, or "required"), with torch's meanings (`
     max_pool2d, avg_pool2d  kernel_size (required), stride (= kernel_size), padding 0 (at most kernel_size // 2)
     linear                  out_features (required), bias true, in_features (optional; checked); needs a flat input
     leaky_relu              negative_slope 0.01
-    flatten, relu, tanh, sigmoid  no options
+    flatten, relu, tanh, sigmoid, silu  no options
+    gelu                    approximate "none" (erf) or "tanh"
+    softmax, log_softmax    dim 0: a per-sample axis (0, the channels or features, is torch's dim 1)
+    layer_norm              normalized_shape (the trailing dims of its input; default: all of them), eps 1e-5,
+                            elementwise_affine true
+    group_norm              num_groups (required; divides the channels), eps 1e-5, affine true
+    batch_norm1d            eps 1e-5, momentum 0.1, affine true; on (C,) or (C, L), in training mode (the batch's
+    batch_norm2d            statistics: two values or more per channel), the same on images (C, H, W)
     add                     (merge) two or more inputs of one shape, summed elementwise
     concat                  (merge) dim 0: two or more inputs joined along per-sample axis `dim` (0, the
                             channels or features, is torch's dim 1); their other axes must match
@@ -104,7 +111,17 @@ LAYER_OPTIONS = {
     "leaky_relu": {"negative_slope": 0.01},
     "add": {},
     "concat": {"dim": 0},
+    "layer_norm": {"normalized_shape": None, "eps": 1e-5, "elementwise_affine": True},  # None: the whole sample
+    "group_norm": {"num_groups": REQUIRED, "eps": 1e-5, "affine": True},
+    "batch_norm1d": {"eps": 1e-5, "momentum": 0.1, "affine": True},
+    "batch_norm2d": {"eps": 1e-5, "momentum": 0.1, "affine": True},
+    "gelu": {"approximate": "none"},
+    "silu": {},
+    "softmax": {"dim": 0},
+    "log_softmax": {"dim": 0},
 }
+NORMALIZATIONS = ("layer_norm", "group_norm", "batch_norm1d", "batch_norm2d")  # gamma and beta: their weight, bias
+BATCH_NORMS = ("batch_norm1d", "batch_norm2d")  # training mode: each sample's output depends on the whole batch
 MERGES = ("add", "concat")  # the layer types that read two or more inputs
 NETWORK_INPUT = "input"  # what `inputs` calls the network's input; Layer.inputs holds -1 for it
 LAYER_KEYS = ("type", "name", "inputs")  # the keys of a layer table beside its type's options
@@ -147,8 +164,14 @@ class Layer:
         return self.in_shape if self.merge else (self.in_shape,)
 
     def param_shapes(self):
-        """{"weight": shape, "bias": shape} in torch's layouts: conv (F, C, KH, KW), linear (out, in)."""
+        """{"weight": shape, "bias": shape} in torch's layouts: conv (F, C, KH, KW), linear (out, in); a
+        normalization's gamma and beta: (C,) per channel, layer norm's normalized_shape."""
         o = self.options
+        if self.type in NORMALIZATIONS:
+            if not o.get("affine", o.get("elementwise_affine")):
+                return {}
+            shape = o["normalized_shape"] if self.type == "layer_norm" else (self.in_shape[0],)
+            return {"weight": shape, "bias": shape}
         if self.type == "conv2d":
             shapes = {"weight": (o["out_channels"], self.in_shape[0], *o["kernel_size"])}
             out = o["out_channels"]
@@ -226,11 +249,33 @@ def _pair(minimum):
     return check
 
 
+def _shape_option(name, value):
+    shape = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not shape or not all(is_int(v, 1) for v in shape):
+        raise InputError(f"{name}: got {value!r}, needs an integer >= 1 or a list of them (trailing dims)")
+    return tuple(int(v) for v in shape)
+
+
+def _momentum(name, value):
+    if check_number(name, value, "a number in [0, 1]", minimum=0) > 1:
+        raise InputError(f"{name}: got {value!r}, needs a number in [0, 1]")
+    return float(value)
+
+
+def _approximate(name, value):
+    if value not in ("none", "tanh"):
+        raise InputError(f"{name}: got {value!r}, needs \"none\" or \"tanh\"")
+    return value
+
+
 OPTION_CHECKS = {
     "out_channels": check_positive_int, "in_channels": check_positive_int,
     "out_features": check_positive_int, "in_features": check_positive_int,
     "kernel_size": _pair(1), "stride": _pair(1), "dilation": _pair(1), "padding": _pair(0),
     "bias": _flag, "negative_slope": check_number, "dim": lambda name, value: check_positive_int(name, value, 0),
+    "normalized_shape": _shape_option, "num_groups": check_positive_int, "momentum": _momentum,
+    "eps": lambda name, value: check_number(name, value, "a finite number > 0", minimum=1e-300),
+    "elementwise_affine": _flag, "affine": _flag, "approximate": _approximate,
 }
 
 
@@ -320,6 +365,34 @@ def _concat_shape(o, shapes):
     return (*shapes[0][:dim], sum(s[dim] for s in shapes), *shapes[0][dim + 1:])
 
 
+def _layer_norm_shape(o, shape):
+    if o["normalized_shape"] is None:
+        o["normalized_shape"] = shape
+    D = o["normalized_shape"]
+    if len(D) > len(shape) or shape[len(shape) - len(D):] != D:
+        raise InputError(f"normalized_shape: got {list(D)}, needs the trailing dims of its input {shape} per sample")
+    return shape
+
+
+def _group_norm_shape(o, shape):
+    if shape[0] % o["num_groups"]:
+        raise InputError(f"num_groups: got {o['num_groups']}, needs a divisor of the {shape[0]} channels of its "
+                         f"input {shape}")
+    return shape
+
+
+def _batch_norm1d_shape(o, shape):
+    if len(shape) not in (1, 2):
+        raise InputError(f"got an input of shape {shape} per sample, needs (C,) or (C, L): batch_norm2d takes images")
+    return shape
+
+
+def _softmax_shape(o, shape):
+    if o["dim"] >= len(shape):
+        raise InputError(f"dim: got {o['dim']}, needs one of the {len(shape)} axes of its input {shape} per sample")
+    return shape
+
+
 SHAPE_RULES = {
     "add": _add_shape,
     "concat": _concat_shape,
@@ -328,6 +401,12 @@ SHAPE_RULES = {
     "avg_pool2d": _pool_shape,
     "linear": _linear_shape,
     "flatten": lambda o, shape: (math.prod(shape),),
+    "layer_norm": _layer_norm_shape,
+    "group_norm": _group_norm_shape,
+    "batch_norm1d": _batch_norm1d_shape,
+    "batch_norm2d": lambda o, shape: _image(shape),
+    "softmax": _softmax_shape,
+    "log_softmax": _softmax_shape,
 }
 
 
@@ -416,6 +495,14 @@ def _check_read(layers):
                              "only the last layer's output reaches the loss")
 
 
+def _check_batch_statistics(layers, batch_size):
+    """A batch norm in training mode needs two values or more per channel: torch raises on one."""
+    for layer in layers:
+        if layer.type in BATCH_NORMS and batch_size * math.prod(layer.in_shape[1:]) < 2:
+            raise InputError(f"{layer}: got batch_size {batch_size} and an input of shape {layer.in_shape} per "
+                             "sample, one value per channel; needs more than one for the batch's statistics")
+
+
 # --- loss, optimizer, the whole description -------------------------------------------------------
 
 def _loss(raw, spec_layers, batch_size):
@@ -491,6 +578,7 @@ def parse_spec(data, name="spec"):
     for index, raw in enumerate(o["layers"]):
         layers.append(_parse_layer(index, raw, layers, input_shape, later))
     _check_read(layers)
+    _check_batch_statistics(layers, batch_size)
     loss = _parse_loss(o["loss"], layers, batch_size)
     optimizer = _within("optimizer", _optimizer, _table("optimizer", {} if o["optimizer"] is None else o["optimizer"]))
     return Spec(o["name"] or name, input_shape, batch_size, tuple(layers), loss, optimizer)

@@ -4,16 +4,23 @@ the description (NumPy only). Both sides of a comparison get the same arrays fro
 import numpy as np
 
 from netdesc.checks import InputError, check_float_array, check_labels, check_same_dtype, check_shape
+from netdesc.description import NORMALIZATIONS
 
 
 def init_params(spec, dtype=np.float64, seed=0):
-    """torch's default initialization in law: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in the
-    weight's inputs per output (C*KH*KW or in) -> {"<i>.weight": array, "<i>.bias": array}."""
+    """conv and linear: torch's default initialization in law, weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    fan_in the weight's inputs per output (C*KH*KW or in). A normalization's gamma ~ U(0.5, 1.5) and beta ~
+    U(-0.5, 0.5), never torch's 1 and 0: with gamma = 1 a backward that forgets gamma is right by accident.
+    -> {"<i>.weight": array, "<i>.bias": array}."""
     rng = np.random.default_rng([seed, 0])
     params = {}
     for layer in spec.layers:
         shapes = layer.param_shapes()
         for kind, shape in shapes.items():
+            if layer.type in NORMALIZATIONS:
+                low = 0.5 if kind == "weight" else -0.5
+                params[f"{layer.index}.{kind}"] = rng.uniform(low, low + 1, shape).astype(dtype)
+                continue
             bound = 1 / np.sqrt(np.prod(shapes["weight"][1:]))
             params[f"{layer.index}.{kind}"] = rng.uniform(-bound, bound, shape).astype(dtype)
     return params

@@ -32,6 +32,15 @@ MODULES = {
     "tanh": lambda layer, o: nn.Tanh(),
     "sigmoid": lambda layer, o: nn.Sigmoid(),
     "leaky_relu": lambda layer, o: nn.LeakyReLU(o["negative_slope"]),
+    "layer_norm": lambda layer, o: nn.LayerNorm(o["normalized_shape"], o["eps"], o["elementwise_affine"]),
+    "group_norm": lambda layer, o: nn.GroupNorm(o["num_groups"], layer.in_shape[0], o["eps"], o["affine"]),
+    # training mode (a module's default): the batch's statistics, the running ones kept in its buffers
+    "batch_norm1d": lambda layer, o: nn.BatchNorm1d(layer.in_shape[0], o["eps"], o["momentum"], o["affine"]),
+    "batch_norm2d": lambda layer, o: nn.BatchNorm2d(layer.in_shape[0], o["eps"], o["momentum"], o["affine"]),
+    "gelu": lambda layer, o: nn.GELU(o["approximate"]),
+    "silu": lambda layer, o: nn.SiLU(),
+    "softmax": lambda layer, o: nn.Softmax(o["dim"] + 1),
+    "log_softmax": lambda layer, o: nn.LogSoftmax(o["dim"] + 1),
     "add": lambda layer, o: Add(),
     "concat": lambda layer, o: Concat(o["dim"]),
 }
@@ -91,12 +100,28 @@ LOSSES = {
 }
 
 
-def build(spec, params):
-    """The Graph of the description holding copies of the manual parameters, in their dtype."""
+BUFFERS = ("running_mean", "running_var")  # a batch norm's running statistics, compared after every step
+
+
+def build(spec, params, dtype=None):
+    """The Graph of the description holding copies of the manual parameters, in their dtype (`dtype`, default the
+    parameters' or float64, for the batch norms' own running statistics, which start at torch's 0 and 1)."""
     net = Graph(spec)
+    dtype = getattr(torch, np.dtype(dtype or next((p.dtype for p in params.values()), np.float64)).name)
+    own = {name: b.to(dtype) if name.endswith(BUFFERS) else b for name, b in net.named_buffers()}
     # assign=True keeps the copies' dtype (a plain load would cast them to the modules' float32).
-    net.load_state_dict({name: torch.from_numpy(np.array(p)) for name, p in params.items()}, strict=True, assign=True)
+    net.load_state_dict(own | {name: torch.from_numpy(np.array(p)) for name, p in params.items()}, strict=True,
+                        assign=True)
     return net
+
+
+def _buffers(net):
+    return {name: b.detach().numpy().copy() for name, b in net.named_buffers() if name.endswith(BUFFERS)}
+
+
+def initial_buffers(spec, params):
+    """The batch norms' running statistics before the first step, as torch's modules start them."""
+    return _buffers(build(spec, params))
 
 
 def loss(spec, pred, target):
@@ -105,7 +130,7 @@ def loss(spec, pred, target):
 
 
 def _tensors(spec, params, x, target):
-    return build(spec, params), torch.from_numpy(x), torch.from_numpy(target)
+    return build(spec, params, x.dtype), torch.from_numpy(x), torch.from_numpy(target)
 
 
 def run(spec, params, x, target):
@@ -139,15 +164,19 @@ def run(spec, params, x, target):
 
 def train(spec, params, x, target, steps=None):
     """`steps` (default: the description's) steps of its torch.optim optimizer on one batch -> (E before each step,
-    final params as NumPy arrays named as manual.network's). The inputs are not checked here, as in run."""
-    done = list(training(spec, params, itertools.repeat((x, target), spec.optimizer.steps if steps is None else steps)))
-    return np.stack([E for E, _, _ in done]), done[-1][2]
+    final params and the batch norms' running statistics (torch's buffers "<i>.running_mean", "<i>.running_var")
+    as NumPy arrays named as manual.network's). The inputs are not checked here, as in run."""
+    kept = {}
+    batches = itertools.repeat((x, target), spec.optimizer.steps if steps is None else steps)
+    done = list(training(spec, params, batches, kept))
+    return np.stack([E for E, _, _ in done]), done[-1][2] | kept
 
 
-def training(spec, params, batches):
+def training(spec, params, batches, buffers=None):
     """One step of the described torch.optim optimizer per (x, target) of `batches`, one optimizer (its state)
     throughout, and after each its scheduler's step (torch's order) -> yields (E before the step, the parameter
-    gradients, the params after it) as NumPy arrays named as manual.network's."""
+    gradients, the params after it) as NumPy arrays named as manual.network's; a dict `buffers` is kept holding the
+    modules' running statistics after each step."""
     net = build(spec, params)
     o = spec.optimizer
     optimizer = optim.OPTIMIZERS[o.type](net.parameters(), **o.settings())
@@ -156,6 +185,8 @@ def training(spec, params, batches):
     numpy = lambda ts: {name: t.detach().numpy().copy() for name, t in zip(names, ts, strict=True)}  # noqa: E731
     for x, target in batches:
         E = loss(spec, net(torch.from_numpy(x))[-1], torch.from_numpy(target))
+        if buffers is not None:
+            buffers.update(_buffers(net))
         grads = torch.autograd.grad(E, optimizer.params)
         optimizer.step(grads)
         if scheduler is not None:

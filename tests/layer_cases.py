@@ -46,6 +46,11 @@ def ties(rng, shape):
     return rng.integers(-2, 3, shape).astype(np.float64)
 
 
+def variances(rng, shape):
+    """Running variances of a batch norm: positive, well away from 0."""
+    return rng.uniform(0.5, 2.0, shape)
+
+
 def labels_below(n_classes):
     def labels(rng, shape):
         return rng.integers(0, n_classes, shape)
@@ -55,7 +60,8 @@ def labels_below(n_classes):
 
 # --- the entry -------------------------------------------------------------------------------------
 
-ABBREVIATIONS = {"stride": "s", "padding": "p", "dilation": "d", "kernel_size": "k", "negative_slope": "slope"}
+ABBREVIATIONS = {"stride": "s", "padding": "p", "dilation": "d", "kernel_size": "k", "negative_slope": "slope",
+                 "normalized_shape": "shape", "num_groups": "groups", "approximate": "approx"}
 
 
 def _fmt(value):
@@ -117,7 +123,9 @@ def op(name, forward, backward, torch_fn, differentiable=(), draw=()):
     """A case factory for one layer: (*shapes, draw=..., tag=..., **options) -> LayerCase."""
 
     def case(*shapes, draw=draw, tag="", **options):
-        return LayerCase(name, forward, backward, torch_fn, shapes, tuple(options.items()), differentiable, draw, tag)
+        # a case that leaves trailing optional inputs out (gamma and beta) drops their entries
+        return LayerCase(name, forward, backward, torch_fn, shapes, tuple(options.items()),
+                         differentiable[:len(shapes)], draw, tag)
 
     return case
 
@@ -142,6 +150,22 @@ def torch_half_squared_error(pred, target, reduction="mean"):
     return E / pred.shape[0] if reduction == "mean" else E
 
 
+def torch_layer_norm(x, gamma=None, beta=None, *, normalized_shape, eps=1e-5):
+    return F.layer_norm(x, normalized_shape, gamma, beta, eps)
+
+
+def torch_group_norm(x, gamma=None, beta=None, *, num_groups, eps=1e-5):
+    return F.group_norm(x, num_groups, gamma, beta, eps)
+
+
+def torch_batch_norm(x, running_mean=None, running_var=None, gamma=None, beta=None, training=True, momentum=0.1,
+                     eps=1e-5):
+    """F.batch_norm on copies of the running statistics: in training mode torch updates them in place, and the
+    arrays they came from belong to the test."""
+    copies = [None if t is None else t.clone() for t in (running_mean, running_var)]
+    return F.batch_norm(x, *copies, gamma, beta, training, momentum, eps)
+
+
 conv2d = op("conv2d", M.conv2d_forward, M.conv2d_backward, torch_conv2d)
 max_pool2d = op("max_pool2d", M.max_pool2d_forward, M.max_pool2d_backward, F.max_pool2d)
 avg_pool2d = op("avg_pool2d", M.avg_pool2d_forward, M.avg_pool2d_backward, F.avg_pool2d)
@@ -153,6 +177,16 @@ flatten = op("flatten", M.flatten_forward, M.flatten_backward, lambda x: torch.f
 linear = op("linear", M.linear_forward, M.linear_backward, F.linear)
 add = op("add", M.add_forward, M.add_backward, torch_add)
 concat = op("concat", M.concat_forward, M.concat_backward, torch_concat)
+layer_norm = op("layer_norm", M.layer_norm_forward, M.layer_norm_backward, torch_layer_norm)
+group_norm = op("group_norm", M.group_norm_forward, M.group_norm_backward, torch_group_norm)
+# x, running_mean, running_var[, gamma, beta]: torch's order; the running statistics get no gradient
+batch_norm = op("batch_norm", M.batch_norm_forward, M.batch_norm_backward, torch_batch_norm,
+                differentiable=(True, False, False, True, True), draw=(normal, normal, variances))
+gelu = op("gelu", M.gelu_forward, M.gelu_backward, F.gelu)
+silu = op("silu", M.silu_forward, M.silu_backward, F.silu)
+softmax = op("softmax", M.softmax_forward, M.softmax_backward, lambda x, dim=0: torch.softmax(x, dim + 1))
+log_softmax = op("log_softmax", M.log_softmax_forward, M.log_softmax_backward,
+                 lambda x, dim=0: torch.log_softmax(x, dim + 1))
 LOSS = dict(differentiable=(True, False))
 half_squared_error = op(
     "half_squared_error", M.half_squared_error_forward, M.half_squared_error_backward, torch_half_squared_error, **LOSS
@@ -302,6 +336,43 @@ LAYER_CASES = [
     concat((1, 2, 2, 1), (1, 2, 2, 3), dim=2),  # along the width, a one-wide input
     concat((3, 4), (3, 1)),  # features
     concat((1, 1, 1, 1), (1, 1, 1, 1)),  # batch 1, one element each
+    # normalization: gamma and beta drawn at random (never 1 and 0, which hide a gradient that forgets gamma)
+    layer_norm((2, 3, 4, 5), (4, 5), (4, 5), normalized_shape=(4, 5)),
+    layer_norm((4, 6), (6,), (6,), normalized_shape=(6,)),  # after a linear layer
+    layer_norm((2, 3, 4, 4), (3, 4, 4), (3, 4, 4), normalized_shape=(3, 4, 4), eps=1e-3),  # the whole sample
+    layer_norm((3, 2, 5), normalized_shape=(5,)),  # no elementwise affine
+    layer_norm((1, 1, 1, 3), (1, 1, 3), (1, 1, 3), normalized_shape=(1, 1, 3)),  # batch 1, one channel
+    group_norm((2, 6, 3, 4), (6,), (6,), num_groups=3),
+    group_norm((1, 4, 5), (4,), (4,), num_groups=1),  # batch 1, one group: layer norm over the whole sample
+    group_norm((2, 4, 3, 3), num_groups=4),  # a group per channel (instance norm), no affine
+    group_norm((3, 1, 4, 4), (1,), (1,), num_groups=1, eps=1e-3),  # one channel
+    group_norm((4, 6), (6,), (6,), num_groups=2),  # (N, C)
+    batch_norm((4, 3, 5, 5), (3,), (3,), (3,), (3,)),  # BatchNorm2d, training: the batch's statistics
+    batch_norm((4, 3, 5, 5), (3,), (3,), (3,), (3,), training=False),  # eval: the running statistics
+    batch_norm((6, 5), (5,), (5,), (5,), (5,)),  # BatchNorm1d on (N, C), after a linear layer
+    batch_norm((6, 5), (5,), (5,), (5,), (5,), training=False, eps=1e-3),
+    batch_norm((3, 4, 7), (4,), (4,), (4,), (4,), momentum=0.3),  # BatchNorm1d on (N, C, L)
+    batch_norm((1, 2, 3, 3), (2,), (2,), (2,), (2,)),  # batch 1: the positions give the statistics
+    batch_norm((1, 1, 4), (1,), (1,), (1,), (1,)),  # batch 1, one channel
+    batch_norm((1, 4), (4,), (4,), (4,), (4,), training=False),  # batch 1 on (N, C): eval only
+    batch_norm((5, 2, 3, 3), (2,), (2,)),  # no affine
+    batch_norm((2, 1, 2, 2), (1,), (1,), training=False),  # no affine, eval, one channel
+    # smooth activations; softmax and log-softmax along per-sample axis dim (torch's dim + 1)
+    gelu((2, 3, 4, 5)),
+    gelu((2, 3, 4, 5), approximate="tanh"),
+    gelu((1, 1), approximate="tanh"),
+    silu((2, 3, 4, 4)),
+    silu((5,), draw=(huge,), tag="huge"),
+    softmax((4, 5)),
+    softmax((2, 3, 4, 5), dim=1),
+    softmax((2, 3, 4, 5), dim=2),
+    softmax((1, 1)),  # one class: the output is 1, the gradient 0
+    softmax((3, 6), draw=(huge,), tag="huge"),
+    log_softmax((4, 5)),
+    log_softmax((2, 3, 4, 5)),
+    log_softmax((2, 3, 4, 5), dim=2),
+    log_softmax((1, 1)),
+    log_softmax((3, 6), draw=(huge,), tag="huge"),
     # the slides' operations: conv of a batch of one-channel images with one filter (1x1, rectangular, as large as
     # the image), sigmoid (huge inputs too), the fully connected layer in the slides' layout, the error
     slides_conv((4, 8, 8), (3, 3)),

@@ -1,15 +1,22 @@
 """The catalogue of wrong derivations: each one is flagged in float32 and float64, localized at the quantity it
 breaks first and classified as the kind of mistake it is; finite differences side with autograd."""
 
+import dataclasses
+
+import numpy as np
 import pytest
+import torch
 from runs import SEED_BASE, diagnose_entry, diagnose_network, diagnose_seed
 
+from crosscheck import numerical as nm
 from crosscheck.catalogue import catalogue, find
 from crosscheck.catalogue import layers as wrong_layers
 from crosscheck.catalogue import seed as wrong
 from crosscheck.hypotheses import CLASSES
 from crosscheck.render import diagnosis_text, first_wrong, network_of
 from crosscheck.subjects import SeedCase
+from manual import functional as F
+from manual import network as manual_net
 from netdesc import InputError
 from netdesc.description import parse_spec
 
@@ -54,8 +61,8 @@ def test_a_change_of_1e_minus_6_is_within_float32s_tolerance(entry):
 @pytest.mark.parametrize("entry", ENTRIES, ids=str)
 def test_finite_differences_side_with_autograd(entry):
     result = diagnose_entry(entry, "float64", _seed(entry))
-    if " after step " in result.quantity:
-        assert result.numerical is None  # an update: no gradient to difference
+    if " after step " in result.quantity or result.quantity.endswith(": output"):
+        assert result.numerical is None  # an update, a forward value: no gradient to difference
     elif entry.kind == "kink":
         assert result.numerical.supports == "unreliable" and result.numerical.kinks > 0
         assert all(e.kink for e in result.worst)
@@ -97,3 +104,65 @@ def test_entries_read_by_name():
     assert str(wrong_layers.ENTRIES[0]) == wrong_layers.ENTRIES[0].name
     assert network_of(find("relu-ge-instead-of-gt")) == "conv2d-relu-flatten-linear"
     assert network_of(find("sgd-wrong-sign")) == "seed"
+
+
+# --- the normalization entries: new kinds, each with its boundary --------------------------------------------
+
+NEW_KINDS = ["batchnorm-no-mean-variance-paths", "batchnorm-dy-for-scaled", "groupnorm-wrong-axes",
+             "softmax-layer-diag-only", "gelu-tanh-for-exact", "batchnorm-biased-running-var"]
+
+
+def _halfway(wrong, right, forward):
+    """Half the mistake: the average of the wrong and the right results (a forward keeps the wrong cache)."""
+    def fn(*args):
+        w, r = wrong(*args), right(*args)
+        if forward:
+            return (w[0] + r[0]) / 2, w[1]
+        return tuple(None if a is None else (a + b) / 2 for a, b in zip(w, r, strict=True))
+    return fn
+
+
+@pytest.mark.parametrize("name", NEW_KINDS)
+def test_half_of_a_new_kinds_mistake_is_flagged_but_not_that_kind(name):
+    """The boundary of each new class: a mistake half as large is still flagged where it starts, and not given
+    the class, so the class's hypothesis fits that mistake, not any difference at that layer."""
+    entry = find(name)
+    spec = parse_spec(entry.network, entry.name)
+    if entry.running_stats:
+        changes = {"running_stats": _halfway(entry.running_stats, F.batch_norm_running_stats, False)}
+    elif entry.forward:  # a forward mistake: halve the output, keep the (consistent) wrong backward
+        changes = {"forward": {i: _halfway(f, manual_net.FORWARD[spec.layers[i].type], True)
+                               for i, f in entry.forward.items()}}
+    else:
+        changes = {"backward": {i: _halfway(f, manual_net.BACKWARD[spec.layers[i].type], False)
+                                for i, f in entry.backward.items()}}
+    result = diagnose_entry(dataclasses.replace(entry, **changes), "float64", _seed(entry))
+    assert result.wrong and result.quantity == first_wrong(entry), diagnosis_text(result)
+    assert result.classification.kind != entry.kind, diagnosis_text(result)
+
+
+def test_group_norm_over_wrong_axes_agrees_with_finite_differences_of_its_own_forward():
+    """Why only autograd catches the wrong axes: the wrong backward is the true derivative of the wrong forward."""
+    entry = find("groupnorm-wrong-axes")
+    forward, backward = entry.forward[1], entry.backward[1]
+    rng = np.random.default_rng(0)
+    x, dout = rng.standard_normal((2, 4, 3, 3)), rng.standard_normal((2, 4, 3, 3))
+    p, o = {"weight": rng.uniform(0.5, 1.5, 4), "bias": rng.uniform(-0.5, 0.5, 4)}, {"num_groups": 2, "eps": 1e-5}
+    out, cache = forward(x, p, o)
+    dx, _, _ = backward(dout, cache)
+    site = nm.Site("wrong group norm: dx", x, nm.looped(lambda v: float(np.vdot(dout, forward(v, p, o)[0]))))
+    assert nm.against(nm.differences(site), site.name, dx, "float64").passed
+    right = torch.nn.functional.group_norm(torch.from_numpy(x), 2, torch.from_numpy(p["weight"]),
+                                           torch.from_numpy(p["bias"]), 1e-5).numpy()
+    assert not np.allclose(out, right, atol=1e-3)
+
+
+def test_a_batch_norm_placed_first_has_its_input_gradient_checked():
+    """The bug report's blind spot: a batch norm first in its network, its input gradient the input's. The entry
+    keeps it first, and test_entry_is_flagged_localized_and_classified finds it there in both dtypes."""
+    entry = find("batchnorm-no-mean-variance-paths")
+    assert entry.network["layers"][0]["type"] == "batch_norm2d" and set(entry.backward) == {0}
+    assert entry.first_wrong == "0 batch_norm2d: dE/dinput" and set(entry.dtypes) == {"float32", "float64"}
+    result = diagnose_entry(entry, "float32", _seed(entry))
+    assert result.quantity == "0 batch_norm2d: dE/dinput"
+    assert result.checked[-2:] == ("1 conv2d: dE/dbias", "0 batch_norm2d: dE/dinput")  # nothing skipped on the way

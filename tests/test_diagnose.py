@@ -15,6 +15,7 @@ from crosscheck.hypotheses import batch_scales, classify
 from crosscheck.render import diagnosis_text
 from crosscheck.subjects import NetworkSubject, SeedCase, SeedSubject, Step
 from manual import functional as F
+from manual import network as manual_net
 from manual import optim
 from netdesc.description import load_spec, parse_spec
 
@@ -127,7 +128,9 @@ def test_nan_elements_come_first_and_leave_json_valid():
 
 
 @pytest.mark.parametrize("activation", [{"type": "sigmoid"}, {"type": "tanh"}, {"type": "relu"},
-                                        {"type": "leaky_relu", "negative_slope": 0.3}], ids=lambda a: a["type"])
+                                        {"type": "leaky_relu", "negative_slope": 0.3}, {"type": "gelu"},
+                                        {"type": "gelu", "approximate": "tanh"}, {"type": "silu"}],
+                         ids=lambda a: "-".join(map(str, a.values())))
 def test_every_activation_of_a_stack_is_tested_for_a_missing_derivative(activation):
     spec = parse_spec({"input_shape": [1, 2, 3], "batch_size": 3, "layers": [
         {"type": "flatten"}, {"type": "linear", "out_features": 4}, activation, {"type": "linear", "out_features": 2}],
@@ -211,3 +214,95 @@ def test_an_update_that_no_sgd_variant_explains_is_read_as_a_scaled_step():
     result = diagnose.diagnose(NetworkSubject(spec, wrong=overrides(optimizer_step=double_lr)))
     assert result.quantity == "1 linear: weight after step 1"
     assert result.classification.kind == "scaled" and result.classification.constant == pytest.approx(2.0)
+
+
+# --- normalization layers, softmax and gelu: the new classes on every layer they belong to ---------------------
+
+NORMS = {
+    "layer_norm": ({"type": "layer_norm", "normalized_shape": [2, 3, 3]}, "1 layer_norm"),
+    "group_norm": ({"type": "group_norm", "num_groups": 2}, "1 group_norm"),
+    "batch_norm2d": ({"type": "batch_norm2d"}, "1 batch_norm2d"),
+    "batch_norm1d": ({"type": "batch_norm1d"}, "1 batch_norm1d"),
+}
+
+
+def _norm_spec(layer, affine=True):
+    flat = layer["type"] == "batch_norm1d"
+    key = "elementwise_affine" if layer["type"] == "layer_norm" else "affine"
+    first = {"type": "linear", "out_features": 6} if flat else {"type": "conv2d", "out_channels": 2,
+                                                                 "kernel_size": 2, "padding": 1}
+    layers = ([{"type": "flatten"}] if flat else []) + [first, layer | {key: affine}, {"type": "tanh"}]
+    layers += [{"type": "flatten"}] * (not flat) + [{"type": "linear", "out_features": 2}]
+    return parse_spec({"input_shape": [1, 2, 2], "batch_size": 4, "layers": layers, "loss": {"type": "mse"}})
+
+
+def _direct_only(norm):
+    """dx = gamma * dout * inv_std: each layer's inv_std from its own cache, a group norm's per (sample, group)."""
+    def dx(dout, cache):
+        _, inv_std, gamma = cache[:3]
+        if gamma is not None:
+            dout = dout * (gamma if norm == "layer_norm" else gamma.reshape(F._channels(dout)))
+        if norm == "group_norm":
+            return (dout.reshape(*inv_std.shape[:2], -1) * inv_std).reshape(dout.shape)
+        return dout * inv_std
+    return dx
+
+
+def _gamma_forgotten(backward):
+    def wrong(dout, cache):
+        dx = backward(dout, (*cache[:2], None, *cache[3:]))[0]  # the normalization's dx, dout as dx_hat
+        return dx, *backward(dout, cache)[1:]
+    return wrong
+
+
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+@pytest.mark.parametrize("norm", NORMS)
+def test_a_normalization_with_only_its_direct_path_is_named(norm, affine):
+    layer, where = NORMS[norm]
+    spec = _norm_spec(layer, affine)
+    index = int(where.split()[0]) + (norm == "batch_norm1d")
+    backward = manual_net.BACKWARD[spec.layers[index].type]
+    direct = _direct_only(norm)
+    result = diagnose_network(spec, layer_backward={index: lambda dout, cache: (direct(dout, cache),
+                                                                                *backward(dout, cache)[1:])})
+    assert result.quantity == f"{index} {norm}: dE/dinput", diagnosis_text(result)
+    assert result.classification.kind == "normalization-paths", diagnosis_text(result)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_a_normalization_that_forgets_gamma_in_dx_is_named(norm):
+    layer, where = NORMS[norm]
+    spec = _norm_spec(layer)
+    index = int(where.split()[0]) + (norm == "batch_norm1d")
+    wrong = _gamma_forgotten(F.batch_norm_backward if norm.startswith("batch") else manual_net.BACKWARD[norm])
+    if norm.startswith("batch"):  # the network's batch norm backward returns (dx, dgamma, dbeta)
+        wrong = (lambda w: lambda dout, cache: (lambda g: (g[0], g[3], g[4]))(w(dout, cache)))(wrong)
+    result = diagnose_network(spec, layer_backward={index: wrong})
+    assert result.quantity == f"{index} {norm}: dE/dinput", diagnosis_text(result)
+    assert result.classification.kind == "normalization-gamma", diagnosis_text(result)
+
+
+def test_a_gelu_tanh_layer_given_the_exact_derivative_is_named():
+    spec = parse_spec({"input_shape": [1, 2, 3], "batch_size": 3, "layers": [
+        {"type": "flatten"}, {"type": "linear", "out_features": 5}, {"type": "gelu", "approximate": "tanh"},
+        {"type": "linear", "out_features": 2}], "loss": {"type": "mse"}})
+
+    def exact(dout, cache):
+        return F.gelu_backward(dout, F.gelu_forward(cache[0], "none")[1])
+    result = diagnose_network(spec, layer_backward={2: exact})
+    assert result.quantity == "2 gelu: dE/dinput" and result.classification.kind == "approximation"
+    assert "the exact gelu, where the layer is gelu's tanh approximation" in result.classification.detail
+
+
+def test_a_softmax_over_another_axis_is_given_the_diagonal_class_only_when_it_fits():
+    spec = parse_spec({"input_shape": [2, 2, 3], "batch_size": 2, "layers": [
+        {"type": "softmax", "dim": 2}, {"type": "flatten"}, {"type": "linear", "out_features": 2}],
+        "loss": {"type": "mse"}})
+
+    def diagonal(dout, cache):
+        s, _ = cache
+        return (dout * s * (1 - s),)
+    result = diagnose_network(spec, layer_backward={0: diagonal})
+    assert result.quantity == "0 softmax: dE/dinput" and result.classification.kind == "softmax-diagonal"
+    result = diagnose_network(spec, layer_backward={0: lambda dout, cache: (1.01 * diagonal(dout, cache)[0],)})
+    assert result.classification.kind != "softmax-diagonal"

@@ -21,7 +21,8 @@ from netdesc.description import load_spec
 from reference import seed_network as reference_seed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BATCHWISE = {"conv2d", "max_pool2d", "avg_pool2d", "tanh", "relu", "leaky_relu", "sigmoid", "flatten", "linear"}
+BATCHWISE = {"conv2d", "max_pool2d", "avg_pool2d", "tanh", "relu", "leaky_relu", "sigmoid", "flatten", "linear",
+             "layer_norm", "group_norm", "gelu", "silu", "softmax", "log_softmax"}  # each sample on its own
 KINK_TAGS = {"zeros", "ties"}  # documented in layer_cases.py: inputs on ReLU's kink, pooling windows with ties
 
 
@@ -108,10 +109,11 @@ def test_finite_differences_agree_with_the_seed_network(case):
             assert result.passed, result.describe()
 
 
-ALL_KINKS = {"slides": set(), "small3conv": {"2 max_pool2d: dE/dinput"}, "lenet5": {"5 max_pool2d: dE/dinput"}}
+ALL_KINKS = {"slides": set(), "small3conv": {"2 max_pool2d: dE/dinput"}, "lenet5": {"5 max_pool2d: dE/dinput"},
+             "normalized": set()}
 
 
-@pytest.mark.parametrize("example", ["slides", "small3conv", "lenet5"])
+@pytest.mark.parametrize("example", ["slides", "small3conv", "lenet5", "normalized"])
 def test_finite_differences_agree_with_described_networks(example):
     spec = load_spec(ROOT / "examples" / f"{example}.toml")
     params = netdesc.inputs.init_params(spec, np.float64, seed=0)

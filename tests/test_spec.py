@@ -5,11 +5,13 @@ import json
 import pathlib
 import tomllib
 
+import numpy as np
 import pytest
 
 from crosscheck import cli
 from netdesc import InputError
 from netdesc.description import LAYER_OPTIONS, LOSSES, load_spec, parse_spec, spec_from_json
+from netdesc.inputs import init_params
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -54,6 +56,26 @@ def test_defaults_are_filled_in():
     assert str(spec.layers[4]) == "layer 4 (linear)"
 
 
+def test_normalization_layers_have_torchs_parameters_drawn_at_random():
+    """gamma (weight) and beta (bias) per channel, layer norm's over its normalized_shape (default: the whole sample);
+    drawn from the seed, never torch's 1 and 0, with conv and linear keeping torch's law."""
+    layers = [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "batch_norm2d"},
+              {"type": "group_norm", "num_groups": 2, "affine": False}, {"type": "layer_norm"},
+              {"type": "layer_norm", "normalized_shape": [8], "elementwise_affine": False}, {"type": "gelu"},
+              {"type": "softmax", "dim": 2}, {"type": "flatten"}, {"type": "batch_norm1d"}, {"type": "silu"},
+              {"type": "log_softmax"}]
+    spec = parse_spec(_with(["layers"], layers) | {"input_shape": [1, 8, 8]})
+    assert spec.layers[3].options["normalized_shape"] == (4, 8, 8)
+    assert spec.param_shapes() == {"0.weight": (4, 1, 3, 3), "0.bias": (4,), "1.weight": (4,), "1.bias": (4,),
+                                   "3.weight": (4, 8, 8), "3.bias": (4, 8, 8), "8.weight": (256,), "8.bias": (256,)}
+    params = init_params(spec, seed=3)
+    for index in (1, 3, 8):
+        gamma, beta = params[f"{index}.weight"], params[f"{index}.bias"]
+        assert 0.5 <= gamma.min() and gamma.max() <= 1.5 and np.unique(gamma).size == gamma.size, index
+        assert -0.5 <= beta.min() and beta.max() <= 0.5 and np.unique(beta).size == beta.size, index
+    assert np.abs(params["0.weight"]).max() <= 1 / 3 and np.abs(params["0.weight"]).max() > 0.25  # U(-1/3, 1/3)
+
+
 def test_conv_output_size_follows_torchs_formula():
     # H = 9, kernel 3, dilation 2 (span 5), padding 1, stride 2: floor((9 + 2 - 5) / 2) + 1 = 4; W = 7 with
     # kernel 2 (span 3), padding 0, stride 3: floor((7 - 3) / 3) + 1 = 2.
@@ -91,6 +113,10 @@ def _with(path, value):
 DELETE = object()
 TYPES = ", ".join(LAYER_OPTIONS)
 
+NORMALIZATION_CASES = {"group-norm-groups", "group-norm-without-groups", "layer-norm-shape", "layer-norm-shape-text",
+                       "layer-norm-eps", "layer-norm-affine", "batch-norm-momentum", "batch-norm-affine",
+                       "batch-norm1d-on-images", "batch-norm2d-on-features", "batch-norm-one-value-per-channel",
+                       "gelu-approximate", "softmax-dim", "log-softmax-dim"}
 BAD_DESCRIPTIONS = [
     # (id, description, the message it must give)
     ("unknown-layer-type", _with(["layers", 1, "type"], "swish"),
@@ -203,6 +229,37 @@ BAD_DESCRIPTIONS = [
     ("scheduler-not-a-table", _with(["optimizer"], {"scheduler": "cosine"}),
      "optimizer: scheduler: got str 'cosine', needs a table"),
     ("optimizer-not-a-table", _with(["optimizer"], 0.1), "optimizer: got float 0.1, needs a table"),
+    ("group-norm-groups", _with(["layers", 1], {"type": "group_norm", "num_groups": 3}),
+     "layer 1 (group_norm): num_groups: got 3, needs a divisor of the 2 channels of its input (2, 6, 6)"),
+    ("group-norm-without-groups", _with(["layers", 1], {"type": "group_norm"}),
+     "layer 1 (group_norm): missing required option 'num_groups'"),
+    ("layer-norm-shape", _with(["layers", 1], {"type": "layer_norm", "normalized_shape": [5, 6]}),
+     "layer 1 (layer_norm): normalized_shape: got [5, 6], needs the trailing dims of its input (2, 6, 6) per sample"),
+    ("layer-norm-shape-text", _with(["layers", 1], {"type": "layer_norm", "normalized_shape": "x"}),
+     "layer 1 (layer_norm): normalized_shape: got 'x', needs an integer >= 1 or a list of them (trailing dims)"),
+    ("layer-norm-eps", _with(["layers", 1], {"type": "layer_norm", "eps": 0}),
+     "layer 1 (layer_norm): eps: got 0, needs a finite number > 0"),
+    ("layer-norm-affine", _with(["layers", 1], {"type": "layer_norm", "elementwise_affine": 1}),
+     "layer 1 (layer_norm): elementwise_affine: got 1, needs true or false"),
+    ("batch-norm-momentum", _with(["layers", 1], {"type": "batch_norm2d", "momentum": 2}),
+     "layer 1 (batch_norm2d): momentum: got 2, needs a number in [0, 1]"),
+    ("batch-norm-affine", _with(["layers", 1], {"type": "batch_norm2d", "affine": "yes"}),
+     "layer 1 (batch_norm2d): affine: got 'yes', needs true or false"),
+    ("batch-norm1d-on-images", _with(["layers", 1], {"type": "batch_norm1d"}),
+     "layer 1 (batch_norm1d): got an input of shape (2, 6, 6) per sample, needs (C,) or (C, L): batch_norm2d takes "
+     "images"),
+    ("batch-norm2d-on-features", _with(["layers", 4], {"type": "batch_norm2d"}),
+     "layer 4 (batch_norm2d): got an input of shape (18,) per sample, needs an image (C, H, W)"),
+    ("batch-norm-one-value-per-channel",
+     _with(["layers"], [*BASE["layers"], {"type": "batch_norm1d"}]) | {"batch_size": 1},
+     "layer 5 (batch_norm1d): got batch_size 1 and an input of shape (4,) per sample, one value per channel; needs "
+     "more than one for the batch's statistics"),
+    ("gelu-approximate", _with(["layers", 1], {"type": "gelu", "approximate": "erf"}),
+     'layer 1 (gelu): approximate: got \'erf\', needs "none" or "tanh"'),
+    ("softmax-dim", _with(["layers", 1], {"type": "softmax", "dim": 3}),
+     "layer 1 (softmax): dim: got 3, needs one of the 3 axes of its input (2, 6, 6) per sample"),
+    ("log-softmax-dim", _with(["layers", 1], {"type": "log_softmax", "dim": -1}),
+     "layer 1 (log_softmax): dim: got -1, needs an integer >= 0"),
 ]
 
 
@@ -211,6 +268,8 @@ def test_bad_description_is_named(case, data, message):
     with pytest.raises(InputError) as info:
         parse_spec(data)
     assert str(info.value).startswith(message)
+    if case in NORMALIZATION_CASES:  # the new layers' messages are asserted whole
+        assert str(info.value) == message
 
 
 @pytest.mark.parametrize(("case", "data", "message"), BAD_DESCRIPTIONS, ids=[c[0] for c in BAD_DESCRIPTIONS])
@@ -224,7 +283,7 @@ def test_verify_exits_2_with_one_line_on_a_bad_description(case, data, message, 
 
 def test_every_layer_type_and_loss_has_a_bad_description():
     named = " ".join(message for _, _, message in BAD_DESCRIPTIONS)
-    for kind in set(LAYER_OPTIONS) - {"sigmoid", "flatten", "tanh"}:  # the option-less ones share relu's case
+    for kind in set(LAYER_OPTIONS) - {"sigmoid", "flatten", "tanh", "silu"}:  # the option-less ones share relu's case
         assert f"({kind})" in named, kind
     assert "loss (" in named and "optimizer: " in named
 

@@ -99,6 +99,8 @@ def test_injected_json_has_no_infinities(capsys):
     (["--spec", LENET, "--inject", "12"], "--inject: got layer '12', needs a layer index in [0, 11]"),
     (["--spec", LENET, "--inject", "-1"], "--inject: got layer '-1', needs a layer index in [0, 11]"),
     (["--spec", LENET, "--inject", "conv"], "--inject: got 'conv', needs one of scaled-dE_dW, "),
+    (["--spec", LENET, "--inject", "batchnorm-biased-running-var"],
+     "--inject: batchnorm-biased-running-var changes a batch norm's running statistics; the description has none\n"),
     (["--spec-json", "[1, 2"], "spec JSON: not valid JSON: "),
     (["--spec", ""], ".: got a directory, needs a .toml or .json description"),
     (["--spec", LENET, "--frobnicate"], "unrecognized arguments: --frobnicate"),
@@ -109,6 +111,15 @@ def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
     assert captured.out == ""
     assert captured.err.startswith(f"crosscheck: error: {message}")
     assert captured.err.count("\n") == 1
+
+
+def test_a_running_statistics_mistake_is_found_after_the_first_step(capsys):
+    """Every batch norm's running mean and variance, torch's buffers, are compared after every step."""
+    normalized = str(pathlib.Path(LENET).parent / "normalized.toml")
+    assert cli.main(["verify", "--spec", normalized, "--inject", "batchnorm-biased-running-var", "--steps", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "the first: 8 batch_norm1d: running_var after step 1 differs" in out
+    assert "1 batch_norm2d   running_var after step 1" in out  # both batch norms, the later one first
 
 
 def test_a_multi_line_error_is_printed_on_one_line(monkeypatch, capsys):

@@ -9,7 +9,8 @@ it must classify it. One type serves every subject:
 - on a described network (``network`` the description as a dict) ``backward`` and ``forward`` swap one layer's
   functions, by layer index or "loss", ``optimizer_step`` replaces the optimizer's step (manual.optim.sgd_step,
   adam_step, ...), ``scheduler`` its learning-rate scheduler (manual.optim.step_lr, cosine_lr), ``inputs`` draws
-  the batch, ``accumulate`` replaces the sum of a fan-out's gradients.
+  the batch, ``accumulate`` replaces the sum of a fan-out's gradients, ``running_stats`` a batch norm's update of
+  its running statistics.
 
 ``first_wrong`` is the name of the first row the checker must flag, ``kind`` the class crosscheck.diagnose must
 give it, ``dtypes`` where the harness can flag it at all.
@@ -35,6 +36,7 @@ class WrongDerivation:
     dtypes: tuple = ("float64", "float32")
     accumulate: object = None  # (total, grad) -> total: replaces manual.network.accumulate, a fan-out's sum
     scheduler: object = None  # (lr, epoch, **options) -> lr: replaces the description's scheduler (manual.optim)
+    running_stats: object = None  # replaces manual.functional.batch_norm_running_stats, its signature
 
     def __str__(self):
         return self.name

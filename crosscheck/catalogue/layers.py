@@ -148,6 +148,63 @@ def _cross_entropy_mean_forgotten(dout, cache):
     return dlogits * dout, None  # divided by N under "mean": left out
 
 
+# --- normalization, softmax, gelu -------------------------------------------------------------------------
+
+def _batch_norm_direct_only(dout, cache):
+    x_hat, inv_std, gamma, *_ = cache
+    _, _, _, dgamma, dbeta = F.batch_norm_backward(dout, cache)
+    return dout * gamma.reshape(F._channels(dout)) * inv_std, dgamma, dbeta  # dx = gamma * dout / std, nothing more
+
+
+def _batch_norm_dy_for_scaled(dout, cache):
+    x_hat, inv_std, *_ = cache
+    _, _, _, dgamma, dbeta = F.batch_norm_backward(dout, cache)
+    # the three paths taken from dout, where dx_hat = gamma * dout was meant
+    return F._normalize_backward(dout, x_hat, inv_std, (0, *range(2, dout.ndim))), dgamma, dbeta
+
+
+def _interleaved(x, G):
+    """(N, C, ...) -> (N, C/G, G, rest): the channel axis split the wrong way round, group g = channels g, g + G, ..."""
+    return x.reshape(x.shape[0], x.shape[1] // G, G, -1)
+
+
+def _group_norm_interleaved_forward(x, p, o):
+    G = o["num_groups"]
+    x_hat, inv_std = F._normalize(_interleaved(x, G), (1, 3), o["eps"])
+    x_hat = x_hat.reshape(x.shape)
+    return F._affine(x_hat, p["weight"], p["bias"], F._channels(x)), (x_hat, inv_std, p["weight"], p["bias"], G)
+
+
+def _group_norm_interleaved_backward(dout, cache):
+    x_hat, inv_std, gamma, beta, G = cache  # the same wrong groups as the forward: consistent, only wrong
+    dx_hat, dgamma, dbeta = F._affine_backward(dout, x_hat, gamma, beta, F._channels(x_hat),
+                                               (0, *range(2, x_hat.ndim)))
+    dx = F._normalize_backward(_interleaved(dx_hat, G), _interleaved(x_hat, G), inv_std, (1, 3))
+    return dx.reshape(x_hat.shape), dgamma, dbeta
+
+
+def _softmax_diagonal(dout, cache):
+    s, _ = cache
+    return (dout * s * (1 - s),)  # d s_i / d x_i alone: the -s_i s_j of every other output left out
+
+
+def _gelu_tanh_for_exact(dout, cache):
+    x, _, _ = cache
+    return F.gelu_backward(dout, F.gelu_forward(x, "tanh")[1])  # the tanh approximation's derivative
+
+
+def _biased_running_var(x, running_mean, running_var, momentum):
+    mean, _ = F.batch_norm_running_stats(x, running_mean, running_var, momentum)
+    axes = (0, *range(2, x.ndim))
+    return mean, (1 - momentum) * running_var + momentum * x.var(axis=axes)  # divided by M, not M - 1
+
+
+def _wide(spec, dtype, seed):
+    """random_batch with the input scaled by 3: pre-activations over [-3, 3], where gelu's two forms part most."""
+    x, target = random_batch(spec, dtype, seed)
+    return (3 * x).astype(dtype), target
+
+
 # --- SGD --------------------------------------------------------------------------------------------------
 
 def _sgd_dampening_first_step(params, grads, state, **settings):
@@ -254,6 +311,16 @@ RESIDUAL = _stack((1, 6, 6), [_conv(2, 3, padding=1), TANH, _conv(2, 3, padding=
                               {"type": "add", "inputs": [3, 1]}, FLAT, _linear(3)])
 
 
+BN = {"type": "batch_norm2d"}
+# the batch norm first: its input gradient is the input's, checked all the same
+BATCH_NORM_FIRST = _stack((2, 4, 4), [BN, _conv(2, 3, padding=1), TANH, FLAT, _linear(3)], batch=4)
+BATCH_NORM_AFTER_CONV = _stack((1, 5, 5), [_conv(3, 3, padding=1, bias=False), BN, TANH, FLAT, _linear(3)], batch=4)
+GROUP_NORM = _stack((1, 5, 5), [_conv(4, 3, padding=1), {"type": "group_norm", "num_groups": 2}, TANH, FLAT,
+                                _linear(3)])
+SOFTMAX_MLP = _stack((1, 2, 3), [FLAT, _linear(5), {"type": "softmax"}, _linear(2)], batch=3)
+GELU_MLP = _stack((1, 2, 3), [FLAT, _linear(5), {"type": "gelu"}, _linear(2)], batch=3)
+
+
 def _linear_sgd(**optimizer):
     return _stack((1, 3, 3), [FLAT, _linear(2)], optimizer=optimizer)
 
@@ -303,6 +370,26 @@ ENTRIES = [
     WrongDerivation("fan-out-overwritten", "a residual block: the gradient of a tensor read by two layers (a conv "
                     "and the skip's add) overwritten by the last contribution instead of summed", RESIDUAL,
                     "1 tanh: dE/dinput", "fan-out", accumulate=_overwrite),
+    WrongDerivation("batchnorm-no-mean-variance-paths", "batch norm (training, the first layer): dx = gamma * dout / "
+                    "std, the paths through the batch mean and variance left out", BATCH_NORM_FIRST,
+                    "0 batch_norm2d: dE/dinput", "normalization-paths", {0: _batch_norm_direct_only}),
+    WrongDerivation("batchnorm-dy-for-scaled", "batch norm: the mean and variance paths taken from dout where "
+                    "dx_hat = gamma * dout was meant (right by accident with gamma = 1)", BATCH_NORM_AFTER_CONV,
+                    "1 batch_norm2d: dE/dinput", "normalization-gamma", {1: _batch_norm_dy_for_scaled}),
+    WrongDerivation("groupnorm-wrong-axes", "group norm with 2 groups of 4 channels: the channels split as (C/G, G), "
+                    "so group g holds channels g, g + G, ...; forward and backward agree with each other (finite "
+                    "differences of the forward back the backward), only autograd sees it", GROUP_NORM,
+                    "1 group_norm: output", "normalization-axes", {1: _group_norm_interleaved_backward},
+                    {1: _group_norm_interleaved_forward}),
+    WrongDerivation("softmax-layer-diag-only", "softmax layer: dx = dout * s (1 - s), only the diagonal of the "
+                    "Jacobian diag(s) - s s^T", SOFTMAX_MLP, "2 softmax: dE/dinput", "softmax-diagonal",
+                    {2: _softmax_diagonal}),
+    WrongDerivation("gelu-tanh-for-exact", "gelu (exact): dx from the derivative of the tanh approximation",
+                    GELU_MLP, "2 gelu: dE/dinput", "approximation", {2: _gelu_tanh_for_exact}, inputs=_wide),
+    WrongDerivation("batchnorm-biased-running-var", "batch norm: the running variance updated with the biased "
+                    "batch variance (the one it normalizes with), where torch keeps the unbiased one",
+                    BATCH_NORM_AFTER_CONV, "1 batch_norm2d: running_var after step 1", "biased-variance",
+                    running_stats=_biased_running_var),
     WrongDerivation("sgd-dampening-first-step", "SGD with momentum 0.9, dampening 0.5: the buffer starts at zero, so "
                     "step 1 moves by (1 - dampening) g instead of g", _linear_sgd(**MOMENTUM, dampening=0.5),
                     "1 linear: weight after step 1", "momentum", optimizer_step=_sgd_dampening_first_step),
