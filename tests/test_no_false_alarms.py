@@ -1,6 +1,11 @@
 """No false alarms: the real code, localized over 1,200 random cases (seed network shapes, kernels, outputs,
-batches, reductions, learning rates; random small stacks with random SGD settings and losses; both dtypes and
-many seeds), produces no diagnosis. Each chunk is one test; a failure lists every case that raised an alarm."""
+batches, reductions, learning rates; random small stacks of conv, pools, activations (GELU both ways, SiLU,
+softmax, log-softmax among them) and normalizations (batch norm 1d and 2d in training mode with their running
+statistics, layer norm, group norm), with a random optimizer (SGD, Adam and AMSGrad, AdamW, RMSprop centered or
+with momentum, Adagrad), a StepLR or cosine scheduler or none, and random losses; both dtypes and many seeds),
+produces no diagnosis. Each chunk is one test; a failure lists every case that raised an alarm."""
+
+import math
 
 import numpy as np
 import pytest
@@ -9,7 +14,7 @@ from runs import SEED_BASE, diagnose_network, diagnose_seed
 from crosscheck.render import diagnosis_text
 from crosscheck.subjects import SeedCase
 from netdesc.checks import InputError
-from netdesc.description import parse_spec
+from netdesc.description import NORMALIZATIONS, parse_spec
 
 CHUNKS, PER_CHUNK = 12, 50  # 600 seed-network cases and 600 stacks
 
@@ -29,8 +34,8 @@ def seed_cases(chunk):
     return cases
 
 
-def _layer(rng):
-    kind = rng.choice(["conv2d", "pool", "activation"])
+def _image_layer(rng, shape, batch):
+    kind = rng.choice(["conv2d", "pool", "activation", "normalization"], p=[0.3, 0.2, 0.3, 0.2])
     if kind == "conv2d":
         return {"type": "conv2d", "out_channels": int(rng.integers(1, 4)), "kernel_size": int(rng.integers(1, 4)),
                 "stride": int(rng.integers(1, 3)), "padding": int(rng.integers(0, 2)),
@@ -39,33 +44,112 @@ def _layer(rng):
         k = int(rng.integers(1, 3))
         return {"type": str(rng.choice(["max_pool2d", "avg_pool2d"])), "kernel_size": k,
                 "stride": int(rng.integers(1, 3)), "padding": int(rng.integers(0, k // 2 + 1))}
-    return _activation(rng)
+    if kind == "normalization":
+        return _normalization(rng, shape, batch)
+    return _activation(rng, shape)
 
 
-def _activation(rng):
-    return [{"type": "relu"}, {"type": "tanh"}, {"type": "sigmoid"},
-            {"type": "leaky_relu", "negative_slope": 0.2}][int(rng.integers(4))]
+def _normalization(rng, shape, batch):
+    """A normalization that fits `shape` per sample, each of its statistics over two values or more (over one, its
+    output is beta and every gradient before it is 0 but rounding): batch norm, layer norm over all or the trailing
+    dims, group norm with a divisor of the channels as its groups; an activation where none fits."""
+    C, affine, spread = shape[0], bool(rng.integers(2)), math.prod(shape[1:])
+    choices = [{"type": "layer_norm", "elementwise_affine": affine}] if math.prod(shape) >= 2 else []
+    if spread >= 2:
+        choices.append({"type": "layer_norm", "normalized_shape": list(shape[1:])})
+    if len(shape) == 3:
+        divisors = [g for g in range(1, C + 1) if C % g == 0 and C // g * spread >= 2]
+        choices += [{"type": "group_norm", "num_groups": int(rng.choice(divisors)), "affine": affine}] * bool(divisors)
+    if batch * spread >= 2:
+        bn = "batch_norm2d" if len(shape) == 3 else "batch_norm1d"
+        choices += [{"type": bn}, {"type": bn, "momentum": float(rng.choice([0.1, 0.5])), "affine": affine}]
+    return choices[int(rng.integers(len(choices)))] if choices else _activation(rng, shape)
+
+
+def _activation(rng, shape):
+    choices = [{"type": "relu"}, {"type": "tanh"}, {"type": "sigmoid"}, {"type": "leaky_relu", "negative_slope": 0.2},
+               {"type": "gelu"}, {"type": "gelu", "approximate": "tanh"}, {"type": "silu"},
+               {"type": "softmax", "dim": int(rng.integers(len(shape)))},
+               {"type": "log_softmax", "dim": int(rng.integers(len(shape)))}]
+    return choices[int(rng.integers(len(choices)))]
+
+
+def _out_shape(description, layers):
+    """The shape per sample after `layers` (InputError where they do not fit the input)."""
+    return parse_spec(description | {"layers": layers, "loss": {"type": "mse"}}).output_shape
+
+
+def _optimizer(rng):
+    """One of the optimizers with its options drawn (SGD's momentum, nesterov and dampening; Adam's amsgrad;
+    RMSprop's centered and momentum; Adagrad's lr_decay and initial accumulator), and a scheduler or none."""
+    kind = str(rng.choice(["sgd", "adam", "adamw", "rmsprop", "adagrad"]))
+    decay = float(rng.choice([0.0, 1e-3]))
+    if kind == "sgd":
+        momentum = float(rng.choice([0.0, 0.9]))
+        nesterov = bool(momentum and rng.integers(2))
+        optimizer = {"lr": float(rng.choice([0.01, 0.1])), "momentum": momentum, "nesterov": nesterov,
+                     "dampening": 0.0 if nesterov else float(rng.choice([0.0, 0.3])), "weight_decay": decay}
+    elif kind in ("adam", "adamw"):
+        optimizer = {"lr": float(rng.choice([1e-3, 1e-2])), "amsgrad": bool(rng.integers(2)),
+                     "betas": [float(rng.choice([0.8, 0.9])), 0.999], "weight_decay": decay if kind == "adam"
+                     else float(rng.choice([0.0, 1e-2]))}
+    elif kind == "rmsprop":
+        optimizer = {"lr": float(rng.choice([1e-3, 1e-2])), "alpha": float(rng.choice([0.9, 0.99])),
+                     "centered": bool(rng.integers(2)), "momentum": float(rng.choice([0.0, 0.9])),
+                     "weight_decay": decay}
+    else:
+        optimizer = {"lr": float(rng.choice([1e-2, 1e-1])), "lr_decay": float(rng.choice([0.0, 0.1])),
+                     "initial_accumulator_value": float(rng.choice([0.0, 0.1])), "weight_decay": decay}
+    scheduler = [None, {"type": "step", "step_size": int(rng.integers(1, 4)), "gamma": 0.5},
+                 {"type": "cosine", "T_max": int(rng.integers(2, 6)), "eta_min": float(rng.choice([0.0, 1e-4]))}][
+        int(rng.integers(3))]
+    return {"type": kind, **optimizer} | ({} if scheduler is None else {"scheduler": scheduler})
 
 
 def _description(rng):
     loss = str(rng.choice(["mse", "half_squared_error", "softmax_cross_entropy", "binary_cross_entropy",
                            "binary_cross_entropy_with_logits"]))
     C, H, W = int(rng.integers(1, 4)), int(rng.integers(3, 9)), int(rng.integers(3, 9))
-    layers = [_layer(rng) for _ in range(int(rng.integers(0, 4)))] + [{"type": "flatten"}]
+    description = {"input_shape": [C, H, W], "batch_size": int(rng.integers(1, 4))}
+    layers, shape = [], (C, H, W)
+    for _ in range(int(rng.integers(0, 4))):
+        layers.append(_image_layer(rng, shape, description["batch_size"]))
+        shape = _out_shape(description, layers)
+    layers.append({"type": "flatten"})
     for _ in range(int(rng.integers(1, 3))):
-        layers += [{"type": "linear", "out_features": int(rng.integers(1, 5)), "bias": bool(rng.integers(2))},
-                   _activation(rng)]
+        layers.append({"type": "linear", "out_features": int(rng.integers(1, 5)), "bias": bool(rng.integers(2))})
+        shape = _out_shape(description, layers)
+        if rng.integers(4) == 0:
+            layers.append(_normalization(rng, shape, description["batch_size"]))
+        layers.append(_activation(rng, shape))
     if loss == "binary_cross_entropy":
         layers[-1] = {"type": "sigmoid"}
     elif loss == "softmax_cross_entropy":
         layers.pop()  # logits
-    momentum = float(rng.choice([0.0, 0.9]))
-    nesterov = bool(momentum and rng.integers(2))
-    optimizer = {"lr": float(rng.choice([0.01, 0.1])), "momentum": momentum, "nesterov": nesterov,
-                 "dampening": 0.0 if nesterov else float(rng.choice([0.0, 0.3])),
-                 "weight_decay": float(rng.choice([0.0, 1e-3]))}
-    return {"input_shape": [C, H, W], "batch_size": int(rng.integers(1, 4)), "layers": layers,
-            "loss": {"type": loss, "reduction": str(rng.choice(["mean", "sum"]))}, "optimizer": optimizer}
+    _unbiased_before_normalizations(layers)
+    return description | {"layers": layers, "loss": {"type": loss, "reduction": str(rng.choice(["mean", "sum"]))},
+                          "optimizer": _optimizer(rng)}
+
+
+SHIFT_LINEAR = ("conv2d", "linear", "max_pool2d", "avg_pool2d", "flatten", "relu", "leaky_relu")
+
+
+def _unbiased_before_normalizations(layers):
+    """No bias (conv, linear) and no affine normalization on the way into a normalization through layers that carry
+    a shift through (SHIFT_LINEAR: linear maps, pools, a relu where it is active): the mean the normalization
+    subtracts takes such a shift away, so its gradient is exactly 0 but for rounding, which an adaptive optimizer
+    (Adam, RMSprop, Adagrad) divides by its eps into a step of up to lr that the two sides take differently. A smooth
+    activation (tanh, sigmoid, gelu, silu, softmax) stops the walk: it bends a shift differently for every sample."""
+    for i, layer in enumerate(layers):
+        if layer["type"] not in NORMALIZATIONS:
+            continue
+        for before in reversed(layers[:i]):
+            if before["type"] in ("conv2d", "linear"):
+                before["bias"] = False
+            elif before["type"] in NORMALIZATIONS:
+                before["elementwise_affine" if before["type"] == "layer_norm" else "affine"] = False
+            if before["type"] not in SHIFT_LINEAR:
+                break
 
 
 def stacks(chunk):
@@ -104,7 +188,18 @@ def test_the_cases_cover_the_axes():
     assert len({c.seed for c in seeds}) == len(seeds)
     types = {layer.type for spec in specs for layer in spec.layers}
     assert types == {"conv2d", "max_pool2d", "avg_pool2d", "relu", "tanh", "sigmoid", "leaky_relu", "flatten",
-                     "linear"}
+                     "linear", "gelu", "silu", "softmax", "log_softmax", "batch_norm1d", "batch_norm2d", "layer_norm",
+                     "group_norm"}
+    options = [(layer.type, layer.options) for spec in specs for layer in spec.layers]
+    assert {o["approximate"] for kind, o in options if kind == "gelu"} == {"none", "tanh"}
+    assert any(kind == "group_norm" and 1 < o["num_groups"] for kind, o in options)
     assert {spec.loss.type for spec in specs} == {"mse", "half_squared_error", "softmax_cross_entropy",
                                                    "binary_cross_entropy", "binary_cross_entropy_with_logits"}
-    assert any(s.optimizer.options["nesterov"] for s in specs) and any(s.optimizer.options["dampening"] for s in specs)
+    optimizers = [(s.optimizer.type, s.optimizer.options) for s in specs]
+    assert {kind for kind, _ in optimizers} == {"sgd", "adam", "adamw", "rmsprop", "adagrad"}
+    assert any(o["nesterov"] for kind, o in optimizers if kind == "sgd")
+    assert any(o["dampening"] for kind, o in optimizers if kind == "sgd")
+    assert any(o["amsgrad"] for kind, o in optimizers if kind == "adam")
+    assert any(o["centered"] and o["momentum"] for kind, o in optimizers if kind == "rmsprop")
+    assert any(o["lr_decay"] and o["initial_accumulator_value"] for kind, o in optimizers if kind == "adagrad")
+    assert {s.optimizer.scheduler and s.optimizer.scheduler.type for s in specs} == {None, "step", "cosine"}

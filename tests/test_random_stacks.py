@@ -1,5 +1,8 @@
-"""Random valid stacks (conv with random stride, padding and dilation, pools, activations, flatten, linear, a
-random loss), float64: the loss, every parameter gradient and every layer's input gradient against autograd. Random
+"""Random valid stacks (conv with random stride, padding and dilation, pools, activations among them GELU both
+ways and SiLU, softmax and log-softmax, normalizations: batch norm 1d and 2d in training mode, layer norm, group norm;
+flatten, linear, a random loss, a random optimizer (SGD, Adam, AdamW, RMSprop, Adagrad) with a StepLR or cosine
+scheduler or none, its first two steps and the batch norms' running statistics after each), float64: the loss,
+every parameter gradient and every layer's input gradient against autograd. Random
 graphs as well: the same layers with skips (an add of the current tensor and an earlier one of its shape, the
 network's input among them) and concats (with an earlier tensor of the same height and width, on channels).
 
@@ -8,6 +11,7 @@ reproduces it: ``python -m crosscheck verify --spec-json '<json>' --seed N``. Pr
 """
 
 import json
+import math
 import shlex
 
 import pytest
@@ -16,10 +20,11 @@ from hypothesis import strategies as st
 from runs import network_rows
 
 from manual.network import BACKWARD
-from netdesc.description import parse_spec
+from netdesc.description import NORMALIZATIONS, parse_spec
 
 ACTIVATIONS = st.sampled_from([
     {"type": "relu"}, {"type": "tanh"}, {"type": "sigmoid"}, {"type": "leaky_relu", "negative_slope": 0.2},
+    {"type": "gelu"}, {"type": "gelu", "approximate": "tanh"}, {"type": "silu"},
 ])
 LOSSES = ["mse", "half_squared_error", "softmax_cross_entropy", "binary_cross_entropy_with_logits",
           "binary_cross_entropy"]  # simplest first: Hypothesis shrinks towards the start of the list
@@ -49,7 +54,54 @@ def pool2d(draw, shape):
     return layer if stride is None else layer | {"stride": stride}
 
 
-IMAGE_LAYERS = {"activation": lambda shape: ACTIVATIONS, "conv2d": conv2d, "pool2d": pool2d}  # simplest first
+@st.composite
+def softmaxes(draw, shape):
+    return {"type": draw(st.sampled_from(["softmax", "log_softmax"])), "dim": draw(st.integers(0, len(shape) - 1))}
+
+
+@st.composite
+def normalization(draw, shape, batch):
+    """A normalization whose every statistic is over two values or more (over one, its output is beta and every
+    gradient before it 0 but rounding): batch norm (2d on images, 1d on features), layer norm, group norm."""
+    spread = math.prod(shape[1:])
+    kinds = ["layer_norm"] * (math.prod(shape) >= 2) + ["group_norm"] * (len(shape) == 3) + [
+        "batch_norm2d" if len(shape) == 3 else "batch_norm1d"] * (batch * spread >= 2)
+    if not kinds:
+        return draw(ACTIVATIONS)
+    kind, affine = draw(st.sampled_from(kinds)), draw(st.booleans())
+    if kind == "layer_norm":
+        return {"type": kind, "elementwise_affine": affine}
+    if kind == "group_norm":
+        groups = [g for g in range(1, shape[0] + 1) if shape[0] % g == 0 and shape[0] // g * spread >= 2]
+        return {"type": kind, "num_groups": draw(st.sampled_from(groups)), "affine": affine} if groups else \
+            draw(ACTIVATIONS)
+    return {"type": kind, "momentum": draw(st.sampled_from([0.1, 0.5])), "affine": affine}
+
+
+# simplest first; each (shape, batch) -> a strategy for one layer on inputs of that shape
+IMAGE_LAYERS = {"activation": lambda shape, batch: ACTIVATIONS, "conv2d": lambda shape, batch: conv2d(shape),
+                "pool2d": lambda shape, batch: pool2d(shape), "softmax": lambda shape, batch: softmaxes(shape),
+                "normalization": normalization}
+SHIFT_LINEAR = ("conv2d", "linear", "max_pool2d", "avg_pool2d", "flatten", "relu", "leaky_relu")
+# The adaptive optimizers with eps 1e-3: Hypothesis finds graphs whose gradient is exactly 0 but for rounding in more
+# ways than a rule can list (a softmax over a tensor concatenated with itself, a bias before a normalization), and
+# torch's eps (1e-8, 1e-10) divides that noise into a step the two sides take differently; 1e-3 keeps it under
+# float64's tolerance. tests/test_no_false_alarms.py draws torch's eps, on stacks built to avoid those gradients.
+OPTIMIZERS = st.none() | st.one_of(  # none first: Hypothesis shrinks towards SGD's defaults
+    st.fixed_dictionaries({"type": st.just("sgd"), "lr": st.sampled_from([0.01, 0.1]),
+                           "momentum": st.sampled_from([0.0, 0.9]), "weight_decay": st.sampled_from([0.0, 1e-3])}),
+    st.fixed_dictionaries({"type": st.sampled_from(["adam", "adamw"]), "lr": st.sampled_from([1e-3, 1e-2]),
+                           "amsgrad": st.booleans(), "weight_decay": st.sampled_from([0.0, 1e-2]),
+                           "eps": st.just(1e-3)}),
+    st.fixed_dictionaries({"type": st.just("rmsprop"), "lr": st.sampled_from([1e-3, 1e-2]),
+                           "centered": st.booleans(), "momentum": st.sampled_from([0.0, 0.9]), "eps": st.just(1e-3)}),
+    st.fixed_dictionaries({"type": st.just("adagrad"), "lr": st.sampled_from([1e-2, 1e-1]),
+                           "lr_decay": st.sampled_from([0.0, 0.1]),
+                           "initial_accumulator_value": st.sampled_from([0.0, 0.1]), "eps": st.just(1e-3)}),
+)
+SCHEDULERS = st.none() | st.fixed_dictionaries({"type": st.just("step"), "step_size": st.integers(1, 2),
+                                                "gamma": st.just(0.5)}) | st.fixed_dictionaries(
+    {"type": st.just("cosine"), "T_max": st.integers(1, 3)})
 
 
 def _out_shape(description, layers):
@@ -66,7 +118,7 @@ def descriptions(draw):
     layers, shape = [], tuple(description["input_shape"])
     for _ in range(draw(st.integers(0, 3))):
         kind = draw(st.sampled_from(list(IMAGE_LAYERS)))
-        layers.append(draw(IMAGE_LAYERS[kind](shape)))
+        layers.append(draw(IMAGE_LAYERS[kind](shape, description["batch_size"])))
         shape = _out_shape(description, layers)
     return _with_head(draw, description, layers)
 
@@ -78,12 +130,43 @@ def _with_head(draw, description, layers):
         layers.append({"type": "flatten"})
         for _ in range(draw(st.integers(0, 2))):
             if layers[-1]["type"] == "linear":
-                layers.append(draw(ACTIVATIONS))
+                shape = _out_shape(description, layers)
+                layers.append(draw(ACTIVATIONS | softmaxes(shape) | normalization(shape, description["batch_size"])))
             layers.append({"type": "linear", "out_features": draw(st.integers(1, 4)), "bias": draw(st.booleans())})
     if loss == "binary_cross_entropy" or not layers:
         layers.append({"type": "sigmoid"} if loss == "binary_cross_entropy" else draw(ACTIVATIONS))
+    _unbiased_before_normalizations(layers)
     reduction = draw(st.sampled_from(["mean", "sum"]))
-    return description | {"layers": layers, "loss": {"type": loss, "reduction": reduction}}
+    optimizer, scheduler = draw(OPTIMIZERS), draw(SCHEDULERS)
+    optimizer = optimizer if scheduler is None else (optimizer or {}) | {"scheduler": scheduler}
+    return description | {"layers": layers, "loss": {"type": loss, "reduction": reduction}} | (
+        {} if optimizer is None else {"optimizer": optimizer})
+
+
+def _unbiased_before_normalizations(layers):
+    """No bias and no affine normalization on the way into a normalization through layers that carry a shift
+    through (SHIFT_LINEAR): its mean takes such a shift away, so the gradient is exactly 0 but for rounding, which
+    an adaptive optimizer divides by its eps into a step the two sides take differently (tests/test_no_false_alarms.py
+    does the same). A graph's layer is followed back along its first input."""
+    for i, layer in enumerate(layers):
+        j = i
+        while layer["type"] in NORMALIZATIONS and j > 0:
+            j = _first_input(layers, j)
+            if j < 0:
+                break
+            before = layers[j]
+            if before["type"] in ("conv2d", "linear"):
+                before["bias"] = False
+            elif before["type"] in NORMALIZATIONS:
+                before["elementwise_affine" if before["type"] == "layer_norm" else "affine"] = False
+            if before["type"] not in SHIFT_LINEAR:
+                break
+
+
+def _first_input(layers, j):
+    """The index of the layer that layer j reads first (-1: the network's input)."""
+    ref = layers[j].get("inputs", [j - 1])[0]
+    return -1 if ref == "input" else ref
 
 
 @st.composite
@@ -101,7 +184,7 @@ def graphs(draw):
             other = draw(st.sampled_from(fits))  # the current tensor itself among them: read twice
             layer = {"type": kind, "inputs": draw(st.permutations([current, other]))}
         else:
-            layer = draw(IMAGE_LAYERS[kind](shape)) | {"inputs": [current]}
+            layer = draw(IMAGE_LAYERS[kind](shape, description["batch_size"])) | {"inputs": [current]}
         layers.append(layer)
         current = len(layers) - 1
         shapes[current] = _out_shape(description, layers)
@@ -193,3 +276,20 @@ def test_a_wrong_derivation_shrinks_to_the_smallest_stack():
     smallest = find(descriptions(), _flagged, settings=settings(max_examples=500, derandomize=True, database=None))
     assert smallest["layers"] == [{"type": "relu"}]
     assert smallest["input_shape"][0] == 1 and smallest["loss"] == {"type": "mse", "reduction": "mean"}
+
+
+def test_random_stacks_reach_every_new_layer_optimizer_and_scheduler():
+    wanted = {"batch_norm1d", "batch_norm2d", "layer_norm", "group_norm", "gelu none", "gelu tanh", "silu", "softmax",
+              "log_softmax", "sgd", "adam", "adamw", "rmsprop", "adagrad", "amsgrad", "centered", "step", "cosine"}
+    seen = set()
+
+    def record(description):
+        spec = parse_spec(description)
+        o = spec.optimizer
+        seen.update(f"gelu {layer.options['approximate']}" if layer.type == "gelu" else layer.type
+                    for layer in spec.layers)
+        seen.update({o.type} | {key for key in ("amsgrad", "centered") if o.options.get(key)})
+        seen.update({o.scheduler.type} if o.scheduler else set())
+        return wanted <= seen
+
+    find(descriptions() | graphs(), record, settings=settings(max_examples=2000, derandomize=True, database=None))
