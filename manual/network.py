@@ -23,7 +23,8 @@ from netdesc.inputs import check_inputs
 
 # type -> forward(x, params of the layer, options) -> (out, cache)
 FORWARD = {
-    "conv2d": lambda x, p, o: F.conv2d_forward(x, p["weight"], p.get("bias"), o["stride"], o["padding"], o["dilation"]),
+    "conv2d": lambda x, p, o: F.conv2d_forward(x, p["weight"], p.get("bias"), o["stride"], o["padding"], o["dilation"],
+                                               groups=o["groups"]),
     "max_pool2d": lambda x, p, o: F.max_pool2d_forward(x, o["kernel_size"], o["stride"], o["padding"]),
     "avg_pool2d": lambda x, p, o: F.avg_pool2d_forward(x, o["kernel_size"], o["stride"], o["padding"]),
     "linear": lambda x, p, o: F.linear_forward(x, p["weight"], p.get("bias")),

@@ -50,7 +50,9 @@ Optimizer types and their options (torch's defaults; SGD's lr 0.01 where torch's
 Layer types and their options (default, or "required"), with torch's meanings (``LAYER_OPTIONS``):
 
     conv2d                  out_channels (required), kernel_size (required), stride 1, padding 0, dilation 1,
-                            bias true, in_channels (optional; checked against the input's channels)
+                            bias true, in_channels (optional; checked against the input's channels), groups 1
+                            (divides the input's channels and out_channels; weight (F, C/groups, KH, KW);
+                            groups = the input's channels: depthwise)
     max_pool2d, avg_pool2d  kernel_size (required), stride (= kernel_size), padding 0 (at most kernel_size // 2)
     linear                  out_features (required), bias true, in_features (optional; checked); needs a flat input
     leaky_relu              negative_slope 0.01
@@ -100,6 +102,7 @@ LAYER_OPTIONS = {
     "conv2d": {
         "out_channels": REQUIRED, "kernel_size": REQUIRED, "stride": 1, "padding": 0, "dilation": 1, "bias": True,
         "in_channels": None,  # None: not given, nothing to check
+        "groups": 1,
     },
     "max_pool2d": _POOL,
     "avg_pool2d": _POOL,
@@ -173,7 +176,7 @@ class Layer:
             shape = o["normalized_shape"] if self.type == "layer_norm" else (self.in_shape[0],)
             return {"weight": shape, "bias": shape}
         if self.type == "conv2d":
-            shapes = {"weight": (o["out_channels"], self.in_shape[0], *o["kernel_size"])}
+            shapes = {"weight": (o["out_channels"], self.in_shape[0] // o["groups"], *o["kernel_size"])}
             out = o["out_channels"]
         elif self.type == "linear":
             shapes = {"weight": (o["out_features"], self.in_shape[0])}
@@ -269,7 +272,7 @@ def _approximate(name, value):
 
 
 OPTION_CHECKS = {
-    "out_channels": check_positive_int, "in_channels": check_positive_int,
+    "out_channels": check_positive_int, "in_channels": check_positive_int, "groups": check_positive_int,
     "out_features": check_positive_int, "in_features": check_positive_int,
     "kernel_size": _pair(1), "stride": _pair(1), "dilation": _pair(1), "padding": _pair(0),
     "bias": _flag, "negative_slope": check_number, "dim": lambda name, value: check_positive_int(name, value, 0),
@@ -329,6 +332,9 @@ def _conv2d_shape(o, shape):
     C = _image(shape)[0]
     if o["in_channels"] is not None and o["in_channels"] != C:
         raise InputError(f"in_channels: got {o['in_channels']}, but its input {shape} has {C} channels")
+    if C % o["groups"] or o["out_channels"] % o["groups"]:
+        raise InputError(f"groups: got {o['groups']}, needs a divisor of both the {C} channels of its input {shape} "
+                         f"and its out_channels {o['out_channels']}")
     return (o["out_channels"], *_spatial(shape, o["kernel_size"], o["stride"], o["padding"], o["dilation"]))
 
 

@@ -22,7 +22,7 @@ from reference import optim
 MODULES = {
     "conv2d": lambda layer, o: nn.Conv2d(
         layer.in_shape[0], o["out_channels"], o["kernel_size"], o["stride"], o["padding"], o["dilation"],
-        bias=o["bias"],
+        groups=o["groups"], bias=o["bias"],
     ),
     "max_pool2d": lambda layer, o: nn.MaxPool2d(o["kernel_size"], o["stride"], o["padding"]),
     "avg_pool2d": lambda layer, o: nn.AvgPool2d(o["kernel_size"], o["stride"], o["padding"]),

@@ -61,7 +61,7 @@ def labels_below(n_classes):
 # --- the entry -------------------------------------------------------------------------------------
 
 ABBREVIATIONS = {"stride": "s", "padding": "p", "dilation": "d", "kernel_size": "k", "negative_slope": "slope",
-                 "normalized_shape": "shape", "num_groups": "groups", "approximate": "approx"}
+                 "normalized_shape": "shape", "num_groups": "groups", "approximate": "approx", "groups": "g"}
 
 
 def _fmt(value):
@@ -133,8 +133,8 @@ def op(name, forward, backward, torch_fn, differentiable=(), draw=()):
 # --- the layers in torch (forward only: the gradients come from autograd) -------------------------
 
 
-def torch_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, flip=False):
-    return F.conv2d(x, torch.flip(w, (2, 3)) if flip else w, b, stride, padding, dilation)
+def torch_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, flip=False, groups=1):
+    return F.conv2d(x, torch.flip(w, (2, 3)) if flip else w, b, stride, padding, dilation, groups)
 
 
 def torch_add(*xs):
@@ -288,6 +288,13 @@ LAYER_CASES = [
     conv2d((2, 2, 6, 5), (3, 2, 3, 3), (3,), padding=(0, 1)),  # padding on one axis only, either one
     conv2d((1, 3, 5, 6), (2, 3, 2, 3), (2,), stride=2, padding=(1, 0)),
     conv2d((2, 1, 3, 5), (2, 1, 5, 7), (2,), padding=1, flip=True),  # flipped kernel as large as the padded input
+    # groups: weight (F, C/groups, KH, KW); filter block g reads channel block g only
+    conv2d((2, 4, 6, 5), (6, 2, 3, 3), (6,), padding=1, groups=2),
+    conv2d((2, 6, 9, 8), (3, 2, 3, 2), stride=2, padding=(1, 0), dilation=(2, 1), groups=3),  # no bias
+    conv2d((2, 3, 7, 7), (3, 1, 3, 3), (3,), padding=1, groups=3),  # depthwise: a filter per channel
+    conv2d((1, 4, 8, 6), (8, 1, 3, 3), (8,), stride=2, padding=2, dilation=2, groups=4),  # depthwise, multiplier 2
+    conv2d((2, 2, 5, 5), (2, 1, 5, 5), (2,), groups=2),  # depthwise, kernel as large as the input
+    conv2d((1, 4, 5, 4), (4, 2, 2, 3), (4,), stride=(2, 1), padding=1, groups=2, flip=True),
     # max_pool2d / avg_pool2d: x; kernel_size, stride (default kernel_size), padding <= kernel_size // 2
     max_pool2d((2, 3, 6, 6), kernel_size=2),
     max_pool2d((1, 1, 5, 7), kernel_size=(2, 3), stride=(1, 2), padding=1),

@@ -217,6 +217,12 @@ BAD_INPUT = [
     ("conv-channels", lambda: M.conv2d_forward(X, W[:, :2]), r"w: got 2 input channels .* needs 3, the channels of x"),
     ("conv-b-shape", lambda: M.conv2d_forward(X, W, np.zeros(3)), r"b: got shape \(3,\), needs \(4,\)"),
     ("conv-b-2d", lambda: M.conv2d_forward(X, W, np.zeros((4, 1))), r"b: got 2-D .* needs 1-D"),
+    ("conv-groups", lambda: M.conv2d_forward(X, W, groups=2),
+     r"groups: got 2, needs a divisor of both the 3 channels of x and the 4 filters of w$"),
+    ("conv-groups-0", lambda: M.conv2d_forward(X, W, groups=0), r"groups: got 0, needs an integer >= 1"),
+    ("conv-group-channels", lambda: M.conv2d_forward(np.zeros((2, 4, 6, 5)), W, groups=2),
+     r"w: got 3 input channels \(shape \(4, 3, 3, 3\)\), needs 2, the channels of x \(2, 4, 6, 5\) per group "
+     r"\(2 groups\)$"),
     ("conv-flip", lambda: M.conv2d_forward(X, W, flip="yes"), r"flip: got 'yes', needs True or False"),
     ("conv-stride-0", lambda: M.conv2d_forward(X, W, stride=0), r"stride: got 0, needs an integer >= 1"),
     ("conv-stride-float", lambda: M.conv2d_forward(X, W, stride=1.5), r"stride: got 1.5, needs an integer >= 1"),

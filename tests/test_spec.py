@@ -42,13 +42,24 @@ def test_lenet5_shapes_are_lenets():
     }
 
 
+def test_a_grouped_conv_has_torchs_weight_layout():
+    """weight (F, C/groups, KH, KW); groups = the input's channels is depthwise."""
+    layers = [{"type": "conv2d", "out_channels": 6, "kernel_size": 3, "groups": 2, "padding": 1},
+              {"type": "conv2d", "out_channels": 6, "kernel_size": 3, "groups": 6, "bias": False},
+              {"type": "flatten"}, {"type": "linear", "out_features": 2}]
+    spec = parse_spec({"input_shape": [4, 5, 5], "layers": layers, "loss": {"type": "mse"}})
+    assert spec.param_shapes() == {"0.weight": (6, 2, 3, 3), "0.bias": (6,), "1.weight": (6, 1, 3, 3),
+                                   "3.weight": (2, 54), "3.bias": (2,)}
+    assert [layer.out_shape for layer in spec.layers[:2]] == [(6, 5, 5), (6, 3, 3)]
+
+
 def test_defaults_are_filled_in():
     spec = parse_spec(BASE, "base")
     assert spec.name == "base" and spec.batch_size == 2
     assert spec.loss.reduction == "mean" and spec.loss.labels is None
     conv, pool = spec.layers[0].options, spec.layers[2].options
     assert conv == {"out_channels": 2, "kernel_size": (3, 3), "stride": (1, 1), "padding": (0, 0),
-                    "dilation": (1, 1), "bias": True, "in_channels": None}
+                    "dilation": (1, 1), "bias": True, "in_channels": None, "groups": 1}
     assert pool["stride"] == (2, 2)  # a pool's stride is its kernel size
     o = spec.optimizer
     assert (o.type, o.steps, o.scheduler) == ("sgd", 20, None)
@@ -122,10 +133,14 @@ BAD_DESCRIPTIONS = [
     ("unknown-layer-type", _with(["layers", 1, "type"], "swish"),
      f"layer 1: unknown type 'swish'; known types: {TYPES}"),
     ("layer-without-type", _with(["layers", 1], {"kind": "relu"}), "layer 1: unknown type None; known types: conv2d"),
+    ("conv-groups-not-dividing", _with(["layers", 0, "groups"], 2),
+     "layer 0 (conv2d): groups: got 2, needs a divisor of both the 1 channels of its input (1, 8, 8) and its "
+     "out_channels 2"),
+    ("conv-groups-zero", _with(["layers", 0, "groups"], 0), "layer 0 (conv2d): groups: got 0, needs an integer >= 1"),
     ("layer-not-a-table", _with(["layers", 1], "relu"), "layer 1: got str 'relu', needs a table"),
     ("unknown-option", _with(["layers", 0, "strides"], 2),
      "layer 0 (conv2d): unknown option 'strides'; known options: out_channels, kernel_size, stride, padding, "
-     "dilation, bias, in_channels"),
+     "dilation, bias, in_channels, groups"),
     ("option-of-an-optionless-layer", _with(["layers", 1, "inplace"], True),
      "layer 1 (relu): unknown option 'inplace'; known options: none"),
     ("missing-kernel-size", _with(["layers", 0, "kernel_size"], DELETE),

@@ -66,7 +66,7 @@ def _conv_dilation_ignored(dout, cache):
     inner, x, w, o = cache
     dx, _, db = F.conv2d_backward(dout, inner)
     # the columns of taps i, j instead of i * dh, j * dw: the dilation left out
-    cols = F._im2col(x, w.shape[2:], o["stride"], o["padding"], (1, 1), dout.shape[2:], extra_rows=0)
+    cols = F._im2col(x, w.shape[2:], o["stride"], o["padding"], (1, 1), dout.shape[2:])
     dw = np.matmul(dout.reshape(*dout.shape[:2], -1), cols.transpose(0, 2, 1)).sum(axis=0)
     return dx, dw.reshape(w.shape), db
 
