@@ -32,6 +32,7 @@ __all__ = [
     "group_norm_backward", "group_norm_forward", "layer_norm_backward", "layer_norm_forward", "log_softmax_backward",
     "log_softmax_forward", "silu_backward", "silu_forward", "softmax_backward", "softmax_forward",
     "add_backward", "add_forward", "concat_backward", "concat_forward",
+    "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "adaptive_windows",
     "avg_pool2d_backward", "avg_pool2d_forward", "binary_cross_entropy_backward", "binary_cross_entropy_forward",
     "binary_cross_entropy_with_logits_backward", "binary_cross_entropy_with_logits_forward", "conv2d_backward",
     "conv2d_forward", "flatten_backward", "flatten_forward", "half_squared_error_backward",
@@ -290,6 +291,38 @@ def avg_pool2d_backward(dout, cache):
     N, C, OH, OW = out_shape
     dwin = np.broadcast_to((dout / (KH * KW))[:, :, None, None], (N, C, KH, KW, OH, OW))
     return (_col2im(dwin, x_shape, stride, padding, (1, 1)),)
+
+
+def adaptive_windows(size, out, dtype=np.float64):
+    """torch's adaptive pooling windows along one axis as an averaging matrix (out, size): output i averages the
+    inputs [floor(i*size/out), ceil((i+1)*size/out)), so row i holds 1/(its window's length) there, 0 elsewhere.
+    Windows of unequal length (and overlapping ones) where out does not divide size."""
+    i = np.arange(out)
+    start, end = i * size // out, -(-(i + 1) * size // out)  # -(-a // b) = ceil(a / b)
+    position = np.arange(size)
+    inside = (position >= start[:, None]) & (position < end[:, None])
+    return (inside / (end - start)[:, None]).astype(dtype)
+
+
+def adaptive_avg_pool2d_forward(x, output_size):
+    """Adaptive average pooling as torch.nn.functional.adaptive_avg_pool2d: (N, C, H, W) -> (N, C, OH, OW).
+
+    out[n, c, i, j] is the mean of x over rows [floor(i*H/OH), ceil((i+1)*H/OH)) and columns likewise, so with
+    the averaging matrices A_h (OH, H) and A_w (OW, W) of ``adaptive_windows``: out = A_h x A_w^T.
+    output_size: an int or an (OH, OW) pair; (1, 1) is global average pooling.
+    """
+    x = check_float_array("x", x, ndim=4)
+    OH, OW = _pair("output_size", output_size, 1)
+    A_h, A_w = adaptive_windows(x.shape[2], OH, x.dtype), adaptive_windows(x.shape[3], OW, x.dtype)
+    out = A_h @ x @ A_w.T
+    return out, (A_h, A_w, out.shape, x.dtype)
+
+
+def adaptive_avg_pool2d_backward(dout, cache):
+    """dx = A_h^T dout A_w: every pixel gets dout / (its window's size), summed over the windows it lies in -> (dx,)."""
+    A_h, A_w, out_shape, dtype = cache
+    dout = _check_dout(dout, out_shape, dtype)
+    return (A_h.T @ dout @ A_w,)
 
 
 # --- activations ---------------------------------------------------------------------------------

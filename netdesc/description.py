@@ -54,6 +54,8 @@ Layer types and their options (default, or "required"), with torch's meanings (`
                             (divides the input's channels and out_channels; weight (F, C/groups, KH, KW);
                             groups = the input's channels: depthwise)
     max_pool2d, avg_pool2d  kernel_size (required), stride (= kernel_size), padding 0 (at most kernel_size // 2)
+    adaptive_avg_pool2d     output_size (required; an int or [h, w]; 1 is global average pooling): output i
+                            averages rows [floor(i*H/OH), ceil((i+1)*H/OH)), columns likewise (torch's windows)
     linear                  out_features (required), bias true, in_features (optional; checked); needs a flat input
     leaky_relu              negative_slope 0.01
     flatten, relu, tanh, sigmoid, silu  no options
@@ -106,6 +108,7 @@ LAYER_OPTIONS = {
     },
     "max_pool2d": _POOL,
     "avg_pool2d": _POOL,
+    "adaptive_avg_pool2d": {"output_size": REQUIRED},
     "linear": {"out_features": REQUIRED, "bias": True, "in_features": None},
     "flatten": {},
     "relu": {},
@@ -274,7 +277,7 @@ def _approximate(name, value):
 OPTION_CHECKS = {
     "out_channels": check_positive_int, "in_channels": check_positive_int, "groups": check_positive_int,
     "out_features": check_positive_int, "in_features": check_positive_int,
-    "kernel_size": _pair(1), "stride": _pair(1), "dilation": _pair(1), "padding": _pair(0),
+    "kernel_size": _pair(1), "output_size": _pair(1), "stride": _pair(1), "dilation": _pair(1), "padding": _pair(0),
     "bias": _flag, "negative_slope": check_number, "dim": lambda name, value: check_positive_int(name, value, 0),
     "normalized_shape": _shape_option, "num_groups": check_positive_int, "momentum": _momentum,
     "eps": lambda name, value: check_number(name, value, "a finite number > 0", minimum=1e-300),
@@ -405,6 +408,7 @@ SHAPE_RULES = {
     "conv2d": _conv2d_shape,
     "max_pool2d": _pool_shape,
     "avg_pool2d": _pool_shape,
+    "adaptive_avg_pool2d": lambda o, shape: (_image(shape)[0], *o["output_size"]),
     "linear": _linear_shape,
     "flatten": lambda o, shape: (math.prod(shape),),
     "layer_norm": _layer_norm_shape,

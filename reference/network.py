@@ -26,6 +26,7 @@ MODULES = {
     ),
     "max_pool2d": lambda layer, o: nn.MaxPool2d(o["kernel_size"], o["stride"], o["padding"]),
     "avg_pool2d": lambda layer, o: nn.AvgPool2d(o["kernel_size"], o["stride"], o["padding"]),
+    "adaptive_avg_pool2d": lambda layer, o: nn.AdaptiveAvgPool2d(o["output_size"]),
     "linear": lambda layer, o: nn.Linear(layer.in_shape[0], o["out_features"], bias=o["bias"]),
     "flatten": lambda layer, o: nn.Flatten(),
     "relu": lambda layer, o: nn.ReLU(),

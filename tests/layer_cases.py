@@ -61,7 +61,8 @@ def labels_below(n_classes):
 # --- the entry -------------------------------------------------------------------------------------
 
 ABBREVIATIONS = {"stride": "s", "padding": "p", "dilation": "d", "kernel_size": "k", "negative_slope": "slope",
-                 "normalized_shape": "shape", "num_groups": "groups", "approximate": "approx", "groups": "g"}
+                 "normalized_shape": "shape", "num_groups": "groups", "approximate": "approx", "groups": "g",
+                 "output_size": "o"}
 
 
 def _fmt(value):
@@ -169,6 +170,8 @@ def torch_batch_norm(x, running_mean=None, running_var=None, gamma=None, beta=No
 conv2d = op("conv2d", M.conv2d_forward, M.conv2d_backward, torch_conv2d)
 max_pool2d = op("max_pool2d", M.max_pool2d_forward, M.max_pool2d_backward, F.max_pool2d)
 avg_pool2d = op("avg_pool2d", M.avg_pool2d_forward, M.avg_pool2d_backward, F.avg_pool2d)
+adaptive_avg_pool2d = op("adaptive_avg_pool2d", M.adaptive_avg_pool2d_forward, M.adaptive_avg_pool2d_backward,
+                         F.adaptive_avg_pool2d)
 tanh = op("tanh", M.tanh_forward, M.tanh_backward, torch.tanh)
 relu = op("relu", M.relu_forward, M.relu_backward, torch.relu)
 leaky_relu = op("leaky_relu", M.leaky_relu_forward, M.leaky_relu_backward, F.leaky_relu)
@@ -313,6 +316,13 @@ LAYER_CASES = [
     avg_pool2d((2, 2, 5, 5), kernel_size=3, stride=1, padding=1),
     avg_pool2d((2, 2, 6, 7), kernel_size=3, stride=2, padding=(1, 0)),
     avg_pool2d((1, 2, 7, 6), kernel_size=(2, 3), stride=1, padding=(0, 1)),
+    # adaptive_avg_pool2d: x; output_size, torch's windows [floor(i*H/OH), ceil((i+1)*H/OH))
+    adaptive_avg_pool2d((2, 3, 5, 6), output_size=1),  # global average pooling
+    adaptive_avg_pool2d((2, 2, 6, 8), output_size=(3, 4)),  # sizes that divide: avg_pool2d's windows
+    adaptive_avg_pool2d((2, 3, 7, 5), output_size=3),  # sizes that do not divide: windows of 3, 3, 3 rows overlap
+    adaptive_avg_pool2d((1, 1, 10, 7), output_size=(4, 3)),  # unequal windows, batch 1, one channel
+    adaptive_avg_pool2d((2, 2, 3, 2), output_size=(5, 4)),  # larger than the input: pixels repeated
+    adaptive_avg_pool2d((1, 2, 4, 4), output_size=4),  # the identity
     # activations, any shape
     tanh((2, 3, 4, 5)),
     tanh((7,)),

@@ -137,6 +137,12 @@ BAD_DESCRIPTIONS = [
      "layer 0 (conv2d): groups: got 2, needs a divisor of both the 1 channels of its input (1, 8, 8) and its "
      "out_channels 2"),
     ("conv-groups-zero", _with(["layers", 0, "groups"], 0), "layer 0 (conv2d): groups: got 0, needs an integer >= 1"),
+    ("adaptive-pool-size", _with(["layers", 2], {"type": "adaptive_avg_pool2d", "output_size": [2, 0]}),
+     "layer 2 (adaptive_avg_pool2d): output_size: got [2, 0], needs an integer >= 1 or a pair [h, w] of them"),
+    ("adaptive-pool-without-size", _with(["layers", 2], {"type": "adaptive_avg_pool2d"}),
+     "layer 2 (adaptive_avg_pool2d): missing required option 'output_size'"),
+    ("adaptive-pool-after-flatten", _with(["layers", 4], {"type": "adaptive_avg_pool2d", "output_size": 1}),
+     "layer 4 (adaptive_avg_pool2d): got an input of shape (18,) per sample, needs an image (C, H, W)"),
     ("layer-not-a-table", _with(["layers", 1], "relu"), "layer 1: got str 'relu', needs a table"),
     ("unknown-option", _with(["layers", 0, "strides"], 2),
      "layer 0 (conv2d): unknown option 'strides'; known options: out_channels, kernel_size, stride, padding, "
