@@ -109,7 +109,8 @@ def test_entries_read_by_name():
 # --- the normalization entries: new kinds, each with its boundary --------------------------------------------
 
 NEW_KINDS = ["batchnorm-no-mean-variance-paths", "batchnorm-dy-for-scaled", "groupnorm-wrong-axes",
-             "softmax-layer-diag-only", "gelu-tanh-for-exact", "batchnorm-biased-running-var"]
+             "softmax-layer-diag-only", "gelu-tanh-for-exact", "batchnorm-biased-running-var",
+             "maxpool-overlap-assign", "adaptive-pool-even-windows", "grouped-conv-dw-summed-over-groups"]
 
 
 def _halfway(wrong, right, forward):
