@@ -252,6 +252,18 @@ def _window_assigned(o, x, upstream):
     return dx.reshape(x.shape)
 
 
+def _transposed_hypotheses(layer, x, params, upstream):
+    """A transposed conv's dE/dinput with output_padding ignored: dE/d(output) cropped to the size without it."""
+    o, w = layer.options, as_tensor(params[f"{layer.index}.weight"])
+    (oph, opw), (OH, OW) = o["output_padding"], upstream.shape[2:]
+
+    def unpadded(t):
+        return TF.conv_transpose2d(t, w, None, o["stride"], o["padding"], 0, 1, o["dilation"])
+    return (Hypothesis("padding", f"manual = the input gradient without output_padding {(oph, opw)}: dE/d(output) "
+                       "read as if the output ended before its last rows and columns",
+                       _single(lambda a: _vjp(unpadded, x, upstream[:, :, :OH - oph, :OW - opw]))),)
+
+
 def _adaptive_hypotheses(layer, x, upstream):
     (H, W), (OH, OW) = x.shape[2:], layer.options["output_size"]
     if not (H % OH or W % OW) or H < OH or W < OW:
@@ -355,6 +367,8 @@ def layer_hypotheses(layer, kind, x, params, upstream):
         return _pool_hypotheses(layer, x, upstream)
     if layer.type == "adaptive_avg_pool2d":
         return _adaptive_hypotheses(layer, x, upstream)
+    if layer.type == "conv_transpose2d" and kind == "input":
+        return _transposed_hypotheses(layer, x, params, upstream)
     return ()
 
 

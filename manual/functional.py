@@ -35,6 +35,7 @@ __all__ = [
     "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "adaptive_windows",
     "avg_pool2d_backward", "avg_pool2d_forward", "binary_cross_entropy_backward", "binary_cross_entropy_forward",
     "binary_cross_entropy_with_logits_backward", "binary_cross_entropy_with_logits_forward", "conv2d_backward",
+    "conv_transpose2d_backward", "conv_transpose2d_forward",
     "conv2d_forward", "flatten_backward", "flatten_forward", "half_squared_error_backward",
     "half_squared_error_forward", "leaky_relu_backward", "leaky_relu_forward", "linear_backward", "linear_forward",
     "max_pool2d_backward", "max_pool2d_forward", "mse_backward", "mse_forward", "relu_backward", "relu_forward",
@@ -230,6 +231,61 @@ def conv2d_backward(dout, cache, input_grad=True):
         dcols = np.matmul(wk.reshape(G, F // G, -1).transpose(0, 2, 1), d)  # (N, G, C/G*KH*KW, OH*OW)
         dx = _col2im(dcols.reshape(N, C, KH, KW, OH, OW), x_shape, stride, padding, dilation)
     return dx, np.ascontiguousarray(dw), db
+
+
+# --- conv_transpose2d ----------------------------------------------------------------------------
+
+def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1):
+    """2-D transposed convolution as torch.nn.functional.conv_transpose2d (groups = 1): conv2d's input gradient.
+
+    x (N, C, H, W), w (C, F, KH, KW) (torch's layout: input channels first), b (F,) or None -> out (N, F, OH, OW):
+    every input pixel scatters w[c, :] * x[n, c, h, w] onto the output from (h*sh - ph, w*sw - pw), tap (i, j)
+    landing at (h*sh + i*dh - ph, w*sw + j*dw - pw); what lands outside the output is dropped (the padding).
+    OH = (H - 1)*sh - 2*ph + dh*(KH - 1) + oph + 1, OW likewise; output_padding adds rows and columns at the
+    bottom and right (needs output_padding < stride or < dilation, torch's rule).
+    """
+    x, w, b = _check_weighted("x", x, w, b, ndim=4)
+    N, C, H, W = x.shape
+    Cw, F, KH, KW = w.shape
+    if Cw != C:
+        raise InputError(f"w: got {Cw} input channels (shape {w.shape}, input channels first), needs {C}, the "
+                         f"channels of x {x.shape}")
+    if b is not None:
+        check_shape("b", b, (F,), "one bias per output channel of w")
+    stride, padding, dilation = _pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation", dilation, 1)
+    output_padding = _pair("output_padding", output_padding, 0)
+    if any(op >= s and op >= d for op, s, d in zip(output_padding, stride, dilation, strict=True)):
+        raise InputError(f"output_padding: got {output_padding}, needs each smaller than the stride {stride} or the "
+                         f"dilation {dilation} (torch's rule)")
+    OH, OW = (_transposed_size(*args) for args in zip(
+        (H, W), (KH, KW), stride, padding, output_padding, dilation, strict=True))
+    if OH < 1 or OW < 1:
+        raise InputError(f"padding: got {padding}, which gives an empty {OH}x{OW} output; needs (H - 1)*stride + "
+                         "dilation*(KH - 1) + output_padding + 1 > 2*padding")
+    # each pixel's contributions, (N, F*KH*KW, H*W) = w^T x per sample, scattered as conv2d's col2im scatters dx
+    contributions = np.matmul(w.reshape(C, F * KH * KW).T, x.reshape(N, C, H * W))
+    out = _col2im(contributions.reshape(N, F, KH, KW, H, W), (N, F, OH, OW), stride, padding, dilation)
+    if b is not None:
+        out += b[:, None, None]
+    return out, (x, w, stride, padding, dilation, out.shape, b is not None)
+
+
+def _transposed_size(size, kernel, stride, padding, output_padding, dilation):
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
+def conv_transpose2d_backward(dout, cache):
+    """Gradients of conv_transpose2d_forward -> (dx, dw, db): dout read back through the windows the forward
+    scattered into (conv2d's im2col, one window per input pixel), dx = w dcols, dw = x dcols^T summed over the
+    batch, db = dout summed over the batch and the positions."""
+    x, w, stride, padding, dilation, out_shape, has_bias = cache
+    (N, C, H, W), (_, F, KH, KW) = x.shape, w.shape
+    dout = _check_dout(dout, out_shape, x.dtype)
+    dcols = _im2col(dout, (KH, KW), stride, padding, dilation, (H, W))  # (N, F*KH*KW, H*W)
+    dx = np.matmul(w.reshape(C, F * KH * KW), dcols).reshape(x.shape)
+    dw = np.matmul(x.reshape(N, C, H * W), dcols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+    db = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    return dx, dw, db
 
 
 # --- pooling -------------------------------------------------------------------------------------

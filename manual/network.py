@@ -25,6 +25,8 @@ from netdesc.inputs import check_inputs
 FORWARD = {
     "conv2d": lambda x, p, o: F.conv2d_forward(x, p["weight"], p.get("bias"), o["stride"], o["padding"], o["dilation"],
                                                groups=o["groups"]),
+    "conv_transpose2d": lambda x, p, o: F.conv_transpose2d_forward(x, p["weight"], p.get("bias"), o["stride"],
+                                                                   o["padding"], o["output_padding"], o["dilation"]),
     "max_pool2d": lambda x, p, o: F.max_pool2d_forward(x, o["kernel_size"], o["stride"], o["padding"]),
     "avg_pool2d": lambda x, p, o: F.avg_pool2d_forward(x, o["kernel_size"], o["stride"], o["padding"]),
     "adaptive_avg_pool2d": lambda x, p, o: F.adaptive_avg_pool2d_forward(x, o["output_size"]),
@@ -60,6 +62,7 @@ def batch_norm_backward(dout, cache):
 # type -> backward(dout, cache) -> (dx, dweight, dbias) or (dx,); a merge layer's: (dx per input, in order)
 BACKWARD = {
     "conv2d": F.conv2d_backward,
+    "conv_transpose2d": F.conv_transpose2d_backward,
     "max_pool2d": F.max_pool2d_backward,
     "avg_pool2d": F.avg_pool2d_backward,
     "adaptive_avg_pool2d": F.adaptive_avg_pool2d_backward,

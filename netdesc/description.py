@@ -53,6 +53,9 @@ Layer types and their options (default, or "required"), with torch's meanings (`
                             bias true, in_channels (optional; checked against the input's channels), groups 1
                             (divides the input's channels and out_channels; weight (F, C/groups, KH, KW);
                             groups = the input's channels: depthwise)
+    conv_transpose2d        out_channels (required), kernel_size (required), stride 1, padding 0, output_padding 0
+                            (each < stride or < dilation), dilation 1, bias true, in_channels (optional; checked);
+                            weight (C_in, out_channels, KH, KW); OH = (H - 1)*sh - 2*ph + dh*(KH - 1) + oph + 1
     max_pool2d, avg_pool2d  kernel_size (required), stride (= kernel_size), padding 0 (at most kernel_size // 2)
     adaptive_avg_pool2d     output_size (required; an int or [h, w]; 1 is global average pooling): output i
                             averages rows [floor(i*H/OH), ceil((i+1)*H/OH)), columns likewise (torch's windows)
@@ -105,6 +108,10 @@ LAYER_OPTIONS = {
         "out_channels": REQUIRED, "kernel_size": REQUIRED, "stride": 1, "padding": 0, "dilation": 1, "bias": True,
         "in_channels": None,  # None: not given, nothing to check
         "groups": 1,
+    },
+    "conv_transpose2d": {
+        "out_channels": REQUIRED, "kernel_size": REQUIRED, "stride": 1, "padding": 0, "output_padding": 0,
+        "dilation": 1, "bias": True, "in_channels": None,
     },
     "max_pool2d": _POOL,
     "avg_pool2d": _POOL,
@@ -180,6 +187,9 @@ class Layer:
             return {"weight": shape, "bias": shape}
         if self.type == "conv2d":
             shapes = {"weight": (o["out_channels"], self.in_shape[0] // o["groups"], *o["kernel_size"])}
+            out = o["out_channels"]
+        elif self.type == "conv_transpose2d":  # torch's layout: input channels first
+            shapes = {"weight": (self.in_shape[0], o["out_channels"], *o["kernel_size"])}
             out = o["out_channels"]
         elif self.type == "linear":
             shapes = {"weight": (o["out_features"], self.in_shape[0])}
@@ -278,6 +288,7 @@ OPTION_CHECKS = {
     "out_channels": check_positive_int, "in_channels": check_positive_int, "groups": check_positive_int,
     "out_features": check_positive_int, "in_features": check_positive_int,
     "kernel_size": _pair(1), "output_size": _pair(1), "stride": _pair(1), "dilation": _pair(1), "padding": _pair(0),
+    "output_padding": _pair(0),
     "bias": _flag, "negative_slope": check_number, "dim": lambda name, value: check_positive_int(name, value, 0),
     "normalized_shape": _shape_option, "num_groups": check_positive_int, "momentum": _momentum,
     "eps": lambda name, value: check_number(name, value, "a finite number > 0", minimum=1e-300),
@@ -339,6 +350,23 @@ def _conv2d_shape(o, shape):
         raise InputError(f"groups: got {o['groups']}, needs a divisor of both the {C} channels of its input {shape} "
                          f"and its out_channels {o['out_channels']}")
     return (o["out_channels"], *_spatial(shape, o["kernel_size"], o["stride"], o["padding"], o["dilation"]))
+
+
+def _conv_transpose2d_shape(o, shape):
+    """(OH, OW) = ((H - 1)*sh - 2*ph + dh*(KH - 1) + oph + 1, likewise W), torch's; InputError when empty."""
+    C = _image(shape)[0]
+    if o["in_channels"] is not None and o["in_channels"] != C:
+        raise InputError(f"in_channels: got {o['in_channels']}, but its input {shape} has {C} channels")
+    op, stride, dilation = o["output_padding"], o["stride"], o["dilation"]
+    if any(p >= s and p >= d for p, s, d in zip(op, stride, dilation, strict=True)):
+        raise InputError(f"output_padding: got {list(op)}, needs each smaller than the stride {list(stride)} or the "
+                         f"dilation {list(dilation)} (torch's rule)")
+    size = [(n - 1) * s - 2 * p + d * (k - 1) + q + 1 for n, k, s, p, q, d in zip(
+        shape[1:], o["kernel_size"], stride, o["padding"], op, dilation, strict=True)]
+    if min(size) < 1:
+        raise InputError(f"output would be empty ({size[0]}x{size[1]}): padding {list(o['padding'])} crops more than "
+                         f"the input {shape} spreads to")
+    return (o["out_channels"], *size)
 
 
 def _pool_shape(o, shape):
@@ -406,6 +434,7 @@ SHAPE_RULES = {
     "add": _add_shape,
     "concat": _concat_shape,
     "conv2d": _conv2d_shape,
+    "conv_transpose2d": _conv_transpose2d_shape,
     "max_pool2d": _pool_shape,
     "avg_pool2d": _pool_shape,
     "adaptive_avg_pool2d": lambda o, shape: (_image(shape)[0], *o["output_size"]),

@@ -62,7 +62,7 @@ def labels_below(n_classes):
 
 ABBREVIATIONS = {"stride": "s", "padding": "p", "dilation": "d", "kernel_size": "k", "negative_slope": "slope",
                  "normalized_shape": "shape", "num_groups": "groups", "approximate": "approx", "groups": "g",
-                 "output_size": "o"}
+                 "output_size": "o", "output_padding": "op"}
 
 
 def _fmt(value):
@@ -168,6 +168,7 @@ def torch_batch_norm(x, running_mean=None, running_var=None, gamma=None, beta=No
 
 
 conv2d = op("conv2d", M.conv2d_forward, M.conv2d_backward, torch_conv2d)
+conv_transpose2d = op("conv_transpose2d", M.conv_transpose2d_forward, M.conv_transpose2d_backward, F.conv_transpose2d)
 max_pool2d = op("max_pool2d", M.max_pool2d_forward, M.max_pool2d_backward, F.max_pool2d)
 avg_pool2d = op("avg_pool2d", M.avg_pool2d_forward, M.avg_pool2d_backward, F.avg_pool2d)
 adaptive_avg_pool2d = op("adaptive_avg_pool2d", M.adaptive_avg_pool2d_forward, M.adaptive_avg_pool2d_backward,
@@ -298,6 +299,14 @@ LAYER_CASES = [
     conv2d((1, 4, 8, 6), (8, 1, 3, 3), (8,), stride=2, padding=2, dilation=2, groups=4),  # depthwise, multiplier 2
     conv2d((2, 2, 5, 5), (2, 1, 5, 5), (2,), groups=2),  # depthwise, kernel as large as the input
     conv2d((1, 4, 5, 4), (4, 2, 2, 3), (4,), stride=(2, 1), padding=1, groups=2, flip=True),
+    # conv_transpose2d: x, w (C_in, C_out, KH, KW)[, b]; output_padding < stride or < dilation
+    conv_transpose2d((2, 3, 4, 5), (3, 2, 3, 3), (2,)),
+    conv_transpose2d((2, 2, 3, 4), (2, 3, 3, 2), (3,), stride=2, padding=1, output_padding=1),
+    conv_transpose2d((1, 1, 3, 3), (1, 1, 1, 1), (1,)),  # batch 1, one channel, 1x1 kernel
+    conv_transpose2d((2, 3, 4, 3), (3, 2, 3, 3), stride=(2, 3), padding=(1, 2), output_padding=(1, 2)),  # no bias
+    conv_transpose2d((1, 2, 3, 3), (2, 2, 3, 3), (2,), stride=1, padding=1, output_padding=1, dilation=2),
+    conv_transpose2d((2, 2, 5, 4), (2, 3, 2, 3), (3,), stride=3, dilation=(2, 1)),  # stride larger than the kernel
+    conv_transpose2d((2, 1, 2, 2), (1, 2, 3, 3), (2,), stride=2, padding=2),  # padding crops most of the output
     # max_pool2d / avg_pool2d: x; kernel_size, stride (default kernel_size), padding <= kernel_size // 2
     max_pool2d((2, 3, 6, 6), kernel_size=2),
     max_pool2d((1, 1, 5, 7), kernel_size=(2, 3), stride=(1, 2), padding=1),

@@ -7,6 +7,7 @@ import tomllib
 
 import numpy as np
 import pytest
+import torch
 
 from crosscheck import cli
 from netdesc import InputError
@@ -51,6 +52,17 @@ def test_a_grouped_conv_has_torchs_weight_layout():
     assert spec.param_shapes() == {"0.weight": (6, 2, 3, 3), "0.bias": (6,), "1.weight": (6, 1, 3, 3),
                                    "3.weight": (2, 54), "3.bias": (2,)}
     assert [layer.out_shape for layer in spec.layers[:2]] == [(6, 5, 5), (6, 3, 3)]
+
+
+def test_a_transposed_conv_has_torchs_output_size_and_layout():
+    """OH = (H - 1)*stride - 2*padding + dilation*(KH - 1) + output_padding + 1 (torch's, its module's own output
+    below); weight (C_in, out_channels, KH, KW)."""
+    layer = {"type": "conv_transpose2d", "out_channels": 3, "kernel_size": [3, 2], "stride": [2, 3],
+             "padding": 1, "output_padding": [1, 2], "dilation": [1, 2]}
+    spec = parse_spec({"input_shape": [2, 4, 5], "layers": [layer, {"type": "flatten"}], "loss": {"type": "mse"}})
+    module = torch.nn.ConvTranspose2d(2, 3, (3, 2), (2, 3), 1, (1, 2), dilation=(1, 2))
+    assert spec.layers[0].out_shape == tuple(module(torch.zeros(1, 2, 4, 5)).shape[1:]) == (3, 8, 15)
+    assert spec.param_shapes() == {"0.weight": tuple(module.weight.shape), "0.bias": (3,)}
 
 
 def test_defaults_are_filled_in():
@@ -143,6 +155,17 @@ BAD_DESCRIPTIONS = [
      "layer 2 (adaptive_avg_pool2d): missing required option 'output_size'"),
     ("adaptive-pool-after-flatten", _with(["layers", 4], {"type": "adaptive_avg_pool2d", "output_size": 1}),
      "layer 4 (adaptive_avg_pool2d): got an input of shape (18,) per sample, needs an image (C, H, W)"),
+    ("transposed-output-padding", _with(["layers", 0], {"type": "conv_transpose2d", "out_channels": 2,
+                                                         "kernel_size": 3, "stride": 2, "output_padding": [1, 2]}),
+     "layer 0 (conv_transpose2d): output_padding: got [1, 2], needs each smaller than the stride [2, 2] or the "
+     "dilation [1, 1] (torch's rule)"),
+    ("transposed-empty", _with(["layers", 0], {"type": "conv_transpose2d", "out_channels": 2, "kernel_size": 1,
+                                                "padding": 4}),
+     "layer 0 (conv_transpose2d): output would be empty (0x0): padding [4, 4] crops more than the input (1, 8, 8) "
+     "spreads to"),
+    ("transposed-in-channels", _with(["layers", 0], {"type": "conv_transpose2d", "out_channels": 2,
+                                                      "kernel_size": 3, "in_channels": 2}),
+     "layer 0 (conv_transpose2d): in_channels: got 2, but its input (1, 8, 8) has 1 channels"),
     ("layer-not-a-table", _with(["layers", 1], "relu"), "layer 1: got str 'relu', needs a table"),
     ("unknown-option", _with(["layers", 0, "strides"], 2),
      "layer 0 (conv2d): unknown option 'strides'; known options: out_channels, kernel_size, stride, padding, "

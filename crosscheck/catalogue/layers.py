@@ -76,6 +76,16 @@ def _conv_dw_flipped(dout, cache):
     return dx, np.ascontiguousarray(dw[:, :, ::-1, ::-1]), db
 
 
+def _transposed_output_padding_ignored(dout, cache):
+    """conv_transpose2d's backward reading dout as if the output had no output_padding: its last rows and columns,
+    which the input reaches where padding >= output_padding, dropped."""
+    x, w, stride, padding, dilation, out_shape, has_bias = cache
+    OH, OW = (F._transposed_size(n, k, s, p, 0, d) for n, k, s, p, d in zip(
+        x.shape[2:], w.shape[2:], stride, padding, dilation, strict=True))
+    inner = (x, w, stride, padding, dilation, (*out_shape[:2], OH, OW), has_bias)
+    return F.conv_transpose2d_backward(np.ascontiguousarray(dout[:, :, :OH, :OW]), inner)
+
+
 # --- pooling: forward keeping its input, window gradients scattered back ----------------------------------
 
 def _pool_forward(pool):
@@ -345,6 +355,8 @@ OVERLAP_POOL = _stack((1, 9, 9), [_conv(2, 3, padding=1), TANH, {"type": "max_po
 # 7 rows into 3 windows: torch's are [0, 3), [2, 5), [4, 7); even ones of 7 // 3 = 2 would be [0, 2), [2, 4), [4, 6)
 ADAPTIVE_POOL = _stack((1, 7, 7), [_conv(2, 3, padding=1), TANH, {"type": "adaptive_avg_pool2d", "output_size": 3},
                                    FLAT, _linear(3)])
+TRANSPOSED = _stack((2, 4, 4), [{"type": "conv_transpose2d", "out_channels": 2, "kernel_size": 3, "stride": 2,
+                                 "padding": 1, "output_padding": 1}, TANH, FLAT, _linear(3)])  # 4x4 -> 8x8
 GROUPED_CONV = _stack((4, 5, 5), [_conv(4, 3, padding=1, groups=2), TANH, FLAT, _linear(3)])
 # conv, tanh, then a residual block: layer 1's output is read by the conv at 2 and by the add at 4 (the skip)
 RESIDUAL = _stack((1, 6, 6), [_conv(2, 3, padding=1), TANH, _conv(2, 3, padding=1), TANH,
@@ -405,6 +417,10 @@ ENTRIES = [
     WrongDerivation("grouped-conv-dw-summed-over-groups", "conv2d with 2 groups: dw summed over the batch and the "
                     "groups, the sum given to both groups' filters", GROUPED_CONV, "0 conv2d: dE/dweight",
                     "groups-summed", {0: _grouped_dw_summed}),
+    WrongDerivation("convtranspose-output-padding-ignored", "conv_transpose2d with stride 2, padding 1, "
+                    "output_padding 1: the backward reads dout as if the output were 7x7, its last row and column "
+                    "(reached by the input) dropped", TRANSPOSED, "0 conv_transpose2d: dE/dinput", "padding",
+                    {0: _transposed_output_padding_ignored}),
     WrongDerivation("cross-entropy-onehot-forgotten", "softmax cross-entropy: dlogits = softmax / N, the one-hot "
                     "subtraction left out", CLASSIFIER, "loss: dE/dinput", "one-hot",
                     {"loss": _cross_entropy_onehot_forgotten}, {"loss": _cross_entropy_forward}),
