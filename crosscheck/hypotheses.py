@@ -49,6 +49,9 @@ CLASSES = {
     "softmax-diagonal": "only the diagonal of softmax's Jacobian",
     "approximation": "the derivative of the other approximation",
     "biased-variance": "running variance updated with the biased batch variance",
+    "overlap-assign": "overlapping windows' gradients assigned, not accumulated",
+    "adaptive-windows": "adaptive pooling windows taken as if the size divided evenly",
+    "groups-summed": "grouped conv's weight gradient summed over the groups",
     "unclassified": "no hypothesis fits",
 }
 
@@ -196,7 +199,7 @@ def _conv_hypotheses(layer, x, params, upstream, kind):
         return _vjp(lambda weight: TF.conv2d(crop, weight, None, (sh, sw)), w, upstream)
 
     def conv(weight):
-        return TF.conv2d(as_tensor(x), weight, None, (sh, sw), (ph, pw), (dh, dw))
+        return TF.conv2d(as_tensor(x), weight, None, (sh, sw), (ph, pw), (dh, dw), o["groups"])
     hypotheses = []
     if kind == "input" and (sh, sw) != (1, 1):
         hypotheses.append(Hypothesis("stride", f"manual = the input gradient of a stride-1 conv: the stride {(sh, sw)} "
@@ -206,7 +209,17 @@ def _conv_hypotheses(layer, x, params, upstream, kind):
                                      "left out", _single(dilation_ignored)))
     if kind == "weight":
         hypotheses.append(flipped_upstream(conv, w, upstream))
+    if kind == "weight" and o["groups"] > 1:
+        hypotheses.append(Hypothesis("groups-summed", f"manual = autograd's dE/dweight summed over the {o['groups']} "
+                                     "groups, every group given the sum: the batch and the groups summed where only "
+                                     "the batch was meant", _single(lambda a: _summed_over_groups(a, o["groups"]))))
     return tuple(hypotheses)
+
+
+def _summed_over_groups(a, G):
+    """(F, C/G, KH, KW) as G blocks of F/G filters, each block replaced by the sum of all G."""
+    blocks = a.reshape(G, -1, *a.shape[1:])
+    return np.broadcast_to(blocks.sum(axis=0), blocks.shape).reshape(a.shape)
 
 
 def _pool_hypotheses(layer, x, upstream):
@@ -214,8 +227,51 @@ def _pool_hypotheses(layer, x, upstream):
 
     def window_sum(t):
         return TF.avg_pool2d(t, o["kernel_size"], o["stride"], o["padding"]) * window(layer)
-    return (Hypothesis("window", "manual = the gradient of the window's sum: dE/d(output) sent to every element of "
-                       "the window, not only to its maximum", _single(lambda a: _vjp(window_sum, x, upstream))),)
+    hypotheses = (Hypothesis("window", "manual = the gradient of the window's sum: dE/d(output) sent to every element "
+                             "of the window, not only to its maximum",
+                             _single(lambda a: _vjp(window_sum, x, upstream))),)
+    if any(s < k for s, k in zip(o["stride"], o["kernel_size"], strict=True)):
+        hypotheses += (Hypothesis("overlap-assign", "manual = each window's one-hot gradient assigned (=) over its "
+                                  "window in turn, where overlapping windows must accumulate (+=): a pixel keeps "
+                                  "the last window's share only", _single(lambda a: _window_assigned(o, x, upstream))),)
+    return hypotheses
+
+
+def _window_assigned(o, x, upstream):
+    """Max pool's input gradient with each window, in row-major order, overwriting its whole window with its
+    one-hot share (torch's argmax indices), so where windows overlap the last one wins."""
+    (KH, KW), (sh, sw), (ph, pw) = o["kernel_size"], o["stride"], o["padding"]
+    _, indices = TF.max_pool2d(as_tensor(x), (KH, KW), (sh, sw), (ph, pw), return_indices=True)
+    (N, C, H, W), indices = x.shape, indices.numpy()
+    dx = np.zeros((N, C, H * W))
+    for oh, ow in np.ndindex(*upstream.shape[2:]):
+        rows = np.arange(max(oh * sh - ph, 0), min(oh * sh - ph + KH, H))
+        cols = np.arange(max(ow * sw - pw, 0), min(ow * sw - pw + KW, W))
+        dx[:, :, (rows[:, None] * W + cols).ravel()] = 0
+        np.put_along_axis(dx, indices[:, :, oh, ow, None], upstream[:, :, oh, ow, None], axis=2)
+    return dx.reshape(x.shape)
+
+
+def _transposed_hypotheses(layer, x, params, upstream):
+    """A transposed conv's dE/dinput with output_padding ignored: dE/d(output) cropped to the size without it."""
+    o, w = layer.options, as_tensor(params[f"{layer.index}.weight"])
+    (oph, opw), (OH, OW) = o["output_padding"], upstream.shape[2:]
+
+    def unpadded(t):
+        return TF.conv_transpose2d(t, w, None, o["stride"], o["padding"], 0, 1, o["dilation"])
+    return (Hypothesis("padding", f"manual = the input gradient without output_padding {(oph, opw)}: dE/d(output) "
+                       "read as if the output ended before its last rows and columns",
+                       _single(lambda a: _vjp(unpadded, x, upstream[:, :, :OH - oph, :OW - opw]))),)
+
+
+def _adaptive_hypotheses(layer, x, upstream):
+    (H, W), (OH, OW) = x.shape[2:], layer.options["output_size"]
+    if not (H % OH or W % OW) or H < OH or W < OW:
+        return ()
+    even = lambda t: TF.avg_pool2d(t, (H // OH, W // OW))[:, :, :OH, :OW]  # noqa: E731
+    return (Hypothesis("adaptive-windows", f"manual = the input gradient of windows of {H // OH}x{W // OW} from "
+                       f"i*{H // OH}: the windows taken as if {OH}x{OW} divided {H}x{W} evenly, not torch's "
+                       "[floor(i*H/OH), ceil((i+1)*H/OH))", _single(lambda a: _vjp(even, x, upstream))),)
 
 
 def _normalized(layer):
@@ -309,6 +365,10 @@ def layer_hypotheses(layer, kind, x, params, upstream):
         return _conv_hypotheses(layer, x, params, upstream, kind)
     if layer.type == "max_pool2d":
         return _pool_hypotheses(layer, x, upstream)
+    if layer.type == "adaptive_avg_pool2d":
+        return _adaptive_hypotheses(layer, x, upstream)
+    if layer.type == "conv_transpose2d" and kind == "input":
+        return _transposed_hypotheses(layer, x, params, upstream)
     return ()
 
 

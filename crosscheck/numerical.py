@@ -21,7 +21,7 @@ from crosscheck.compare import ManualFailure, compare, excess
 from crosscheck.tolerances import Tolerance, tolerance_for
 from manual import kernels
 from manual import network as manual_net
-from netdesc.description import BATCH_NORMS, NORMALIZATIONS, parse_spec
+from netdesc.description import BATCH_NORMS, parse_spec
 
 # h_i = EPS * max(1, |x_i|). Central differences err by h^2 |E'''| / 6 (truncation) plus about u |E| / h
 # (rounding, u = 2.2e-16 the float64 unit roundoff, times the ulps a forward pass loses). At EPS = 1e-6 that is
@@ -311,9 +311,11 @@ def _through(spec, params, x, outputs, layer, k):
 def _param_value(spec, params, layer, kind, h, reduce, coupled):
     """Site value of one parameter of `layer` (input h): the points stacked along its output channels, the
     layer's other parameter tiled alongside, one forward call per chunk; reduce maps (P, N, F, ...) to (P,).
-    A normalization's gamma and beta, and any parameter of a network whose samples are coupled: one call per point."""
+    A normalization's gamma and beta, a grouped conv's parameters (stacked filters would be re-split among its
+    groups) and any parameter of a network whose samples are coupled: one call per point."""
     mine = _layer_params(params, layer)
-    if coupled or layer.type in NORMALIZATIONS:
+    foldable = layer.type == "linear" or (layer.type == "conv2d" and layer.options["groups"] == 1)
+    if coupled or not foldable:
         def each(ps):
             return np.stack([manual_net.FORWARD[layer.type](h, mine | {kind: p}, layer.options)[0] for p in ps])
         return lambda ps: reduce(each(ps))

@@ -422,7 +422,7 @@ class NetworkSubject:
             gradients += [(kind, m.param_grads[f"{i}.{kind}"], a["param_grads"][f"{i}.{kind}"])
                           for kind in layer.param_shapes()]
             scales = batch + ((H.window(layer), "scaled", "the window size KH*KW of the pool"),) \
-                if layer.type.endswith("pool2d") else batch
+                if layer.type in ("max_pool2d", "avg_pool2d") else batch
             for kind, mg, ag in gradients:
                 name = f"{where}: dE/d{kind}"
                 hypotheses = H.fan_out_hypotheses(spec, layer, kind, x_i, params, a) \

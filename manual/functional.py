@@ -32,8 +32,10 @@ __all__ = [
     "group_norm_backward", "group_norm_forward", "layer_norm_backward", "layer_norm_forward", "log_softmax_backward",
     "log_softmax_forward", "silu_backward", "silu_forward", "softmax_backward", "softmax_forward",
     "add_backward", "add_forward", "concat_backward", "concat_forward",
+    "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "adaptive_windows",
     "avg_pool2d_backward", "avg_pool2d_forward", "binary_cross_entropy_backward", "binary_cross_entropy_forward",
     "binary_cross_entropy_with_logits_backward", "binary_cross_entropy_with_logits_forward", "conv2d_backward",
+    "conv_transpose2d_backward", "conv_transpose2d_forward",
     "conv2d_forward", "flatten_backward", "flatten_forward", "half_squared_error_backward",
     "half_squared_error_forward", "leaky_relu_backward", "leaky_relu_forward", "linear_backward", "linear_forward",
     "max_pool2d_backward", "max_pool2d_forward", "mse_backward", "mse_forward", "relu_backward", "relu_forward",
@@ -128,17 +130,17 @@ def _taps(x_shape, kernel, stride, padding, dilation, out_size):
             yield i, j, (r0, r1, c0, c1), (slice(None), slice(None), rows, cols)
 
 
-def _im2col(x, kernel, stride, padding, dilation, out_size, extra_rows):
-    """-> cols (N, C*KH*KW + extra_rows, OH*OW): row c*KH*KW + i*KW + j holds what tap (i, j) of channel c
-    reads at each output position (0 where it reads padding); the extra rows are left for the caller."""
+def _im2col(x, kernel, stride, padding, dilation, out_size):
+    """-> cols (N, C*KH*KW, OH*OW): row c*KH*KW + i*KW + j holds what tap (i, j) of channel c reads at each
+    output position (0 where it reads padding)."""
     (N, C), (KH, KW), (OH, OW) = x.shape[:2], kernel, out_size
     K = C * KH * KW
-    cols = np.empty((N, K + extra_rows, OH, OW), dtype=x.dtype)
+    cols = np.empty((N, K, OH, OW), dtype=x.dtype)
     for i, j, (r0, r1, c0, c1), source in _taps(x.shape, kernel, stride, padding, dilation, out_size):
         tap = cols[:, i * KW + j : K : KH * KW]  # (N, C, OH, OW), a view
         tap[:, :, r0:r1, c0:c1] = x[source]
         tap[:, :, :r0], tap[:, :, r1:], tap[:, :, :, :c0], tap[:, :, :, c1:] = 0, 0, 0, 0  # the padding
-    return cols.reshape(N, K + extra_rows, OH * OW)
+    return cols.reshape(N, K, OH * OW)
 
 
 def _col2im(dwin, x_shape, stride, padding, dilation):
@@ -166,15 +168,18 @@ def _check_weighted(name, x, w, b, ndim):
     return x, w, b
 
 
-# --- conv2d --------------------------------------------------------------------------------------
+# --- conv2d ---------------------------------------------------------------------------------------
 
-def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, flip=False):
-    """2-D cross-correlation as torch.nn.functional.conv2d (groups = 1, zero padding).
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, flip=False, groups=1):
+    """2-D cross-correlation as torch.nn.functional.conv2d (zero padding).
 
-    x (N, C, H, W), w (F, C, KH, KW), b (F,) or None -> out (N, F, OH, OW) with
-    out[n, f, oh, ow] = b[f] + sum_{c,i,j} w[f, c, i, j] * xp[n, c, oh*sh + i*dh, ow*sw + j*dw]
-    (xp: x zero-padded) and OH = floor((H + 2*ph - dh*(KH - 1) - 1) / sh) + 1, OW likewise.
-    stride, padding, dilation: an int or an (h, w) pair.
+    x (N, C, H, W), w (F, C/G, KH, KW), b (F,) or None -> out (N, F, OH, OW) with
+    out[n, f, oh, ow] = b[f] + sum_{c,i,j} w[f, c, i, j] * xp[n, g*C/G + c, oh*sh + i*dh, ow*sw + j*dw]
+    (xp: x zero-padded; g = f // (F/G), the group of filter f) and OH = floor((H + 2*ph - dh*(KH - 1) - 1) / sh) + 1,
+    OW likewise. stride, padding, dilation: an int or an (h, w) pair.
+
+    groups G splits the channels into G blocks of C/G and the filters into G blocks of F/G: filter block g sees
+    channel block g only (G = C: depthwise, one filter block per channel). G = 1 is the plain convolution.
 
     flip=True computes the true convolution: the kernel is flipped in both spatial axes before the
     cross-correlation, w[f, c, KH-1-i, KW-1-j]. The gradient then reaches w through the flip, so dw is
@@ -182,9 +187,13 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, flip=False):
     """
     x, w, b = _check_weighted("x", x, w, b, ndim=4)
     N, C, H, W = x.shape
-    F, Cw, KH, KW = w.shape
-    if Cw != C:
-        raise InputError(f"w: got {Cw} input channels (shape {w.shape}), needs {C}, the channels of x {x.shape}")
+    F, Cg, KH, KW = w.shape
+    G = check_positive_int("groups", groups)
+    if C % G or F % G:
+        raise InputError(f"groups: got {G}, needs a divisor of both the {C} channels of x and the {F} filters of w")
+    if Cg != C // G:
+        raise InputError(f"w: got {Cg} input channels (shape {w.shape}), needs {C // G}, the channels of x {x.shape} "
+                         f"per group ({G} groups)")
     if b is not None:
         check_shape("b", b, (F,), "one bias per output channel of w")
     if not isinstance(flip, (bool, np.bool_)):
@@ -193,38 +202,90 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, flip=False):
     OH, OW = _check_out_size(x, (KH, KW), stride, padding, dilation)
 
     wk = w[:, :, ::-1, ::-1] if flip else w  # the kernel actually slid over the input
-    K = C * KH * KW
-    # im2col: cols[n] is (K, OH*OW), so one matmul per sample gives NCHW directly. A bias is the weight of
-    # one more row of ones: no extra pass over the output, and db falls out of the same product as dw.
-    cols = _im2col(x, (KH, KW), stride, padding, dilation, (OH, OW), extra_rows=int(b is not None))
-    weights = wk.reshape(F, K)
+    # im2col: cols[n] is (C*KH*KW, OH*OW), its rows channel by channel, so group g's rows are one block of
+    # C/G*KH*KW and one matmul per sample and group gives NCHW directly.
+    cols = _im2col(x, (KH, KW), stride, padding, dilation, (OH, OW)).reshape(N, G, Cg * KH * KW, OH * OW)
+    weights = wk.reshape(G, F // G, Cg * KH * KW)
+    out = np.matmul(weights, cols).reshape(N, F, OH, OW)  # (N, G, F/G, OH*OW): filter block g on channel block g
     if b is not None:
-        cols[:, K] = 1
-        weights = np.concatenate([weights, b[:, None]], axis=1)
-    out = np.matmul(weights, cols)  # (N, F, OH*OW)
-    return out.reshape(N, F, OH, OW), (cols, wk, x.shape, (OH, OW), stride, padding, dilation, flip)
+        out += b[:, None, None]
+    return out, (cols, wk, x.shape, (OH, OW), stride, padding, dilation, flip, b is not None)
 
 
 def conv2d_backward(dout, cache, input_grad=True):
     """Gradients of conv2d_forward -> (dx, dw, db); db is None without a bias.
 
-    dw[f, k] = sum_{n,p} dout[n, f, p] * cols[n, k, p] and db[f] = sum_{n,p} dout[n, f, p] (the row of ones);
-    dx is dcols = w^T dout added back to the pixels each column was read from (col2im).
+    Per group g: dw_g[f, k] = sum_{n,p} dout_g[n, f, p] * cols_g[n, k, p] and db[f] = sum_{n,p} dout[n, f, p];
+    dx is dcols_g = w_g^T dout_g, added back to the pixels each column was read from (col2im).
     Pass ``input_grad=False`` to skip dx (returned as None) when x is data, as torch does.
     """
-    cols, wk, x_shape, (OH, OW), stride, padding, dilation, flip = cache
-    (N, C), (F, _, KH, KW) = x_shape[:2], wk.shape
-    K = C * KH * KW
-    d = _check_dout(dout, (N, F, OH, OW), cols.dtype).reshape(N, F, OH * OW)
-    dweights = np.matmul(d, cols.transpose(0, 2, 1)).sum(axis=0)  # per sample (F, K [+ 1 bias]), summed over N
-    db = dweights[:, K] if cols.shape[1] > K else None
-    dwk = dweights[:, :K].reshape(wk.shape)
+    cols, wk, x_shape, (OH, OW), stride, padding, dilation, flip, has_bias = cache
+    (N, C), (F, _, KH, KW), G = x_shape[:2], wk.shape, cols.shape[1]
+    d = _check_dout(dout, (N, F, OH, OW), cols.dtype).reshape(N, G, F // G, OH * OW)
+    dweights = np.matmul(d, cols.transpose(0, 1, 3, 2)).sum(axis=0)  # per sample (G, F/G, C/G*KH*KW), summed over N
+    db = d.sum(axis=(0, 3)).reshape(F) if has_bias else None
+    dwk = dweights.reshape(wk.shape)
     dw = dwk[:, :, ::-1, ::-1] if flip else dwk  # w reaches the product flipped, so its gradient flips back
     dx = None
     if input_grad:
-        dcols = np.matmul(wk.reshape(F, K).T, d)  # (N, K, OH*OW)
+        dcols = np.matmul(wk.reshape(G, F // G, -1).transpose(0, 2, 1), d)  # (N, G, C/G*KH*KW, OH*OW)
         dx = _col2im(dcols.reshape(N, C, KH, KW, OH, OW), x_shape, stride, padding, dilation)
     return dx, np.ascontiguousarray(dw), db
+
+
+# --- conv_transpose2d ----------------------------------------------------------------------------
+
+def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1):
+    """2-D transposed convolution as torch.nn.functional.conv_transpose2d (groups = 1): conv2d's input gradient.
+
+    x (N, C, H, W), w (C, F, KH, KW) (torch's layout: input channels first), b (F,) or None -> out (N, F, OH, OW):
+    every input pixel scatters w[c, :] * x[n, c, h, w] onto the output from (h*sh - ph, w*sw - pw), tap (i, j)
+    landing at (h*sh + i*dh - ph, w*sw + j*dw - pw); what lands outside the output is dropped (the padding).
+    OH = (H - 1)*sh - 2*ph + dh*(KH - 1) + oph + 1, OW likewise; output_padding adds rows and columns at the
+    bottom and right (needs output_padding < stride or < dilation, torch's rule).
+    """
+    x, w, b = _check_weighted("x", x, w, b, ndim=4)
+    N, C, H, W = x.shape
+    Cw, F, KH, KW = w.shape
+    if Cw != C:
+        raise InputError(f"w: got {Cw} input channels (shape {w.shape}, input channels first), needs {C}, the "
+                         f"channels of x {x.shape}")
+    if b is not None:
+        check_shape("b", b, (F,), "one bias per output channel of w")
+    stride, padding, dilation = _pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation", dilation, 1)
+    output_padding = _pair("output_padding", output_padding, 0)
+    if any(op >= s and op >= d for op, s, d in zip(output_padding, stride, dilation, strict=True)):
+        raise InputError(f"output_padding: got {output_padding}, needs each smaller than the stride {stride} or the "
+                         f"dilation {dilation} (torch's rule)")
+    OH, OW = (_transposed_size(*args) for args in zip(
+        (H, W), (KH, KW), stride, padding, output_padding, dilation, strict=True))
+    if OH < 1 or OW < 1:
+        raise InputError(f"padding: got {padding}, which gives an empty {OH}x{OW} output; needs (H - 1)*stride + "
+                         "dilation*(KH - 1) + output_padding + 1 > 2*padding")
+    # each pixel's contributions, (N, F*KH*KW, H*W) = w^T x per sample, scattered as conv2d's col2im scatters dx
+    contributions = np.matmul(w.reshape(C, F * KH * KW).T, x.reshape(N, C, H * W))
+    out = _col2im(contributions.reshape(N, F, KH, KW, H, W), (N, F, OH, OW), stride, padding, dilation)
+    if b is not None:
+        out += b[:, None, None]
+    return out, (x, w, stride, padding, dilation, out.shape, b is not None)
+
+
+def _transposed_size(size, kernel, stride, padding, output_padding, dilation):
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
+def conv_transpose2d_backward(dout, cache):
+    """Gradients of conv_transpose2d_forward -> (dx, dw, db): dout read back through the windows the forward
+    scattered into (conv2d's im2col, one window per input pixel), dx = w dcols, dw = x dcols^T summed over the
+    batch, db = dout summed over the batch and the positions."""
+    x, w, stride, padding, dilation, out_shape, has_bias = cache
+    (N, C, H, W), (_, F, KH, KW) = x.shape, w.shape
+    dout = _check_dout(dout, out_shape, x.dtype)
+    dcols = _im2col(dout, (KH, KW), stride, padding, dilation, (H, W))  # (N, F*KH*KW, H*W)
+    dx = np.matmul(w.reshape(C, F * KH * KW), dcols).reshape(x.shape)
+    dw = np.matmul(x.reshape(N, C, H * W), dcols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+    db = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    return dx, dw, db
 
 
 # --- pooling -------------------------------------------------------------------------------------
@@ -286,6 +347,38 @@ def avg_pool2d_backward(dout, cache):
     N, C, OH, OW = out_shape
     dwin = np.broadcast_to((dout / (KH * KW))[:, :, None, None], (N, C, KH, KW, OH, OW))
     return (_col2im(dwin, x_shape, stride, padding, (1, 1)),)
+
+
+def adaptive_windows(size, out, dtype=np.float64):
+    """torch's adaptive pooling windows along one axis as an averaging matrix (out, size): output i averages the
+    inputs [floor(i*size/out), ceil((i+1)*size/out)), so row i holds 1/(its window's length) there, 0 elsewhere.
+    Windows of unequal length (and overlapping ones) where out does not divide size."""
+    i = np.arange(out)
+    start, end = i * size // out, -(-(i + 1) * size // out)  # -(-a // b) = ceil(a / b)
+    position = np.arange(size)
+    inside = (position >= start[:, None]) & (position < end[:, None])
+    return (inside / (end - start)[:, None]).astype(dtype)
+
+
+def adaptive_avg_pool2d_forward(x, output_size):
+    """Adaptive average pooling as torch.nn.functional.adaptive_avg_pool2d: (N, C, H, W) -> (N, C, OH, OW).
+
+    out[n, c, i, j] is the mean of x over rows [floor(i*H/OH), ceil((i+1)*H/OH)) and columns likewise, so with
+    the averaging matrices A_h (OH, H) and A_w (OW, W) of ``adaptive_windows``: out = A_h x A_w^T.
+    output_size: an int or an (OH, OW) pair; (1, 1) is global average pooling.
+    """
+    x = check_float_array("x", x, ndim=4)
+    OH, OW = _pair("output_size", output_size, 1)
+    A_h, A_w = adaptive_windows(x.shape[2], OH, x.dtype), adaptive_windows(x.shape[3], OW, x.dtype)
+    out = A_h @ x @ A_w.T
+    return out, (A_h, A_w, out.shape, x.dtype)
+
+
+def adaptive_avg_pool2d_backward(dout, cache):
+    """dx = A_h^T dout A_w: every pixel gets dout / (its window's size), summed over the windows it lies in -> (dx,)."""
+    A_h, A_w, out_shape, dtype = cache
+    dout = _check_dout(dout, out_shape, dtype)
+    return (A_h.T @ dout @ A_w,)
 
 
 # --- activations ---------------------------------------------------------------------------------

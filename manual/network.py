@@ -23,9 +23,13 @@ from netdesc.inputs import check_inputs
 
 # type -> forward(x, params of the layer, options) -> (out, cache)
 FORWARD = {
-    "conv2d": lambda x, p, o: F.conv2d_forward(x, p["weight"], p.get("bias"), o["stride"], o["padding"], o["dilation"]),
+    "conv2d": lambda x, p, o: F.conv2d_forward(x, p["weight"], p.get("bias"), o["stride"], o["padding"], o["dilation"],
+                                               groups=o["groups"]),
+    "conv_transpose2d": lambda x, p, o: F.conv_transpose2d_forward(x, p["weight"], p.get("bias"), o["stride"],
+                                                                   o["padding"], o["output_padding"], o["dilation"]),
     "max_pool2d": lambda x, p, o: F.max_pool2d_forward(x, o["kernel_size"], o["stride"], o["padding"]),
     "avg_pool2d": lambda x, p, o: F.avg_pool2d_forward(x, o["kernel_size"], o["stride"], o["padding"]),
+    "adaptive_avg_pool2d": lambda x, p, o: F.adaptive_avg_pool2d_forward(x, o["output_size"]),
     "linear": lambda x, p, o: F.linear_forward(x, p["weight"], p.get("bias")),
     "flatten": lambda x, p, o: F.flatten_forward(x),
     "relu": lambda x, p, o: F.relu_forward(x),
@@ -58,8 +62,10 @@ def batch_norm_backward(dout, cache):
 # type -> backward(dout, cache) -> (dx, dweight, dbias) or (dx,); a merge layer's: (dx per input, in order)
 BACKWARD = {
     "conv2d": F.conv2d_backward,
+    "conv_transpose2d": F.conv_transpose2d_backward,
     "max_pool2d": F.max_pool2d_backward,
     "avg_pool2d": F.avg_pool2d_backward,
+    "adaptive_avg_pool2d": F.adaptive_avg_pool2d_backward,
     "linear": F.linear_backward,
     "flatten": F.flatten_backward,
     "relu": F.relu_backward,

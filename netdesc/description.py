@@ -50,8 +50,15 @@ Optimizer types and their options (torch's defaults; SGD's lr 0.01 where torch's
 Layer types and their options (default, or "required"), with torch's meanings (``LAYER_OPTIONS``):
 
     conv2d                  out_channels (required), kernel_size (required), stride 1, padding 0, dilation 1,
-                            bias true, in_channels (optional; checked against the input's channels)
+                            bias true, in_channels (optional; checked against the input's channels), groups 1
+                            (divides the input's channels and out_channels; weight (F, C/groups, KH, KW);
+                            groups = the input's channels: depthwise)
+    conv_transpose2d        out_channels (required), kernel_size (required), stride 1, padding 0, output_padding 0
+                            (each < stride or < dilation), dilation 1, bias true, in_channels (optional; checked);
+                            weight (C_in, out_channels, KH, KW); OH = (H - 1)*sh - 2*ph + dh*(KH - 1) + oph + 1
     max_pool2d, avg_pool2d  kernel_size (required), stride (= kernel_size), padding 0 (at most kernel_size // 2)
+    adaptive_avg_pool2d     output_size (required; an int or [h, w]; 1 is global average pooling): output i
+                            averages rows [floor(i*H/OH), ceil((i+1)*H/OH)), columns likewise (torch's windows)
     linear                  out_features (required), bias true, in_features (optional; checked); needs a flat input
     leaky_relu              negative_slope 0.01
     flatten, relu, tanh, sigmoid, silu  no options
@@ -100,9 +107,15 @@ LAYER_OPTIONS = {
     "conv2d": {
         "out_channels": REQUIRED, "kernel_size": REQUIRED, "stride": 1, "padding": 0, "dilation": 1, "bias": True,
         "in_channels": None,  # None: not given, nothing to check
+        "groups": 1,
+    },
+    "conv_transpose2d": {
+        "out_channels": REQUIRED, "kernel_size": REQUIRED, "stride": 1, "padding": 0, "output_padding": 0,
+        "dilation": 1, "bias": True, "in_channels": None,
     },
     "max_pool2d": _POOL,
     "avg_pool2d": _POOL,
+    "adaptive_avg_pool2d": {"output_size": REQUIRED},
     "linear": {"out_features": REQUIRED, "bias": True, "in_features": None},
     "flatten": {},
     "relu": {},
@@ -173,7 +186,10 @@ class Layer:
             shape = o["normalized_shape"] if self.type == "layer_norm" else (self.in_shape[0],)
             return {"weight": shape, "bias": shape}
         if self.type == "conv2d":
-            shapes = {"weight": (o["out_channels"], self.in_shape[0], *o["kernel_size"])}
+            shapes = {"weight": (o["out_channels"], self.in_shape[0] // o["groups"], *o["kernel_size"])}
+            out = o["out_channels"]
+        elif self.type == "conv_transpose2d":  # torch's layout: input channels first
+            shapes = {"weight": (self.in_shape[0], o["out_channels"], *o["kernel_size"])}
             out = o["out_channels"]
         elif self.type == "linear":
             shapes = {"weight": (o["out_features"], self.in_shape[0])}
@@ -269,9 +285,10 @@ def _approximate(name, value):
 
 
 OPTION_CHECKS = {
-    "out_channels": check_positive_int, "in_channels": check_positive_int,
+    "out_channels": check_positive_int, "in_channels": check_positive_int, "groups": check_positive_int,
     "out_features": check_positive_int, "in_features": check_positive_int,
-    "kernel_size": _pair(1), "stride": _pair(1), "dilation": _pair(1), "padding": _pair(0),
+    "kernel_size": _pair(1), "output_size": _pair(1), "stride": _pair(1), "dilation": _pair(1), "padding": _pair(0),
+    "output_padding": _pair(0),
     "bias": _flag, "negative_slope": check_number, "dim": lambda name, value: check_positive_int(name, value, 0),
     "normalized_shape": _shape_option, "num_groups": check_positive_int, "momentum": _momentum,
     "eps": lambda name, value: check_number(name, value, "a finite number > 0", minimum=1e-300),
@@ -329,7 +346,27 @@ def _conv2d_shape(o, shape):
     C = _image(shape)[0]
     if o["in_channels"] is not None and o["in_channels"] != C:
         raise InputError(f"in_channels: got {o['in_channels']}, but its input {shape} has {C} channels")
+    if C % o["groups"] or o["out_channels"] % o["groups"]:
+        raise InputError(f"groups: got {o['groups']}, needs a divisor of both the {C} channels of its input {shape} "
+                         f"and its out_channels {o['out_channels']}")
     return (o["out_channels"], *_spatial(shape, o["kernel_size"], o["stride"], o["padding"], o["dilation"]))
+
+
+def _conv_transpose2d_shape(o, shape):
+    """(OH, OW) = ((H - 1)*sh - 2*ph + dh*(KH - 1) + oph + 1, likewise W), torch's; InputError when empty."""
+    C = _image(shape)[0]
+    if o["in_channels"] is not None and o["in_channels"] != C:
+        raise InputError(f"in_channels: got {o['in_channels']}, but its input {shape} has {C} channels")
+    op, stride, dilation = o["output_padding"], o["stride"], o["dilation"]
+    if any(p >= s and p >= d for p, s, d in zip(op, stride, dilation, strict=True)):
+        raise InputError(f"output_padding: got {list(op)}, needs each smaller than the stride {list(stride)} or the "
+                         f"dilation {list(dilation)} (torch's rule)")
+    size = [(n - 1) * s - 2 * p + d * (k - 1) + q + 1 for n, k, s, p, q, d in zip(
+        shape[1:], o["kernel_size"], stride, o["padding"], op, dilation, strict=True)]
+    if min(size) < 1:
+        raise InputError(f"output would be empty ({size[0]}x{size[1]}): padding {list(o['padding'])} crops more than "
+                         f"the input {shape} spreads to")
+    return (o["out_channels"], *size)
 
 
 def _pool_shape(o, shape):
@@ -397,8 +434,10 @@ SHAPE_RULES = {
     "add": _add_shape,
     "concat": _concat_shape,
     "conv2d": _conv2d_shape,
+    "conv_transpose2d": _conv_transpose2d_shape,
     "max_pool2d": _pool_shape,
     "avg_pool2d": _pool_shape,
+    "adaptive_avg_pool2d": lambda o, shape: (_image(shape)[0], *o["output_size"]),
     "linear": _linear_shape,
     "flatten": lambda o, shape: (math.prod(shape),),
     "layer_norm": _layer_norm_shape,

@@ -22,10 +22,15 @@ from reference import optim
 MODULES = {
     "conv2d": lambda layer, o: nn.Conv2d(
         layer.in_shape[0], o["out_channels"], o["kernel_size"], o["stride"], o["padding"], o["dilation"],
-        bias=o["bias"],
+        groups=o["groups"], bias=o["bias"],
+    ),
+    "conv_transpose2d": lambda layer, o: nn.ConvTranspose2d(
+        layer.in_shape[0], o["out_channels"], o["kernel_size"], o["stride"], o["padding"], o["output_padding"],
+        bias=o["bias"], dilation=o["dilation"],
     ),
     "max_pool2d": lambda layer, o: nn.MaxPool2d(o["kernel_size"], o["stride"], o["padding"]),
     "avg_pool2d": lambda layer, o: nn.AvgPool2d(o["kernel_size"], o["stride"], o["padding"]),
+    "adaptive_avg_pool2d": lambda layer, o: nn.AdaptiveAvgPool2d(o["output_size"]),
     "linear": lambda layer, o: nn.Linear(layer.in_shape[0], o["out_features"], bias=o["bias"]),
     "flatten": lambda layer, o: nn.Flatten(),
     "relu": lambda layer, o: nn.ReLU(),

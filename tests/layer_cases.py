@@ -61,7 +61,8 @@ def labels_below(n_classes):
 # --- the entry -------------------------------------------------------------------------------------
 
 ABBREVIATIONS = {"stride": "s", "padding": "p", "dilation": "d", "kernel_size": "k", "negative_slope": "slope",
-                 "normalized_shape": "shape", "num_groups": "groups", "approximate": "approx"}
+                 "normalized_shape": "shape", "num_groups": "groups", "approximate": "approx", "groups": "g",
+                 "output_size": "o", "output_padding": "op"}
 
 
 def _fmt(value):
@@ -133,8 +134,8 @@ def op(name, forward, backward, torch_fn, differentiable=(), draw=()):
 # --- the layers in torch (forward only: the gradients come from autograd) -------------------------
 
 
-def torch_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, flip=False):
-    return F.conv2d(x, torch.flip(w, (2, 3)) if flip else w, b, stride, padding, dilation)
+def torch_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, flip=False, groups=1):
+    return F.conv2d(x, torch.flip(w, (2, 3)) if flip else w, b, stride, padding, dilation, groups)
 
 
 def torch_add(*xs):
@@ -167,8 +168,11 @@ def torch_batch_norm(x, running_mean=None, running_var=None, gamma=None, beta=No
 
 
 conv2d = op("conv2d", M.conv2d_forward, M.conv2d_backward, torch_conv2d)
+conv_transpose2d = op("conv_transpose2d", M.conv_transpose2d_forward, M.conv_transpose2d_backward, F.conv_transpose2d)
 max_pool2d = op("max_pool2d", M.max_pool2d_forward, M.max_pool2d_backward, F.max_pool2d)
 avg_pool2d = op("avg_pool2d", M.avg_pool2d_forward, M.avg_pool2d_backward, F.avg_pool2d)
+adaptive_avg_pool2d = op("adaptive_avg_pool2d", M.adaptive_avg_pool2d_forward, M.adaptive_avg_pool2d_backward,
+                         F.adaptive_avg_pool2d)
 tanh = op("tanh", M.tanh_forward, M.tanh_backward, torch.tanh)
 relu = op("relu", M.relu_forward, M.relu_backward, torch.relu)
 leaky_relu = op("leaky_relu", M.leaky_relu_forward, M.leaky_relu_backward, F.leaky_relu)
@@ -288,6 +292,21 @@ LAYER_CASES = [
     conv2d((2, 2, 6, 5), (3, 2, 3, 3), (3,), padding=(0, 1)),  # padding on one axis only, either one
     conv2d((1, 3, 5, 6), (2, 3, 2, 3), (2,), stride=2, padding=(1, 0)),
     conv2d((2, 1, 3, 5), (2, 1, 5, 7), (2,), padding=1, flip=True),  # flipped kernel as large as the padded input
+    # groups: weight (F, C/groups, KH, KW); filter block g reads channel block g only
+    conv2d((2, 4, 6, 5), (6, 2, 3, 3), (6,), padding=1, groups=2),
+    conv2d((2, 6, 9, 8), (3, 2, 3, 2), stride=2, padding=(1, 0), dilation=(2, 1), groups=3),  # no bias
+    conv2d((2, 3, 7, 7), (3, 1, 3, 3), (3,), padding=1, groups=3),  # depthwise: a filter per channel
+    conv2d((1, 4, 8, 6), (8, 1, 3, 3), (8,), stride=2, padding=2, dilation=2, groups=4),  # depthwise, multiplier 2
+    conv2d((2, 2, 5, 5), (2, 1, 5, 5), (2,), groups=2),  # depthwise, kernel as large as the input
+    conv2d((1, 4, 5, 4), (4, 2, 2, 3), (4,), stride=(2, 1), padding=1, groups=2, flip=True),
+    # conv_transpose2d: x, w (C_in, C_out, KH, KW)[, b]; output_padding < stride or < dilation
+    conv_transpose2d((2, 3, 4, 5), (3, 2, 3, 3), (2,)),
+    conv_transpose2d((2, 2, 3, 4), (2, 3, 3, 2), (3,), stride=2, padding=1, output_padding=1),
+    conv_transpose2d((1, 1, 3, 3), (1, 1, 1, 1), (1,)),  # batch 1, one channel, 1x1 kernel
+    conv_transpose2d((2, 3, 4, 3), (3, 2, 3, 3), stride=(2, 3), padding=(1, 2), output_padding=(1, 2)),  # no bias
+    conv_transpose2d((1, 2, 3, 3), (2, 2, 3, 3), (2,), stride=1, padding=1, output_padding=1, dilation=2),
+    conv_transpose2d((2, 2, 5, 4), (2, 3, 2, 3), (3,), stride=3, dilation=(2, 1)),  # stride larger than the kernel
+    conv_transpose2d((2, 1, 2, 2), (1, 2, 3, 3), (2,), stride=2, padding=2),  # padding crops most of the output
     # max_pool2d / avg_pool2d: x; kernel_size, stride (default kernel_size), padding <= kernel_size // 2
     max_pool2d((2, 3, 6, 6), kernel_size=2),
     max_pool2d((1, 1, 5, 7), kernel_size=(2, 3), stride=(1, 2), padding=1),
@@ -306,6 +325,13 @@ LAYER_CASES = [
     avg_pool2d((2, 2, 5, 5), kernel_size=3, stride=1, padding=1),
     avg_pool2d((2, 2, 6, 7), kernel_size=3, stride=2, padding=(1, 0)),
     avg_pool2d((1, 2, 7, 6), kernel_size=(2, 3), stride=1, padding=(0, 1)),
+    # adaptive_avg_pool2d: x; output_size, torch's windows [floor(i*H/OH), ceil((i+1)*H/OH))
+    adaptive_avg_pool2d((2, 3, 5, 6), output_size=1),  # global average pooling
+    adaptive_avg_pool2d((2, 2, 6, 8), output_size=(3, 4)),  # sizes that divide: avg_pool2d's windows
+    adaptive_avg_pool2d((2, 3, 7, 5), output_size=3),  # sizes that do not divide: windows of 3, 3, 3 rows overlap
+    adaptive_avg_pool2d((1, 1, 10, 7), output_size=(4, 3)),  # unequal windows, batch 1, one channel
+    adaptive_avg_pool2d((2, 2, 3, 2), output_size=(5, 4)),  # larger than the input: pixels repeated
+    adaptive_avg_pool2d((1, 2, 4, 4), output_size=4),  # the identity
     # activations, any shape
     tanh((2, 3, 4, 5)),
     tanh((7,)),

@@ -109,7 +109,8 @@ def test_entries_read_by_name():
 # --- the normalization entries: new kinds, each with its boundary --------------------------------------------
 
 NEW_KINDS = ["batchnorm-no-mean-variance-paths", "batchnorm-dy-for-scaled", "groupnorm-wrong-axes",
-             "softmax-layer-diag-only", "gelu-tanh-for-exact", "batchnorm-biased-running-var"]
+             "softmax-layer-diag-only", "gelu-tanh-for-exact", "batchnorm-biased-running-var",
+             "maxpool-overlap-assign", "adaptive-pool-even-windows", "grouped-conv-dw-summed-over-groups"]
 
 
 def _halfway(wrong, right, forward):
@@ -166,3 +167,16 @@ def test_a_batch_norm_placed_first_has_its_input_gradient_checked():
     result = diagnose_entry(entry, "float32", _seed(entry))
     assert result.quantity == "0 batch_norm2d: dE/dinput"
     assert result.checked[-2:] == ("1 conv2d: dE/dbias", "0 batch_norm2d: dE/dinput")  # nothing skipped on the way
+
+
+@pytest.mark.parametrize(("input_shape", "output_size", "hypotheses"), [((7, 7), 3, 1), ((6, 4), [3, 2], 0),
+                                                                         ((2, 5), [3, 2], 0)])
+def test_adaptive_windows_are_a_hypothesis_only_where_the_size_does_not_divide(input_shape, output_size, hypotheses):
+    """Windows of size // out from i*(size // out) are torch's where out divides size; where out exceeds size there
+    are none."""
+    from crosscheck.hypotheses import layer_hypotheses
+
+    layers = [{"type": "adaptive_avg_pool2d", "output_size": output_size}, {"type": "flatten"}]
+    spec = parse_spec({"input_shape": [1, *input_shape], "layers": layers, "loss": {"type": "mse"}})
+    x, up = np.ones((2, 1, *input_shape)), np.ones((2, *spec.layers[0].out_shape))
+    assert len(layer_hypotheses(spec.layers[0], "input", x, {}, up)) == hypotheses

@@ -36,9 +36,9 @@ END_TO_END = [
 ]
 
 
-def test_the_seven_examples_are_shipped():
+def test_the_examples_are_shipped():
     assert set(EXAMPLES) == {"slides", "lenet5", "small3conv", "small3conv-adam", "residual", "digits-lenet",
-                             "digits-resnet", "normalized"}
+                             "digits-resnet", "normalized", "resnet-small", "depthwise-separable"}
 
 
 @pytest.mark.parametrize(("spec", "dtype", "seed"), END_TO_END)
@@ -50,11 +50,14 @@ def test_example_matches_autograd(spec, dtype, seed):
     assert ("loss", f"E at steps 1..{spec.optimizer.steps}") in [(row.where, row.quantity) for row in rows]
 
 
+FIVE_STEPS = ("digits-resnet", "normalized", "resnet-small", "depthwise-separable")
+
+
 @pytest.mark.parametrize("spec", EXAMPLES.values(), ids=lambda s: s.name)
 def test_examples_train_with_momentum_or_adam_and_weight_decay(spec):
     o = spec.optimizer.settings()
     # five steps where normalization layers amplify float32 rounding over a longer run (examples/normalized.toml)
-    assert spec.optimizer.steps == (5 if spec.name in ("digits-resnet", "normalized") else 20) \
+    assert spec.optimizer.steps == (5 if spec.name in FIVE_STEPS else 20) \
         and o["weight_decay"] > 0
     assert o["momentum"] > 0 if spec.optimizer.type == "sgd" else (o["amsgrad"] and spec.optimizer.scheduler)
 

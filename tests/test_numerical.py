@@ -41,7 +41,7 @@ def _layer_site(case, inputs, i, dout):
     before, after = inputs[:i], inputs[i + 1:]
     if i == 0 and case.name in BATCHWISE:
         value = nm.batch_folded(lambda xs: out(xs, *after), projected(dout))
-    elif case.name in ("conv2d", "linear"):
+    elif case.name in ("conv2d", "linear") and case.options.get("groups", 1) == 1:  # stacked filters keep one group
         def stacked(ps):
             P = len(ps) // len(inputs[i])
             tiled = [np.concatenate([a] * P) if a is not None else None for a in inputs[1:]]

@@ -7,6 +7,7 @@ import tomllib
 
 import numpy as np
 import pytest
+import torch
 
 from crosscheck import cli
 from netdesc import InputError
@@ -42,13 +43,35 @@ def test_lenet5_shapes_are_lenets():
     }
 
 
+def test_a_grouped_conv_has_torchs_weight_layout():
+    """weight (F, C/groups, KH, KW); groups = the input's channels is depthwise."""
+    layers = [{"type": "conv2d", "out_channels": 6, "kernel_size": 3, "groups": 2, "padding": 1},
+              {"type": "conv2d", "out_channels": 6, "kernel_size": 3, "groups": 6, "bias": False},
+              {"type": "flatten"}, {"type": "linear", "out_features": 2}]
+    spec = parse_spec({"input_shape": [4, 5, 5], "layers": layers, "loss": {"type": "mse"}})
+    assert spec.param_shapes() == {"0.weight": (6, 2, 3, 3), "0.bias": (6,), "1.weight": (6, 1, 3, 3),
+                                   "3.weight": (2, 54), "3.bias": (2,)}
+    assert [layer.out_shape for layer in spec.layers[:2]] == [(6, 5, 5), (6, 3, 3)]
+
+
+def test_a_transposed_conv_has_torchs_output_size_and_layout():
+    """OH = (H - 1)*stride - 2*padding + dilation*(KH - 1) + output_padding + 1 (torch's, its module's own output
+    below); weight (C_in, out_channels, KH, KW)."""
+    layer = {"type": "conv_transpose2d", "out_channels": 3, "kernel_size": [3, 2], "stride": [2, 3],
+             "padding": 1, "output_padding": [1, 2], "dilation": [1, 2]}
+    spec = parse_spec({"input_shape": [2, 4, 5], "layers": [layer, {"type": "flatten"}], "loss": {"type": "mse"}})
+    module = torch.nn.ConvTranspose2d(2, 3, (3, 2), (2, 3), 1, (1, 2), dilation=(1, 2))
+    assert spec.layers[0].out_shape == tuple(module(torch.zeros(1, 2, 4, 5)).shape[1:]) == (3, 8, 15)
+    assert spec.param_shapes() == {"0.weight": tuple(module.weight.shape), "0.bias": (3,)}
+
+
 def test_defaults_are_filled_in():
     spec = parse_spec(BASE, "base")
     assert spec.name == "base" and spec.batch_size == 2
     assert spec.loss.reduction == "mean" and spec.loss.labels is None
     conv, pool = spec.layers[0].options, spec.layers[2].options
     assert conv == {"out_channels": 2, "kernel_size": (3, 3), "stride": (1, 1), "padding": (0, 0),
-                    "dilation": (1, 1), "bias": True, "in_channels": None}
+                    "dilation": (1, 1), "bias": True, "in_channels": None, "groups": 1}
     assert pool["stride"] == (2, 2)  # a pool's stride is its kernel size
     o = spec.optimizer
     assert (o.type, o.steps, o.scheduler) == ("sgd", 20, None)
@@ -122,10 +145,31 @@ BAD_DESCRIPTIONS = [
     ("unknown-layer-type", _with(["layers", 1, "type"], "swish"),
      f"layer 1: unknown type 'swish'; known types: {TYPES}"),
     ("layer-without-type", _with(["layers", 1], {"kind": "relu"}), "layer 1: unknown type None; known types: conv2d"),
+    ("conv-groups-not-dividing", _with(["layers", 0, "groups"], 2),
+     "layer 0 (conv2d): groups: got 2, needs a divisor of both the 1 channels of its input (1, 8, 8) and its "
+     "out_channels 2"),
+    ("conv-groups-zero", _with(["layers", 0, "groups"], 0), "layer 0 (conv2d): groups: got 0, needs an integer >= 1"),
+    ("adaptive-pool-size", _with(["layers", 2], {"type": "adaptive_avg_pool2d", "output_size": [2, 0]}),
+     "layer 2 (adaptive_avg_pool2d): output_size: got [2, 0], needs an integer >= 1 or a pair [h, w] of them"),
+    ("adaptive-pool-without-size", _with(["layers", 2], {"type": "adaptive_avg_pool2d"}),
+     "layer 2 (adaptive_avg_pool2d): missing required option 'output_size'"),
+    ("adaptive-pool-after-flatten", _with(["layers", 4], {"type": "adaptive_avg_pool2d", "output_size": 1}),
+     "layer 4 (adaptive_avg_pool2d): got an input of shape (18,) per sample, needs an image (C, H, W)"),
+    ("transposed-output-padding", _with(["layers", 0], {"type": "conv_transpose2d", "out_channels": 2,
+                                                         "kernel_size": 3, "stride": 2, "output_padding": [1, 2]}),
+     "layer 0 (conv_transpose2d): output_padding: got [1, 2], needs each smaller than the stride [2, 2] or the "
+     "dilation [1, 1] (torch's rule)"),
+    ("transposed-empty", _with(["layers", 0], {"type": "conv_transpose2d", "out_channels": 2, "kernel_size": 1,
+                                                "padding": 4}),
+     "layer 0 (conv_transpose2d): output would be empty (0x0): padding [4, 4] crops more than the input (1, 8, 8) "
+     "spreads to"),
+    ("transposed-in-channels", _with(["layers", 0], {"type": "conv_transpose2d", "out_channels": 2,
+                                                      "kernel_size": 3, "in_channels": 2}),
+     "layer 0 (conv_transpose2d): in_channels: got 2, but its input (1, 8, 8) has 1 channels"),
     ("layer-not-a-table", _with(["layers", 1], "relu"), "layer 1: got str 'relu', needs a table"),
     ("unknown-option", _with(["layers", 0, "strides"], 2),
      "layer 0 (conv2d): unknown option 'strides'; known options: out_channels, kernel_size, stride, padding, "
-     "dilation, bias, in_channels"),
+     "dilation, bias, in_channels, groups"),
     ("option-of-an-optionless-layer", _with(["layers", 1, "inplace"], True),
      "layer 1 (relu): unknown option 'inplace'; known options: none"),
     ("missing-kernel-size", _with(["layers", 0, "kernel_size"], DELETE),

@@ -66,7 +66,7 @@ def _conv_dilation_ignored(dout, cache):
     inner, x, w, o = cache
     dx, _, db = F.conv2d_backward(dout, inner)
     # the columns of taps i, j instead of i * dh, j * dw: the dilation left out
-    cols = F._im2col(x, w.shape[2:], o["stride"], o["padding"], (1, 1), dout.shape[2:], extra_rows=0)
+    cols = F._im2col(x, w.shape[2:], o["stride"], o["padding"], (1, 1), dout.shape[2:])
     dw = np.matmul(dout.reshape(*dout.shape[:2], -1), cols.transpose(0, 2, 1)).sum(axis=0)
     return dx, dw.reshape(w.shape), db
 
@@ -74,6 +74,16 @@ def _conv_dilation_ignored(dout, cache):
 def _conv_dw_flipped(dout, cache):
     dx, dw, db = F.conv2d_backward(dout, cache)
     return dx, np.ascontiguousarray(dw[:, :, ::-1, ::-1]), db
+
+
+def _transposed_output_padding_ignored(dout, cache):
+    """conv_transpose2d's backward reading dout as if the output had no output_padding: its last rows and columns,
+    which the input reaches where padding >= output_padding, dropped."""
+    x, w, stride, padding, dilation, out_shape, has_bias = cache
+    OH, OW = (F._transposed_size(n, k, s, p, 0, d) for n, k, s, p, d in zip(
+        x.shape[2:], w.shape[2:], stride, padding, dilation, strict=True))
+    inner = (x, w, stride, padding, dilation, (*out_shape[:2], OH, OW), has_bias)
+    return F.conv_transpose2d_backward(np.ascontiguousarray(dout[:, :, :OH, :OW]), inner)
 
 
 # --- pooling: forward keeping its input, window gradients scattered back ----------------------------------
@@ -104,6 +114,39 @@ def _max_pool_last_tie(dout, cache):
     taps = np.arange(KH * KW).reshape(KH * KW, 1, 1)
     dwin = np.where(taps == last[:, :, None], dout[:, :, None], 0).reshape(N, C, KH, KW, OH, OW)
     return (F._col2im(dwin, x.shape, o["stride"], o["padding"], (1, 1)),)
+
+
+def _max_pool_window_assigned(dout, cache):
+    """The loop over windows of a by-hand max pool, with `=` where overlapping windows need `+=`."""
+    arg, (N, C, H, W), _, (KH, KW), (sh, sw), (ph, pw) = cache
+    dxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dout.dtype)
+    for oh, ow in np.ndindex(*arg.shape[2:]):
+        onehot = np.arange(KH * KW) == arg[:, :, oh, ow, None]  # (N, C, KH*KW): the window's maximum
+        window = (onehot * dout[:, :, oh, ow, None]).reshape(N, C, KH, KW)
+        dxp[:, :, oh * sh:oh * sh + KH, ow * sw:ow * sw + KW] = window  # the mistake: `=`, not `+=`
+    return (dxp[:, :, ph:ph + H, pw:pw + W],)
+
+
+def _adaptive_even_windows(dout, cache):
+    """Adaptive average pooling's backward with window i = [i*k, (i+1)*k), k = size // out: as if out divided size."""
+    A_h, A_w, out_shape, dtype = cache
+
+    def even(out, size):
+        k, A = size // out, np.zeros((out, size), dtype)
+        for i in range(out):
+            A[i, i * k:(i + 1) * k] = 1 / k
+        return A
+    E_h, E_w = even(*A_h.shape), even(*A_w.shape)
+    return (E_h.T @ dout @ E_w,)
+
+
+def _grouped_dw_summed(dout, cache):
+    """A grouped conv's dw summed over the batch and the groups (axes (0, 1)) where only the batch was meant, the sum
+    then given to every group."""
+    dx, dw, db = F.conv2d_backward(dout, cache)
+    G = cache[0].shape[1]  # the cached columns are (N, G, C/G*KH*KW, OH*OW)
+    blocks = dw.reshape(G, -1, *dw.shape[1:])
+    return dx, np.broadcast_to(blocks.sum(axis=0), blocks.shape).reshape(dw.shape).copy(), db
 
 
 # --- activations and the loss --------------------------------------------------------------------------
@@ -306,6 +349,15 @@ CLASSIFIER = _stack((1, 3, 3), [FLAT, _linear(5)], loss="softmax_cross_entropy",
 BORDER = _stack((1, 6, 6), [_conv(2, 3, padding=1, bias=False), RELU, FLAT, _linear(3)])
 TANH_MLP = _stack((1, 2, 3), [FLAT, _linear(5), TANH, _linear(2)], batch=3)
 MOMENTUM = {"lr": 0.1, "momentum": 0.9}
+# windows of 3 at stride 2: neighbouring windows share a row or a column
+OVERLAP_POOL = _stack((1, 9, 9), [_conv(2, 3, padding=1), TANH, {"type": "max_pool2d", "kernel_size": 3, "stride": 2},
+                                  FLAT, _linear(3)])
+# 7 rows into 3 windows: torch's are [0, 3), [2, 5), [4, 7); even ones of 7 // 3 = 2 would be [0, 2), [2, 4), [4, 6)
+ADAPTIVE_POOL = _stack((1, 7, 7), [_conv(2, 3, padding=1), TANH, {"type": "adaptive_avg_pool2d", "output_size": 3},
+                                   FLAT, _linear(3)])
+TRANSPOSED = _stack((2, 4, 4), [{"type": "conv_transpose2d", "out_channels": 2, "kernel_size": 3, "stride": 2,
+                                 "padding": 1, "output_padding": 1}, TANH, FLAT, _linear(3)])  # 4x4 -> 8x8
+GROUPED_CONV = _stack((4, 5, 5), [_conv(4, 3, padding=1, groups=2), TANH, FLAT, _linear(3)])
 # conv, tanh, then a residual block: layer 1's output is read by the conv at 2 and by the add at 4 (the skip)
 RESIDUAL = _stack((1, 6, 6), [_conv(2, 3, padding=1), TANH, _conv(2, 3, padding=1), TANH,
                               {"type": "add", "inputs": [3, 1]}, FLAT, _linear(3)])
@@ -355,6 +407,20 @@ ENTRIES = [
     WrongDerivation("avg-pool-not-divided", "avg_pool2d: dout sent to every window element without the division by "
                     "the window size KH*KW", AVG_POOL, "2 avg_pool2d: dE/dinput", "scaled",
                     {2: _pool_to_every_element}, {2: _avg_pool_forward}),
+    WrongDerivation("maxpool-overlap-assign", "max_pool2d with overlapping windows (3x3, stride 2): each window's "
+                    "one-hot gradient assigned (=) over its window where it must accumulate (+=), so a shared pixel "
+                    "keeps the last window's share only", OVERLAP_POOL, "2 max_pool2d: dE/dinput", "overlap-assign",
+                    {2: _max_pool_window_assigned}),
+    WrongDerivation("adaptive-pool-even-windows", "adaptive_avg_pool2d from 7x7 to 3x3: the backward's windows taken "
+                    "as if 3 divided 7 (2 rows from 2i), not torch's [floor(7i/3), ceil(7(i+1)/3))", ADAPTIVE_POOL,
+                    "2 adaptive_avg_pool2d: dE/dinput", "adaptive-windows", {2: _adaptive_even_windows}),
+    WrongDerivation("grouped-conv-dw-summed-over-groups", "conv2d with 2 groups: dw summed over the batch and the "
+                    "groups, the sum given to both groups' filters", GROUPED_CONV, "0 conv2d: dE/dweight",
+                    "groups-summed", {0: _grouped_dw_summed}),
+    WrongDerivation("convtranspose-output-padding-ignored", "conv_transpose2d with stride 2, padding 1, "
+                    "output_padding 1: the backward reads dout as if the output were 7x7, its last row and column "
+                    "(reached by the input) dropped", TRANSPOSED, "0 conv_transpose2d: dE/dinput", "padding",
+                    {0: _transposed_output_padding_ignored}),
     WrongDerivation("cross-entropy-onehot-forgotten", "softmax cross-entropy: dlogits = softmax / N, the one-hot "
                     "subtraction left out", CLASSIFIER, "loss: dE/dinput", "one-hot",
                     {"loss": _cross_entropy_onehot_forgotten}, {"loss": _cross_entropy_forward}),
