@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from crosscheck import numerical
-from crosscheck.check import witness
-from crosscheck.compare import ManualFailure, compare, excess
+from crosscheck.check import judge, witness
+from crosscheck.compare import ManualFailure, excess
 from crosscheck.hypotheses import Classification, classify
 from crosscheck.tolerances import tolerance_for
 
@@ -75,11 +75,10 @@ def diagnose(subject, top=TOP_K):
     """Compare the subject's walk in order; at the first quantity that differs, classify it -> Diagnosis."""
     dtype, checked, witnesses = subject.dtype, [], witness(subject)
     injected = "" if subject.wrong is None else f"{subject.wrong.name} ({subject.wrong.description})"
-    subject, walk = subject.title, subject.walk()
+    walked, subject, walk = subject, subject.title, subject.walk()
     for step in walk:
         checked.append(step.name)
-        result = compare(step.name, step.manual, step.autograd, dtype,
-                         witness=lambda name=step.name: witnesses().get(name))
+        result = judge(walked, step, witnesses)
         if not result.passed:
             first = Diagnosis(subject, dtype, tuple(checked), result, injected=injected, step=step)
             return _diagnosis(first, step, top)

@@ -13,6 +13,7 @@ reference.network, quantities named "<index> <type>: <quantity>"). A wrong deriv
 WrongDerivation, or a user's module read into one) applies to either through ``wrong``.
 """
 
+import itertools
 import math
 import os
 from collections.abc import Callable
@@ -27,7 +28,7 @@ import netdesc.inputs
 import netdesc.seed
 from crosscheck import frames, numerical
 from crosscheck import hypotheses as H
-from crosscheck.compare import ManualFailure
+from crosscheck.compare import ManualFailure, compare
 from manual import network as manual_net
 from manual import optim as manual_optim
 from manual import seed_network as manual_seed
@@ -130,6 +131,7 @@ class Step:
     hypotheses: tuple = ()
     before: object = None
     scales: tuple = ()
+    steps: int = 0  # the optimizer steps behind the quantity (an update's, a training run's); 0 for the rest
 
     def __post_init__(self):  # what a hand-written side gave instead of numbers is a finding on this row
         object.__setattr__(self, "manual", unusable(self.manual, "the manual side") or self.manual)
@@ -313,7 +315,7 @@ class SeedSubject:
         updated = self._manual_update(grads)
         _, ref_updated = reference_seed.train(X, Y, params, c.lr, 1, c.reduction)
         for k in SEED_UPDATED:
-            yield Step("", f"{k} after step 1", updated[k], ref_updated[k], before=params[k])
+            yield Step("", f"{k} after step 1", updated[k], ref_updated[k], before=params[k], steps=1)
 
     def manual_steps(self, batches):
         """The manual side's SGD steps from self.params, one per (X, Y) of `batches` -> yields (E, grads, params)."""
@@ -345,8 +347,13 @@ class SeedSubject:
 
     def _training_steps(self, errors, final, ref_errors, ref_final):
         k = self.steps
-        return [Step("", f"E at steps 1..{k}", errors, ref_errors)] + [
-            Step("", f"{name} after {k} steps", final[name], ref_final[name]) for name in SEED_UPDATED]
+        return [Step("", f"E at steps 1..{k}", errors, ref_errors, steps=k)] + [
+            Step("", f"{name} after {k} steps", final[name], ref_final[name], steps=k) for name in SEED_UPDATED]
+
+    def lockstep(self, k):
+        """No excuse: plain SGD on the slides' network amplifies no rounding a step by step check could excuse;
+        its training runs have crosscheck.check's chaos rule."""
+        return ""
 
 
 # --- a described network ---------------------------------------------------------------------------------
@@ -374,6 +381,7 @@ class NetworkSubject:
             self.x, self.target, self.params = data
         netdesc.inputs.check_inputs(spec, self.params, self.x, self.target)
         self.title = f"network {spec.name}, seed {self.seed}"
+        self._locksteps = {}
 
     def _hooks(self):
         w = self.wrong
@@ -452,12 +460,13 @@ class NetworkSubject:
             for layer, kind, key in self._parameters():
                 yield Step(_where(layer), f"{kind} after step {k}", mine[key], trajectory[k][key],
                            hypotheses=H.optimizer_hypotheses(spec, gradients, params, k, key),
-                           before=trajectory[k - 1][key])
+                           before=trajectory[k - 1][key], steps=k)
             for layer, name, key in self._buffers():
                 j = layer.inputs[0]
                 seen = [x if j < 0 else inputs(step)[j] for step in range(1, k + 1)]  # the batch norm's inputs
                 yield Step(_where(layer), f"{name} after step {k}", mine[key], trajectory[k][key],
-                           hypotheses=H.running_hypotheses(layer, name, seen), before=trajectory[k - 1][key])
+                           hypotheses=H.running_hypotheses(layer, name, seen), before=trajectory[k - 1][key],
+                           steps=k)
 
     def _parameters(self):
         """(layer, kind, key) of every parameter, from the last layer back (the order of the updates' rows)."""
@@ -479,6 +488,34 @@ class NetworkSubject:
     def reference_training(self, params):
         return reference_net.train(self.spec, params, self.x, self.target, self.steps)
 
+    def lockstep(self, k):
+        """Manual's first k steps judged one at a time from manual's own parameters: at each, manual's loss,
+        gradients and running statistics against autograd's at the same parameters, and manual's parameters after
+        it against torch's optimizer stepping with manual's gradients -> the reason as text where every one agrees
+        (a run that parts from autograd's only by rounding the optimizer amplifies, e.g. Adam dividing a gradient
+        that is 0 but for rounding by its eps), "" where one differs (crosscheck.check)."""
+        if k not in self._locksteps:
+            self._locksteps[k] = self._lockstep(k)
+        return self._locksteps[k]
+
+    def _lockstep(self, k):
+        spec, x, target = self.spec, self.x, self.target
+        run, params, buffers, kept = [], self.params, manual_net.initial_buffers(spec, x.dtype), {}
+        # called for a row that compared numbers: the same k steps ran, no hook broke the chain
+        for E, grads, after in manual_net.training(spec, params, itertools.repeat((x, target), k), **self._hooks(),
+                                                   buffers=kept):
+            run.append((params, buffers, grads, E, after, dict(kept)))
+            params, buffers = after, dict(kept)
+        reference = reference_net.lockstep(spec, [(p, b, g) for p, b, g, *_ in run], x, target)
+        for (_, _, grads, E, after, kept), (ref_E, ref_grads, ref_kept, ref_after) in zip(run, reference, strict=True):
+            pairs = [(E, ref_E)] + [(grads[n], ref_grads[n]) for n in ref_grads] \
+                + [(kept[n], ref_kept[n]) for n in ref_kept] + [(after[n], ref_after[n]) for n in ref_after]
+            if not all(compare("", m, a, self.dtype).passed for m, a in pairs):
+                return ""
+        return (f"steps 1..{k} agree one at a time from manual's own parameters (the loss, every gradient and "
+                f"running statistic at them, and torch's {spec.optimizer.type} stepping with manual's gradients): "
+                "the runs part by rounding the optimizer amplifies")
+
     def witnesses(self):
         """Autograd in float64 on this subject's own values, by quantity name -> {name: value}: float32's witness
         (crosscheck.tolerances)."""
@@ -487,8 +524,8 @@ class NetworkSubject:
 
     def _training_steps(self, losses, final, ref_losses, ref_final):
         k = self.steps
-        return [Step("loss", f"E at steps 1..{k}", losses, ref_losses)] + [
-            Step(_where(layer), f"{kind} after {k} steps", final[key], ref_final[key])
+        return [Step("loss", f"E at steps 1..{k}", losses, ref_losses, steps=k)] + [
+            Step(_where(layer), f"{kind} after {k} steps", final[key], ref_final[key], steps=k)
             for layer, kind, key in self._parameters() + self._buffers()]
 
 

@@ -197,3 +197,24 @@ def training(spec, params, batches, buffers=None):
         if scheduler is not None:
             scheduler.step()
         yield E.detach().numpy(), numpy(grads), numpy(optimizer.params)
+
+
+def lockstep(spec, run, x, target):
+    """Autograd beside another run of the description on one batch, step by step. `run` holds, per step, the
+    params and running statistics before it and the gradients it stepped with -> yields per step (E, autograd's
+    gradients at those params, the running statistics after their forward, the params of torch's optimizer after a
+    step with the run's gradients: one optimizer and scheduler throughout, from the run's first params)."""
+    net = build(spec, run[0][0])
+    o = spec.optimizer
+    optimizer = optim.OPTIMIZERS[o.type](net.parameters(), **o.settings())
+    scheduler = None if o.scheduler is None else optim.scheduler(optimizer, o.scheduler.type, o.scheduler.options)
+    names = [name for name, _ in net.named_parameters()]
+    numpy = lambda ts: {name: t.detach().numpy().copy() for name, t in zip(names, ts, strict=True)}  # noqa: E731
+    for params, buffers, grads in run:
+        probe = build(spec, params | buffers)
+        E = loss(spec, probe(torch.from_numpy(x))[-1], torch.from_numpy(target))
+        gradients = torch.autograd.grad(E, list(probe.parameters()))
+        optimizer.step([torch.from_numpy(grads[name]) for name in names])
+        if scheduler is not None:
+            scheduler.step()
+        yield E.detach().numpy(), numpy(gradients), _buffers(probe), numpy(optimizer.params)
