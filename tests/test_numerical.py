@@ -37,7 +37,7 @@ def _layer_site(case, inputs, i, dout):
     """E = <dout, layer(inputs)> as a function of input i: folded into the batch axis (input 0 of a
     batch-independent layer), into the output channels (conv / linear parameters), else one call per point."""
     def out(*args):
-        return case.forward(*args, **case.options)[0]
+        return case.forward(*args, **case.derivative_options)[0]
     before, after = inputs[:i], inputs[i + 1:]
     if i == 0 and case.name in BATCHWISE:
         value = nm.batch_folded(lambda xs: out(xs, *after), projected(dout))
@@ -56,7 +56,7 @@ def _layer_site(case, inputs, i, dout):
 def _torch_grads(case, inputs, dout):
     tensors = [torch.from_numpy(a).requires_grad_(case.wants_grad(i)) for i, a in enumerate(inputs)]
     wanted = [t for i, t in enumerate(tensors) if case.wants_grad(i)]
-    grads = torch.autograd.grad(case.torch_fn(*tensors, **case.options), wanted, torch.from_numpy(dout))
+    grads = torch.autograd.grad(case.torch_fn(*tensors, **case.derivative_options), wanted, torch.from_numpy(dout))
     return [g.numpy() for g in grads]
 
 
@@ -64,7 +64,7 @@ def _torch_grads(case, inputs, dout):
 def test_finite_differences_agree_with_every_layer(case):
     rng = np.random.default_rng(0)
     inputs = case.inputs(rng, np.float64)
-    out, cache = case.forward(*inputs, **case.options)
+    out, cache = case.forward(*inputs, **case.derivative_options)
     dout = rng.standard_normal(np.shape(out))
     manual = case.backward(dout, cache)
     autograd = iter(_torch_grads(case, inputs, dout))
