@@ -21,7 +21,7 @@ from crosscheck.compare import ManualFailure, compare, excess
 from crosscheck.tolerances import Tolerance, tolerance_for
 from manual import kernels
 from manual import network as manual_net
-from netdesc.description import BATCH_NORMS, NORMALIZATIONS, parse_spec
+from netdesc.description import BATCH_NORMS, INDEXED, NORMALIZATIONS, parse_spec
 
 # h_i = EPS * max(1, |x_i|). Central differences err by h^2 |E'''| / 6 (truncation) plus about u |E| / h
 # (rounding, u = 2.2e-16 the float64 unit roundoff, times the ulps a forward pass loses). At EPS = 1e-6 that is
@@ -276,7 +276,8 @@ def _layer_params(params, layer):
 def _losses(spec, target):
     """reduce: the last outputs (P, N, ...) -> E at each of the P points (one loss call per point)."""
     loss_forward, _ = manual_net.LOSS[spec.loss.type]
-    return lambda outs: np.array([loss_forward(out, target, spec.loss.reduction)[0] for out in outs])
+    options = manual_net.loss_options(spec)
+    return lambda outs: np.array([loss_forward(out, target, spec.loss.reduction, **options)[0] for out in outs])
 
 
 def _tiled(a, P):
@@ -313,9 +314,14 @@ def _param_value(spec, params, layer, kind, h, reduce, coupled):
     layer's other parameter tiled alongside, one forward call per chunk; reduce maps (P, N, F, ...) to (P,).
     A normalization's gamma and beta, and any parameter of a network whose samples are coupled: one call per point."""
     mine = _layer_params(params, layer)
-    if coupled or layer.type in NORMALIZATIONS:
+    if coupled or layer.type in NORMALIZATIONS or layer.type in INDEXED:  # a table's rows are no output channels
+        pad = layer.options.get("padding_idx")
+
+        def held(p):  # torch holds an embedding's padding row constant: its gradient is 0 by convention
+            return p if pad is None else np.concatenate([p[:pad], mine[kind][pad:pad + 1], p[pad + 1:]])
+
         def each(ps):
-            return np.stack([manual_net.FORWARD[layer.type](h, mine | {kind: p}, layer.options)[0] for p in ps])
+            return np.stack([manual_net.FORWARD[layer.type](h, mine | {kind: held(p)}, layer.options)[0] for p in ps])
         return lambda ps: reduce(each(ps))
 
     def fn(stacked):
@@ -333,8 +339,8 @@ def network_sites(spec, params, x, target):
     A layer's input site is E as a function of that layer's input alone, where other layers read the same tensor
     (fan-out): the layer's share of the gradient, which is what its backward returns."""
     params = {k: np.asarray(v, np.float64) for k, v in params.items()}
-    x = np.asarray(x, np.float64)
-    target = target if spec.loss.type == "softmax_cross_entropy" else np.asarray(target, np.float64)
+    x = x if spec.indexed else np.asarray(x, np.float64)
+    target = target if spec.loss.classes else np.asarray(target, np.float64)
     N, losses = spec.batch_size, _losses(spec, target)
     coupled = any(layer.type in BATCH_NORMS for layer in spec.layers)  # then no point may share a batch with another
     fold = unfolded if coupled else batch_folded
@@ -343,7 +349,7 @@ def network_sites(spec, params, x, target):
     sites = {"loss: dE/dinput": Site("loss: dE/dinput", outputs[-1], batch_folded(lambda h: h, losses), cost[-1])}
     for layer in spec.layers:
         where = f"{layer.index} {layer.type}"
-        for k, j in enumerate(layer.inputs):
+        for k, j in enumerate(() if layer.type in INDEXED else layer.inputs):  # indices: nothing to difference
             name = f"{where}: dE/dinput[{k}]" if layer.merge else f"{where}: dE/dinput"
             fn = _through(spec, params, x, outputs, layer, k)
             sites[name] = Site(name, x if j < 0 else outputs[j], fold(fn, losses), cost[layer.index])

@@ -45,10 +45,13 @@ def seed_header(subject):
 
 def network_header(subject, source):
     spec, o = subject.spec, subject.spec.optimizer
+    indices = [f"input: integer indices, read by {spec.layers[0]}; they have no gradient, so no dE/dinput row "
+               "for it"] if spec.indexed else []
     return [
         f"network {spec.name} ({source}): hand-derived NumPy vs PyTorch {torch.__version__} autograd",
         f"input {spec.input_shape} per sample, batch {spec.batch_size}, {len(spec.layers)} layers, "
         f"loss {spec.loss.type} ({spec.loss.reduction}), seed {subject.seed}, {subject.dtype}",
+        *indices,
         optimizer_line(o, subject.steps),
         rule(subject.dtype),
     ]

@@ -40,7 +40,7 @@ from netdesc.checks import (
     is_int,
     unusable,
 )
-from netdesc.description import BATCH_NORMS
+from netdesc.description import BATCH_NORMS, INDEXED
 from reference import network as reference_net
 from reference import seed_network as reference_seed
 
@@ -412,11 +412,13 @@ class NetworkSubject:
                    H.loss_hypotheses(spec, a["outputs"][-1], target), scales=batch)
         for layer in reversed(spec.layers):
             i, where, j = layer.index, _where(layer), layer.inputs[0]
-            x_i = np.asarray(x if j < 0 else a["outputs"][j], np.float64)
+            x_i = np.asarray(x if j < 0 else a["outputs"][j], None if layer.type in INDEXED else np.float64)
             up = np.asarray(a["output_grads"][i], np.float64)  # autograd's dE/d(output of layer i)
             if layer.merge:  # one input gradient per input
                 gradients = [(f"input[{k}]", mg, ag)
                              for k, (mg, ag) in enumerate(zip(m.input_grads[i], a["input_grads"][i], strict=True))]
+            elif layer.type in INDEXED:  # integer indices: no gradient, no row (the header says so)
+                gradients = []
             else:
                 gradients = [("input", m.input_grads[i], a["input_grads"][i])]
             gradients += [(kind, m.param_grads[f"{i}.{kind}"], a["param_grads"][f"{i}.{kind}"])

@@ -18,7 +18,7 @@ import numpy as np
 from manual import functional as F
 from manual import optim
 from netdesc.checks import ManualFailure, check_positive_int, unusable
-from netdesc.description import BATCH_NORMS
+from netdesc.description import BATCH_NORMS, INDEXED
 from netdesc.inputs import check_inputs
 
 # type -> forward(x, params of the layer, options) -> (out, cache)
@@ -45,6 +45,8 @@ FORWARD = {
     "silu": lambda x, p, o: F.silu_forward(x),
     "softmax": lambda x, p, o: F.softmax_forward(x, o["dim"]),
     "log_softmax": lambda x, p, o: F.log_softmax_forward(x, o["dim"]),
+    # x: integer indices (N, *input_shape), the network's input
+    "embedding": lambda x, p, o: F.embedding_forward(x, p["weight"], o["padding_idx"]),
     # merge layers: xs is the tuple of their inputs, in the order of layer.inputs
     "add": lambda xs, p, o: F.add_forward(*xs),
     "concat": lambda xs, p, o: F.concat_forward(*xs, dim=o["dim"]),
@@ -76,6 +78,7 @@ BACKWARD = {
     "silu": F.silu_backward,
     "softmax": F.softmax_backward,
     "log_softmax": F.log_softmax_backward,
+    "embedding": F.embedding_backward,  # (None, dweight): the indices get no gradient
 }
 LOSS = {
     "softmax_cross_entropy": (F.softmax_cross_entropy_forward, F.softmax_cross_entropy_backward),
@@ -85,7 +88,13 @@ LOSS = {
     "binary_cross_entropy_with_logits": (
         F.binary_cross_entropy_with_logits_forward, F.binary_cross_entropy_with_logits_backward,
     ),
+    "nll": (F.nll_forward, F.nll_backward),
 }
+
+
+def loss_options(spec):
+    """The loss's options beside the reduction, as keyword arguments of its forward: nll's ignore_index."""
+    return {} if spec.loss.ignore_index is None else {"ignore_index": spec.loss.ignore_index}
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,8 @@ class Backprop:
     outputs: list  # layer i's output, (N, *layer.out_shape)
     loss: np.ndarray  # E, 0-d
     loss_grad: np.ndarray  # dE/d(the last layer's output)
-    input_grads: list  # dE/d(layer i's input), (N, *layer.in_shape); a merge layer's: a tuple, one per input
+    input_grads: list  # dE/d(layer i's input), (N, *layer.in_shape); a merge layer's: a tuple, one per input;
+    # None for an embedding's: integer indices have no gradient
     param_grads: dict  # "<i>.weight" / "<i>.bias" -> dE/dparameter
 
 
@@ -175,6 +185,9 @@ def backward(spec, caches, loss_cache, layer_backward=None, accumulate=None):
         input_grads[layer.index] = dxs if layer.merge else dxs[0]
         for name, grad in zip(names, dparams, strict=False):
             param_grads[name] = grad
+        if layer.type in INDEXED:  # it read integer indices: no gradient to check or pass on, whatever it returned
+            input_grads[layer.index] = None
+            continue
         for k, (j, dx, shape) in enumerate(zip(layer.inputs, dxs, layer.in_shapes, strict=True)):
             quantity = f"dE/dinput[{k}]" if layer.merge else "dE/dinput"
             dx = dx if isinstance(dx, ManualFailure) else \
@@ -210,7 +223,7 @@ def run(spec, params, x, target, layer_backward=None, layer_forward=None, accumu
     crosscheck's subjects when they draw them)."""
     outputs, caches = forward(spec, params, x, layer_forward)
     loss_forward = (layer_forward or {}).get("loss", LOSS[spec.loss.type][0])
-    E, loss_cache = loss_forward(outputs[-1], target, spec.loss.reduction)
+    E, loss_cache = loss_forward(outputs[-1], target, spec.loss.reduction, **loss_options(spec))
     loss_grad, input_grads, param_grads = backward(spec, caches, loss_cache, layer_backward, accumulate)
     return Backprop(outputs, E, loss_grad, input_grads, param_grads)
 
@@ -253,7 +266,8 @@ def training(spec, params, batches, layer_backward=None, layer_forward=None, opt
     for epoch, (x, target) in enumerate(batches):
         result = run(spec, params, x, target, layer_backward, layer_forward, accumulate)
         if buffers is not None:
-            buffers.update(updated_buffers(spec, x, result.outputs, buffers or initial_buffers(spec, x.dtype),
+            dtype = params["0.weight"].dtype if spec.indexed else x.dtype  # indices: the embedding's dtype
+            buffers.update(updated_buffers(spec, x, result.outputs, buffers or initial_buffers(spec, dtype),
                                            running_stats))
         params, state = step(params, result.param_grads, state, **settings_at(spec.optimizer, epoch, scheduler))
         yield result.loss, result.param_grads, params

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from netdesc.description import INDEXED
 from reference import optim
 
 MODULES = {
@@ -41,6 +42,7 @@ MODULES = {
     "silu": lambda layer, o: nn.SiLU(),
     "softmax": lambda layer, o: nn.Softmax(o["dim"] + 1),
     "log_softmax": lambda layer, o: nn.LogSoftmax(o["dim"] + 1),
+    "embedding": lambda layer, o: nn.Embedding(o["num_embeddings"], o["embedding_dim"], o["padding_idx"]),
     "add": lambda layer, o: Add(),
     "concat": lambda layer, o: Concat(o["dim"]),
 }
@@ -97,6 +99,7 @@ LOSSES = {
     "half_squared_error": _half_squared_error,
     "binary_cross_entropy": functional.binary_cross_entropy,
     "binary_cross_entropy_with_logits": functional.binary_cross_entropy_with_logits,
+    "nll": functional.nll_loss,
 }
 
 
@@ -126,28 +129,35 @@ def initial_buffers(spec, params):
 
 def loss(spec, pred, target):
     """The description's loss of pred against target (torch tensors), as torch defines it."""
-    return LOSSES[spec.loss.type](pred, target, reduction=spec.loss.reduction)
+    options = {} if spec.loss.ignore_index is None else {"ignore_index": spec.loss.ignore_index}
+    return LOSSES[spec.loss.type](pred, target, reduction=spec.loss.reduction, **options)
 
 
 def _tensors(spec, params, x, target):
-    return build(spec, params, x.dtype), torch.from_numpy(x), torch.from_numpy(target)
+    dtype = None if spec.indexed else x.dtype  # integer indices: the parameters' dtype
+    return build(spec, params, dtype), torch.from_numpy(x), torch.from_numpy(target)
 
 
 def run(spec, params, x, target):
     """Forward and backward by autograd -> manual.network.Backprop's fields as a dict of NumPy values, plus
     "output_grads": dE/d(output of layer i), summed over the layers that read it. input_grads[i] is layer i's
-    share of dE/d(its input), a tuple of one per input for a merge layer. The inputs are not checked here:
+    share of dE/d(its input), a tuple of one per input for a merge layer, None for an embedding's integer indices
+    (no gradient). The inputs are not checked here:
     netdesc.inputs.check_inputs checks them once, where they enter (crosscheck's subjects, manual.network.train)."""
     net, x, target = _tensors(spec, params, x, target)
     inputs = []
-    outputs = net(x.requires_grad_(), inputs)
+    outputs = net(x if spec.indexed else x.requires_grad_(), inputs)
     E = loss(spec, outputs[-1], target)
     names = [name for name, _ in net.named_parameters()]
-    flat = [t for sources in inputs for t in sources]
+    flat = [t for layer, sources in zip(spec.layers, inputs, strict=True) if layer.type not in INDEXED
+            for t in sources]
     grads = torch.autograd.grad(E, [*flat, *outputs, *net.parameters()])
     numpy = lambda t: t.detach().numpy()  # noqa: E731
     input_grads, at = [], 0
     for layer in spec.layers:
+        if layer.type in INDEXED:
+            input_grads.append(None)
+            continue
         mine = tuple(numpy(g) for g in grads[at:at + len(layer.inputs)])
         input_grads.append(mine if layer.merge else mine[0])
         at += len(layer.inputs)

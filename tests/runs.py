@@ -77,7 +77,7 @@ def gradients_by_site(spec, params, x, target):
         if layer.merge:
             grads |= {f"{where}: dE/dinput[{k}]": (m.input_grads[layer.index][k], a["input_grads"][layer.index][k])
                       for k in range(len(layer.inputs))}
-        else:
+        elif m.input_grads[layer.index] is not None or a["input_grads"][layer.index] is not None:
             grads[f"{where}: dE/dinput"] = (m.input_grads[layer.index], a["input_grads"][layer.index])
         for kind in layer.param_shapes():
             key = f"{layer.index}.{kind}"
