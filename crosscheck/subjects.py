@@ -409,7 +409,7 @@ class NetworkSubject:
                        hypotheses=hypotheses)
         yield Step("loss", "E", m.loss, a["loss"])
         yield Step("loss", "dE/dinput", m.loss_grad, a["loss_grad"], lambda: sites()["loss: dE/dinput"],
-                   H.loss_hypotheses(spec, a["outputs"][-1], target), scales=batch)
+                   H.loss_hypotheses(spec, a["outputs"][-1], target), scales=batch + H.loss_scales(spec, target))
         for layer in reversed(spec.layers):
             i, where, j = layer.index, _where(layer), layer.inputs[0]
             x_i = np.asarray(x if j < 0 else a["outputs"][j], None if layer.type in INDEXED else np.float64)
