@@ -34,7 +34,7 @@ __all__ = [
     "add_backward", "add_forward", "concat_backward", "concat_forward",
     "avg_pool2d_backward", "avg_pool2d_forward", "binary_cross_entropy_backward", "binary_cross_entropy_forward",
     "binary_cross_entropy_with_logits_backward", "binary_cross_entropy_with_logits_forward", "conv2d_backward",
-    "embedding_backward", "embedding_forward", "nll_backward", "nll_forward",
+    "dropout_backward", "dropout_forward", "embedding_backward", "embedding_forward", "nll_backward", "nll_forward",
     "conv2d_forward", "flatten_backward", "flatten_forward", "half_squared_error_backward",
     "half_squared_error_forward", "leaky_relu_backward", "leaky_relu_forward", "linear_backward", "linear_forward",
     "max_pool2d_backward", "max_pool2d_forward", "mse_backward", "mse_forward", "relu_backward", "relu_forward",
@@ -934,3 +934,34 @@ def nll_backward(dout, cache):
     else:
         dout = _check_dout(dout, (), onehot.dtype)
     return onehot * (-dout / scale), None
+
+
+# --- dropout: the harness draws the mask, both sides apply it ----------------------------------------------
+
+def dropout_forward(x, mask=None, p=0.5):
+    """torch.nn.functional.dropout in training mode with a given mask: out = x * mask / (1 - p).
+
+    x (N, ...), mask like x, True (or 1) where an element is kept, drawn elsewhere with P(keep) = 1 - p (torch's
+    own draw cannot be shared); p = 1 drops everything and gives zeros, as torch does. mask None: eval mode, the
+    identity.
+    """
+    x = check_float_array("x", x)
+    p = check_number("p", p, "a number in [0, 1]", minimum=0)
+    if p > 1:
+        raise InputError(f"p: got {p!r}, needs a number in [0, 1]")
+    if mask is None:  # eval mode: every element kept, unscaled
+        return x.copy(), (np.ones_like(x), x.dtype)
+    if not isinstance(mask, np.ndarray) or mask.dtype.kind not in "biu" or np.any((mask != 0) & (mask != 1)):
+        got = f"dtype {mask.dtype}" if isinstance(mask, np.ndarray) else type(mask).__name__
+        raise InputError(f"mask: got {got}, needs a NumPy array of booleans (or 0 and 1), True where kept")
+    check_shape("mask", mask, x.shape, "the shape of x")
+    # the kept elements scaled by 1 / (1 - p), so that the expected output is x; p = 1: zeros, as torch's
+    scaled = mask.astype(x.dtype) * x.dtype.type(0 if p == 1 else 1 / (1 - p))
+    return x * scaled, (scaled, x.dtype)
+
+
+def dropout_backward(dout, cache):
+    """dx = dout * mask / (1 - p), the same scaled mask as the forward; the mask is data -> (dx, None)."""
+    scaled, dtype = cache
+    dout = _check_dout(dout, scaled.shape, dtype)
+    return dout * scaled, None

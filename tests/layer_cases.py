@@ -69,6 +69,14 @@ def indices_with(size, *first):
     return indices
 
 
+def keep_mask(p):
+    """A dropout mask: True (kept) with probability 1 - p, as the harness draws it for both sides."""
+    def mask(rng, shape):
+        return rng.random(shape) >= p
+
+    return mask
+
+
 def log_probabilities(rng, shape):
     """Rows of log-probabilities, the output of a log_softmax along axis 1."""
     x = rng.standard_normal(shape)
@@ -215,6 +223,16 @@ log_softmax = op("log_softmax", M.log_softmax_forward, M.log_softmax_backward,
 embedding = op("embedding", M.embedding_forward, M.embedding_backward,
                lambda indices, weight, padding_idx=None: F.embedding(indices, weight, padding_idx),
                differentiable=(False, True))
+def torch_dropout(x, mask=None, p=0.5):
+    """torch's dropout with the harness's mask: x * (mask / (1 - p)), zeros at p = 1; F.dropout is exactly this
+    for the mask it draws (tests/test_dropout.py). No mask: eval mode, the identity."""
+    if mask is None:
+        return x
+    return x * 0 if p == 1 else x * (mask.to(x.dtype) / (1 - p))
+
+
+# x, mask: the mask is data, drawn by the harness
+dropout = op("dropout", M.dropout_forward, M.dropout_backward, torch_dropout, differentiable=(True, False))
 LOSS = dict(differentiable=(True, False))
 nll = op("nll", M.nll_forward, M.nll_backward, F.nll_loss, **LOSS)
 half_squared_error = op(
@@ -409,6 +427,14 @@ LAYER_CASES = [
     embedding((1, 4), (3, 2), padding_idx=0, draw=(indices_with(3, 0, 0, 0, 0),), tag="all-padding"),
     embedding((4,), (5, 3), padding_idx=4, draw=(indices_with(5, 4, 1),)),  # one index per sample
     embedding((2, 3, 2), (7, 2), draw=(indices_with(7, 6, 6),), tag="repeated"),  # indices of any shape
+    # dropout: x, mask (True where kept, P = 1 - p); the kept elements scaled by 1 / (1 - p)
+    dropout((4, 5), (4, 5), p=0.5, draw=(normal, keep_mask(0.5))),
+    dropout((2, 3, 4, 4), (2, 3, 4, 4), p=0.1, draw=(normal, keep_mask(0.1))),
+    dropout((3, 6), (3, 6), p=0.0, draw=(normal, keep_mask(0.0))),  # p = 0: every element kept, the identity
+    dropout((10, 20), (10, 20), p=0.99, draw=(normal, keep_mask(0.99))),  # nearly all dropped, the rest x 100
+    dropout((3, 4), (3, 4), p=1.0, draw=(normal, keep_mask(1.0))),  # all dropped: zeros, as torch gives
+    dropout((1, 1), (1, 1), p=0.5, draw=(normal, keep_mask(0.5))),
+    dropout((3, 4), p=0.3),  # no mask: eval mode, the identity
     # the slides' operations: conv of a batch of one-channel images with one filter (1x1, rectangular, as large as
     # the image), sigmoid (huge inputs too), the fully connected layer in the slides' layout, the error
     slides_conv((4, 8, 8), (3, 3)),
