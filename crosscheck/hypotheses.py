@@ -17,7 +17,7 @@ from crosscheck.compare import ManualFailure, compare
 from crosscheck.tolerances import tolerance_for
 from manual import optim
 from manual.network import settings_at
-from netdesc.description import NORMALIZATIONS
+from netdesc.description import DROPOUTS, NORMALIZATIONS
 from reference import network as reference_net
 from reference.seed_network import vjp
 
@@ -391,6 +391,14 @@ def loss_scales(spec, target):
         return ()
     return ((kept / N, "batch-reduction", f"{kept}/{N}: the mean over all N = {N} labels, the {N - kept} ignored "
              f"included, where torch divides by the {kept} kept"),)
+
+
+def dropout_scales(layer):
+    """A dropout's input gradient read against 1 - p: the kept elements not scaled by 1 / (1 - p)."""
+    if layer.type not in DROPOUTS or not 0 < layer.options["p"] < 1:
+        return ()
+    p = layer.options["p"]
+    return ((1 - p, "scaled", f"1 - p = {1 - p:g}: the dropout's scaling by 1 / (1 - p) left out"),)
 
 
 def batch_scales(N):

@@ -285,27 +285,31 @@ def _tiled(a, P):
     return np.concatenate([a] * P)
 
 
-def _after(spec, params, x, outputs, index):
+def _after(spec, params, x, outputs, index, masks):
     """The last output of the network as a function of layer `index`'s output h, a batch of P stacked points
-    (P*N, *out_shape): the graph re-run with that output replaced, the earlier outputs tiled alongside."""
+    (P*N, *out_shape): the graph re-run with that output replaced, the earlier outputs (and the dropout masks)
+    tiled alongside."""
     def fn(h):
         P = len(h) // len(x)
         given = {j: _tiled(outputs[j], P) for j in range(index)} | {index: h}
-        return manual_net.forward(spec, params, _tiled(x, P), given_outputs=given)[0][-1]
+        tiled = {i: _tiled(mask, P) for i, mask in masks.items()}
+        return manual_net.forward(spec, params, _tiled(x, P), given_outputs=given, masks=tiled)[0][-1]
     return fn
 
 
-def _through(spec, params, x, outputs, layer, k):
+def _through(spec, params, x, outputs, layer, k, masks):
     """The last output as a function of layer's k-th input alone (P*N stacked points): layer's other inputs tiled,
-    its output computed, the rest of the graph re-run from there."""
-    after = _after(spec, params, x, outputs, layer.index)
+    its output computed (a dropout's with its mask tiled), the rest of the graph re-run from there."""
+    after = _after(spec, params, x, outputs, layer.index, masks)
     sources = [x if j < 0 else outputs[j] for j in layer.inputs]
 
     def fn(h):
         P = len(h) // len(x)
         mine = [h if m == k else _tiled(s, P) for m, s in enumerate(sources)]
         inputs = tuple(mine) if layer.merge else mine[0]
-        return after(manual_net.FORWARD[layer.type](inputs, _layer_params(params, layer), layer.options)[0])
+        p = _layer_params(params, layer) | (
+            {"mask": _tiled(masks[layer.index], P)} if layer.index in masks else {})
+        return after(manual_net.FORWARD[layer.type](inputs, p, layer.options)[0])
     return fn
 
 
@@ -331,31 +335,33 @@ def _param_value(spec, params, layer, kind, h, reduce, coupled):
     return channel_folded(fn, reduce)
 
 
-def network_sites(spec, params, x, target):
+def network_sites(spec, params, x, target, masks=None):
     """{name: Site} for E of a described network at (params, x, target), cast to float64, named as
     crosscheck.verify names the rows: "loss: dE/dinput", "<i> <type>: dE/dinput" (a merge layer's
     "<i> <type>: dE/dinput[k]", one per input), "<i> <type>: dE/d<kind>".
 
     A layer's input site is E as a function of that layer's input alone, where other layers read the same tensor
-    (fan-out): the layer's share of the gradient, which is what its backward returns."""
+    (fan-out): the layer's share of the gradient, which is what its backward returns. ``masks``: the dropout masks
+    of the step (manual.network.forward's), held fixed: E is differenced as the function that step computes."""
+    masks = masks or {}
     params = {k: np.asarray(v, np.float64) for k, v in params.items()}
     x = x if spec.indexed else np.asarray(x, np.float64)
     target = target if spec.loss.classes else np.asarray(target, np.float64)
     N, losses = spec.batch_size, _losses(spec, target)
     coupled = any(layer.type in BATCH_NORMS for layer in spec.layers)  # then no point may share a batch with another
     fold = unfolded if coupled else batch_folded
-    outputs, _ = manual_net.forward(spec, params, x)
+    outputs, _ = manual_net.forward(spec, params, x, masks=masks)
     cost = [N * sum(int(np.prod(s.out_shape)) for s in spec.layers[i:]) for i in range(len(spec.layers) + 1)]
     sites = {"loss: dE/dinput": Site("loss: dE/dinput", outputs[-1], batch_folded(lambda h: h, losses), cost[-1])}
     for layer in spec.layers:
         where = f"{layer.index} {layer.type}"
         for k, j in enumerate(() if layer.type in INDEXED else layer.inputs):  # indices: nothing to difference
             name = f"{where}: dE/dinput[{k}]" if layer.merge else f"{where}: dE/dinput"
-            fn = _through(spec, params, x, outputs, layer, k)
+            fn = _through(spec, params, x, outputs, layer, k, masks)
             sites[name] = Site(name, x if j < 0 else outputs[j], fold(fn, losses), cost[layer.index])
         for kind in layer.param_shapes():
             name = f"{where}: dE/d{kind}"
-            after = fold(_after(spec, params, x, outputs, layer.index), losses)
+            after = fold(_after(spec, params, x, outputs, layer.index, masks), losses)
             h = x if layer.inputs[0] < 0 else outputs[layer.inputs[0]]
             value = _param_value(spec, params, layer, kind, h, after, coupled)
             sites[name] = Site(name, params[f"{layer.index}.{kind}"], value, cost[layer.index])

@@ -373,6 +373,7 @@ class NetworkSubject:
         else:
             self.x, self.target, self.params = data
         netdesc.inputs.check_inputs(spec, self.params, self.x, self.target)
+        self.masks = netdesc.inputs.seeded_masks(spec, self.seed)  # (step, N) -> the dropout masks, both sides'
         self.title = f"network {spec.name}, seed {self.seed}"
 
     def _hooks(self):
@@ -384,7 +385,8 @@ class NetworkSubject:
                 "optimizer_step": _guarded(step, self.params),
                 "accumulate": None if w is None else w.accumulate,
                 "scheduler": None if w is None else w.scheduler,
-                "running_stats": None if w is None else w.running_stats}
+                "running_stats": None if w is None else w.running_stats,
+                "masks": self.masks}
 
     def _manual_train(self, steps):
         """The manual side's run of `steps` steps -> (losses, final params), a ManualFailure where it broke."""
@@ -396,10 +398,11 @@ class NetworkSubject:
     def walk(self):
         spec, params, x, target = self.spec, self.params, self.x, self.target
         hooks = self._hooks()
+        masks = self.masks(0, len(x))  # step 1's
         m = manual_net.run(spec, params, x, target, hooks["layer_backward"], hooks["layer_forward"],
-                           hooks["accumulate"])
-        a = reference_net.run(spec, params, x, target)
-        sites = cache(lambda: numerical.network_sites(spec, params, x, target))
+                           hooks["accumulate"], masks)
+        a = reference_net.run(spec, params, x, target, masks)
+        sites = cache(lambda: numerical.network_sites(spec, params, x, target, masks))
         batch = H.batch_scales(spec.batch_size)
         for layer in spec.layers:
             j = layer.inputs[0]
@@ -425,6 +428,7 @@ class NetworkSubject:
                           for kind in layer.param_shapes()]
             scales = batch + ((H.window(layer), "scaled", "the window size KH*KW of the pool"),) \
                 if layer.type.endswith("pool2d") else batch
+            scales += H.dropout_scales(layer)
             for kind, mg, ag in gradients:
                 name = f"{where}: dE/d{kind}"
                 hypotheses = H.fan_out_hypotheses(spec, layer, kind, x_i, params, a) \
@@ -438,17 +442,18 @@ class NetworkSubject:
         return manual_net.training(self.spec, self.params, batches, **self._hooks())
 
     def reference_steps(self, batches):
-        return reference_net.training(self.spec, self.params, batches)
+        return reference_net.training(self.spec, self.params, batches, masks=self.masks)
 
     def _update_steps(self):
         spec, params, x, target = self.spec, self.params, self.x, self.target
         if not params:  # nothing to update: a network of parameter-free layers
             return
         trajectory = [params | reference_net.initial_buffers(spec, params)] + [
-            reference_net.train(spec, params, x, target, k)[1] for k in range(1, self.update_steps + 1)]
-        gradients = cache(lambda j: reference_net.run(spec, trajectory[j - 1], x, target)["param_grads"])
-        # the input of every layer at each step j (autograd's, from the parameters before it)
-        inputs = cache(lambda j: reference_net.run(spec, trajectory[j - 1], x, target)["outputs"])
+            reference_net.train(spec, params, x, target, k, self.masks)[1] for k in range(1, self.update_steps + 1)]
+        # step j's gradients and every layer's input (autograd's, from the parameters before it, its masks)
+        at = cache(lambda j: reference_net.run(spec, trajectory[j - 1], x, target, self.masks(j - 1, len(x))))
+        gradients = cache(lambda j: at(j)["param_grads"])
+        inputs = cache(lambda j: at(j)["outputs"])
         for k in range(1, self.update_steps + 1):
             _, mine = self._manual_train(k)
             for layer, kind, key in self._parameters():
@@ -479,7 +484,7 @@ class NetworkSubject:
         return self._training_steps(losses, final, ref_losses, ref_final)
 
     def reference_training(self, params):
-        return reference_net.train(self.spec, params, self.x, self.target, self.steps)
+        return reference_net.train(self.spec, params, self.x, self.target, self.steps, self.masks)
 
     def witnesses(self):
         """Autograd in float64 on this subject's own values, by quantity name -> {name: value}: float32's witness

@@ -58,6 +58,9 @@ Layer types and their options (default, or "required"), with torch's meanings (`
     flatten, relu, tanh, sigmoid, silu  no options
     gelu                    approximate "none" (erf) or "tanh"
     softmax, log_softmax    dim 0: a per-sample axis (0, the channels or features, is torch's dim 1)
+    dropout                 p 0.5: training mode, each element dropped with probability p, the kept ones scaled by
+                            1 / (1 - p); the mask is drawn by the harness per step from (seed, step, layer index)
+                            (netdesc.inputs.dropout_masks) and given to both sides
     embedding               num_embeddings (required), embedding_dim (required), padding_idx (optional: a row
                             whose gradient stays zero); layer 0 only, reading the network's input: integer indices
                             of shape input_shape = [L] (any shape) in [0, num_embeddings) -> (L, embedding_dim)
@@ -125,10 +128,12 @@ LAYER_OPTIONS = {
     "softmax": {"dim": 0},
     "log_softmax": {"dim": 0},
     "embedding": {"num_embeddings": REQUIRED, "embedding_dim": REQUIRED, "padding_idx": None},
+    "dropout": {"p": 0.5},
 }
 NORMALIZATIONS = ("layer_norm", "group_norm", "batch_norm1d", "batch_norm2d")  # gamma and beta: their weight, bias
 BATCH_NORMS = ("batch_norm1d", "batch_norm2d")  # training mode: each sample's output depends on the whole batch
 MERGES = ("add", "concat")  # the layer types that read two or more inputs
+DROPOUTS = ("dropout",)  # training mode: a mask per step, drawn by the harness (netdesc.inputs.dropout_masks)
 INDEXED = ("embedding",)  # the layer types that read integer indices: the network's input, with no gradient
 NETWORK_INPUT = "input"  # what `inputs` calls the network's input; Layer.inputs holds -1 for it
 LAYER_KEYS = ("type", "name", "inputs")  # the keys of a layer table beside its type's options
@@ -284,7 +289,7 @@ def _shape_option(name, value):
     return tuple(int(v) for v in shape)
 
 
-def _momentum(name, value):
+def _unit_interval(name, value):
     if check_number(name, value, "a number in [0, 1]", minimum=0) > 1:
         raise InputError(f"{name}: got {value!r}, needs a number in [0, 1]")
     return float(value)
@@ -301,11 +306,11 @@ OPTION_CHECKS = {
     "out_features": check_positive_int, "in_features": check_positive_int,
     "kernel_size": _pair(1), "stride": _pair(1), "dilation": _pair(1), "padding": _pair(0),
     "bias": _flag, "negative_slope": check_number, "dim": lambda name, value: check_positive_int(name, value, 0),
-    "normalized_shape": _shape_option, "num_groups": check_positive_int, "momentum": _momentum,
+    "normalized_shape": _shape_option, "num_groups": check_positive_int, "momentum": _unit_interval,
     "eps": lambda name, value: check_number(name, value, "a finite number > 0", minimum=1e-300),
     "elementwise_affine": _flag, "affine": _flag, "approximate": _approximate,
     "num_embeddings": check_positive_int, "embedding_dim": check_positive_int,
-    "padding_idx": lambda name, value: check_positive_int(name, value, 0),
+    "padding_idx": lambda name, value: check_positive_int(name, value, 0), "p": _unit_interval,
 }
 
 

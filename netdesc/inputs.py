@@ -4,7 +4,7 @@ the description (NumPy only). Both sides of a comparison get the same arrays fro
 import numpy as np
 
 from netdesc.checks import InputError, check_float_array, check_labels, check_same_dtype, check_shape
-from netdesc.description import INDEXED, NORMALIZATIONS
+from netdesc.description import DROPOUTS, INDEXED, NORMALIZATIONS
 
 
 def init_params(spec, dtype=np.float64, seed=0):
@@ -57,6 +57,19 @@ def random_batch(spec, dtype=np.float64, seed=0):
     if spec.loss.ignore_index is not None and N > 1:
         labels[rng.permutation(N)[:max(1, N // 4)]] = spec.loss.ignore_index
     return x, labels
+
+
+def dropout_masks(spec, N, seed, step):
+    """The masks of the description's dropout layers at optimizer step `step` (from 0) of a run from `seed`, for a
+    batch of N: True where an element is kept, with probability 1 - p, each layer's drawn from (seed, step, layer
+    index) alone, so both sides and every rerun of a step get the same -> {layer index: bool (N, *in_shape)}."""
+    return {layer.index: np.random.default_rng([seed, 2, step, layer.index]).random((N, *layer.in_shape))
+            >= layer.options["p"] for layer in spec.layers if layer.type in DROPOUTS}
+
+
+def seeded_masks(spec, seed=0):
+    """(step, N) -> dropout_masks(spec, N, seed, step): the masks of every step of a run from `seed`."""
+    return lambda step, N: dropout_masks(spec, N, seed, step)
 
 
 def check_inputs(spec, params, x, target):

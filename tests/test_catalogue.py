@@ -207,3 +207,11 @@ def test_nll_has_the_kept_fraction_as_a_scale_only_where_labels_are_ignored():
     assert scale[:2] == (0.75, "batch-reduction")
     assert H.loss_scales(parse_spec(find("nll-mean-over-all").network | {"loss": {"type": "nll", "reduction": "sum"}}),
                          np.array([0, -100, 2, 3])) == ()
+
+
+def test_a_dropout_without_its_scale_is_read_as_1_minus_p():
+    """dropout-no-scale is c * autograd with c = 1 - p, and the diagnosis says where that constant comes from."""
+    entry = find("dropout-no-scale")
+    result = diagnose_entry(entry, "float64", _seed(entry))
+    assert result.classification.constant == pytest.approx(0.75)
+    assert "1 - p = 0.75: the dropout's scaling by 1 / (1 - p) left out" in result.classification.detail

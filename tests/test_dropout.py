@@ -10,8 +10,13 @@ import torch
 import torch.nn.functional as F
 from layer_cases import torch_dropout
 
+from crosscheck.compare import assert_close
 from manual import functional as M
+from manual import network as manual_net
 from netdesc import InputError
+from netdesc.description import parse_spec
+from netdesc.inputs import dropout_masks, init_params, random_batch, seeded_masks
+from reference import network as reference_net
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -59,3 +64,54 @@ X = np.zeros((2, 3))
 def test_bad_input_is_named(call, message):
     with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
         call()
+
+
+# --- in a description: a mask per step, drawn by the harness from (seed, step, layer index) -------------------
+
+DROPPED = {
+    "input_shape": [1, 3, 4], "batch_size": 6,
+    "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 10}, {"type": "tanh"},
+               {"type": "dropout", "p": 0.4}, {"type": "linear", "out_features": 8}, {"type": "dropout"},
+               {"type": "linear", "out_features": 3}],
+    "loss": {"type": "softmax_cross_entropy"},
+    "optimizer": {"type": "adam", "lr": 0.01, "steps": 6},
+}
+
+
+def test_the_masks_are_drawn_per_seed_step_and_layer():
+    spec = parse_spec(DROPPED)
+    masks = dropout_masks(spec, 6, seed=4, step=2)
+    assert set(masks) == {3, 5} and masks[3].shape == (6, 10) and masks[5].shape == (6, 8)
+    assert masks[3].dtype == bool
+    again = dropout_masks(spec, 6, seed=4, step=2)
+    assert all(np.array_equal(masks[i], again[i]) for i in masks)  # a step's masks are the same on every draw
+    for other in (dropout_masks(spec, 6, seed=5, step=2), dropout_masks(spec, 6, seed=4, step=3)):
+        assert not any(np.array_equal(masks[i], other[i]) for i in masks)
+    assert np.array_equal(seeded_masks(spec, 4)(2, 6)[5], masks[5])
+    many = dropout_masks(spec, 2000, seed=0, step=0)
+    assert abs(many[3].mean() - 0.6) < 0.01 and abs(many[5].mean() - 0.5) < 0.01  # kept with probability 1 - p
+
+
+@pytest.mark.parametrize(("p", "kept"), [(0.0, True), (1.0, False)])
+def test_p_0_keeps_everything_and_p_1_drops_everything(p, kept):
+    spec = parse_spec(DROPPED | {"layers": [{"type": "flatten"}, {"type": "dropout", "p": p},
+                                            {"type": "linear", "out_features": 3}]})
+    assert np.all(dropout_masks(spec, 4, 0, 0)[1] == kept)
+
+
+def test_both_sides_train_with_the_same_masks_and_the_masks_matter():
+    spec = parse_spec(DROPPED)
+    params = init_params(spec, np.float64, seed=1)
+    x, target = random_batch(spec, np.float64, seed=1)
+    manual_losses, manual_final = manual_net.train(spec, params, x, target, masks=seeded_masks(spec, 1))
+    torch_losses, torch_final = reference_net.train(spec, params, x, target, masks=seeded_masks(spec, 1))
+    assert_close(manual_losses, torch_losses, "E at steps 1..6")
+    for name, value in manual_final.items():
+        assert_close(value, torch_final[name], f"{name} after 6 steps")
+    default_losses, _ = manual_net.train(spec, params, x, target)  # both sides' default: the masks of seed 0
+    assert_close(default_losses, reference_net.train(spec, params, x, target)[0], "E at steps 1..6, seed 0's masks")
+    assert_close(default_losses, manual_net.train(spec, params, x, target, masks=seeded_masks(spec, 0))[0], "E")
+    other_losses, _ = reference_net.train(spec, params, x, target, masks=seeded_masks(spec, 2))
+    assert not np.allclose(other_losses, torch_losses)  # another seed's masks: another run
+    fixed_losses, _ = reference_net.train(spec, params, x, target, masks=lambda step, N: dropout_masks(spec, N, 1, 0))
+    assert fixed_losses[0] == torch_losses[0] and not np.allclose(fixed_losses[1:], torch_losses[1:])  # per step

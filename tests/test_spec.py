@@ -299,12 +299,15 @@ BAD_DESCRIPTIONS = [
      "loss (mse): ignore_index: got 0, but only nll ignores a label"),
     ("nll-ignore-index-text", _text(["loss", "ignore_index"], "x"),
      "loss (nll): ignore_index: got 'x', needs an integer (a class, or one outside them such as torch's -100)"),
+    ("dropout-p", _with(["layers", 1], {"type": "dropout", "p": 1.5}),
+     "layer 1 (dropout): p: got 1.5, needs a number in [0, 1]"),
     ("nll-label-out-of-range", _text(["loss", "labels"], [0, -100, 3]),
      "loss (nll): labels[2]: got 3, needs a class in [0, 2] or ignore_index -100"),
 ]
 EMBEDDING_CASES = {"embedding-without-dim", "embedding-padding-beyond-the-table", "embedding-negative-padding",
                    "embedding-not-first", "indices-read-by-a-linear", "indices-without-a-shape",
-                   "ignore-index-for-mse", "nll-ignore-index-text", "nll-label-out-of-range", "labels-for-mse"}
+                   "ignore-index-for-mse", "nll-ignore-index-text", "nll-label-out-of-range", "labels-for-mse",
+                   "dropout-p"}
 
 
 @pytest.mark.parametrize(("case", "data", "message"), BAD_DESCRIPTIONS, ids=[c[0] for c in BAD_DESCRIPTIONS])

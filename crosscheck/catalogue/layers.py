@@ -184,6 +184,11 @@ def _embedding_padding_gradient(dout, cache):
     return None, dweight
 
 
+def _dropout_no_scale(dout, cache):
+    scaled, _ = cache
+    return dout * (scaled != 0), None  # the mask alone: the 1 / (1 - p) of the forward forgotten
+
+
 def _nll_mean_over_all(dout, cache):
     onehot, _, _ = cache
     return onehot * (-dout / len(onehot)), None  # divided by N, the ignored labels counted
@@ -358,6 +363,7 @@ EMBEDDING = {"type": "embedding", "num_embeddings": 4, "embedding_dim": 3}
 EMBEDDED = _stack((5,), [EMBEDDING, FLAT, _linear(2)], batch=3)  # 15 indices in [0, 4): repeats, whatever the seed
 EMBEDDED_PADDED = _stack((5,), [EMBEDDING | {"padding_idx": 1}, FLAT, _linear(2)], batch=3)
 NLL_MLP = _stack((1, 2, 3), [FLAT, _linear(4), {"type": "log_softmax"}], loss="nll", batch=4)  # 1 of 4 ignored
+DROPOUT_MLP = _stack((1, 2, 3), [FLAT, _linear(6), TANH, {"type": "dropout", "p": 0.25}, _linear(2)], batch=4)
 LAYER_NORM_MLP = _stack((1, 2, 3), [FLAT, _linear(5), {"type": "layer_norm"}, TANH, _linear(2)], batch=4)
 
 
@@ -434,6 +440,8 @@ ENTRIES = [
     WrongDerivation("nll-mean-over-all", "nll under the mean with 1 of 4 labels ignored: dlog_probs = -onehot / N, "
                     "divided by all N labels where torch divides by the 3 kept", NLL_MLP, "loss: dE/dinput",
                     "batch-reduction", {"loss": _nll_mean_over_all}),
+    WrongDerivation("dropout-no-scale", "dropout with p = 0.25: dx = dout * mask, the forward's scaling by 1 / (1 - p) "
+                    "left out of the backward", DROPOUT_MLP, "3 dropout: dE/dinput", "scaled", {3: _dropout_no_scale}),
     WrongDerivation("softmax-layer-diag-only", "softmax layer: dx = dout * s (1 - s), only the diagonal of the "
                     "Jacobian diag(s) - s s^T", SOFTMAX_MLP, "2 softmax: dE/dinput", "softmax-diagonal",
                     {2: _softmax_diagonal}),
