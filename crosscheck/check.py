@@ -39,7 +39,7 @@ from crosscheck.tolerances import tolerance_for
 from manual import network as manual_net
 from manual import seed_network as manual_seed
 from netdesc.checks import InputError
-from netdesc.description import BATCH_NORMS, load_spec, parse_spec
+from netdesc.description import BATCH_NORMS, INDEXED, load_spec, parse_spec
 
 GROWTH = 1e3  # a training run whose loss grows this many times over diverges
 
@@ -185,9 +185,10 @@ def scaled(spec, index, dtype):
     outside the tolerance, to see a mismatch reported."""
     factor = 1 + 100 * tolerance_for(DTYPES[dtype]).rtol
     layer = spec.layers[index]
+    first = "dE/dweight" if layer.type in INDEXED else "dE/dinput"  # integer indices have no gradient row
     return WrongDerivation(
         f"scaled@{index}", f"{layer}'s backward scaled by 1 + {factor - 1:g}", spec.name,
-        f"{index} {layer.type}: dE/dinput", "scaled", {index: scaled_backward(manual_net.BACKWARD[layer.type], factor)})
+        f"{index} {layer.type}: {first}", "scaled", {index: scaled_backward(manual_net.BACKWARD[layer.type], factor)})
 
 
 def inject(name, spec, dtype="float64", option="--inject"):

@@ -17,7 +17,7 @@ from crosscheck.compare import ManualFailure, compare
 from crosscheck.tolerances import tolerance_for
 from manual import optim
 from manual.network import settings_at
-from netdesc.description import NORMALIZATIONS
+from netdesc.description import DROPOUTS, NORMALIZATIONS
 from reference import network as reference_net
 from reference.seed_network import vjp
 
@@ -52,6 +52,8 @@ CLASSES = {
     "overlap-assign": "overlapping windows' gradients assigned, not accumulated",
     "adaptive-windows": "adaptive pooling windows taken as if the size divided evenly",
     "groups-summed": "grouped conv's weight gradient summed over the groups",
+    "assigned": "gradient assigned where repeated reads must accumulate",
+    "padding-index": "the padding index's row given a gradient",
     "unclassified": "no hypothesis fits",
 }
 
@@ -327,8 +329,22 @@ def _interleaved_group_norm(layer, x, params):
     return TF.group_norm(as_tensor(x)[:, order], G, *affine, o["eps"])[:, back].numpy()
 
 
+def _batch_axis_layer_norm(layer, x, params):
+    """Layer norm with the mean and variance over the batch axis (per element of a sample), not over each sample."""
+    t = as_tensor(x)
+    x_hat = (t - t.mean(0)) / torch.sqrt(t.var(0, unbiased=False) + layer.options["eps"])
+    gamma, beta = (params.get(f"{layer.index}.{k}") for k in ("weight", "bias"))
+    out = x_hat if gamma is None else x_hat * as_tensor(gamma)
+    return (out if beta is None else out + as_tensor(beta)).numpy()
+
+
 def output_hypotheses(layer, x, params):
-    """Hypotheses on a layer's output (x its input): a group norm's groups read from the wrong axis."""
+    """Hypotheses on a layer's output (x its input): a group norm's groups read from the wrong axis, a layer norm's
+    statistics taken over the batch axis."""
+    if layer.type == "layer_norm":
+        return (Hypothesis("normalization-axes", "manual = layer norm with the mean and variance over the batch axis "
+                           "(each element across the samples) instead of over each sample's normalized_shape",
+                           _single(lambda a: _batch_axis_layer_norm(layer, x, params))),)
     if layer.type != "group_norm":
         return ()
     return (Hypothesis("normalization-axes", "manual = group norm over interleaved channels (group g holding "
@@ -369,7 +385,34 @@ def layer_hypotheses(layer, kind, x, params, upstream):
         return _adaptive_hypotheses(layer, x, upstream)
     if layer.type == "conv_transpose2d" and kind == "input":
         return _transposed_hypotheses(layer, x, params, upstream)
+    if layer.type == "embedding":
+        return _embedding_hypotheses(layer, x, params, upstream)
     return ()
+
+
+def _embedding_hypotheses(layer, indices, params, upstream):
+    """On an embedding's dE/dweight (indices: its integer input, upstream: autograd's dE/d(output)): the rows
+    assigned, so a repeated index keeps one position's gradient; the padding row given its gradient."""
+    pad = layer.options["padding_idx"]
+    shape = params[f"{layer.index}.weight"].shape
+
+    def assigned(a):
+        dweight = np.zeros(shape)
+        dweight[indices] = upstream  # a repeated index: the last position's row wins
+        if pad is not None:
+            dweight[pad] = 0
+        return dweight
+
+    def with_padding(a):
+        if pad is None:
+            return None
+        dweight = np.zeros(shape)
+        np.add.at(dweight, indices, upstream)
+        return dweight
+    return (Hypothesis("assigned", "manual = dE/d(output) assigned row by row (dweight[indices] = dout): a repeated "
+                       "index keeps one position's gradient instead of their sum", _single(assigned)),
+            Hypothesis("padding-index", f"manual = autograd with the padding_idx row {pad} given the sum of its "
+                       "positions' gradients: torch holds that row at zero", _single(with_padding)))
 
 
 def fan_out_hypotheses(spec, layer, kind, x, params, a):
@@ -397,6 +440,25 @@ def loss_hypotheses(spec, pred, target):
     scale = len(target) if spec.loss.reduction == "mean" else 1
     return (Hypothesis("one-hot", "manual = softmax / N: the one-hot term of softmax - onehot(labels) left out",
                        _single(lambda a: _vjp(lambda z: torch.logsumexp(z, 1).sum() / scale, pred, 1.0))),)
+
+
+def loss_scales(spec, target):
+    """nll under the mean with labels ignored: kept / N, the mean over every label where torch divides by the kept."""
+    if spec.loss.type != "nll" or spec.loss.reduction != "mean":
+        return ()
+    N, kept = len(target), int((target != spec.loss.ignore_index).sum())
+    if kept in (0, N):
+        return ()
+    return ((kept / N, "batch-reduction", f"{kept}/{N}: the mean over all N = {N} labels, the {N - kept} ignored "
+             f"included, where torch divides by the {kept} kept"),)
+
+
+def dropout_scales(layer):
+    """A dropout's input gradient read against 1 - p: the kept elements not scaled by 1 / (1 - p)."""
+    if layer.type not in DROPOUTS or not 0 < layer.options["p"] < 1:
+        return ()
+    p = layer.options["p"]
+    return ((1 - p, "scaled", f"1 - p = {1 - p:g}: the dropout's scaling by 1 / (1 - p) left out"),)
 
 
 def batch_scales(N):

@@ -21,7 +21,7 @@ from crosscheck.compare import ManualFailure, compare, excess
 from crosscheck.tolerances import Tolerance, tolerance_for
 from manual import kernels
 from manual import network as manual_net
-from netdesc.description import BATCH_NORMS, parse_spec
+from netdesc.description import BATCH_NORMS, INDEXED, parse_spec
 
 # h_i = EPS * max(1, |x_i|). Central differences err by h^2 |E'''| / 6 (truncation) plus about u |E| / h
 # (rounding, u = 2.2e-16 the float64 unit roundoff, times the ulps a forward pass loses). At EPS = 1e-6 that is
@@ -276,7 +276,8 @@ def _layer_params(params, layer):
 def _losses(spec, target):
     """reduce: the last outputs (P, N, ...) -> E at each of the P points (one loss call per point)."""
     loss_forward, _ = manual_net.LOSS[spec.loss.type]
-    return lambda outs: np.array([loss_forward(out, target, spec.loss.reduction)[0] for out in outs])
+    options = manual_net.loss_options(spec)
+    return lambda outs: np.array([loss_forward(out, target, spec.loss.reduction, **options)[0] for out in outs])
 
 
 def _tiled(a, P):
@@ -284,27 +285,31 @@ def _tiled(a, P):
     return np.concatenate([a] * P)
 
 
-def _after(spec, params, x, outputs, index):
+def _after(spec, params, x, outputs, index, masks):
     """The last output of the network as a function of layer `index`'s output h, a batch of P stacked points
-    (P*N, *out_shape): the graph re-run with that output replaced, the earlier outputs tiled alongside."""
+    (P*N, *out_shape): the graph re-run with that output replaced, the earlier outputs (and the dropout masks)
+    tiled alongside."""
     def fn(h):
         P = len(h) // len(x)
         given = {j: _tiled(outputs[j], P) for j in range(index)} | {index: h}
-        return manual_net.forward(spec, params, _tiled(x, P), given_outputs=given)[0][-1]
+        tiled = {i: _tiled(mask, P) for i, mask in masks.items()}
+        return manual_net.forward(spec, params, _tiled(x, P), given_outputs=given, masks=tiled)[0][-1]
     return fn
 
 
-def _through(spec, params, x, outputs, layer, k):
+def _through(spec, params, x, outputs, layer, k, masks):
     """The last output as a function of layer's k-th input alone (P*N stacked points): layer's other inputs tiled,
-    its output computed, the rest of the graph re-run from there."""
-    after = _after(spec, params, x, outputs, layer.index)
+    its output computed (a dropout's with its mask tiled), the rest of the graph re-run from there."""
+    after = _after(spec, params, x, outputs, layer.index, masks)
     sources = [x if j < 0 else outputs[j] for j in layer.inputs]
 
     def fn(h):
         P = len(h) // len(x)
         mine = [h if m == k else _tiled(s, P) for m, s in enumerate(sources)]
         inputs = tuple(mine) if layer.merge else mine[0]
-        return after(manual_net.FORWARD[layer.type](inputs, _layer_params(params, layer), layer.options)[0])
+        p = _layer_params(params, layer) | (
+            {"mask": _tiled(masks[layer.index], P)} if layer.index in masks else {})
+        return after(manual_net.FORWARD[layer.type](inputs, p, layer.options)[0])
     return fn
 
 
@@ -315,9 +320,14 @@ def _param_value(spec, params, layer, kind, h, reduce, coupled):
     groups) and any parameter of a network whose samples are coupled: one call per point."""
     mine = _layer_params(params, layer)
     foldable = layer.type == "linear" or (layer.type == "conv2d" and layer.options["groups"] == 1)
-    if coupled or not foldable:
+    if coupled or not foldable:  # an embedding table's rows are no output channels either
+        pad = layer.options.get("padding_idx")
+
+        def held(p):  # torch holds an embedding's padding row constant: its gradient is 0 by convention
+            return p if pad is None else np.concatenate([p[:pad], mine[kind][pad:pad + 1], p[pad + 1:]])
+
         def each(ps):
-            return np.stack([manual_net.FORWARD[layer.type](h, mine | {kind: p}, layer.options)[0] for p in ps])
+            return np.stack([manual_net.FORWARD[layer.type](h, mine | {kind: held(p)}, layer.options)[0] for p in ps])
         return lambda ps: reduce(each(ps))
 
     def fn(stacked):
@@ -327,31 +337,33 @@ def _param_value(spec, params, layer, kind, h, reduce, coupled):
     return channel_folded(fn, reduce)
 
 
-def network_sites(spec, params, x, target):
+def network_sites(spec, params, x, target, masks=None):
     """{name: Site} for E of a described network at (params, x, target), cast to float64, named as
     crosscheck.verify names the rows: "loss: dE/dinput", "<i> <type>: dE/dinput" (a merge layer's
     "<i> <type>: dE/dinput[k]", one per input), "<i> <type>: dE/d<kind>".
 
     A layer's input site is E as a function of that layer's input alone, where other layers read the same tensor
-    (fan-out): the layer's share of the gradient, which is what its backward returns."""
+    (fan-out): the layer's share of the gradient, which is what its backward returns. ``masks``: the dropout masks
+    of the step (manual.network.forward's), held fixed: E is differenced as the function that step computes."""
+    masks = masks or {}
     params = {k: np.asarray(v, np.float64) for k, v in params.items()}
-    x = np.asarray(x, np.float64)
-    target = target if spec.loss.type == "softmax_cross_entropy" else np.asarray(target, np.float64)
+    x = x if spec.indexed else np.asarray(x, np.float64)
+    target = target if spec.loss.classes else np.asarray(target, np.float64)
     N, losses = spec.batch_size, _losses(spec, target)
     coupled = any(layer.type in BATCH_NORMS for layer in spec.layers)  # then no point may share a batch with another
     fold = unfolded if coupled else batch_folded
-    outputs, _ = manual_net.forward(spec, params, x)
+    outputs, _ = manual_net.forward(spec, params, x, masks=masks)
     cost = [N * sum(int(np.prod(s.out_shape)) for s in spec.layers[i:]) for i in range(len(spec.layers) + 1)]
     sites = {"loss: dE/dinput": Site("loss: dE/dinput", outputs[-1], batch_folded(lambda h: h, losses), cost[-1])}
     for layer in spec.layers:
         where = f"{layer.index} {layer.type}"
-        for k, j in enumerate(layer.inputs):
+        for k, j in enumerate(() if layer.type in INDEXED else layer.inputs):  # indices: nothing to difference
             name = f"{where}: dE/dinput[{k}]" if layer.merge else f"{where}: dE/dinput"
-            fn = _through(spec, params, x, outputs, layer, k)
+            fn = _through(spec, params, x, outputs, layer, k, masks)
             sites[name] = Site(name, x if j < 0 else outputs[j], fold(fn, losses), cost[layer.index])
         for kind in layer.param_shapes():
             name = f"{where}: dE/d{kind}"
-            after = fold(_after(spec, params, x, outputs, layer.index), losses)
+            after = fold(_after(spec, params, x, outputs, layer.index, masks), losses)
             h = x if layer.inputs[0] < 0 else outputs[layer.inputs[0]]
             value = _param_value(spec, params, layer, kind, h, after, coupled)
             sites[name] = Site(name, params[f"{layer.index}.{kind}"], value, cost[layer.index])

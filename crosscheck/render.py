@@ -16,6 +16,7 @@ from crosscheck.hypotheses import CLASSES
 from crosscheck.subjects import slide_name
 from crosscheck.tolerances import tolerance_for
 from manual import seed_network
+from netdesc.description import DROPOUTS
 
 WIDTH = 100  # of a diagnosis' lines
 
@@ -45,10 +46,17 @@ def seed_header(subject):
 
 def network_header(subject, source):
     spec, o = subject.spec, subject.spec.optimizer
+    indices = [f"input: integer indices, read by {spec.layers[0]}; they have no gradient, so no dE/dinput row "
+               "for it"] if spec.indexed else []
+    dropouts = [layer for layer in spec.layers if layer.type in DROPOUTS]
+    if dropouts:
+        indices.append(f"dropout: training mode, a mask per step drawn from (seed {subject.seed}, step, layer index) "
+                       f"and given to both sides ({', '.join(str(layer) for layer in dropouts)})")
     return [
         f"network {spec.name} ({source}): hand-derived NumPy vs PyTorch {torch.__version__} autograd",
         f"input {spec.input_shape} per sample, batch {spec.batch_size}, {len(spec.layers)} layers, "
         f"loss {spec.loss.type} ({spec.loss.reduction}), seed {subject.seed}, {subject.dtype}",
+        *indices,
         optimizer_line(o, subject.steps),
         rule(subject.dtype),
     ]

@@ -41,7 +41,7 @@ from netdesc.checks import (
     is_int,
     unusable,
 )
-from netdesc.description import BATCH_NORMS
+from netdesc.description import BATCH_NORMS, INDEXED
 from reference import network as reference_net
 from reference import seed_network as reference_seed
 
@@ -380,6 +380,7 @@ class NetworkSubject:
         else:
             self.x, self.target, self.params = data
         netdesc.inputs.check_inputs(spec, self.params, self.x, self.target)
+        self.masks = netdesc.inputs.seeded_masks(spec, self.seed)  # (step, N) -> the dropout masks, both sides'
         self.title = f"network {spec.name}, seed {self.seed}"
         self._locksteps = {}
 
@@ -392,7 +393,8 @@ class NetworkSubject:
                 "optimizer_step": _guarded(step, self.params),
                 "accumulate": None if w is None else w.accumulate,
                 "scheduler": None if w is None else w.scheduler,
-                "running_stats": None if w is None else w.running_stats}
+                "running_stats": None if w is None else w.running_stats,
+                "masks": self.masks}
 
     def _manual_train(self, steps):
         """The manual side's run of `steps` steps -> (losses, final params), a ManualFailure where it broke."""
@@ -404,10 +406,11 @@ class NetworkSubject:
     def walk(self):
         spec, params, x, target = self.spec, self.params, self.x, self.target
         hooks = self._hooks()
+        masks = self.masks(0, len(x))  # step 1's
         m = manual_net.run(spec, params, x, target, hooks["layer_backward"], hooks["layer_forward"],
-                           hooks["accumulate"])
-        a = reference_net.run(spec, params, x, target)
-        sites = cache(lambda: numerical.network_sites(spec, params, x, target))
+                           hooks["accumulate"], masks)
+        a = reference_net.run(spec, params, x, target, masks)
+        sites = cache(lambda: numerical.network_sites(spec, params, x, target, masks))
         batch = H.batch_scales(spec.batch_size)
         for layer in spec.layers:
             j = layer.inputs[0]
@@ -417,20 +420,23 @@ class NetworkSubject:
                        hypotheses=hypotheses)
         yield Step("loss", "E", m.loss, a["loss"])
         yield Step("loss", "dE/dinput", m.loss_grad, a["loss_grad"], lambda: sites()["loss: dE/dinput"],
-                   H.loss_hypotheses(spec, a["outputs"][-1], target), scales=batch)
+                   H.loss_hypotheses(spec, a["outputs"][-1], target), scales=batch + H.loss_scales(spec, target))
         for layer in reversed(spec.layers):
             i, where, j = layer.index, _where(layer), layer.inputs[0]
-            x_i = np.asarray(x if j < 0 else a["outputs"][j], np.float64)
+            x_i = np.asarray(x if j < 0 else a["outputs"][j], None if layer.type in INDEXED else np.float64)
             up = np.asarray(a["output_grads"][i], np.float64)  # autograd's dE/d(output of layer i)
             if layer.merge:  # one input gradient per input
                 gradients = [(f"input[{k}]", mg, ag)
                              for k, (mg, ag) in enumerate(zip(m.input_grads[i], a["input_grads"][i], strict=True))]
+            elif layer.type in INDEXED:  # integer indices: no gradient, no row (the header says so)
+                gradients = []
             else:
                 gradients = [("input", m.input_grads[i], a["input_grads"][i])]
             gradients += [(kind, m.param_grads[f"{i}.{kind}"], a["param_grads"][f"{i}.{kind}"])
                           for kind in layer.param_shapes()]
             scales = batch + ((H.window(layer), "scaled", "the window size KH*KW of the pool"),) \
                 if layer.type in ("max_pool2d", "avg_pool2d") else batch
+            scales += H.dropout_scales(layer)
             for kind, mg, ag in gradients:
                 name = f"{where}: dE/d{kind}"
                 hypotheses = H.fan_out_hypotheses(spec, layer, kind, x_i, params, a) \
@@ -444,17 +450,18 @@ class NetworkSubject:
         return manual_net.training(self.spec, self.params, batches, **self._hooks())
 
     def reference_steps(self, batches):
-        return reference_net.training(self.spec, self.params, batches)
+        return reference_net.training(self.spec, self.params, batches, masks=self.masks)
 
     def _update_steps(self):
         spec, params, x, target = self.spec, self.params, self.x, self.target
         if not params:  # nothing to update: a network of parameter-free layers
             return
         trajectory = [params | reference_net.initial_buffers(spec, params)] + [
-            reference_net.train(spec, params, x, target, k)[1] for k in range(1, self.update_steps + 1)]
-        gradients = cache(lambda j: reference_net.run(spec, trajectory[j - 1], x, target)["param_grads"])
-        # the input of every layer at each step j (autograd's, from the parameters before it)
-        inputs = cache(lambda j: reference_net.run(spec, trajectory[j - 1], x, target)["outputs"])
+            reference_net.train(spec, params, x, target, k, self.masks)[1] for k in range(1, self.update_steps + 1)]
+        # step j's gradients and every layer's input (autograd's, from the parameters before it, its masks)
+        at = cache(lambda j: reference_net.run(spec, trajectory[j - 1], x, target, self.masks(j - 1, len(x))))
+        gradients = cache(lambda j: at(j)["param_grads"])
+        inputs = cache(lambda j: at(j)["outputs"])
         for k in range(1, self.update_steps + 1):
             _, mine = self._manual_train(k)
             for layer, kind, key in self._parameters():
@@ -486,7 +493,7 @@ class NetworkSubject:
         return self._training_steps(losses, final, ref_losses, ref_final)
 
     def reference_training(self, params):
-        return reference_net.train(self.spec, params, self.x, self.target, self.steps)
+        return reference_net.train(self.spec, params, self.x, self.target, self.steps, self.masks)
 
     def lockstep(self, k):
         """Manual's first k steps judged one at a time from manual's own parameters: at each, manual's loss,
@@ -500,13 +507,14 @@ class NetworkSubject:
 
     def _lockstep(self, k):
         spec, x, target = self.spec, self.x, self.target
-        run, params, buffers, kept = [], self.params, manual_net.initial_buffers(spec, x.dtype), {}
+        dtype = DTYPES[self.dtype]
+        run, params, buffers, kept = [], self.params, manual_net.initial_buffers(spec, dtype), {}
         # called for a row that compared numbers: the same k steps ran, no hook broke the chain
         for E, grads, after in manual_net.training(spec, params, itertools.repeat((x, target), k), **self._hooks(),
                                                    buffers=kept):
             run.append((params, buffers, grads, E, after, dict(kept)))
             params, buffers = after, dict(kept)
-        reference = reference_net.lockstep(spec, [(p, b, g) for p, b, g, *_ in run], x, target)
+        reference = reference_net.lockstep(spec, [(p, b, g) for p, b, g, *_ in run], x, target, self.masks)
         for (_, _, grads, E, after, kept), (ref_E, ref_grads, ref_kept, ref_after) in zip(run, reference, strict=True):
             pairs = [(E, ref_E)] + [(grads[n], ref_grads[n]) for n in ref_grads] \
                 + [(kept[n], ref_kept[n]) for n in ref_kept] + [(after[n], ref_after[n]) for n in ref_after]

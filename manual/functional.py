@@ -36,6 +36,7 @@ __all__ = [
     "avg_pool2d_backward", "avg_pool2d_forward", "binary_cross_entropy_backward", "binary_cross_entropy_forward",
     "binary_cross_entropy_with_logits_backward", "binary_cross_entropy_with_logits_forward", "conv2d_backward",
     "conv_transpose2d_backward", "conv_transpose2d_forward",
+    "dropout_backward", "dropout_forward", "embedding_backward", "embedding_forward", "nll_backward", "nll_forward",
     "conv2d_forward", "flatten_backward", "flatten_forward", "half_squared_error_backward",
     "half_squared_error_forward", "leaky_relu_backward", "leaky_relu_forward", "linear_backward", "linear_forward",
     "max_pool2d_backward", "max_pool2d_forward", "mse_backward", "mse_forward", "relu_backward", "relu_forward",
@@ -941,3 +942,124 @@ def log_softmax_backward(dout, cache):
     out, axis = cache
     dout = _check_dout(dout, out.shape, out.dtype)
     return (dout - np.exp(out) * dout.sum(axis=axis, keepdims=True),)
+
+
+# --- embedding: rows of a table looked up by integer indices -----------------------------------------------
+
+def _check_indices(name, indices, size, meaning, allowed=None):
+    """An integer array whose values lie in [0, size) (or equal `allowed`, an ignored label) -> it."""
+    if not isinstance(indices, np.ndarray) or not np.issubdtype(indices.dtype, np.integer):
+        got = f"dtype {indices.dtype}" if isinstance(indices, np.ndarray) else type(indices).__name__
+        raise InputError(f"{name}: got {got}, needs a NumPy array of integer {meaning}")
+    bad = np.argwhere(((indices < 0) | (indices >= size)) & (indices != allowed))
+    if bad.size:
+        at = tuple(int(i) for i in bad[0])
+        also = "" if allowed is None else f" or {allowed}"
+        raise InputError(f"{name}{list(at)}: got {indices[at]}, needs {meaning} in [0, {size - 1}]{also}")
+    return indices
+
+
+def _check_padding_idx(padding_idx, V):
+    if padding_idx is not None and not (is_int(padding_idx) and padding_idx < V):
+        raise InputError(f"padding_idx: got {padding_idx!r}, needs None or a row of weight in [0, {V - 1}]")
+    return padding_idx
+
+
+def embedding_forward(indices, weight, padding_idx=None):
+    """torch.nn.functional.embedding: out[n, l] = weight[indices[n, l]].
+
+    indices (N, L) (any shape) integers in [0, V), weight (V, D) -> out (N, L, D). padding_idx, a row of weight,
+    changes nothing here: it only keeps that row's gradient at zero.
+    """
+    weight = check_float_array("weight", weight, ndim=2)
+    indices = _check_indices("indices", indices, weight.shape[0], "rows of weight")
+    padding_idx = _check_padding_idx(padding_idx, weight.shape[0])
+    return weight[indices], (indices, weight.shape, weight.dtype, padding_idx)
+
+
+def embedding_backward(dout, cache):
+    """dweight[v] = the sum of dout over every position that holds index v: a repeated index accumulates
+    (np.add.at; `dweight[indices] = dout` would keep only the last). The padding_idx row gets none; the indices
+    are data, no gradient -> (None, dweight)."""
+    indices, shape, dtype, padding_idx = cache
+    dout = _check_dout(dout, (*indices.shape, shape[1]), dtype)
+    dweight = np.zeros(shape, dtype)
+    np.add.at(dweight, indices, dout)
+    if padding_idx is not None:
+        dweight[padding_idx] = 0
+    return None, dweight
+
+
+# --- negative log-likelihood on log-probabilities ----------------------------------------------------------
+
+NLL_REDUCTIONS = ("mean", "sum", "none")
+NLL_IGNORE_INDEX = -100  # torch's default ignore_index
+
+
+def nll_forward(log_probs, labels, reduction="mean", ignore_index=NLL_IGNORE_INDEX):
+    """torch.nn.functional.nll_loss: log_probs (N, C) (a log_softmax's output), labels (N,) in [0, C) or
+    ignore_index.
+
+    l_n = -log_probs[n, labels_n], 0 where labels_n == ignore_index; "none" -> (l_n) of shape (N,), "sum" -> their
+    sum, "mean" -> their sum over the number of labels kept (not N; nan when every label is ignored, as torch).
+    """
+    log_probs = check_float_array("log_probs", log_probs, ndim=2)
+    if reduction not in NLL_REDUCTIONS:
+        raise InputError(f"reduction: got {reduction!r}, needs one of {', '.join(NLL_REDUCTIONS)}")
+    if not is_int(ignore_index, -(2 ** 63)):
+        raise InputError(f"ignore_index: got {ignore_index!r}, needs an integer")
+    N, C = log_probs.shape
+    _check_indices("labels", labels, C, "class labels", ignore_index)
+    check_shape("labels", labels, (N,), "one class label per row of log_probs")
+    kept = labels != ignore_index
+    picked = np.zeros((N, C), bool)
+    picked[np.flatnonzero(kept), labels[kept]] = True  # the one-hot of every kept label
+    losses = -np.where(picked, log_probs, 0).sum(axis=1)
+    count = int(kept.sum())
+    if reduction == "none":
+        return losses, (picked.astype(log_probs.dtype), 1, reduction)
+    total = losses.sum() if reduction == "sum" or count else np.nan
+    scale = count if reduction == "mean" and count else 1
+    return np.asarray(total / scale, log_probs.dtype), (picked.astype(log_probs.dtype), scale, reduction)
+
+
+def nll_backward(dout, cache):
+    """dlog_probs = -onehot(kept labels) * dout / (the number kept under "mean"); an ignored row gets 0 ->
+    (dlog_probs, None)."""
+    onehot, scale, reduction = cache
+    if reduction == "none":  # one upstream value per sample
+        dout = _check_dout(dout, onehot.shape[:1], onehot.dtype)[:, None]
+    else:
+        dout = _check_dout(dout, (), onehot.dtype)
+    return onehot * (-dout / scale), None
+
+
+# --- dropout: the harness draws the mask, both sides apply it ----------------------------------------------
+
+def dropout_forward(x, mask=None, p=0.5):
+    """torch.nn.functional.dropout in training mode with a given mask: out = x * mask / (1 - p).
+
+    x (N, ...), mask like x, True (or 1) where an element is kept, drawn elsewhere with P(keep) = 1 - p (torch's
+    own draw cannot be shared); p = 1 drops everything and gives zeros, as torch does. mask None: eval mode, the
+    identity.
+    """
+    x = check_float_array("x", x)
+    p = check_number("p", p, "a number in [0, 1]", minimum=0)
+    if p > 1:
+        raise InputError(f"p: got {p!r}, needs a number in [0, 1]")
+    if mask is None:  # eval mode: every element kept, unscaled
+        return x.copy(), (np.ones_like(x), x.dtype)
+    if not isinstance(mask, np.ndarray) or mask.dtype.kind not in "biu" or np.any((mask != 0) & (mask != 1)):
+        got = f"dtype {mask.dtype}" if isinstance(mask, np.ndarray) else type(mask).__name__
+        raise InputError(f"mask: got {got}, needs a NumPy array of booleans (or 0 and 1), True where kept")
+    check_shape("mask", mask, x.shape, "the shape of x")
+    # the kept elements scaled by 1 / (1 - p), so that the expected output is x; p = 1: zeros, as torch's
+    scaled = mask.astype(x.dtype) * x.dtype.type(0 if p == 1 else 1 / (1 - p))
+    return x * scaled, (scaled, x.dtype)
+
+
+def dropout_backward(dout, cache):
+    """dx = dout * mask / (1 - p), the same scaled mask as the forward; the mask is data -> (dx, None)."""
+    scaled, dtype = cache
+    dout = _check_dout(dout, scaled.shape, dtype)
+    return dout * scaled, None

@@ -18,8 +18,8 @@ import numpy as np
 from manual import functional as F
 from manual import optim
 from netdesc.checks import ManualFailure, check_positive_int, unusable
-from netdesc.description import BATCH_NORMS
-from netdesc.inputs import check_inputs
+from netdesc.description import BATCH_NORMS, INDEXED
+from netdesc.inputs import check_inputs, seeded_masks
 
 # type -> forward(x, params of the layer, options) -> (out, cache)
 FORWARD = {
@@ -49,6 +49,10 @@ FORWARD = {
     "silu": lambda x, p, o: F.silu_forward(x),
     "softmax": lambda x, p, o: F.softmax_forward(x, o["dim"]),
     "log_softmax": lambda x, p, o: F.log_softmax_forward(x, o["dim"]),
+    # x: integer indices (N, *input_shape), the network's input
+    "embedding": lambda x, p, o: F.embedding_forward(x, p["weight"], o["padding_idx"]),
+    # p["mask"]: the harness's mask of this step (training mode); none given: eval mode, the identity
+    "dropout": lambda x, p, o: F.dropout_forward(x, p.get("mask"), o["p"]),
     # merge layers: xs is the tuple of their inputs, in the order of layer.inputs
     "add": lambda xs, p, o: F.add_forward(*xs),
     "concat": lambda xs, p, o: F.concat_forward(*xs, dim=o["dim"]),
@@ -82,6 +86,8 @@ BACKWARD = {
     "silu": F.silu_backward,
     "softmax": F.softmax_backward,
     "log_softmax": F.log_softmax_backward,
+    "embedding": F.embedding_backward,  # (None, dweight): the indices get no gradient
+    "dropout": F.dropout_backward,  # (dx, None): the mask is data
 }
 LOSS = {
     "softmax_cross_entropy": (F.softmax_cross_entropy_forward, F.softmax_cross_entropy_backward),
@@ -91,7 +97,13 @@ LOSS = {
     "binary_cross_entropy_with_logits": (
         F.binary_cross_entropy_with_logits_forward, F.binary_cross_entropy_with_logits_backward,
     ),
+    "nll": (F.nll_forward, F.nll_backward),
 }
+
+
+def loss_options(spec):
+    """The loss's options beside the reduction, as keyword arguments of its forward: nll's ignore_index."""
+    return {} if spec.loss.ignore_index is None else {"ignore_index": spec.loss.ignore_index}
 
 
 @dataclass(frozen=True)
@@ -101,7 +113,8 @@ class Backprop:
     outputs: list  # layer i's output, (N, *layer.out_shape)
     loss: np.ndarray  # E, 0-d
     loss_grad: np.ndarray  # dE/d(the last layer's output)
-    input_grads: list  # dE/d(layer i's input), (N, *layer.in_shape); a merge layer's: a tuple, one per input
+    input_grads: list  # dE/d(layer i's input), (N, *layer.in_shape); a merge layer's: a tuple, one per input;
+    # None for an embedding's: integer indices have no gradient
     param_grads: dict  # "<i>.weight" / "<i>.bias" -> dE/dparameter
 
 
@@ -124,22 +137,25 @@ def layer_inputs(layer, x, outputs):
     return sources if layer.merge else sources[0]
 
 
-def forward(spec, params, x, layer_forward=None, given_outputs=None):
+def forward(spec, params, x, layer_forward=None, given_outputs=None, masks=None):
     """-> (outputs, caches): outputs[i] is layer i's output (N, *out_shape), caches[i] its backward cache.
 
     ``layer_forward`` maps a layer index to a replacement forward(x, layer params, options) -> (out, cache): the
     forward half of a hand-written layer whose backward needs another cache (crosscheck.catalogue.layers).
     ``given_outputs`` maps a layer index to an array used as that layer's output instead of computing it (the loss
-    as a function of one intermediate, for finite differences).
+    as a function of one intermediate, for finite differences). ``masks`` maps a dropout layer's index to its mask
+    of this step (netdesc.inputs.dropout_masks), handed to its forward as p["mask"]; without one it runs in eval
+    mode.
     """
-    replaced, fixed = layer_forward or {}, given_outputs or {}
+    replaced, fixed, masks = layer_forward or {}, given_outputs or {}, masks or {}
     outputs, caches = [], []
     for layer in spec.layers:
         if layer.index in fixed:
             out, cache = fixed[layer.index], None
         else:
             fn = replaced.get(layer.index, FORWARD[layer.type])
-            out, cache = fn(layer_inputs(layer, x, outputs), _layer_params(params, layer), layer.options)
+            p = _layer_params(params, layer) | ({"mask": masks[layer.index]} if layer.index in masks else {})
+            out, cache = fn(layer_inputs(layer, x, outputs), p, layer.options)
         outputs.append(out)
         caches.append(cache)
     return outputs, caches
@@ -181,6 +197,9 @@ def backward(spec, caches, loss_cache, layer_backward=None, accumulate=None):
         input_grads[layer.index] = dxs if layer.merge else dxs[0]
         for name, grad in zip(names, dparams, strict=False):
             param_grads[name] = grad
+        if layer.type in INDEXED:  # it read integer indices: no gradient to check or pass on, whatever it returned
+            input_grads[layer.index] = None
+            continue
         for k, (j, dx, shape) in enumerate(zip(layer.inputs, dxs, layer.in_shapes, strict=True)):
             quantity = f"dE/dinput[{k}]" if layer.merge else "dE/dinput"
             dx = dx if isinstance(dx, ManualFailure) else \
@@ -208,32 +227,33 @@ def _wrong_shape(where, quantity, grad, shape):
                          f"needs {shape}")
 
 
-def run(spec, params, x, target, layer_backward=None, layer_forward=None, accumulate=None):
-    """Forward, loss and backward by hand -> Backprop; ``layer_forward`` as in forward, its "loss" entry a
-    replacement loss forward(pred, target, reduction) -> (E, cache); ``accumulate`` as in backward.
+def run(spec, params, x, target, layer_backward=None, layer_forward=None, accumulate=None, masks=None):
+    """Forward, loss and backward by hand -> Backprop; ``layer_forward`` and ``masks`` as in forward, its "loss"
+    entry a replacement loss forward(pred, target, reduction) -> (E, cache); ``accumulate`` as in backward.
 
     The inputs are not checked here: netdesc.inputs.check_inputs checks them once, at the boundary (train, and
     crosscheck's subjects when they draw them)."""
-    outputs, caches = forward(spec, params, x, layer_forward)
+    outputs, caches = forward(spec, params, x, layer_forward, masks=masks)
     loss_forward = (layer_forward or {}).get("loss", LOSS[spec.loss.type][0])
-    E, loss_cache = loss_forward(outputs[-1], target, spec.loss.reduction)
+    E, loss_cache = loss_forward(outputs[-1], target, spec.loss.reduction, **loss_options(spec))
     loss_grad, input_grads, param_grads = backward(spec, caches, loss_cache, layer_backward, accumulate)
     return Backprop(outputs, E, loss_grad, input_grads, param_grads)
 
 
 def train(spec, params, x, target, steps=None, layer_backward=None, layer_forward=None, optimizer_step=None,
-          accumulate=None, scheduler=None, running_stats=None):
+          accumulate=None, scheduler=None, running_stats=None, masks=None):
     """`steps` (default: the description's) steps of its optimizer on one batch, through manual.optim
     -> (E before each step, shape (steps,), final params and the batch norms' running statistics, named as
     torch's buffers "<i>.running_mean", "<i>.running_var"). ``optimizer_step`` replaces the optimizer's step
     (manual.optim.sgd_step, adam_step, ...: same signature), ``scheduler`` its scheduler's function (step_lr,
-    cosine_lr), ``running_stats`` manual.functional.batch_norm_running_stats, the hooks of run pass through.
+    cosine_lr), ``running_stats`` manual.functional.batch_norm_running_stats, the hooks of run pass through;
+    ``masks(step, N)`` gives the dropout masks of each step (default: netdesc.inputs.seeded_masks from seed 0).
     The inputs are checked here, once, not on every step."""
     check_inputs(spec, params, x, target)
     steps = spec.optimizer.steps if steps is None else check_positive_int("steps", steps)
     kept = {}
     done = list(training(spec, params, itertools.repeat((x, target), steps), layer_backward, layer_forward,
-                         optimizer_step, accumulate, scheduler, running_stats, kept))
+                         optimizer_step, accumulate, scheduler, running_stats, kept, masks))
     return np.stack([E for E, _, _ in done]), done[-1][2] | kept
 
 
@@ -248,18 +268,21 @@ def settings_at(optimizer, epoch, scheduler=None):
 
 
 def training(spec, params, batches, layer_backward=None, layer_forward=None, optimizer_step=None, accumulate=None,
-             scheduler=None, running_stats=None, buffers=None):
+             scheduler=None, running_stats=None, buffers=None, masks=None):
     """One step of the description's optimizer per (x, target) of `batches`, its state kept throughout, step t
     (from 0) at the learning rate after t steps of its scheduler -> yields (E before the step, the parameter
     gradients, the params after it). The hooks are train's; a dict `buffers` is kept holding the batch norms'
-    running statistics after each step. Nothing is checked here, on every step (train checks its batch once,
+    running statistics after each step; masks(step, N) -> the dropout masks of step t (train's default). Nothing
+    is checked here, on every step (train checks its batch once,
     crosscheck.train its data set)."""
     step = optimizer_step or optim.OPTIMIZER_STEPS[spec.optimizer.type]
+    masks = masks or seeded_masks(spec)
     state = {}
     for epoch, (x, target) in enumerate(batches):
-        result = run(spec, params, x, target, layer_backward, layer_forward, accumulate)
+        result = run(spec, params, x, target, layer_backward, layer_forward, accumulate, masks(epoch, len(x)))
         if buffers is not None:
-            buffers.update(updated_buffers(spec, x, result.outputs, buffers or initial_buffers(spec, x.dtype),
+            dtype = params["0.weight"].dtype if spec.indexed else x.dtype  # indices: the embedding's dtype
+            buffers.update(updated_buffers(spec, x, result.outputs, buffers or initial_buffers(spec, dtype),
                                            running_stats))
         params, state = step(params, result.param_grads, state, **settings_at(spec.optimizer, epoch, scheduler))
         yield result.loss, result.param_grads, params

@@ -3,7 +3,7 @@
 A description is a TOML or JSON document (or the same dict in Python); shapes are per sample, torch's layouts:
 
     name = "lenet5"                     # optional; the file's stem otherwise
-    input_shape = [1, 28, 28]           # (C, H, W) of one sample
+    input_shape = [1, 28, 28]           # (C, H, W) of one sample; [L] of indices when layer 0 is an embedding
     batch_size = 2                      # N, default 2
 
     [[layers]]                          # in order, each a table: "type" and that type's options
@@ -22,7 +22,8 @@ A description is a TOML or JSON document (or the same dict in Python); shapes ar
     [loss]
     type = "softmax_cross_entropy"      # one of LOSSES
     reduction = "mean"                  # "mean" (default) or "sum"
-    labels = [3, 7]                     # optional, softmax_cross_entropy only: N labels (else drawn from the seed)
+    labels = [3, 7]                     # optional, softmax_cross_entropy and nll: N labels (else drawn from the seed)
+    ignore_index = -100                 # optional, nll only: the label whose samples count for nothing
 
     [optimizer]                         # a torch.optim optimizer for the k-step check; every key optional
     type = "sgd"                        # one of OPTIMIZER_DEFAULTS: sgd, adam, adamw, rmsprop, adagrad
@@ -64,6 +65,12 @@ Layer types and their options (default, or "required"), with torch's meanings (`
     flatten, relu, tanh, sigmoid, silu  no options
     gelu                    approximate "none" (erf) or "tanh"
     softmax, log_softmax    dim 0: a per-sample axis (0, the channels or features, is torch's dim 1)
+    dropout                 p 0.5: training mode, each element dropped with probability p, the kept ones scaled by
+                            1 / (1 - p); the mask is drawn by the harness per step from (seed, step, layer index)
+                            (netdesc.inputs.dropout_masks) and given to both sides
+    embedding               num_embeddings (required), embedding_dim (required), padding_idx (optional: a row
+                            whose gradient stays zero); layer 0 only, reading the network's input: integer indices
+                            of shape input_shape = [L] (any shape) in [0, num_embeddings) -> (L, embedding_dim)
     layer_norm              normalized_shape (the trailing dims of its input; default: all of them), eps 1e-5,
                             elementwise_affine true
     group_norm              num_groups (required; divides the channels), eps 1e-5, affine true
@@ -75,11 +82,12 @@ Layer types and their options (default, or "required"), with torch's meanings (`
 
 kernel_size, stride, padding and dilation take an int or an [h, w] pair. Losses: softmax_cross_entropy
 (torch's cross_entropy with class labels; the output must be flat, (classes,)), mse, half_squared_error (the
-slides' sum (y - o)^2 / 2, "mean" divides by N), binary_cross_entropy (after a final sigmoid) and
-binary_cross_entropy_with_logits. The loss reads the last layer's output. A layer's output may be read by
-several later layers (fan-out; so may the network's input), and every layer but the last must be read by some
-later one. Only add and concat take more than one input. Every mistake raises ``InputError`` naming where it is
-("layer 2 (conv2d): ...").
+slides' sum (y - o)^2 / 2, "mean" divides by N), binary_cross_entropy (after a final sigmoid),
+binary_cross_entropy_with_logits and nll (torch's nll_loss on log-probabilities, e.g. after a log_softmax, with
+class labels; "mean" divides by the number of labels not equal to ignore_index). The loss reads the last
+layer's output. A layer's output may be read by several later layers (fan-out; so may the network's input), and
+every layer but the last must be read by some later one. Only add and concat take more than one input. Every
+mistake raises ``InputError`` naming where it is ("layer 2 (conv2d): ...").
 """
 
 import json
@@ -132,16 +140,23 @@ LAYER_OPTIONS = {
     "silu": {},
     "softmax": {"dim": 0},
     "log_softmax": {"dim": 0},
+    "embedding": {"num_embeddings": REQUIRED, "embedding_dim": REQUIRED, "padding_idx": None},
+    "dropout": {"p": 0.5},
 }
 NORMALIZATIONS = ("layer_norm", "group_norm", "batch_norm1d", "batch_norm2d")  # gamma and beta: their weight, bias
 BATCH_NORMS = ("batch_norm1d", "batch_norm2d")  # training mode: each sample's output depends on the whole batch
 MERGES = ("add", "concat")  # the layer types that read two or more inputs
+DROPOUTS = ("dropout",)  # training mode: a mask per step, drawn by the harness (netdesc.inputs.dropout_masks)
+INDEXED = ("embedding",)  # the layer types that read integer indices: the network's input, with no gradient
 NETWORK_INPUT = "input"  # what `inputs` calls the network's input; Layer.inputs holds -1 for it
 LAYER_KEYS = ("type", "name", "inputs")  # the keys of a layer table beside its type's options
 LOSSES = (
     "softmax_cross_entropy", "mse", "half_squared_error", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+    "nll",
 )
-LOSS_OPTIONS = {"type": REQUIRED, "reduction": "mean", "labels": None}
+CLASSIFICATIONS = ("softmax_cross_entropy", "nll")  # the losses of class labels, (N,) integers
+NLL_IGNORE_INDEX = -100  # torch's default ignore_index
+LOSS_OPTIONS = {"type": REQUIRED, "reduction": "mean", "labels": None, "ignore_index": None}
 OPTIMIZER_KEYS = {"steps": 20, "scheduler": None}  # the keys of the optimizer table beside "type" and its options
 TOP_LEVEL = {"name": None, "input_shape": REQUIRED, "batch_size": 2, "layers": REQUIRED, "loss": REQUIRED,
              "optimizer": None}
@@ -194,6 +209,8 @@ class Layer:
         elif self.type == "linear":
             shapes = {"weight": (o["out_features"], self.in_shape[0])}
             out = o["out_features"]
+        elif self.type == "embedding":
+            return {"weight": (o["num_embeddings"], o["embedding_dim"])}
         else:
             return {}
         if o["bias"]:
@@ -205,7 +222,13 @@ class Layer:
 class Loss:
     type: str
     reduction: str
-    labels: tuple | None  # softmax_cross_entropy's labels from the description, else None (drawn from the seed)
+    labels: tuple | None  # a classification's labels from the description, else None (drawn from the seed)
+    ignore_index: int | None = None  # nll's (default -100), None for the other losses
+
+    @property
+    def classes(self):
+        """Whether the target is class labels (N,) rather than values shaped like the output."""
+        return self.type in CLASSIFICATIONS
 
 
 @dataclass(frozen=True)
@@ -243,6 +266,16 @@ class Spec:
     def output_shape(self):
         return self.layers[-1].out_shape
 
+    @property
+    def indexed(self):
+        """Whether the network's input is integer indices (layer 0 an embedding): no gradient, none checked."""
+        return self.layers[0].type in INDEXED
+
+    @property
+    def vocabulary(self):
+        """The number of distinct indices every reader of an indexed input takes: its smallest num_embeddings."""
+        return min(layer.options["num_embeddings"] for layer in self.layers if -1 in layer.inputs)
+
     def param_shapes(self):
         """{"<index>.weight": shape, "<index>.bias": shape}: the names torch.nn.Sequential gives its parameters."""
         return {f"{layer.index}.{k}": s for layer in self.layers for k, s in layer.param_shapes().items()}
@@ -272,7 +305,7 @@ def _shape_option(name, value):
     return tuple(int(v) for v in shape)
 
 
-def _momentum(name, value):
+def _unit_interval(name, value):
     if check_number(name, value, "a number in [0, 1]", minimum=0) > 1:
         raise InputError(f"{name}: got {value!r}, needs a number in [0, 1]")
     return float(value)
@@ -290,9 +323,11 @@ OPTION_CHECKS = {
     "kernel_size": _pair(1), "output_size": _pair(1), "stride": _pair(1), "dilation": _pair(1), "padding": _pair(0),
     "output_padding": _pair(0),
     "bias": _flag, "negative_slope": check_number, "dim": lambda name, value: check_positive_int(name, value, 0),
-    "normalized_shape": _shape_option, "num_groups": check_positive_int, "momentum": _momentum,
+    "normalized_shape": _shape_option, "num_groups": check_positive_int, "momentum": _unit_interval,
     "eps": lambda name, value: check_number(name, value, "a finite number > 0", minimum=1e-300),
     "elementwise_affine": _flag, "affine": _flag, "approximate": _approximate,
+    "num_embeddings": check_positive_int, "embedding_dim": check_positive_int,
+    "padding_idx": lambda name, value: check_positive_int(name, value, 0), "p": _unit_interval,
 }
 
 
@@ -430,6 +465,13 @@ def _softmax_shape(o, shape):
     return shape
 
 
+def _embedding_shape(o, shape):
+    if o["padding_idx"] is not None and o["padding_idx"] >= o["num_embeddings"]:
+        raise InputError(f"padding_idx: got {o['padding_idx']}, needs a row in [0, {o['num_embeddings'] - 1}] "
+                         f"(num_embeddings {o['num_embeddings']})")
+    return (*shape, o["embedding_dim"])
+
+
 SHAPE_RULES = {
     "add": _add_shape,
     "concat": _concat_shape,
@@ -446,6 +488,7 @@ SHAPE_RULES = {
     "batch_norm2d": lambda o, shape: _image(shape),
     "softmax": _softmax_shape,
     "log_softmax": _softmax_shape,
+    "embedding": _embedding_shape,
 }
 
 
@@ -525,6 +568,20 @@ def _later_names(raw_layers):
         raw.get("name"), str)}
 
 
+def _check_indexed(layers):
+    """An embedding is layer 0 and reads the network's input, integer indices, which only embeddings read."""
+    indexed = layers[0].type in INDEXED
+    for layer in layers:
+        reads_input = -1 in layer.inputs
+        if layer.type in INDEXED and (layer.index or not reads_input):
+            inputs = [NETWORK_INPUT if j < 0 else j for j in layer.inputs]
+            raise InputError(f"{layer}: got it reading {inputs}, needs to be layer 0 reading the network's input "
+                             f"({NETWORK_INPUT!r}): an embedding reads integer indices")
+        if indexed and reads_input and layer.type not in INDEXED:
+            raise InputError(f"{layer}: got it reading the network's input, integer indices (layer 0 is an "
+                             "embedding), needs an embedding to read them")
+
+
 def _check_read(layers):
     """Every layer but the last must be read by a later one: its output would reach no loss."""
     read = {j for layer in layers for j in layer.inputs}
@@ -549,24 +606,34 @@ def _loss(raw, spec_layers, batch_size):
     if o["reduction"] not in REDUCTIONS:
         raise InputError(f"reduction: got {o['reduction']!r}, needs one of {', '.join(REDUCTIONS)}")
     last = spec_layers[-1]
-    if o["type"] == "softmax_cross_entropy" and len(last.out_shape) != 1:
+    if o["type"] in CLASSIFICATIONS and len(last.out_shape) != 1:
         raise InputError(f"got {last}'s output of shape {last.out_shape} per sample, needs flat logits (classes,)")
     if o["type"] == "binary_cross_entropy" and last.type != "sigmoid":
         raise InputError(f"needs probabilities: the last layer must be a sigmoid, got {last}")
+    ignore_index = o["ignore_index"]
+    if o["type"] == "nll":
+        ignore_index = NLL_IGNORE_INDEX if ignore_index is None else ignore_index
+        if not is_int(ignore_index, -(2 ** 63)):
+            raise InputError(f"ignore_index: got {ignore_index!r}, needs an integer (a class, or one outside them "
+                             f"such as torch's {NLL_IGNORE_INDEX})")
+    elif ignore_index is not None:
+        raise InputError(f"ignore_index: got {ignore_index!r}, but only nll ignores a label")
     labels = o["labels"]
     if labels is not None:
-        labels = _labels(labels, o["type"], last.out_shape[0], batch_size)
-    return Loss(o["type"], o["reduction"], labels)
+        labels = _labels(labels, o["type"], last.out_shape[0], batch_size, ignore_index)
+    return Loss(o["type"], o["reduction"], labels, ignore_index)
 
 
-def _labels(labels, loss_type, classes, batch_size):
-    if loss_type != "softmax_cross_entropy":
-        raise InputError("labels: only softmax_cross_entropy takes labels; other losses draw targets from the seed")
+def _labels(labels, loss_type, classes, batch_size, ignore_index=None):
+    if loss_type not in CLASSIFICATIONS:
+        raise InputError(f"labels: only {' and '.join(CLASSIFICATIONS)} take labels; other losses draw targets "
+                         "from the seed")
     if not isinstance(labels, list) or len(labels) != batch_size:
         raise InputError(f"labels: got {labels!r}, needs a list of batch_size = {batch_size} class labels")
+    ignored = "" if ignore_index is None else f" or ignore_index {ignore_index}"
     for n, label in enumerate(labels):
-        if not is_int(label) or label >= classes:
-            raise InputError(f"labels[{n}]: got {label!r}, needs a class in [0, {classes - 1}]")
+        if not is_int(label, -(2 ** 63)) or (not 0 <= label < classes and label != ignore_index):
+            raise InputError(f"labels[{n}]: got {label!r}, needs a class in [0, {classes - 1}]{ignored}")
     return tuple(int(label) for label in labels)
 
 
@@ -597,10 +664,21 @@ def _scheduler(raw):
     return Scheduler(kind, check_scheduler_settings(_options(raw, known, skip=("type",))))
 
 
-def _shape(value):
-    if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(is_int(v, 1) for v in value):
+def _shape(value, indexed=False):
+    """input_shape: (C, H, W), or, for the indices of an embedding (layer 0), one or more sizes such as [L]."""
+    ok = isinstance(value, (list, tuple)) and all(is_int(v, 1) for v in value)
+    if indexed and not (ok and value):
+        raise InputError(f"input_shape: got {value!r}, needs [L] (or more sizes), integers >= 1: the shape of the "
+                         "indices the embedding of layer 0 reads")
+    if not indexed and not (ok and len(value) == 3):
         raise InputError(f"input_shape: got {value!r}, needs [C, H, W], three integers >= 1")
     return tuple(int(v) for v in value)
+
+
+def _first_is_indexed(raw_layers):
+    """Whether layer 0 of the raw layer tables is an embedding: then the input is indices."""
+    return isinstance(raw_layers, list) and bool(raw_layers) and isinstance(raw_layers[0], dict) \
+        and raw_layers[0].get("type") in INDEXED
 
 
 def parse_spec(data, name="spec"):
@@ -609,13 +687,14 @@ def parse_spec(data, name="spec"):
     o = _within("description", _options, data, TOP_LEVEL)
     if o["name"] is not None and not isinstance(o["name"], str):
         raise InputError(f"name: got {o['name']!r}, needs a string")
-    input_shape = _shape(o["input_shape"])
+    input_shape = _shape(o["input_shape"], _first_is_indexed(o["layers"]))
     batch_size = check_positive_int("batch_size", o["batch_size"])
     if not isinstance(o["layers"], list) or not o["layers"]:
         raise InputError(f"layers: got {o['layers']!r}, needs a non-empty list of layer tables")
     layers, later = [], _later_names(o["layers"])
     for index, raw in enumerate(o["layers"]):
         layers.append(_parse_layer(index, raw, layers, input_shape, later))
+    _check_indexed(layers)
     _check_read(layers)
     _check_batch_statistics(layers, batch_size)
     loss = _parse_loss(o["loss"], layers, batch_size)

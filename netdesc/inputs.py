@@ -4,19 +4,26 @@ the description (NumPy only). Both sides of a comparison get the same arrays fro
 import numpy as np
 
 from netdesc.checks import InputError, check_float_array, check_labels, check_same_dtype, check_shape
-from netdesc.description import NORMALIZATIONS
+from netdesc.description import DROPOUTS, INDEXED, NORMALIZATIONS
 
 
 def init_params(spec, dtype=np.float64, seed=0):
     """conv and linear: torch's default initialization in law, weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
     fan_in the weight's inputs per output (C*KH*KW or in). A normalization's gamma ~ U(0.5, 1.5) and beta ~
     U(-0.5, 0.5), never torch's 1 and 0: with gamma = 1 a backward that forgets gamma is right by accident.
+    An embedding's table ~ N(0, 1), its padding_idx row zero, as torch's nn.Embedding starts it.
     -> {"<i>.weight": array, "<i>.bias": array}."""
     rng = np.random.default_rng([seed, 0])
     params = {}
     for layer in spec.layers:
         shapes = layer.param_shapes()
         for kind, shape in shapes.items():
+            if layer.type in INDEXED:
+                table = rng.normal(size=shape).astype(dtype)
+                if layer.options["padding_idx"] is not None:
+                    table[layer.options["padding_idx"]] = 0
+                params[f"{layer.index}.{kind}"] = table
+                continue
             if layer.type in NORMALIZATIONS:
                 low = 0.5 if kind == "weight" else -0.5
                 params[f"{layer.index}.{kind}"] = rng.uniform(low, low + 1, shape).astype(dtype)
@@ -27,16 +34,42 @@ def init_params(spec, dtype=np.float64, seed=0):
 
 
 def random_batch(spec, dtype=np.float64, seed=0):
-    """x ~ N(0, 1) of shape (N, C, H, W) and a target: the description's labels or labels drawn in [0, classes)
-    for softmax_cross_entropy (int64, (N,)), else values in [0, 1] shaped like the output."""
+    """x ~ N(0, 1) of shape (N, C, H, W), or for an embedding's indices (N, *input_shape) int64 in [0, V), the
+    first index repeated (its gradient rows must add up) and the last the padding_idx if there is one; and a
+    target: the description's labels or labels drawn in [0, classes) for softmax_cross_entropy and nll (int64,
+    (N,); nll's with a quarter of them, at least one, set to ignore_index when N > 1), else values in [0, 1]
+    shaped like the output."""
     rng = np.random.default_rng([seed, 1])
     N = spec.batch_size
-    x = rng.normal(size=(N, *spec.input_shape)).astype(dtype)
-    if spec.loss.type != "softmax_cross_entropy":
+    if spec.indexed:
+        x = rng.integers(0, spec.vocabulary, size=(N, *spec.input_shape))
+        x.flat[:2] = x.flat[0]
+        padding = spec.layers[0].options["padding_idx"]
+        if padding is not None and padding < spec.vocabulary:
+            x.flat[-1] = padding
+    else:
+        x = rng.normal(size=(N, *spec.input_shape)).astype(dtype)
+    if not spec.loss.classes:
         return x, rng.uniform(size=(N, *spec.output_shape)).astype(dtype)
     if spec.loss.labels is not None:
         return x, np.array(spec.loss.labels, dtype=np.int64)
-    return x, rng.integers(0, spec.output_shape[0], size=N)
+    labels = rng.integers(0, spec.output_shape[0], size=N)
+    if spec.loss.ignore_index is not None and N > 1:
+        labels[rng.permutation(N)[:max(1, N // 4)]] = spec.loss.ignore_index
+    return x, labels
+
+
+def dropout_masks(spec, N, seed, step):
+    """The masks of the description's dropout layers at optimizer step `step` (from 0) of a run from `seed`, for a
+    batch of N: True where an element is kept, with probability 1 - p, each layer's drawn from (seed, step, layer
+    index) alone, so both sides and every rerun of a step get the same -> {layer index: bool (N, *in_shape)}."""
+    return {layer.index: np.random.default_rng([seed, 2, step, layer.index]).random((N, *layer.in_shape))
+            >= layer.options["p"] for layer in spec.layers if layer.type in DROPOUTS}
+
+
+def seeded_masks(spec, seed=0):
+    """(step, N) -> dropout_masks(spec, N, seed, step): the masks of every step of a run from `seed`."""
+    return lambda step, N: dropout_masks(spec, N, seed, step)
 
 
 def check_inputs(spec, params, x, target):
@@ -46,12 +79,16 @@ def check_inputs(spec, params, x, target):
         got = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise InputError(f"params: got {got}, needs exactly the parameters {sorted(expected)}")
     arrays = {name: check_float_array(name, params[name]) for name in expected}
-    arrays["x"] = check_float_array("x", x)
+    if spec.indexed:
+        check_indices(spec, x)
+    else:
+        arrays["x"] = check_float_array("x", x)
     for name, shape in expected.items():
         check_shape(name, arrays[name], shape, "the description's layout")
     check_shape("x", x, (spec.batch_size, *spec.input_shape), "(batch_size, *input_shape)")
-    if spec.loss.type == "softmax_cross_entropy":
-        check_labels(target, spec.output_shape[0], spec.batch_size, "one class label per sample")
+    if spec.loss.classes:
+        check_labels(target, spec.output_shape[0], spec.batch_size, "one class label per sample",
+                     spec.loss.ignore_index)
     else:
         arrays["target"] = check_float_array("target", target)
         check_shape("target", target, (spec.batch_size, *spec.output_shape), "(batch_size, *the output shape)")
@@ -59,3 +96,15 @@ def check_inputs(spec, params, x, target):
             raise InputError(f"target: got values outside [0, 1] (min {target.min()}, max {target.max()}), "
                              "needs probabilities")
     check_same_dtype(**arrays)
+
+
+def check_indices(spec, x):
+    """An indexed description's input: an integer array of indices in [0, V), V its embeddings' vocabulary."""
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.integer):
+        got = f"dtype {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise InputError(f"x: got {got}, needs a NumPy array of integer indices (layer 0 is an embedding)")
+    bad = np.argwhere((x < 0) | (x >= spec.vocabulary))
+    if bad.size:
+        at = tuple(int(i) for i in bad[0])
+        raise InputError(f"x{list(at)}: got {x[at]}, needs an index in [0, {spec.vocabulary - 1}] (num_embeddings "
+                         f"{spec.vocabulary})")

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from netdesc.description import INDEXED
+from netdesc.inputs import seeded_masks
 from reference import optim
 
 MODULES = {
@@ -46,6 +48,8 @@ MODULES = {
     "silu": lambda layer, o: nn.SiLU(),
     "softmax": lambda layer, o: nn.Softmax(o["dim"] + 1),
     "log_softmax": lambda layer, o: nn.LogSoftmax(o["dim"] + 1),
+    "embedding": lambda layer, o: nn.Embedding(o["num_embeddings"], o["embedding_dim"], o["padding_idx"]),
+    "dropout": lambda layer, o: Dropout(o["p"]),
     "add": lambda layer, o: Add(),
     "concat": lambda layer, o: Concat(o["dim"]),
 }
@@ -69,6 +73,21 @@ class Concat(nn.Module):
         return torch.cat(xs, self.dim + 1)
 
 
+class Dropout(nn.Module):
+    """Training-mode dropout with the harness's mask, as torch defines it: x * (mask / (1 - p)), zeros at p = 1.
+    torch's own draw cannot be shared with NumPy, so the mask is given; tests/test_dropout.py pins that
+    F.dropout is exactly this for the mask it draws. No mask: eval mode, the identity."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x, mask=None):
+        if mask is None:
+            return x
+        return x * 0 if self.p == 1 else x * (mask.to(x.dtype) / (1 - self.p))
+
+
 class Graph(nn.ModuleList):
     """The description's layers as modules (parameters "<index>.weight"), run as its graph."""
 
@@ -76,17 +95,19 @@ class Graph(nn.ModuleList):
         super().__init__(MODULES[layer.type](layer, layer.options) for layer in spec.layers)
         self.spec = spec
 
-    def forward(self, x, inputs=None):
+    def forward(self, x, inputs=None, masks=None):
         """-> every layer's output, in order. Given a list `inputs`, each layer reads its own alias (a view) of
         each tensor it reads, appended there per layer: autograd's gradient for an alias is that layer's share
-        alone, where the tensor itself gets the sum over all the layers that read it."""
-        outputs = []
+        alone, where the tensor itself gets the sum over all the layers that read it. ``masks``: {dropout layer
+        index: its mask of this step} (netdesc.inputs.dropout_masks); a dropout without one is the identity."""
+        outputs, masks = [], masks or {}
         for layer, module in zip(self.spec.layers, self, strict=True):
             sources = [x if j < 0 else outputs[j] for j in layer.inputs]
             if inputs is not None:
                 sources = [t.view_as(t) for t in sources]
                 inputs.append(sources)
-            outputs.append(module(*sources))
+            mask = [torch.from_numpy(masks[layer.index])] if layer.index in masks else []
+            outputs.append(module(*sources, *mask))
         return outputs
 
 
@@ -102,6 +123,7 @@ LOSSES = {
     "half_squared_error": _half_squared_error,
     "binary_cross_entropy": functional.binary_cross_entropy,
     "binary_cross_entropy_with_logits": functional.binary_cross_entropy_with_logits,
+    "nll": functional.nll_loss,
 }
 
 
@@ -131,28 +153,35 @@ def initial_buffers(spec, params):
 
 def loss(spec, pred, target):
     """The description's loss of pred against target (torch tensors), as torch defines it."""
-    return LOSSES[spec.loss.type](pred, target, reduction=spec.loss.reduction)
+    options = {} if spec.loss.ignore_index is None else {"ignore_index": spec.loss.ignore_index}
+    return LOSSES[spec.loss.type](pred, target, reduction=spec.loss.reduction, **options)
 
 
 def _tensors(spec, params, x, target):
-    return build(spec, params, x.dtype), torch.from_numpy(x), torch.from_numpy(target)
+    dtype = None if spec.indexed else x.dtype  # integer indices: the parameters' dtype
+    return build(spec, params, dtype), torch.from_numpy(x), torch.from_numpy(target)
 
 
-def run(spec, params, x, target):
+def run(spec, params, x, target, masks=None):
     """Forward and backward by autograd -> manual.network.Backprop's fields as a dict of NumPy values, plus
     "output_grads": dE/d(output of layer i), summed over the layers that read it. input_grads[i] is layer i's
-    share of dE/d(its input), a tuple of one per input for a merge layer. The inputs are not checked here:
+    share of dE/d(its input), a tuple of one per input for a merge layer, None for an embedding's integer indices
+    (no gradient); ``masks`` as in Graph.forward. The inputs are not checked here:
     netdesc.inputs.check_inputs checks them once, where they enter (crosscheck's subjects, manual.network.train)."""
     net, x, target = _tensors(spec, params, x, target)
     inputs = []
-    outputs = net(x.requires_grad_(), inputs)
+    outputs = net(x if spec.indexed else x.requires_grad_(), inputs, masks)
     E = loss(spec, outputs[-1], target)
     names = [name for name, _ in net.named_parameters()]
-    flat = [t for sources in inputs for t in sources]
+    flat = [t for layer, sources in zip(spec.layers, inputs, strict=True) if layer.type not in INDEXED
+            for t in sources]
     grads = torch.autograd.grad(E, [*flat, *outputs, *net.parameters()])
     numpy = lambda t: t.detach().numpy()  # noqa: E731
     input_grads, at = [], 0
     for layer in spec.layers:
+        if layer.type in INDEXED:
+            input_grads.append(None)
+            continue
         mine = tuple(numpy(g) for g in grads[at:at + len(layer.inputs)])
         input_grads.append(mine if layer.merge else mine[0])
         at += len(layer.inputs)
@@ -167,29 +196,33 @@ def run(spec, params, x, target):
     }
 
 
-def train(spec, params, x, target, steps=None):
+def train(spec, params, x, target, steps=None, masks=None):
     """`steps` (default: the description's) steps of its torch.optim optimizer on one batch -> (E before each step,
     final params and the batch norms' running statistics (torch's buffers "<i>.running_mean", "<i>.running_var")
-    as NumPy arrays named as manual.network's). The inputs are not checked here, as in run."""
+    as NumPy arrays named as manual.network's); ``masks(step, N)`` the dropout masks of each step (default:
+    netdesc.inputs.seeded_masks from seed 0, as manual.network.train's). The inputs are not checked here, as in
+    run."""
     kept = {}
     batches = itertools.repeat((x, target), spec.optimizer.steps if steps is None else steps)
-    done = list(training(spec, params, batches, kept))
+    done = list(training(spec, params, batches, kept, masks))
     return np.stack([E for E, _, _ in done]), done[-1][2] | kept
 
 
-def training(spec, params, batches, buffers=None):
+def training(spec, params, batches, buffers=None, masks=None):
     """One step of the described torch.optim optimizer per (x, target) of `batches`, one optimizer (its state)
     throughout, and after each its scheduler's step (torch's order) -> yields (E before the step, the parameter
     gradients, the params after it) as NumPy arrays named as manual.network's; a dict `buffers` is kept holding the
-    modules' running statistics after each step."""
+    modules' running statistics after each step; masks(step, N) -> the dropout masks of step t (train's
+    default)."""
     net = build(spec, params)
     o = spec.optimizer
     optimizer = optim.OPTIMIZERS[o.type](net.parameters(), **o.settings())
     scheduler = None if o.scheduler is None else optim.scheduler(optimizer, o.scheduler.type, o.scheduler.options)
     names = [name for name, _ in net.named_parameters()]
     numpy = lambda ts: {name: t.detach().numpy().copy() for name, t in zip(names, ts, strict=True)}  # noqa: E731
-    for x, target in batches:
-        E = loss(spec, net(torch.from_numpy(x))[-1], torch.from_numpy(target))
+    masks = masks or seeded_masks(spec)
+    for step, (x, target) in enumerate(batches):
+        E = loss(spec, net(torch.from_numpy(x), masks=masks(step, len(x)))[-1], torch.from_numpy(target))
         if buffers is not None:
             buffers.update(_buffers(net))
         grads = torch.autograd.grad(E, optimizer.params)
@@ -199,20 +232,21 @@ def training(spec, params, batches, buffers=None):
         yield E.detach().numpy(), numpy(grads), numpy(optimizer.params)
 
 
-def lockstep(spec, run, x, target):
+def lockstep(spec, run, x, target, masks):
     """Autograd beside another run of the description on one batch, step by step. `run` holds, per step, the
-    params and running statistics before it and the gradients it stepped with -> yields per step (E, autograd's
-    gradients at those params, the running statistics after their forward, the params of torch's optimizer after a
-    step with the run's gradients: one optimizer and scheduler throughout, from the run's first params)."""
+    params and running statistics before it and the gradients it stepped with; masks(step, N) its dropout masks
+    -> yields per step (E, autograd's gradients at those params, the running statistics after their forward, the
+    params of torch's optimizer after a step with the run's gradients: one optimizer and scheduler throughout,
+    from the run's first params)."""
     net = build(spec, run[0][0])
     o = spec.optimizer
     optimizer = optim.OPTIMIZERS[o.type](net.parameters(), **o.settings())
     scheduler = None if o.scheduler is None else optim.scheduler(optimizer, o.scheduler.type, o.scheduler.options)
     names = [name for name, _ in net.named_parameters()]
     numpy = lambda ts: {name: t.detach().numpy().copy() for name, t in zip(names, ts, strict=True)}  # noqa: E731
-    for params, buffers, grads in run:
+    for step, (params, buffers, grads) in enumerate(run):
         probe = build(spec, params | buffers)
-        E = loss(spec, probe(torch.from_numpy(x))[-1], torch.from_numpy(target))
+        E = loss(spec, probe(torch.from_numpy(x), masks=masks(step, len(x)))[-1], torch.from_numpy(target))
         gradients = torch.autograd.grad(E, list(probe.parameters()))
         optimizer.step([torch.from_numpy(grads[name]) for name in names])
         if scheduler is not None:

@@ -58,6 +58,31 @@ def labels_below(n_classes):
     return labels
 
 
+def indices_with(size, *first):
+    """Integers in [0, size), the first entries (in C order) set to `first`: a repeated index, a padding index
+    or an ignored label is then surely there, whatever the seed."""
+    def indices(rng, shape):
+        a = rng.integers(0, size, shape)
+        a.flat[:len(first)] = first
+        return a
+
+    return indices
+
+
+def keep_mask(p):
+    """A dropout mask: True (kept) with probability 1 - p, as the harness draws it for both sides."""
+    def mask(rng, shape):
+        return rng.random(shape) >= p
+
+    return mask
+
+
+def log_probabilities(rng, shape):
+    """Rows of log-probabilities, the output of a log_softmax along axis 1."""
+    x = rng.standard_normal(shape)
+    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+
 # --- the entry -------------------------------------------------------------------------------------
 
 ABBREVIATIONS = {"stride": "s", "padding": "p", "dilation": "d", "kernel_size": "k", "negative_slope": "slope",
@@ -95,6 +120,13 @@ class LayerCase:
     @property
     def options(self):
         return dict(self.kwargs)
+
+    @property
+    def derivative_options(self):
+        """The options under which the backward is the forward's true derivative: an embedding's padding_idx
+        (which changes nothing in the forward) zeroes its row's gradient by torch's convention, so finite
+        differences and gradcheck see the layer without it; test_functional.py holds the convention to torch's."""
+        return {k: v for k, v in self.kwargs if k != "padding_idx"}
 
     @property
     def input_names(self):
@@ -191,7 +223,22 @@ silu = op("silu", M.silu_forward, M.silu_backward, F.silu)
 softmax = op("softmax", M.softmax_forward, M.softmax_backward, lambda x, dim=0: torch.softmax(x, dim + 1))
 log_softmax = op("log_softmax", M.log_softmax_forward, M.log_softmax_backward,
                  lambda x, dim=0: torch.log_softmax(x, dim + 1))
+# indices, weight: the indices are data, no gradient
+embedding = op("embedding", M.embedding_forward, M.embedding_backward,
+               lambda indices, weight, padding_idx=None: F.embedding(indices, weight, padding_idx),
+               differentiable=(False, True))
+def torch_dropout(x, mask=None, p=0.5):
+    """torch's dropout with the harness's mask: x * (mask / (1 - p)), zeros at p = 1; F.dropout is exactly this
+    for the mask it draws (tests/test_dropout.py). No mask: eval mode, the identity."""
+    if mask is None:
+        return x
+    return x * 0 if p == 1 else x * (mask.to(x.dtype) / (1 - p))
+
+
+# x, mask: the mask is data, drawn by the harness
+dropout = op("dropout", M.dropout_forward, M.dropout_backward, torch_dropout, differentiable=(True, False))
 LOSS = dict(differentiable=(True, False))
+nll = op("nll", M.nll_forward, M.nll_backward, F.nll_loss, **LOSS)
 half_squared_error = op(
     "half_squared_error", M.half_squared_error_forward, M.half_squared_error_backward, torch_half_squared_error, **LOSS
 )
@@ -399,6 +446,21 @@ LAYER_CASES = [
     log_softmax((2, 3, 4, 5), dim=2),
     log_softmax((1, 1)),
     log_softmax((3, 6), draw=(huge,), tag="huge"),
+    # embedding: indices (N, L), weight (V, D); repeated indices accumulate, the padding row gets no gradient
+    embedding((3, 5), (4, 6), draw=(indices_with(4, 2, 2, 2),), tag="repeated"),
+    embedding((2, 7), (6, 3), padding_idx=1, draw=(indices_with(6, 1, 4, 1, 4),), tag="repeated"),
+    embedding((1, 1), (1, 1), draw=(indices_with(1),)),  # one index, a table of one row
+    embedding((1, 4), (3, 2), padding_idx=0, draw=(indices_with(3, 0, 0, 0, 0),), tag="all-padding"),
+    embedding((4,), (5, 3), padding_idx=4, draw=(indices_with(5, 4, 1),)),  # one index per sample
+    embedding((2, 3, 2), (7, 2), draw=(indices_with(7, 6, 6),), tag="repeated"),  # indices of any shape
+    # dropout: x, mask (True where kept, P = 1 - p); the kept elements scaled by 1 / (1 - p)
+    dropout((4, 5), (4, 5), p=0.5, draw=(normal, keep_mask(0.5))),
+    dropout((2, 3, 4, 4), (2, 3, 4, 4), p=0.1, draw=(normal, keep_mask(0.1))),
+    dropout((3, 6), (3, 6), p=0.0, draw=(normal, keep_mask(0.0))),  # p = 0: every element kept, the identity
+    dropout((10, 20), (10, 20), p=0.99, draw=(normal, keep_mask(0.99))),  # nearly all dropped, the rest x 100
+    dropout((3, 4), (3, 4), p=1.0, draw=(normal, keep_mask(1.0))),  # all dropped: zeros, as torch gives
+    dropout((1, 1), (1, 1), p=0.5, draw=(normal, keep_mask(0.5))),
+    dropout((3, 4), p=0.3),  # no mask: eval mode, the identity
     # the slides' operations: conv of a batch of one-channel images with one filter (1x1, rectangular, as large as
     # the image), sigmoid (huge inputs too), the fully connected layer in the slides' layout, the error
     slides_conv((4, 8, 8), (3, 3)),
@@ -429,6 +491,12 @@ LAYER_CASES = [
             cross_entropy((4, 5), (4,), reduction=reduction, draw=(normal, labels_below(5))),
             cross_entropy((1, 1), (1,), reduction=reduction, draw=(normal, labels_below(1))),
             cross_entropy((8, 10), (8,), reduction=reduction, draw=(huge, labels_below(10)), tag="huge"),
+            # nll on log-probabilities, the mean over the labels kept: ignored labels (torch's -100, or a class)
+            nll((5, 4), (5,), reduction=reduction, draw=(log_probabilities, indices_with(4, -100, 3, -100))),
+            nll((6, 3), (6,), reduction=reduction, ignore_index=1, draw=(log_probabilities, indices_with(3, 1))),
+            nll((1, 1), (1,), reduction=reduction, draw=(log_probabilities, labels_below(1))),
         ]
     ],
+    nll((5, 4), (5,), reduction="none", draw=(log_probabilities, indices_with(4, -100, 3, -100))),  # per sample
+    nll((3, 2), (3,), reduction="none", ignore_index=0, draw=(log_probabilities, indices_with(2, 0))),
 ]

@@ -9,6 +9,7 @@ from crosscheck.check import check, entry_subject, overrides, scaled, witness
 from crosscheck.diagnose import diagnose
 from crosscheck.subjects import NetworkSubject, SeedSubject
 from manual import network as manual_net
+from netdesc.inputs import seeded_masks
 from reference import network as reference_net
 
 
@@ -69,17 +70,18 @@ def diagnose_network(spec, seed=0, dtype="float64", layer_backward=None, inputs=
 def gradients_by_site(spec, params, x, target):
     """{finite-difference site name: (manual gradient, autograd gradient)} of a described network, one entry per
     site numerical.network_sites makes (a merge layer's inputs one by one), and those sites."""
-    m = manual_net.run(spec, params, x, target)
-    a = reference_net.run(spec, params, x, target)
+    masks = seeded_masks(spec)(0, len(x))  # the dropout masks of a run's first step
+    m = manual_net.run(spec, params, x, target, masks=masks)
+    a = reference_net.run(spec, params, x, target, masks)
     grads = {"loss: dE/dinput": (m.loss_grad, a["loss_grad"])}
     for layer in spec.layers:
         where = f"{layer.index} {layer.type}"
         if layer.merge:
             grads |= {f"{where}: dE/dinput[{k}]": (m.input_grads[layer.index][k], a["input_grads"][layer.index][k])
                       for k in range(len(layer.inputs))}
-        else:
+        elif m.input_grads[layer.index] is not None or a["input_grads"][layer.index] is not None:
             grads[f"{where}: dE/dinput"] = (m.input_grads[layer.index], a["input_grads"][layer.index])
         for kind in layer.param_shapes():
             key = f"{layer.index}.{kind}"
             grads[f"{where}: dE/d{kind}"] = (m.param_grads[key], a["param_grads"][key])
-    return grads, numerical.network_sites(spec, params, x, target)
+    return grads, numerical.network_sites(spec, params, x, target, masks)

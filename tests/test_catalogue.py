@@ -8,17 +8,21 @@ import pytest
 import torch
 from runs import SEED_BASE, diagnose_entry, diagnose_network, diagnose_seed
 
+from crosscheck import hypotheses as H
 from crosscheck import numerical as nm
 from crosscheck.catalogue import catalogue, find
 from crosscheck.catalogue import layers as wrong_layers
 from crosscheck.catalogue import seed as wrong
+from crosscheck.check import inject
+from crosscheck.diagnose import diagnose
 from crosscheck.hypotheses import CLASSES
 from crosscheck.render import diagnosis_text, first_wrong, network_of
-from crosscheck.subjects import SeedCase
+from crosscheck.subjects import NetworkSubject, SeedCase
 from manual import functional as F
 from manual import network as manual_net
 from netdesc import InputError
 from netdesc.description import parse_spec
+from netdesc.inputs import random_batch
 
 ENTRIES = catalogue()
 FLAGGED = [pytest.param(e, dtype, id=f"{e}-{dtype}") for e in ENTRIES for dtype in e.dtypes]
@@ -110,7 +114,8 @@ def test_entries_read_by_name():
 
 NEW_KINDS = ["batchnorm-no-mean-variance-paths", "batchnorm-dy-for-scaled", "groupnorm-wrong-axes",
              "softmax-layer-diag-only", "gelu-tanh-for-exact", "batchnorm-biased-running-var",
-             "maxpool-overlap-assign", "adaptive-pool-even-windows", "grouped-conv-dw-summed-over-groups"]
+             "maxpool-overlap-assign", "adaptive-pool-even-windows", "grouped-conv-dw-summed-over-groups",
+             "layernorm-wrong-axes", "embedding-assign", "embedding-padding-gradient", "nll-mean-over-all"]
 
 
 def _halfway(wrong, right, forward):
@@ -135,8 +140,9 @@ def test_half_of_a_new_kinds_mistake_is_flagged_but_not_that_kind(name):
         changes = {"forward": {i: _halfway(f, manual_net.FORWARD[spec.layers[i].type], True)
                                for i, f in entry.forward.items()}}
     else:
-        changes = {"backward": {i: _halfway(f, manual_net.BACKWARD[spec.layers[i].type], False)
-                                for i, f in entry.backward.items()}}
+        right = {i: manual_net.LOSS[spec.loss.type][1] if i == "loss" else manual_net.BACKWARD[spec.layers[i].type]
+                 for i in entry.backward}
+        changes = {"backward": {i: _halfway(f, right[i], False) for i, f in entry.backward.items()}}
     result = diagnose_entry(dataclasses.replace(entry, **changes), "float64", _seed(entry))
     assert result.wrong and result.quantity == first_wrong(entry), diagnosis_text(result)
     assert result.classification.kind != entry.kind, diagnosis_text(result)
@@ -180,3 +186,57 @@ def test_adaptive_windows_are_a_hypothesis_only_where_the_size_does_not_divide(i
     spec = parse_spec({"input_shape": [1, *input_shape], "layers": layers, "loss": {"type": "mse"}})
     x, up = np.ones((2, 1, *input_shape)), np.ones((2, *spec.layers[0].out_shape))
     assert len(layer_hypotheses(spec.layers[0], "input", x, {}, up)) == hypotheses
+
+
+def test_layer_norm_over_the_batch_axis_agrees_with_finite_differences_of_its_own_forward():
+    """As for group norm: the wrong backward is the true derivative of the wrong forward; torch's layer norm is not
+    that forward."""
+    entry = find("layernorm-wrong-axes")
+    forward, backward = entry.forward[2], entry.backward[2]
+    rng = np.random.default_rng(0)
+    x, dout = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    p, o = {"weight": rng.uniform(0.5, 1.5, 5), "bias": rng.uniform(-0.5, 0.5, 5)}, {"normalized_shape": (5,),
+                                                                                       "eps": 1e-5}
+    out, cache = forward(x, p, o)
+    dx, _, _ = backward(dout, cache)
+    site = nm.Site("wrong layer norm: dx", x, nm.looped(lambda v: float(np.vdot(dout, forward(v, p, o)[0]))))
+    assert nm.against(nm.differences(site), site.name, dx, "float64").passed
+    right = torch.nn.functional.layer_norm(torch.from_numpy(x), (5,), torch.from_numpy(p["weight"]),
+                                           torch.from_numpy(p["bias"]), 1e-5).numpy()
+    assert not np.allclose(out, right, atol=1e-3)
+
+
+def test_the_assignment_mistake_on_a_padded_table_is_the_assignment_alone():
+    """embedding-assign moved onto a table with a padding index keeps that row at zero, as torch does: what differs
+    is the assignment, classified as such, not the padding."""
+    spec = parse_spec(find("embedding-padding-gradient").network, "padded")
+    result = diagnose(NetworkSubject(spec, wrong=inject("embedding-assign", spec)))
+    assert result.first.name == "0 embedding: dE/dweight" and result.classification.kind == "assigned"
+    assert not result.classification.kind == "padding-index"
+
+
+def test_an_embeddings_repeated_indices_are_what_the_assignment_loses():
+    """embedding-assign's network repeats indices at every seed (15 positions, 4 rows); without a repeat the
+    assignment would be right by accident."""
+    entry = find("embedding-assign")
+    spec = parse_spec(entry.network, entry.name)
+    for seed in range(20):
+        x, _ = random_batch(spec, np.float64, seed)
+        assert len(np.unique(x)) < x.size
+
+
+def test_nll_has_the_kept_fraction_as_a_scale_only_where_labels_are_ignored():
+    spec = parse_spec(find("nll-mean-over-all").network)
+    assert H.loss_scales(spec, np.array([0, 1, 2, 3])) == H.loss_scales(spec, np.full(4, -100)) == ()
+    (scale,) = H.loss_scales(spec, np.array([0, -100, 2, 3]))
+    assert scale[:2] == (0.75, "batch-reduction")
+    assert H.loss_scales(parse_spec(find("nll-mean-over-all").network | {"loss": {"type": "nll", "reduction": "sum"}}),
+                         np.array([0, -100, 2, 3])) == ()
+
+
+def test_a_dropout_without_its_scale_is_read_as_1_minus_p():
+    """dropout-no-scale is c * autograd with c = 1 - p, and the diagnosis says where that constant comes from."""
+    entry = find("dropout-no-scale")
+    result = diagnose_entry(entry, "float64", _seed(entry))
+    assert result.classification.constant == pytest.approx(0.75)
+    assert "1 - p = 0.75: the dropout's scaling by 1 / (1 - p) left out" in result.classification.detail

@@ -8,7 +8,9 @@ gradcheck differentiates the manual forward by finite differences with steps of 
 max-pool inputs replaced by their ranks times 0.01, so every window's elements are distinct and 0.01 apart (the
 tie cases too: a tie has no derivative; its convention is checked against torch in test_functional.py). The
 other layers are smooth at their draws (probabilities in [0.02, 0.98]; labels and targets are not
-differentiated). The two tests at the end show that gradcheck does fail at the kinks this avoids.
+differentiated). An embedding's padding_idx zeroes its row's gradient by torch's convention, not as a
+derivative: gradcheck checks the derivative without it (LayerCase.derivative_options). The two tests at the end
+show that gradcheck does fail at the kinks this avoids.
 """
 
 import numpy as np
@@ -48,7 +50,7 @@ def _differentiable(case, n):
 )
 def test_layer_passes_gradcheck(case, seed, mode):
     inputs = away_from_kinks(case, case.inputs(np.random.default_rng(seed), "float64"))
-    assert gradcheck_pair(case.forward, case.backward, inputs, kwargs=case.options,
+    assert gradcheck_pair(case.forward, case.backward, inputs, kwargs=case.derivative_options,
                           differentiable=_differentiable(case, len(inputs)), fast_mode=MODES[mode])
 
 

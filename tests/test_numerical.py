@@ -37,7 +37,7 @@ def _layer_site(case, inputs, i, dout):
     """E = <dout, layer(inputs)> as a function of input i: folded into the batch axis (input 0 of a
     batch-independent layer), into the output channels (conv / linear parameters), else one call per point."""
     def out(*args):
-        return case.forward(*args, **case.options)[0]
+        return case.forward(*args, **case.derivative_options)[0]
     before, after = inputs[:i], inputs[i + 1:]
     if i == 0 and case.name in BATCHWISE:
         value = nm.batch_folded(lambda xs: out(xs, *after), projected(dout))
@@ -56,7 +56,7 @@ def _layer_site(case, inputs, i, dout):
 def _torch_grads(case, inputs, dout):
     tensors = [torch.from_numpy(a).requires_grad_(case.wants_grad(i)) for i, a in enumerate(inputs)]
     wanted = [t for i, t in enumerate(tensors) if case.wants_grad(i)]
-    grads = torch.autograd.grad(case.torch_fn(*tensors, **case.options), wanted, torch.from_numpy(dout))
+    grads = torch.autograd.grad(case.torch_fn(*tensors, **case.derivative_options), wanted, torch.from_numpy(dout))
     return [g.numpy() for g in grads]
 
 
@@ -64,7 +64,7 @@ def _torch_grads(case, inputs, dout):
 def test_finite_differences_agree_with_every_layer(case):
     rng = np.random.default_rng(0)
     inputs = case.inputs(rng, np.float64)
-    out, cache = case.forward(*inputs, **case.options)
+    out, cache = case.forward(*inputs, **case.derivative_options)
     dout = rng.standard_normal(np.shape(out))
     manual = case.backward(dout, cache)
     autograd = iter(_torch_grads(case, inputs, dout))
@@ -110,10 +110,10 @@ def test_finite_differences_agree_with_the_seed_network(case):
 
 
 ALL_KINKS = {"slides": set(), "small3conv": {"2 max_pool2d: dE/dinput"}, "lenet5": {"5 max_pool2d: dE/dinput"},
-             "normalized": set()}
+             "normalized": set(), "text-classifier": set()}
 
 
-@pytest.mark.parametrize("example", ["slides", "small3conv", "lenet5", "normalized"])
+@pytest.mark.parametrize("example", ["slides", "small3conv", "lenet5", "normalized", "text-classifier"])
 def test_finite_differences_agree_with_described_networks(example):
     spec = load_spec(ROOT / "examples" / f"{example}.toml")
     params = netdesc.inputs.init_params(spec, np.float64, seed=0)
@@ -130,7 +130,7 @@ def test_finite_differences_agree_with_described_networks(example):
         for grad in grads[name]:
             result = nm.against(diffs, name, grad, "float64", keep=~diffs.kinks)
             assert result.passed and result.compared == (~diffs.kinks).sum(), result.describe()
-    assert modes == ({"elements"} if example == "slides" else {"elements", "directions"})
+    assert modes == ({"elements"} if example in ("slides", "text-classifier") else {"elements", "directions"})
     # Every random direction through a max-pool whose inputs come from a ReLU crosses a tie (0 = 0 in a window):
     # those sites are the ones finite differences cannot judge, and no others.
     assert all_kinks == ALL_KINKS[example]

@@ -12,7 +12,7 @@ import torch
 from crosscheck import cli
 from netdesc import InputError
 from netdesc.description import LAYER_OPTIONS, LOSSES, load_spec, parse_spec, spec_from_json
-from netdesc.inputs import init_params
+from netdesc.inputs import check_inputs, init_params, random_batch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -134,6 +134,26 @@ def _with(path, value):
 
 
 DELETE = object()
+# integer indices in, log-probabilities out: the smallest text classifier
+TEXT = {
+    "input_shape": [4],
+    "batch_size": 3,
+    "layers": [{"type": "embedding", "num_embeddings": 5, "embedding_dim": 2}, {"type": "flatten"},
+               {"type": "linear", "out_features": 3}, {"type": "log_softmax"}],
+    "loss": {"type": "nll"},
+}
+
+
+def _text(path, value):
+    """A copy of TEXT with the item at `path` set to `value`."""
+    data = copy.deepcopy(TEXT)
+    *parents, last = path
+    target = data
+    for key in parents:
+        target = target[key]
+    target[last] = value
+    return data
+
 TYPES = ", ".join(LAYER_OPTIONS)
 
 NORMALIZATION_CASES = {"group-norm-groups", "group-norm-without-groups", "layer-norm-shape", "layer-norm-shape-text",
@@ -251,7 +271,7 @@ BAD_DESCRIPTIONS = [
     ("too-few-labels", _with(["loss", "labels"], [1]),
      "loss (softmax_cross_entropy): labels: got [1], needs a list of batch_size = 2 class labels"),
     ("labels-for-mse", _with(["loss"], {"type": "mse", "labels": [0, 1]}),
-     "loss (mse): labels: only softmax_cross_entropy takes labels"),
+     "loss (mse): labels: only softmax_cross_entropy and nll take labels; other losses draw targets from the seed"),
     ("negative-lr", _with(["optimizer"], {"lr": -0.1}), "optimizer: lr: got -0.1, needs a finite number > 0"),
     ("negative-momentum", _with(["optimizer"], {"momentum": -0.5}), "optimizer: momentum: got -0.5"),
     ("negative-weight-decay", _with(["optimizer"], {"weight_decay": -1}), "optimizer: weight_decay: got -1"),
@@ -304,7 +324,34 @@ BAD_DESCRIPTIONS = [
      "layer 1 (softmax): dim: got 3, needs one of the 3 axes of its input (2, 6, 6) per sample"),
     ("log-softmax-dim", _with(["layers", 1], {"type": "log_softmax", "dim": -1}),
      "layer 1 (log_softmax): dim: got -1, needs an integer >= 0"),
+    ("embedding-without-dim", _text(["layers", 0], {"type": "embedding", "num_embeddings": 5}),
+     "layer 0 (embedding): missing required option 'embedding_dim'"),
+    ("embedding-padding-beyond-the-table", _text(["layers", 0, "padding_idx"], 5),
+     "layer 0 (embedding): padding_idx: got 5, needs a row in [0, 4] (num_embeddings 5)"),
+    ("embedding-negative-padding", _text(["layers", 0, "padding_idx"], -1),
+     "layer 0 (embedding): padding_idx: got -1, needs an integer >= 0"),
+    ("embedding-not-first", _with(["layers"], [*BASE["layers"], TEXT["layers"][0]]),
+     "layer 5 (embedding): got it reading [4], needs to be layer 0 reading the network's input ('input'): an "
+     "embedding reads integer indices"),
+    ("indices-read-by-a-linear", _text(["layers", 2, "inputs"], ["input"]),
+     "layer 2 (linear): got it reading the network's input, integer indices (layer 0 is an embedding), needs an "
+     "embedding to read them"),
+    ("indices-without-a-shape", _text(["input_shape"], []),
+     "input_shape: got [], needs [L] (or more sizes), integers >= 1: the shape of the indices the embedding of "
+     "layer 0 reads"),
+    ("ignore-index-for-mse", _with(["loss"], {"type": "mse", "ignore_index": 0}),
+     "loss (mse): ignore_index: got 0, but only nll ignores a label"),
+    ("nll-ignore-index-text", _text(["loss", "ignore_index"], "x"),
+     "loss (nll): ignore_index: got 'x', needs an integer (a class, or one outside them such as torch's -100)"),
+    ("dropout-p", _with(["layers", 1], {"type": "dropout", "p": 1.5}),
+     "layer 1 (dropout): p: got 1.5, needs a number in [0, 1]"),
+    ("nll-label-out-of-range", _text(["loss", "labels"], [0, -100, 3]),
+     "loss (nll): labels[2]: got 3, needs a class in [0, 2] or ignore_index -100"),
 ]
+EMBEDDING_CASES = {"embedding-without-dim", "embedding-padding-beyond-the-table", "embedding-negative-padding",
+                   "embedding-not-first", "indices-read-by-a-linear", "indices-without-a-shape",
+                   "ignore-index-for-mse", "nll-ignore-index-text", "nll-label-out-of-range", "labels-for-mse",
+                   "dropout-p"}
 
 
 @pytest.mark.parametrize(("case", "data", "message"), BAD_DESCRIPTIONS, ids=[c[0] for c in BAD_DESCRIPTIONS])
@@ -312,7 +359,7 @@ def test_bad_description_is_named(case, data, message):
     with pytest.raises(InputError) as info:
         parse_spec(data)
     assert str(info.value).startswith(message)
-    if case in NORMALIZATION_CASES:  # the new layers' messages are asserted whole
+    if case in NORMALIZATION_CASES | EMBEDDING_CASES:  # the new layers' messages are asserted whole
         assert str(info.value) == message
 
 
@@ -368,3 +415,35 @@ def test_a_named_description_keeps_its_name(tmp_path):
     path.write_text(json.dumps(BASE | {"name": "mine"}))
     assert load_spec(path).name == "mine"
     assert load_spec(ROOT / "examples" / "slides.toml").name == "slides"
+
+
+def test_an_embedding_reads_indices_and_nll_ignores_labels():
+    """The batch holds indices in [0, V) with the first repeated and the padding index last, int64; a quarter of
+    the labels (at least one) is ignore_index; the embedding's table starts N(0, 1), its padding row zero."""
+    spec = parse_spec(_text(["layers", 0, "padding_idx"], 4) | {"batch_size": 4})
+    assert spec.indexed and spec.vocabulary == 5
+    assert [layer.out_shape for layer in spec.layers] == [(4, 2), (8,), (3,), (3,)]
+    assert spec.param_shapes()["0.weight"] == (5, 2) and spec.loss.ignore_index == -100
+    x, labels = random_batch(spec, np.float32, seed=7)
+    assert x.dtype == np.int64 and x.shape == (4, 4) and x.flat[0] == x.flat[1] and x.flat[-1] == 4
+    assert x.min() >= 0 and x.max() < 5
+    assert labels.shape == (4,) and (labels == -100).sum() == 1 and ((labels >= 0) & (labels < 3)).sum() == 3
+    params = init_params(spec, np.float32, seed=7)
+    assert params["0.weight"].dtype == np.float32 and not params["0.weight"][4].any() and params["0.weight"].any()
+    check_inputs(spec, params, x, labels)
+    assert not parse_spec(BASE).indexed
+
+
+@pytest.mark.parametrize(("x", "labels", "message"), [
+    (np.zeros((3, 4)), np.array([0, 1, 2]), "x: got dtype float64, needs a NumPy array of integer indices (layer 0 "
+     "is an embedding)"),
+    (np.array([[0, 1, 2, 5]] * 3), np.array([0, 1, 2]), "x[0, 3]: got 5, needs an index in [0, 4] (num_embeddings 5)"),
+    (np.zeros((3, 3), np.int64), np.array([0, 1, 2]), "x: got shape (3, 3), needs (3, 4) ((batch_size, *input_shape))"),
+    (np.zeros((3, 4), np.int64), np.array([0, -1, 2]), "labels[1]: got -1, needs a class in [0, 2] or ignore_index "
+     "-100"),
+])
+def test_bad_indices_and_labels_are_named(x, labels, message):
+    spec = parse_spec(TEXT)
+    with pytest.raises(InputError) as info:
+        check_inputs(spec, init_params(spec), x, labels)
+    assert str(info.value) == message

@@ -211,6 +211,44 @@ def _interleaved(x, G):
     return x.reshape(x.shape[0], x.shape[1] // G, G, -1)
 
 
+def _embedding_assigned(dout, cache):
+    indices, shape, dtype, padding_idx = cache
+    dweight = np.zeros(shape, dtype)
+    dweight[indices] = dout  # = where += was meant: a repeated index keeps its last position's row
+    if padding_idx is not None:
+        dweight[padding_idx] = 0
+    return None, dweight
+
+
+def _embedding_padding_gradient(dout, cache):
+    indices, shape, dtype, _ = cache
+    dweight = np.zeros(shape, dtype)
+    np.add.at(dweight, indices, dout)  # the padding_idx row not zeroed
+    return None, dweight
+
+
+def _dropout_no_scale(dout, cache):
+    scaled, _ = cache
+    return dout * (scaled != 0), None  # the mask alone: the 1 / (1 - p) of the forward forgotten
+
+
+def _nll_mean_over_all(dout, cache):
+    onehot, _, _ = cache
+    return onehot * (-dout / len(onehot)), None  # divided by N, the ignored labels counted
+
+
+def _layer_norm_batch_axis_forward(x, p, o):
+    x_hat, inv_std = F._normalize(x, (0,), o["eps"])  # over the batch axis, where each sample's features were meant
+    shape = o["normalized_shape"]
+    return F._affine(x_hat, p["weight"], p["bias"], shape), (x_hat, inv_std, p["weight"], p["bias"], shape)
+
+
+def _layer_norm_batch_axis_backward(dout, cache):
+    x_hat, inv_std, gamma, beta, shape = cache  # the same wrong axis as the forward: consistent, only wrong
+    dx_hat, dgamma, dbeta = F._affine_backward(dout, x_hat, gamma, beta, shape, tuple(range(x_hat.ndim - len(shape))))
+    return F._normalize_backward(dx_hat, x_hat, inv_std, (0,)), dgamma, dbeta
+
+
 def _group_norm_interleaved_forward(x, p, o):
     G = o["num_groups"]
     x_hat, inv_std = F._normalize(_interleaved(x, G), (1, 3), o["eps"])
@@ -373,6 +411,14 @@ SOFTMAX_MLP = _stack((1, 2, 3), [FLAT, _linear(5), {"type": "softmax"}, _linear(
 GELU_MLP = _stack((1, 2, 3), [FLAT, _linear(5), {"type": "gelu"}, _linear(2)], batch=3)
 
 
+EMBEDDING = {"type": "embedding", "num_embeddings": 4, "embedding_dim": 3}
+EMBEDDED = _stack((5,), [EMBEDDING, FLAT, _linear(2)], batch=3)  # 15 indices in [0, 4): repeats, whatever the seed
+EMBEDDED_PADDED = _stack((5,), [EMBEDDING | {"padding_idx": 1}, FLAT, _linear(2)], batch=3)
+NLL_MLP = _stack((1, 2, 3), [FLAT, _linear(4), {"type": "log_softmax"}], loss="nll", batch=4)  # 1 of 4 ignored
+DROPOUT_MLP = _stack((1, 2, 3), [FLAT, _linear(6), TANH, {"type": "dropout", "p": 0.25}, _linear(2)], batch=4)
+LAYER_NORM_MLP = _stack((1, 2, 3), [FLAT, _linear(5), {"type": "layer_norm"}, TANH, _linear(2)], batch=4)
+
+
 def _linear_sgd(**optimizer):
     return _stack((1, 3, 3), [FLAT, _linear(2)], optimizer=optimizer)
 
@@ -447,6 +493,21 @@ ENTRIES = [
                     "differences of the forward back the backward), only autograd sees it", GROUP_NORM,
                     "1 group_norm: output", "normalization-axes", {1: _group_norm_interleaved_backward},
                     {1: _group_norm_interleaved_forward}),
+    WrongDerivation("layernorm-wrong-axes", "layer norm with the mean and variance over the batch axis (x.mean(0), "
+                    "a batch norm) instead of over each sample's features; forward and backward agree with each "
+                    "other, only autograd sees it", LAYER_NORM_MLP, "2 layer_norm: output", "normalization-axes",
+                    {2: _layer_norm_batch_axis_backward}, {2: _layer_norm_batch_axis_forward}),
+    WrongDerivation("embedding-assign", "embedding: dweight[indices] = dout, the rows assigned where a repeated "
+                    "index must accumulate (np.add.at, +=): only its last position's gradient kept", EMBEDDED,
+                    "0 embedding: dE/dweight", "assigned", {0: _embedding_assigned}),
+    WrongDerivation("embedding-padding-gradient", "embedding with padding_idx 1: the padding row given the gradient "
+                    "of its positions, where torch holds it at zero", EMBEDDED_PADDED, "0 embedding: dE/dweight",
+                    "padding-index", {0: _embedding_padding_gradient}),
+    WrongDerivation("nll-mean-over-all", "nll under the mean with 1 of 4 labels ignored: dlog_probs = -onehot / N, "
+                    "divided by all N labels where torch divides by the 3 kept", NLL_MLP, "loss: dE/dinput",
+                    "batch-reduction", {"loss": _nll_mean_over_all}),
+    WrongDerivation("dropout-no-scale", "dropout with p = 0.25: dx = dout * mask, the forward's scaling by 1 / (1 - p) "
+                    "left out of the backward", DROPOUT_MLP, "3 dropout: dE/dinput", "scaled", {3: _dropout_no_scale}),
     WrongDerivation("softmax-layer-diag-only", "softmax layer: dx = dout * s (1 - s), only the diagonal of the "
                     "Jacobian diag(s) - s s^T", SOFTMAX_MLP, "2 softmax: dE/dinput", "softmax-diagonal",
                     {2: _softmax_diagonal}),
