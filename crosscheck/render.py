@@ -337,7 +337,8 @@ def training_text(t):
         f"train: {s['title']} on scikit-learn's digits, by hand (NumPy) and by PyTorch {torch.__version__} autograd",
         f"task {s['task']}: {s['train_images']} training images, {s['test_images']} held out; batch {s['batch']}, "
         f"lr {s['lr']:g}, {s['epochs']} epochs ({s['planned_steps']} steps), {s['dtype']}, seed {s['seed']}",
-        f"{rule(s['dtype'])}: the loss and every parameter, after every step",
+        f"{rule(s['dtype'])}: the loss and every parameter" + (", every batch norm's running mean and variance"
+                                                                if s.get("buffers") else "") + ", after every step",
         "",
         f"{'epoch':>5} {'steps':>6} {'E manual':>12} {'E autograd':>12}  {'train accuracy':<19}  "
         f"{'held-out accuracy':<19}  {'max rel diff':>12}",

@@ -181,8 +181,9 @@ def training(spec, params, batches, buffers=None):
     """One step of the described torch.optim optimizer per (x, target) of `batches`, one optimizer (its state)
     throughout, and after each its scheduler's step (torch's order) -> yields (E before the step, the parameter
     gradients, the params after it) as NumPy arrays named as manual.network's; a dict `buffers` is kept holding the
-    modules' running statistics after each step."""
-    net = build(spec, params)
+    modules' running statistics after each step, which start from what it holds (empty: torch's 0 and 1)."""
+    buffers = {} if buffers is None else buffers
+    net = build(spec, params | {name: np.asarray(b) for name, b in buffers.items()})
     o = spec.optimizer
     optimizer = optim.OPTIMIZERS[o.type](net.parameters(), **o.settings())
     scheduler = None if o.scheduler is None else optim.scheduler(optimizer, o.scheduler.type, o.scheduler.options)
@@ -190,8 +191,7 @@ def training(spec, params, batches, buffers=None):
     numpy = lambda ts: {name: t.detach().numpy().copy() for name, t in zip(names, ts, strict=True)}  # noqa: E731
     for x, target in batches:
         E = loss(spec, net(torch.from_numpy(x))[-1], torch.from_numpy(target))
-        if buffers is not None:
-            buffers.update(_buffers(net))
+        buffers.update(_buffers(net))
         grads = torch.autograd.grad(E, optimizer.params)
         optimizer.step(grads)
         if scheduler is not None:
