@@ -125,6 +125,10 @@ def build_parser():
     e.add_argument("--dtype", choices=DTYPE_CHOICES, default="float64", help="default float64")
     e.add_argument("--lr", type=float, default=0.5, help="SGD learning rate alpha (default 0.5)")
     e.add_argument("--inject", metavar="NAME", help="swap in a wrong derivation to see where the chain breaks")
+    e.add_argument("--layer", choices=("slides", "batchnorm"), default="slides",
+                   help="slides: the slides' network (default); batchnorm: batch norm's training-mode derivation, "
+                   "its forward and dE/dx as the sum of its three paths (direct, through mu, through var), on a "
+                   "random 4x3 batch (--shape, --k and --lr are the slides')")
 
     d = sub.add_parser("diagnose", help="localize and classify the first wrong quantity",
                        description="Find the first quantity where the manual side leaves autograd (forward, then "
@@ -238,6 +242,9 @@ def _explain(args):
     from crosscheck.check import seed_inject
     from crosscheck.subjects import SeedCase, SeedSubject
 
+    if args.layer == "batchnorm":
+        text, agree = render.explain_batchnorm_text(args.seed, args.dtype, args.inject)
+        return agree, text
     case = SeedCase(input_shape=args.shape, kernel_shape=args.k, n_out=1, batch=1, seed=args.seed, dtype=args.dtype,
                     lr=args.lr, steps=1)
     wrong = None if args.inject is None else seed_inject(args.inject)

@@ -197,3 +197,38 @@ def training(spec, params, batches, buffers=None):
         if scheduler is not None:
             scheduler.step()
         yield E.detach().numpy(), numpy(grads), numpy(optimizer.params)
+
+
+def batch_norm_paths(x, gamma, beta, dout, eps=1e-5):
+    """Batch norm's training-mode derivation by autograd, its intermediates built as separate torch ops (x (N, C, ...),
+    gamma and beta (C,), dout the upstream gradient dE/dy, E = sum(dout * y)) -> NumPy values by name: the forward
+    "mean", "var" (biased, over N and the positions, per channel), "x_hat", "y" (torch's own batch_norm); the
+    gradients "dE/dgamma", "dE/dbeta", "dE/dx_hat", "dE/dx" (through torch's batch_norm) and dE/dx along each path
+    alone, every other use of x detached: "direct" (x_hat's numerator), "through_mean" (the mean in x_hat's numerator),
+    "through_var" (the variance, with the mean inside it)."""
+    x, gamma, beta, dout = (torch.from_numpy(np.asarray(a)) for a in (x, gamma, beta, dout))
+    axes, channels = (0, *range(2, x.dim())), (1, -1, *[1] * (x.dim() - 2))
+    x = x.clone().requires_grad_()
+    gamma, beta = gamma.clone().requires_grad_(), beta.clone().requires_grad_()
+
+    def forward(numerator_x, mean_x, var_x):
+        """x_hat from three copies of x: its numerator's, the mean's, the variance's."""
+        mean = mean_x.mean(dim=axes, keepdim=True)
+        var = ((var_x - var_x.mean(dim=axes, keepdim=True)) ** 2).mean(dim=axes, keepdim=True)
+        return mean, var, (numerator_x - mean) / torch.sqrt(var + eps)
+
+    mean, var, x_hat = forward(x, x, x)
+    x_hat.retain_grad()
+    y = gamma.reshape(channels) * x_hat + beta.reshape(channels)
+    (y * dout).sum().backward()
+    y_torch = functional.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
+    dx, = torch.autograd.grad((y_torch * dout).sum(), x)
+    fixed = x.detach()
+    paths = {}
+    for name, copies in (("direct", (x, fixed, fixed)), ("through_mean", (fixed, x, fixed)),
+                         ("through_var", (fixed, fixed, x))):
+        paths[name], = torch.autograd.grad((forward(*copies)[2] * gamma.detach().reshape(channels) * dout).sum(), x)
+    numpy = lambda t: t.detach().numpy()  # noqa: E731
+    return {"mean": numpy(mean.reshape(-1)), "var": numpy(var.reshape(-1)), "x_hat": numpy(x_hat),
+            "y": numpy(y_torch), "dE/dgamma": numpy(gamma.grad), "dE/dbeta": numpy(beta.grad),
+            "dE/dx_hat": numpy(x_hat.grad), "dE/dx": numpy(dx)} | {k: numpy(v) for k, v in paths.items()}
