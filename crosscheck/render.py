@@ -12,6 +12,7 @@ import torch
 
 from crosscheck import numerical
 from crosscheck.compare import compare
+from crosscheck.diagnose import place_text
 from crosscheck.hypotheses import CLASSES
 from crosscheck.subjects import DTYPES, check_dtype, slide_name
 from crosscheck.tolerances import tolerance_for
@@ -148,6 +149,7 @@ def diagnosis_text(d):
         f"the first {len(d.checked) - 1} agree",
         "",
         f"first wrong quantity: {d.quantity}, shape {r.shape}",
+        *(_wrap(place_text(d.place), "  ") if d.place and (d.place["name"] or d.place["add"]) else []),
         *_wrap(errors, "  "),
         f"class: {CLASSES[d.classification.kind]} ({d.classification.kind})",
         *_wrap(d.classification.detail, "  "),

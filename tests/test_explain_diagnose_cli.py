@@ -219,3 +219,72 @@ def test_explain_points_each_equation_into_the_slides_file(capsys):
             assert source.startswith(f"def {what[0].split('(')[0]}("), (place, source)
         else:  # a forward line: it assigns the quantity
             assert source.strip().split(" = ")[0] in ("Z1", "H1", "Z2", "O", "E"), (place, source)
+
+
+# --- diagnose on a residual network: the block and the branch ------------------------------------------------------
+
+RESNET_SMALL = str(ROOT / "examples" / "resnet-small.toml")
+
+
+@pytest.mark.parametrize("index, where", [
+    (3, 'in layer 3 conv2d, on the main branch of the residual block that ends in add "block1_skip" (layer 8)'),
+    (13, 'in layer 13 conv2d "block2_conv2", on the main branch of the residual block that ends in add '
+         '"block2_skip" (layer 17)'),
+    (15, 'in layer 15 conv2d "projection", on the skip (shortcut) branch of the residual block that ends in add '
+         '"block2_skip" (layer 17)'),
+])
+def test_a_diagnosis_on_resnet_small_names_the_layer_the_block_and_the_branch(index, where, capsys):
+    code, out, _ = _run(["diagnose", "--spec", RESNET_SMALL, "--inject", f"scaled@{index}"], capsys)
+    assert code == 1 and f"first wrong quantity: {index} conv2d: dE/dinput" in out
+    assert where in " ".join(line.strip() for line in out.splitlines())
+    code, out, _ = _run(["diagnose", "--spec", RESNET_SMALL, "--inject", f"scaled@{index}", "--json"], capsys)
+    place = json.loads(out)["place"]
+    add, branch = (8, "main") if index == 3 else (17, "skip" if index == 15 else "main")
+    assert place == {"layer": index, "type": "conv2d", "name": {3: None, 13: "block2_conv2", 15: "projection"}[index],
+                     "add": {8: "block1_skip", 17: "block2_skip"}[add], "add_index": add, "branch": branch}
+
+
+def test_every_layer_of_the_residual_example_has_its_place():
+    from crosscheck.diagnose import residual_place
+    from netdesc.description import load_spec
+
+    spec = load_spec(ROOT / "examples" / "residual.toml")
+    places = [residual_place(spec, layer.index) for layer in spec.layers]
+    # the stem and the block's input before the fork, the add itself and everything after it: outside the block
+    assert [(p["name"], p["add"], p["branch"]) for p in places[:6]] == [
+        ("stem", None, None), ("block_in", None, None), (None, "skip", "main"), (None, "skip", "main"),
+        (None, "skip", "main"), ("skip", None, None)]
+    assert all(p["add"] is None for p in places[5:])
+
+
+def test_two_branches_of_one_length_are_named_by_the_adds_input():
+    from crosscheck.diagnose import place_text, residual_place
+    from netdesc.description import parse_spec
+
+    spec = parse_spec({"input_shape": [2, 3, 3], "layers": [
+        {"type": "relu", "name": "fork"}, {"type": "tanh", "inputs": ["fork"]},
+        {"type": "sigmoid", "inputs": ["fork"], "name": "right"}, {"type": "add", "inputs": [1, 2]}],
+        "loss": {"type": "mse"}})
+    assert residual_place(spec, 2)["branch"] == "input[1]" and residual_place(spec, 1)["branch"] == "input[0]"
+    assert place_text(residual_place(spec, 2)) == 'in layer 2 sigmoid "right", on input[1] of the residual block ' \
+        'that ends in add "layer 3 add" (layer 3)'
+    assert place_text(residual_place(spec, 0)) == 'in layer 0 relu "fork"'
+
+
+def test_a_named_layer_outside_every_block_is_named_and_an_unnamed_one_not_placed(capsys):
+    code, out, _ = _run(["diagnose", "--spec", RESNET_SMALL, "--inject", "scaled@0"], capsys)
+    assert code == 1 and "first wrong quantity: 0 conv2d: dE/dinput" in out and "  in layer" not in out
+    code, out, _ = _run(["diagnose", "--spec", str(ROOT / "examples" / "residual.toml"), "--inject", "scaled@7"],
+                        capsys)
+    assert code == 1 and '\n  in layer 7 conv2d "branch_1x1"\n' in out
+
+
+def test_diagnose_a_description_without_a_mistake_finds_none(capsys):
+    code, out, _ = _run(["diagnose", "--spec", str(ROOT / "examples" / "residual.toml"), "--seed", "2"], capsys)
+    assert code == 0 and "no diagnosis: all" in out
+
+
+def test_diagnose_inject_needs_a_description(capsys):
+    code, _, err = _run(["diagnose", "--wrong", "conv2d-dw-flipped", "--inject", "scaled@1"], capsys)
+    assert code == 2 and err.strip().endswith("--inject: got 'scaled@1' without --spec, needs --spec FILE, the "
+                                              "description it changes (--wrong brings its own network)")
