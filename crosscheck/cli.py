@@ -125,6 +125,10 @@ def build_parser():
     e.add_argument("--dtype", choices=DTYPE_CHOICES, default="float64", help="default float64")
     e.add_argument("--lr", type=float, default=0.5, help="SGD learning rate alpha (default 0.5)")
     e.add_argument("--inject", metavar="NAME", help="swap in a wrong derivation to see where the chain breaks")
+    e.add_argument("--layer", choices=("slides", "batchnorm"), default="slides",
+                   help="slides: the slides' network (default); batchnorm: batch norm's training-mode derivation, "
+                   "its forward and dE/dx as the sum of its three paths (direct, through mu, through var), on a "
+                   "random 4x3 batch (--shape, --k and --lr are the slides')")
 
     d = sub.add_parser("diagnose", help="localize and classify the first wrong quantity",
                        description="Find the first quantity where the manual side leaves autograd (forward, then "
@@ -140,9 +144,13 @@ def build_parser():
     source = d.add_mutually_exclusive_group(required=True)
     source.add_argument("--wrong", metavar="NAME", help="a catalogued wrong derivation (see --list)")
     source.add_argument("--module", metavar="FILE", help="a Python file of backward overrides")
+    source.add_argument("--spec", metavar="FILE", help="a network description (TOML or JSON), with --inject")
     source.add_argument("--list", action="store_true", help="list the catalogue of wrong derivations")
     d.add_argument("--dtype", choices=DTYPE_CHOICES, help="default float64")
     d.add_argument("--seed", type=int, help="random seed of inputs and parameters (default: the case's)")
+    d.add_argument("--inject", metavar="NAME[@LAYER]", help="with --spec: swap in a catalogued wrong derivation, on "
+                   "the first layer of its type or on LAYER; a layer index alone (or scaled@LAYER) scales that "
+                   "layer's backward")
     d.add_argument("--top", type=int, default=5, help="worst elements shown (default 5)")
     d.add_argument("--plot", metavar="FILE", help="also draw the first wrong quantity as heat maps (manual, "
                    "autograd, their difference) into FILE, a .png or .svg; written on every diagnosis, saying so "
@@ -238,6 +246,9 @@ def _explain(args):
     from crosscheck.check import seed_inject
     from crosscheck.subjects import SeedCase, SeedSubject
 
+    if args.layer == "batchnorm":
+        text, agree = render.explain_batchnorm_text(args.seed, args.dtype, args.inject)
+        return agree, text
     case = SeedCase(input_shape=args.shape, kernel_shape=args.k, n_out=1, batch=1, seed=args.seed, dtype=args.dtype,
                     lr=args.lr, steps=1)
     wrong = None if args.inject is None else seed_inject(args.inject)
@@ -248,8 +259,10 @@ def _explain(args):
 def _diagnose(args):
     from crosscheck import render
     from crosscheck.catalogue import catalogue, find
-    from crosscheck.check import check, entry_subject, module_subject
+    from crosscheck.check import check, entry_subject, inject, module_subject
     from crosscheck.diagnose import diagnose
+    from crosscheck.subjects import NetworkSubject
+    from netdesc.description import load_spec
 
     if args.list:
         if args.outputs.wanted:
@@ -264,8 +277,15 @@ def _diagnose(args):
 
         plots.picture_path(args.plot, "--plot")
         plots.require_matplotlib()
+    if args.inject is not None and args.spec is None:
+        raise InputError(f"--inject: got {args.inject!r} without --spec, needs --spec FILE, the description it "
+                         "changes (--wrong brings its own network)")
     if args.wrong is not None:  # the subjects check the seed
         subject = entry_subject(find(args.wrong, "--wrong"), args.dtype, args.seed, args.max_memory)
+    elif args.spec is not None:
+        spec, dtype = load_spec(args.spec), args.dtype or "float64"
+        wrong = None if args.inject is None else inject(args.inject, spec, dtype)
+        subject = NetworkSubject(spec, 0 if args.seed is None else args.seed, dtype, None, wrong, args.max_memory)
     else:
         subject = module_subject(args.module, args.dtype or "float64", args.seed, args.max_memory)
     seed = subject.case.seed if hasattr(subject, "case") else subject.seed

@@ -49,6 +49,7 @@ class Diagnosis:
     numerical: object = None  # numerical.Verdict
     injected: str = ""
     step: object = field(default=None, repr=False, compare=False)  # the first wrong Step, its arrays for the plot
+    place: dict | None = None  # a described network's layer where it is: residual_place
 
     @property
     def wrong(self):
@@ -66,7 +67,61 @@ class Diagnosis:
             "class": None if self.classification is None else asdict(self.classification),
             "worst": [{k: _finite(v) for k, v in asdict(e).items()} | {"index": list(e.index)} for e in self.worst],
             "numerical": None if self.numerical is None else self.numerical.as_dict(),
+            "place": self.place,
         }
+
+
+# --- where a layer stands in a graph ------------------------------------------------------------------------
+
+def _ancestors(layers, j):
+    """Layer j and every layer it reads, back to the network's input (-1, left out)."""
+    seen, todo = set(), [j]
+    while todo:
+        k = todo.pop()
+        if k >= 0 and k not in seen:
+            seen.add(k)
+            todo.extend(layers[k].inputs)
+    return seen
+
+
+def _named(layer):
+    """A layer's name in its description, None where it has none (the parser names it by its index)."""
+    return None if layer.name in ("", str(layer.index)) else layer.name
+
+
+def residual_place(spec, index):
+    """Where layer `index` of a description stands -> {"layer", "type", "name" (its description name, or None),
+    "add" (the name of the first add whose branches it lies on, or "layer i add"; None outside every residual
+    block), "add_index", "branch"}. An add's branches are the layers each of its inputs reads back to where they
+    fork; the one with the most layers is the "main" branch, a shorter one the "skip" (an identity skip has none,
+    a projection shortcut a few); branches of equal length are named by the add's input, "input[k]"."""
+    layers = spec.layers
+    layer = layers[index]
+    place = {"layer": index, "type": layer.type, "name": _named(layer), "add": None, "add_index": None,
+             "branch": None}
+    for add in layers:
+        if add.type != "add":
+            continue
+        lines = [_ancestors(layers, j) for j in add.inputs]
+        shared = set.intersection(*lines)
+        sizes = [len(line - shared) for line in lines]
+        on = [k for k, line in enumerate(lines) if index in line - shared]
+        if on:
+            k = on[0]
+            branch = "skip" if sizes[k] < max(sizes) else "main" if sizes.count(sizes[k]) == 1 else f"input[{k}]"
+            return place | {"add": _named(add) or f"layer {add.index} add", "add_index": add.index, "branch": branch}
+    return place
+
+
+def place_text(place):
+    """A residual_place as one line: the layer, its name, the block and branch (outside every block: the layer)."""
+    name = f' "{place["name"]}"' if place["name"] else ""
+    where = f"layer {place['layer']} {place['type']}{name}"
+    if place["add"] is None:
+        return f"in {where}"
+    branch = {"main": "the main branch", "skip": "the skip (shortcut) branch"}.get(place["branch"], place["branch"])
+    return f"in {where}, on {branch} of the residual block that ends in add \"{place['add']}\" (layer " \
+        f"{place['add_index']})"
 
 
 # --- the diagnosis ---------------------------------------------------------------------------------------
@@ -75,14 +130,16 @@ def diagnose(subject, top=TOP_K):
     """Compare the subject's walk in order; at the first quantity that differs, classify it -> Diagnosis."""
     dtype, checked, witnesses = subject.dtype, [], witness(subject)
     injected = "" if subject.wrong is None else f"{subject.wrong.name} ({subject.wrong.description})"
-    walked, subject, walk = subject, subject.title, subject.walk()
-    for step in walk:
+    spec, title = getattr(subject, "spec", None), subject.title
+    for step in subject.walk():
         checked.append(step.name)
-        result = judge(walked, step, witnesses)
+        result = judge(subject, step, witnesses)
         if not result.passed:
-            first = Diagnosis(subject, dtype, tuple(checked), result, injected=injected, step=step)
+            at = step.where.split(" ")[0]
+            place = residual_place(spec, int(at)) if spec is not None and at.isdigit() else None
+            first = Diagnosis(title, dtype, tuple(checked), result, injected=injected, step=step, place=place)
             return _diagnosis(first, step, top)
-    return Diagnosis(subject, dtype, tuple(checked), injected=injected)
+    return Diagnosis(title, dtype, tuple(checked), injected=injected)
 
 
 def _diagnosis(d, step, top):

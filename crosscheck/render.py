@@ -12,11 +12,15 @@ import torch
 
 from crosscheck import numerical
 from crosscheck.compare import compare
+from crosscheck.diagnose import place_text
 from crosscheck.hypotheses import CLASSES
-from crosscheck.subjects import slide_name
+from crosscheck.subjects import DTYPES, check_dtype, slide_name
 from crosscheck.tolerances import tolerance_for
+from manual import functional as F
 from manual import seed_network
+from netdesc.checks import InputError
 from netdesc.description import DROPOUTS
+from reference import network as reference_net
 
 WIDTH = 100  # of a diagnosis' lines
 
@@ -153,6 +157,7 @@ def diagnosis_text(d):
         f"the first {len(d.checked) - 1} agree",
         "",
         f"first wrong quantity: {d.quantity}, shape {r.shape}",
+        *(_wrap(place_text(d.place), "  ") if d.place and (d.place["name"] or d.place["add"]) else []),
         *_wrap(errors, "  "),
         f"class: {CLASSES[d.classification.kind]} ({d.classification.kind})",
         *_wrap(d.classification.detail, "  "),
@@ -276,11 +281,11 @@ def in_slides_file():
     return places | dict.fromkeys(("W", "b", "f"), step)
 
 
-def _equation(text, manual, autograd, dtype, batch, before=None, code=""):
-    """One equation: its text and agree / DIFFER, where it stands in the slides' file, then the values (the
-    parameter before, for an update)."""
+def _equation(text, manual, autograd, dtype, batch, before=None, code="", width=42):
+    """One equation: its text (in `width` columns) and agree / DIFFER, where it stands in the manual file, then the
+    values (the parameter before, for an update)."""
     agree = compare(text, manual, autograd, dtype).passed
-    lines = [f"  {text:<42}{'agree' if agree else 'DIFFER'}", f"    {'code':<{LABEL}}{code}"]
+    lines = [f"  {text:<{width}}{'agree' if agree else 'DIFFER'}", f"    {'code':<{LABEL}}{code}"]
     if before is not None:
         lines += _labelled("before", before, batch)
     lines += _labelled("manual", manual, batch) + _labelled("autograd", autograd, batch)
@@ -325,6 +330,83 @@ def explain_text(subject):
     return "\n".join(lines), not differ
 
 
+# --- explain --layer batchnorm ----------------------------------------------------------------------------------
+
+BATCH_NORM_SHAPE = (4, 3)  # N samples by C channels (a BatchNorm1d): every value printed, the statistics over 4
+
+
+def _where_in_manual(function):
+    """"manual/functional.py:LINE name" of a function (of manual.functional, or the catalogue's wrong one)."""
+    path = pathlib.Path(function.__code__.co_filename).relative_to(pathlib.Path(F.__file__).parents[1])
+    return f"{path.as_posix()}:{function.__code__.co_firstlineno} {function.__name__}"
+
+
+def explain_batchnorm_text(seed=0, dtype="float64", wrong=None):
+    """Batch norm's training-mode derivation on a random (N, C) batch drawn from `seed`, E = sum(dE/dy * y) with a
+    random dE/dy: the forward mu, var, x_hat, y; the backward dE/dgamma, dE/dbeta, dE/dx_hat and dE/dx as the sum of
+    its three paths. Manual values from manual.functional (its named backward terms), autograd's from
+    reference.network.batch_norm_paths; `wrong` names a wrong batch-norm backward of
+    crosscheck.catalogue.layers.BATCH_NORM_TERMS, taken apart into its paths -> (text, every line agrees)."""
+    from crosscheck.catalogue.layers import BATCH_NORM_TERMS
+
+    if wrong is not None and wrong not in BATCH_NORM_TERMS:
+        raise InputError(f"--inject: got {wrong!r}, needs a wrong batch-norm backward: {', '.join(BATCH_NORM_TERMS)}")
+    rng = np.random.default_rng(seed)
+    N, C = BATCH_NORM_SHAPE
+    np_dtype = DTYPES[check_dtype(dtype)]
+    x = (rng.normal(size=(N, C)) * rng.uniform(0.5, 2, size=C) + rng.normal(size=C)).astype(np_dtype)
+    gamma, beta, dy = (rng.normal(size=shape).astype(np_dtype) for shape in ((C,), (C,), (N, C)))
+    y, cache = F.batch_norm_forward(x, None, None, gamma, beta, training=True)
+    _, _, _, dgamma, dbeta = F.batch_norm_backward(dy, cache)
+    terms = {k: np.broadcast_to(v, x.shape) for k, v in
+             (F.batch_norm_backward_terms if wrong is None else BATCH_NORM_TERMS[wrong])(dy, cache).items()}
+    mean, var = (v.reshape(-1).astype(np_dtype) for v in F._moments(x.astype(np.float64), (0,)))
+    a = reference_net.batch_norm_paths(x, gamma, beta, dy)
+    tol = tolerance_for(dtype)
+    lines = [f"Batch norm in training mode by hand (NumPy) and by autograd (PyTorch {torch.__version__}):",
+             f"  x {N}x{C} (N = {N} samples, C = {C} channels): each channel normalized over its {N} values, "
+             f"eps 1e-5; seed {seed}, {dtype}",
+             f"  E = sum(dE/dy * y), dE/dy drawn at random; agree: |manual - autograd| <= {tol.atol:g} + "
+             f"{tol.rtol:g} |autograd|"]
+    if wrong is not None:
+        lines.append(f"  injected wrong derivation: {wrong}")
+    lines += ["", "given"] + [line for name, value in (("x", x), ("gamma", gamma), ("beta", beta), ("dE/dy", dy))
+                              for line in _labelled(name, value, N)]
+    used = F._normalize_backward_terms if wrong is None else BATCH_NORM_TERMS[wrong]
+    paths = _where_in_manual(used)
+    sections = [
+        ("forward", [
+            ("mu = mean of x over the batch", mean, a["mean"], F._moments),
+            ("var = mean of (x - mu)^2 (biased)", var, a["var"], F._moments),
+            ("x_hat = (x - mu) / s, s = sqrt(var + eps)", cache[0], a["x_hat"], F._normalize),
+            ("y = gamma x_hat + beta", y, a["y"], F._affine)]),
+        ("backward: from dE/dy to gamma, beta and x_hat", [
+            ("dE/dgamma = sum dE/dy * x_hat", dgamma, a["dE/dgamma"], F._affine_backward),
+            ("dE/dbeta = sum dE/dy", dbeta, a["dE/dbeta"], F._affine_backward),
+            ("dE/dx_hat = dE/dy * gamma", terms["dx_hat"], a["dE/dx_hat"], F._affine_backward)]),
+        ("backward: dE/dx, the three paths from x to x_hat", [
+            ("direct: dE/dx_hat / s", terms["direct"], a["direct"], paths),
+            ("through mu: -mean(dE/dx_hat) / s", terms["through_mean"], a["through_mean"], paths),
+            ("through var: -x_hat mean(dE/dx_hat x_hat) / s", terms["through_var"], a["through_var"], paths),
+            ("dE/dx = direct + through mu + through var",
+             terms["direct"] + terms["through_mean"] + terms["through_var"], a["dE/dx"],
+             _where_in_manual(F._normalize_backward if wrong is None else used))]),
+    ]
+    total, differ = 0, []
+    for title, equations in sections:
+        lines += ["", title]
+        for text, manual, autograd, code in equations:
+            block, agree = _equation(text, manual, autograd, dtype, N, width=48,
+                                     code=code if isinstance(code, str) else _where_in_manual(code))
+            lines += block
+            total += 1
+            differ += [] if agree else [text]
+    lines.append("")
+    lines.append(f"all {total} equations agree" if not differ else
+                 f"{len(differ)} of {total} equations differ, the first: {differ[0]}")
+    return "\n".join(lines), not differ
+
+
 # --- crosscheck train ----------------------------------------------------------------------------------------
 
 def training_dict(t):
@@ -345,7 +427,8 @@ def training_text(t):
         f"train: {s['title']} on scikit-learn's digits, by hand (NumPy) and by PyTorch {torch.__version__} autograd",
         f"task {s['task']}: {s['train_images']} training images, {s['test_images']} held out; batch {s['batch']}, "
         f"lr {s['lr']:g}, {s['epochs']} epochs ({s['planned_steps']} steps), {s['dtype']}, seed {s['seed']}",
-        f"{rule(s['dtype'])}: the loss and every parameter, after every step",
+        f"{rule(s['dtype'])}: the loss and every parameter" + (", every batch norm's running mean and variance"
+                                                                if s.get("buffers") else "") + ", after every step",
         "",
         f"{'epoch':>5} {'steps':>6} {'E manual':>12} {'E autograd':>12}  {'train accuracy':<19}  "
         f"{'held-out accuracy':<19}  {'max rel diff':>12}",

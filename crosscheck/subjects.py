@@ -317,12 +317,13 @@ class SeedSubject:
         for k in SEED_UPDATED:
             yield Step("", f"{k} after step 1", updated[k], ref_updated[k], before=params[k], steps=1)
 
-    def manual_steps(self, batches):
-        """The manual side's SGD steps from self.params, one per (X, Y) of `batches` -> yields (E, grads, params)."""
+    def manual_steps(self, batches, buffers=None):
+        """The manual side's SGD steps from self.params, one per (X, Y) of `batches` -> yields (E, grads, params).
+        `buffers` as a described network's: the slides' network has no batch norm, the dict stays empty."""
         return manual_seed.training(batches, self.params, self.case.lr, self.case.reduction, self._equations(),
                                     self._step())
 
-    def reference_steps(self, batches):
+    def reference_steps(self, batches, buffers=None):
         return reference_seed.training(batches, self.params, self.case.lr, self.case.reduction)
 
     def training(self):
@@ -444,13 +445,14 @@ class NetworkSubject:
                 yield Step(where, f"dE/d{kind}", mg, ag, lambda name=name: sites()[name], hypotheses, scales=scales)
         yield from self._update_steps()
 
-    def manual_steps(self, batches):
+    def manual_steps(self, batches, buffers=None):
         """The manual side's optimizer steps from self.params, one per (x, target) of `batches` -> yields
-        (E, grads, params)."""
-        return manual_net.training(self.spec, self.params, batches, **self._hooks())
+        (E, grads, params); a dict `buffers` holds the batch norms' running statistics after each step, starting
+        from what it holds (empty: torch's 0 and 1)."""
+        return manual_net.training(self.spec, self.params, batches, buffers=buffers, **self._hooks())
 
-    def reference_steps(self, batches):
-        return reference_net.training(self.spec, self.params, batches, masks=self.masks)
+    def reference_steps(self, batches, buffers=None):
+        return reference_net.training(self.spec, self.params, batches, buffers, masks=self.masks)
 
     def _update_steps(self):
         spec, params, x, target = self.spec, self.params, self.x, self.target

@@ -14,17 +14,17 @@ that every step sees the same batch size). Two networks:
   optimizer is the description's, its momentum buffers kept across the batches on both sides.
 
 Both sides start from the same parameters and see the same batches; each then follows its own updates. After
-every step the loss (before the step) and every parameter (after it) are compared under the dtype's tolerance
-(crosscheck.compare). Step 1 is also walked quantity by quantity (the checker's walk: every layer's output and
-input gradient, every parameter gradient, the first updates), so that a mistake training cannot see is caught
-too: the input gradient of the first layer changes no parameter. Where they differ, the step is checked once more
-from the same parameters: both sides take
-that step on that batch from autograd's parameters before it (a fresh optimizer state on both; a described
-network twice, so that its momentum buffer counts, as in the checker's walk). If that differs too, the diagnosis
-(crosscheck.diagnose) walks every quantity of the step: where it finds one that differs, the derivation is wrong,
-and training stops there with the diagnosis. Otherwise the two runs only drifted apart by rounding, which long
-runs amplify (float32 over hundreds of steps): training goes on, from then on every step judged by the check from
-the same parameters, and the drift is reported with the step where it began.
+every step the loss (before the step), every parameter (after it) and every batch norm's running mean and variance
+(after it, each side's own) are compared under the dtype's tolerance (crosscheck.compare). Step 1 is also walked
+quantity by quantity (the checker's walk: every layer's output and input gradient, every parameter gradient, the
+first updates), so that a mistake training cannot see is caught too: the input gradient of the first layer changes
+no parameter. Where they differ, the step is checked once more from the same parameters: both sides take that step
+on that batch from autograd's parameters and running statistics before it (a fresh optimizer state on both; a
+described network twice, so that its momentum buffer counts, as in the checker's walk). If that differs too, the
+diagnosis (crosscheck.diagnose) walks every quantity of the step: where it finds one that differs, the derivation
+is wrong, and training stops there with the diagnosis. Otherwise the two runs only drifted apart by rounding, which
+long runs amplify (float32 over hundreds of steps): training goes on, from then on every step judged by the check
+from the same parameters, and the drift is reported with the step where it began.
 """
 
 import contextlib
@@ -290,25 +290,38 @@ def _usable(grads, key, like):
     return np.asarray(value, np.float64)
 
 
-def _one_step(network, batch, data, k, max_memory):
-    """Both sides' step on one batch from the same parameters (data: X, T, params) and a fresh optimizer state,
-    taken `update_steps` times (twice on a described network: its momentum buffer counts from the second step on,
-    as in the checker's walk) -> the comparisons of E and of every parameter after each."""
+def _kept(steps, buffers):
+    """(E, grads, params) of `steps` -> (E, grads, params, a copy of the running statistics after that step)."""
+    for E, grads, params in steps:
+        yield E, grads, params, dict(buffers)
+
+
+def _one_step(network, batch, data, k, max_memory, buffers):
+    """Both sides' step on one batch from the same parameters (data: X, T, params) and running statistics
+    (`buffers`, autograd's; empty before step 1: torch's 0 and 1) and a fresh optimizer state, taken `update_steps`
+    times (twice on a described network: its momentum buffer counts from the second step on, as in the checker's
+    walk) -> the comparisons of E, of every parameter and of every running statistic after each."""
     subject = network.subject(batch, data, max_memory)
     X, T, params = data
     batches = [(X, T)] * subject.update_steps
+    mine, theirs = dict(buffers), dict(buffers)
     try:
-        manual = list(subject.manual_steps(batches))
+        manual = list(_kept(subject.manual_steps(batches, mine), mine))
     except BrokenChain as err:
-        manual = [(ManualFailure(str(err)), None, _failed(params, err))] * len(batches)
-    return [row for (E_m, _, params_m), (E_a, _, params_a) in zip(manual, subject.reference_steps(batches),
-                                                                  strict=True)
-            for row in _compared(network, k, E_m, E_a, params_m, params_a)]
+        manual = [(ManualFailure(str(err)), None, _failed(params, err), {})] * len(batches)
+    autograd = _kept(subject.reference_steps(batches, theirs), theirs)
+    return [row for (E_m, _, params_m, buffers_m), (E_a, _, params_a, buffers_a) in zip(manual, autograd, strict=True)
+            for row in _compared(network, k, E_m, E_a, params_m, params_a, buffers_m, buffers_a)]
 
 
-def _compared(network, k, E_m, E_a, params_m, params_a):
+def _compared(network, k, E_m, E_a, params_m, params_a, buffers_m, buffers_a):
+    """The comparisons of step k: E, every parameter, every batch norm's running statistics (a manual side that
+    kept none where autograd keeps them: a ManualFailure on each)."""
+    missing = ManualFailure("the manual side kept no running statistics")
     return [compare(f"E at step {k}", E_m, E_a, network.dtype)] + [
-        compare(f"{name} after step {k}", params_m[name], params_a[name], network.dtype) for name in params_a]
+        compare(f"{name} after step {k}", params_m[name], params_a[name], network.dtype) for name in params_a] + [
+        compare(f"{name} after step {k}", buffers_m.get(name, missing), buffers_a[name], network.dtype)
+        for name in buffers_a]
 
 
 def train(network, epochs=10, batch=32, seed=0, steps=None, test_fraction=TEST_FRACTION, max_memory=None,
@@ -325,12 +338,14 @@ def train(network, epochs=10, batch=32, seed=0, steps=None, test_fraction=TEST_F
     plan = _plan(len(X), batch, epochs, seed, steps)
     subject = network.subject(batch, (X[plan[0][1]], T[plan[0][1]], network.params), max_memory)
     tol = tolerance_for(DTYPES[network.dtype])
-    manual = subject.manual_steps((X[i], T[i]) for _, i in plan)
-    autograd = subject.reference_steps((X[i], T[i]) for _, i in plan)
+    buffers_m, buffers_a = {}, {}  # the batch norms' running statistics, each side's, after the latest step
+    manual = subject.manual_steps(((X[i], T[i]) for _, i in plan), buffers_m)
+    autograd = subject.reference_steps(((X[i], T[i]) for _, i in plan), buffers_a)
     record = {"loss_manual": [], "loss_autograd": [], "max_rel_diff": []}
     seconds = {"manual": 0.0, "autograd": 0.0, "compare": 0.0, "one-step": 0.0, "accuracy": 0.0, "walk": 0.0}
     curves, epoch_steps, first, diagnosis, drift_from, unconfirmed = [], [], None, None, None, 0
     before = params_m = params_a = network.params
+    buffers_before, buffers_diff = {}, {}
     grads_m = grads_a, judged = {}, []
     for k, (epoch, indices) in enumerate(plan, 1):
         start = time.perf_counter()
@@ -341,18 +356,20 @@ def train(network, epochs=10, batch=32, seed=0, steps=None, test_fraction=TEST_F
         middle = time.perf_counter()
         E_a, grads_a, params_a = next(autograd)
         compared = time.perf_counter()
-        rows = _compared(network, k, E_m, E_a, params_m, params_a)
+        rows = _compared(network, k, E_m, E_a, params_m, params_a, buffers_m, buffers_a)
         seconds["manual"] += middle - start
         seconds["autograd"] += compared - middle
         seconds["compare"] += time.perf_counter() - compared
         record["loss_manual"].append(float(E_m) if not isinstance(E_m, ManualFailure) else np.nan)
         record["loss_autograd"].append(float(E_a))
         record["max_rel_diff"].append(max(r.max_rel_error for r in rows))
+        for name, row in zip(buffers_a, rows[len(rows) - len(buffers_a):], strict=True):
+            buffers_diff[name] = max(buffers_diff.get(name, 0.0), row.max_rel_error)
         failed = [r for r in rows if not r.passed]
         if failed or drift_from is not None:  # judged by the one step from the same parameters
             start = time.perf_counter()
             data = (X[indices], T[indices], before)
-            rows = _one_step(network, batch, data, k, max_memory)
+            rows = _one_step(network, batch, data, k, max_memory, buffers_before)
             failed = [r for r in rows if not r.passed]
             if failed:  # the diagnosis has the last word: it compares every quantity of the step
                 diagnosis = diagnose(network.subject(batch, data, max_memory), top)
@@ -384,7 +401,7 @@ def train(network, epochs=10, batch=32, seed=0, steps=None, test_fraction=TEST_F
         if failed:
             first = failed[0]
             break
-        before = params_a
+        before, buffers_before = params_a, dict(buffers_a)
     done = len(record["loss_manual"])
     arrays = {key: np.asarray(value, np.float64) for key, value in record.items()}
     arrays |= {"rtol": np.float64(tol.rtol), "atol": np.float64(tol.atol),
@@ -409,6 +426,8 @@ def train(network, epochs=10, batch=32, seed=0, steps=None, test_fraction=TEST_F
         "agree": first is None, "first": None if first is None else first.as_dict(), "drift_from": drift_from,
         "unconfirmed": unconfirmed,
         "accuracy": curves[-1] if curves else None, "max_rel_diff": _finite(arrays["max_rel_diff"].max()),
+        # every batch norm's running statistics, compared after every step: the largest relative difference of each
+        "buffers": {name: _finite(diff) for name, diff in buffers_diff.items()},
         "rule": {"rtol": tol.rtol, "atol": tol.atol},
         "ms_per_step": {part: 1e3 * s / done for part, s in seconds.items() if part not in ("accuracy", "walk")},
         "seconds": seconds,

@@ -663,15 +663,28 @@ def _normalize(x, axes, eps):
     x - mean with few digits (values 1 +- 0.001: x_hat off by 1.9e-5, now by rounding only), and a random network
     of batch 2 went 37 times beyond autograd's own float32 error there (tests/test_no_false_alarms.py)."""
     x64 = x.astype(np.float64)
-    mean = x64.mean(axis=axes, keepdims=True)
-    centred = x64 - mean
-    var = (centred * centred).mean(axis=axes, keepdims=True)  # biased: divided by the count M, as torch normalizes
+    mean, var = _moments(x64, axes)
     inv_std = 1 / np.sqrt(var + eps)
-    return (centred * inv_std).astype(x.dtype), inv_std.astype(x.dtype)
+    return ((x64 - mean) * inv_std).astype(x.dtype), inv_std.astype(x.dtype)
+
+
+def _moments(x, axes):
+    """-> (mean, var) of x over `axes` (kept as size-1 axes), the variance biased: divided by the count M, as torch
+    normalizes."""
+    mean = x.mean(axis=axes, keepdims=True)
+    centred = x - mean
+    return mean, (centred * centred).mean(axis=axes, keepdims=True)
 
 
 def _normalize_backward(dx_hat, x_hat, inv_std, axes):
-    """dx for x_hat = (x - mean) * inv_std, written as its three paths (M elements per group):
+    """dx for x_hat = (x - mean) * inv_std: the sum of its three paths (_normalize_backward_terms)."""
+    terms = _normalize_backward_terms(dx_hat, x_hat, inv_std, axes)
+    return terms["direct"] + terms["through_mean"] + terms["through_var"]
+
+
+def _normalize_backward_terms(dx_hat, x_hat, inv_std, axes):
+    """dx for x_hat = (x - mean) * inv_std, written as its three paths (M elements per group) -> {"direct",
+    "through_mean", "through_var"}:
 
     - direct: x reaches x_hat itself, dx_hat * inv_std;
     - through the mean: every x moves the mean by 1/M, which moves every x_hat by -inv_std,
@@ -682,7 +695,7 @@ def _normalize_backward(dx_hat, x_hat, inv_std, axes):
     direct = dx_hat * inv_std
     through_mean = -dx_hat.mean(axis=axes, keepdims=True) * inv_std
     through_var = -x_hat * (dx_hat * x_hat).mean(axis=axes, keepdims=True) * inv_std
-    return direct + through_mean + through_var
+    return {"direct": direct, "through_mean": through_mean, "through_var": through_var}
 
 
 def _check_affine(x, gamma, beta, shape, meaning):
@@ -835,6 +848,14 @@ def batch_norm_backward(dout, cache):
     dx_hat, dgamma, dbeta = _affine_backward(dout, x_hat, gamma, beta, _channels(x_hat), axes)
     dx = _normalize_backward(dx_hat, x_hat, inv_std, axes) if training else dx_hat * inv_std
     return dx, None, None, dgamma, dbeta
+
+
+def batch_norm_backward_terms(dout, cache):
+    """Training mode's dx taken apart (crosscheck explain --layer batchnorm) -> {"dx_hat": dout * gamma, "direct",
+    "through_mean", "through_var"}: dx is the sum of the three paths (_normalize_backward_terms)."""
+    x_hat, inv_std, gamma, beta, _, _ = cache
+    dx_hat, _, _ = _affine_backward(dout, x_hat, gamma, beta, _channels(x_hat), (0, *range(2, x_hat.ndim)))
+    return {"dx_hat": dx_hat} | _normalize_backward_terms(dx_hat, x_hat, inv_std, (0, *range(2, x_hat.ndim)))
 
 
 def batch_norm_running_stats(x, running_mean, running_var, momentum=0.1):

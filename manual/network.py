@@ -272,18 +272,17 @@ def training(spec, params, batches, layer_backward=None, layer_forward=None, opt
     """One step of the description's optimizer per (x, target) of `batches`, its state kept throughout, step t
     (from 0) at the learning rate after t steps of its scheduler -> yields (E before the step, the parameter
     gradients, the params after it). The hooks are train's; a dict `buffers` is kept holding the batch norms'
-    running statistics after each step; masks(step, N) -> the dropout masks of step t (train's default). Nothing
-    is checked here, on every step (train checks its batch once,
-    crosscheck.train its data set)."""
+    running statistics after each step, which start from what it holds (empty: torch's 0 and 1); masks(step, N) ->
+    the dropout masks of step t (train's default). Nothing is checked here, on every step (train checks its batch
+    once, crosscheck.train its data set)."""
     step = optimizer_step or optim.OPTIMIZER_STEPS[spec.optimizer.type]
     masks = masks or seeded_masks(spec)
-    state = {}
+    state, buffers = {}, {} if buffers is None else buffers
     for epoch, (x, target) in enumerate(batches):
         result = run(spec, params, x, target, layer_backward, layer_forward, accumulate, masks(epoch, len(x)))
-        if buffers is not None:
-            dtype = params["0.weight"].dtype if spec.indexed else x.dtype  # indices: the embedding's dtype
-            buffers.update(updated_buffers(spec, x, result.outputs, buffers or initial_buffers(spec, dtype),
-                                           running_stats))
+        dtype = params["0.weight"].dtype if spec.indexed else x.dtype  # indices: the embedding's dtype
+        buffers.update(updated_buffers(spec, x, result.outputs, buffers or initial_buffers(spec, dtype),
+                                       running_stats))
         params, state = step(params, result.param_grads, state, **settings_at(spec.optimizer, epoch, scheduler))
         yield result.loss, result.param_grads, params
 

@@ -212,9 +212,10 @@ def training(spec, params, batches, buffers=None, masks=None):
     """One step of the described torch.optim optimizer per (x, target) of `batches`, one optimizer (its state)
     throughout, and after each its scheduler's step (torch's order) -> yields (E before the step, the parameter
     gradients, the params after it) as NumPy arrays named as manual.network's; a dict `buffers` is kept holding the
-    modules' running statistics after each step; masks(step, N) -> the dropout masks of step t (train's
-    default)."""
-    net = build(spec, params)
+    modules' running statistics after each step, which start from what it holds (empty: torch's 0 and 1);
+    masks(step, N) -> the dropout masks of step t (train's default)."""
+    buffers = {} if buffers is None else buffers
+    net = build(spec, params | {name: np.asarray(b) for name, b in buffers.items()})
     o = spec.optimizer
     optimizer = optim.OPTIMIZERS[o.type](net.parameters(), **o.settings())
     scheduler = None if o.scheduler is None else optim.scheduler(optimizer, o.scheduler.type, o.scheduler.options)
@@ -223,8 +224,7 @@ def training(spec, params, batches, buffers=None, masks=None):
     masks = masks or seeded_masks(spec)
     for step, (x, target) in enumerate(batches):
         E = loss(spec, net(torch.from_numpy(x), masks=masks(step, len(x)))[-1], torch.from_numpy(target))
-        if buffers is not None:
-            buffers.update(_buffers(net))
+        buffers.update(_buffers(net))
         grads = torch.autograd.grad(E, optimizer.params)
         optimizer.step(grads)
         if scheduler is not None:
@@ -252,3 +252,38 @@ def lockstep(spec, run, x, target, masks):
         if scheduler is not None:
             scheduler.step()
         yield E.detach().numpy(), numpy(gradients), _buffers(probe), numpy(optimizer.params)
+
+
+def batch_norm_paths(x, gamma, beta, dout, eps=1e-5):
+    """Batch norm's training-mode derivation by autograd, its intermediates built as separate torch ops (x (N, C, ...),
+    gamma and beta (C,), dout the upstream gradient dE/dy, E = sum(dout * y)) -> NumPy values by name: the forward
+    "mean", "var" (biased, over N and the positions, per channel), "x_hat", "y" (torch's own batch_norm); the
+    gradients "dE/dgamma", "dE/dbeta", "dE/dx_hat", "dE/dx" (through torch's batch_norm) and dE/dx along each path
+    alone, every other use of x detached: "direct" (x_hat's numerator), "through_mean" (the mean in x_hat's numerator),
+    "through_var" (the variance, with the mean inside it)."""
+    x, gamma, beta, dout = (torch.from_numpy(np.asarray(a)) for a in (x, gamma, beta, dout))
+    axes, channels = (0, *range(2, x.dim())), (1, -1, *[1] * (x.dim() - 2))
+    x = x.clone().requires_grad_()
+    gamma, beta = gamma.clone().requires_grad_(), beta.clone().requires_grad_()
+
+    def forward(numerator_x, mean_x, var_x):
+        """x_hat from three copies of x: its numerator's, the mean's, the variance's."""
+        mean = mean_x.mean(dim=axes, keepdim=True)
+        var = ((var_x - var_x.mean(dim=axes, keepdim=True)) ** 2).mean(dim=axes, keepdim=True)
+        return mean, var, (numerator_x - mean) / torch.sqrt(var + eps)
+
+    mean, var, x_hat = forward(x, x, x)
+    x_hat.retain_grad()
+    y = gamma.reshape(channels) * x_hat + beta.reshape(channels)
+    (y * dout).sum().backward()
+    y_torch = functional.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
+    dx, = torch.autograd.grad((y_torch * dout).sum(), x)
+    fixed = x.detach()
+    paths = {}
+    for name, copies in (("direct", (x, fixed, fixed)), ("through_mean", (fixed, x, fixed)),
+                         ("through_var", (fixed, fixed, x))):
+        paths[name], = torch.autograd.grad((forward(*copies)[2] * gamma.detach().reshape(channels) * dout).sum(), x)
+    numpy = lambda t: t.detach().numpy()  # noqa: E731
+    return {"mean": numpy(mean.reshape(-1)), "var": numpy(var.reshape(-1)), "x_hat": numpy(x_hat),
+            "y": numpy(y_torch), "dE/dgamma": numpy(gamma.grad), "dE/dbeta": numpy(beta.grad),
+            "dE/dx_hat": numpy(x_hat.grad), "dE/dx": numpy(dx)} | {k: numpy(v) for k, v in paths.items()}

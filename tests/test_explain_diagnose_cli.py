@@ -8,11 +8,14 @@ import sys
 
 import numpy as np
 import pytest
+import torch
+from torch.nn import functional as TF
 
 from crosscheck import cli
 from crosscheck.catalogue import catalogue
 from crosscheck.render import first_wrong
 from crosscheck.subjects import SeedCase
+from reference import network as reference_net
 from reference import seed_network as reference_seed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -77,6 +80,98 @@ def test_explain_summarizes_large_arrays(capsys):
     assert "shape (8, 8, 2, 2): not printed, 256 values" in out
 
 
+# --- explain --layer batchnorm -------------------------------------------------------------------------------------
+
+BATCH_NORM_LINES = ["mu = mean of x over the batch", "var = mean of (x - mu)^2 (biased)",
+                    "x_hat = (x - mu) / s, s = sqrt(var + eps)", "y = gamma x_hat + beta",
+                    "dE/dgamma = sum dE/dy * x_hat", "dE/dbeta = sum dE/dy", "dE/dx_hat = dE/dy * gamma",
+                    "direct: dE/dx_hat / s", "through mu: -mean(dE/dx_hat) / s",
+                    "through var: -x_hat mean(dE/dx_hat x_hat) / s", "dE/dx = direct + through mu + through var"]
+
+
+def _verdicts(out):
+    """{equation: "agree" or "DIFFER"} of an explain text."""
+    found = {}
+    for line in out.splitlines():
+        text, _, verdict = line.strip().rpartition(" ")
+        if line.startswith("  ") and verdict in ("agree", "DIFFER"):
+            found[text.strip()] = verdict
+    return found
+
+
+@pytest.mark.parametrize("dtype, seed", [("float64", 0), ("float64", 7), ("float32", 3)])
+def test_explain_batchnorm_walks_the_forward_and_the_three_paths_all_agreeing(dtype, seed, capsys):
+    code, out, _ = _run(["explain", "--layer", "batchnorm", "--dtype", dtype, "--seed", str(seed)], capsys)
+    assert code == 0 and _verdicts(out) == dict.fromkeys(BATCH_NORM_LINES, "agree")
+    positions = [out.index(f"\n  {line}") for line in BATCH_NORM_LINES]
+    assert positions == sorted(positions) and out.rstrip().endswith("all 11 equations agree")
+    assert "code      manual/functional.py:" in out and "_normalize_backward_terms" in out
+
+
+def test_explain_batchnorm_prints_the_values_torch_finds(capsys):
+    # the x the command draws for seed 5, its mean and the dE/dx of torch's own batch_norm on it, computed here
+    _, out, _ = _run(["explain", "--layer", "batchnorm", "--seed", "5"], capsys)
+    rows = out.split("    x         ")[1].split("    gamma")[0]
+    x = torch.tensor(np.array([[float(v) for v in row.strip(" []").split()] for row in rows.splitlines()]))
+    assert x.shape == (4, 3)
+    mean = out.split("mu = mean of x over the batch")[1].split("var =")[0]
+    expected = np.array2string(x.mean(0).numpy(), precision=4, sign=" ")
+    assert f"manual    {expected}" in mean and f"autograd  {expected}" in mean
+    # the paths add up to torch's batch_norm's gradient: torch.autograd.grad, nothing of manual/ or reference/
+    from crosscheck.render import explain_batchnorm_text
+    rng = np.random.default_rng(5)
+    drawn = rng.normal(size=(4, 3)) * rng.uniform(0.5, 2, size=3) + rng.normal(size=3)
+    np.testing.assert_allclose(drawn, x.numpy(), atol=5e-5)  # the printed x, 4 decimals
+    gamma, beta, dy = (torch.tensor(rng.normal(size=shape)) for shape in ((3,), (3,), (4, 3)))
+    x = torch.tensor(drawn, requires_grad=True)
+    dx, = torch.autograd.grad((TF.batch_norm(x, None, None, gamma, beta, training=True) * dy).sum(), x)
+    block = out.split("dE/dx = direct + through mu + through var")[1]
+    assert f"autograd  {np.array2string(dx.numpy(), precision=4, sign=' ')}".splitlines()[0] in block
+    assert explain_batchnorm_text(5)[0] == out.rstrip("\n")
+
+
+def test_the_autograd_paths_add_up_to_torchs_batch_norm_gradient():
+    rng = np.random.default_rng(11)
+    x, dy = rng.normal(size=(3, 2, 2, 2)), rng.normal(size=(3, 2, 2, 2))
+    gamma, beta = rng.normal(size=2), rng.normal(size=2)
+    paths = reference_net.batch_norm_paths(x, gamma, beta, dy)
+    t = torch.tensor(x, requires_grad=True)
+    y = TF.batch_norm(t, None, None, torch.tensor(gamma), torch.tensor(beta), training=True)
+    dx, = torch.autograd.grad((y * torch.tensor(dy)).sum(), t)
+    np.testing.assert_allclose(paths["direct"] + paths["through_mean"] + paths["through_var"], dx.numpy(),
+                               rtol=1e-10, atol=1e-12)
+    var, mean = torch.var_mean(torch.tensor(x), dim=(0, 2, 3), correction=0)
+    np.testing.assert_allclose(paths["mean"], mean.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(paths["var"], var.numpy(), rtol=1e-12)
+    # the mean's path is one value per channel; the three differ from one another
+    assert np.allclose(paths["through_mean"], paths["through_mean"][:1, :, :1, :1])
+    assert not np.allclose(paths["direct"], dx.numpy()) and not np.allclose(paths["through_var"], 0)
+
+
+@pytest.mark.parametrize("name, wrong", [
+    ("batchnorm-no-mean-variance-paths", {"through mu: -mean(dE/dx_hat) / s", "through var: -x_hat mean(dE/dx_hat "
+                                          "x_hat) / s", "dE/dx = direct + through mu + through var"}),
+    ("batchnorm-dy-for-scaled", {"direct: dE/dx_hat / s", "through mu: -mean(dE/dx_hat) / s", "through var: -x_hat "
+                                 "mean(dE/dx_hat x_hat) / s", "dE/dx = direct + through mu + through var"}),
+])
+def test_explain_batchnorm_shows_the_paths_a_wrong_backward_leaves_out(name, wrong, capsys):
+    code, out, _ = _run(["explain", "--layer", "batchnorm", "--inject", name], capsys)
+    assert code == 1 and f"injected wrong derivation: {name}" in out
+    verdicts = _verdicts(out)
+    assert {text for text, verdict in verdicts.items() if verdict == "DIFFER"} == wrong
+    assert set(verdicts) == set(BATCH_NORM_LINES)
+    if name == "batchnorm-no-mean-variance-paths":  # the two paths left out: manual's rows are 0
+        block = out.split("through mu: -mean(dE/dx_hat) / s")[1].split("autograd")[0]
+        assert "manual    [[ 0.  0.  0.]" in block
+
+
+def test_explain_batchnorm_refuses_a_mistake_outside_batch_norm(capsys):
+    code, _, err = _run(["explain", "--layer", "batchnorm", "--inject", "conv2d-dw-flipped"], capsys)
+    assert code == 2 and err.strip().endswith("--inject: got 'conv2d-dw-flipped', needs a wrong batch-norm backward: "
+                                              "batchnorm-no-mean-variance-paths, batchnorm-dy-for-scaled")
+    assert len(err.strip().splitlines()) == 1
+
+
 # --- diagnose ----------------------------------------------------------------------------------------------
 
 def test_diagnose_list_names_every_entry(capsys):
@@ -124,3 +219,72 @@ def test_explain_points_each_equation_into_the_slides_file(capsys):
             assert source.startswith(f"def {what[0].split('(')[0]}("), (place, source)
         else:  # a forward line: it assigns the quantity
             assert source.strip().split(" = ")[0] in ("Z1", "H1", "Z2", "O", "E"), (place, source)
+
+
+# --- diagnose on a residual network: the block and the branch ------------------------------------------------------
+
+RESNET_SMALL = str(ROOT / "examples" / "resnet-small.toml")
+
+
+@pytest.mark.parametrize("index, where", [
+    (3, 'in layer 3 conv2d, on the main branch of the residual block that ends in add "block1_skip" (layer 8)'),
+    (13, 'in layer 13 conv2d "block2_conv2", on the main branch of the residual block that ends in add '
+         '"block2_skip" (layer 17)'),
+    (15, 'in layer 15 conv2d "projection", on the skip (shortcut) branch of the residual block that ends in add '
+         '"block2_skip" (layer 17)'),
+])
+def test_a_diagnosis_on_resnet_small_names_the_layer_the_block_and_the_branch(index, where, capsys):
+    code, out, _ = _run(["diagnose", "--spec", RESNET_SMALL, "--inject", f"scaled@{index}"], capsys)
+    assert code == 1 and f"first wrong quantity: {index} conv2d: dE/dinput" in out
+    assert where in " ".join(line.strip() for line in out.splitlines())
+    code, out, _ = _run(["diagnose", "--spec", RESNET_SMALL, "--inject", f"scaled@{index}", "--json"], capsys)
+    place = json.loads(out)["place"]
+    add, branch = (8, "main") if index == 3 else (17, "skip" if index == 15 else "main")
+    assert place == {"layer": index, "type": "conv2d", "name": {3: None, 13: "block2_conv2", 15: "projection"}[index],
+                     "add": {8: "block1_skip", 17: "block2_skip"}[add], "add_index": add, "branch": branch}
+
+
+def test_every_layer_of_the_residual_example_has_its_place():
+    from crosscheck.diagnose import residual_place
+    from netdesc.description import load_spec
+
+    spec = load_spec(ROOT / "examples" / "residual.toml")
+    places = [residual_place(spec, layer.index) for layer in spec.layers]
+    # the stem and the block's input before the fork, the add itself and everything after it: outside the block
+    assert [(p["name"], p["add"], p["branch"]) for p in places[:6]] == [
+        ("stem", None, None), ("block_in", None, None), (None, "skip", "main"), (None, "skip", "main"),
+        (None, "skip", "main"), ("skip", None, None)]
+    assert all(p["add"] is None for p in places[5:])
+
+
+def test_two_branches_of_one_length_are_named_by_the_adds_input():
+    from crosscheck.diagnose import place_text, residual_place
+    from netdesc.description import parse_spec
+
+    spec = parse_spec({"input_shape": [2, 3, 3], "layers": [
+        {"type": "relu", "name": "fork"}, {"type": "tanh", "inputs": ["fork"]},
+        {"type": "sigmoid", "inputs": ["fork"], "name": "right"}, {"type": "add", "inputs": [1, 2]}],
+        "loss": {"type": "mse"}})
+    assert residual_place(spec, 2)["branch"] == "input[1]" and residual_place(spec, 1)["branch"] == "input[0]"
+    assert place_text(residual_place(spec, 2)) == 'in layer 2 sigmoid "right", on input[1] of the residual block ' \
+        'that ends in add "layer 3 add" (layer 3)'
+    assert place_text(residual_place(spec, 0)) == 'in layer 0 relu "fork"'
+
+
+def test_a_named_layer_outside_every_block_is_named_and_an_unnamed_one_not_placed(capsys):
+    code, out, _ = _run(["diagnose", "--spec", RESNET_SMALL, "--inject", "scaled@0"], capsys)
+    assert code == 1 and "first wrong quantity: 0 conv2d: dE/dinput" in out and "  in layer" not in out
+    code, out, _ = _run(["diagnose", "--spec", str(ROOT / "examples" / "residual.toml"), "--inject", "scaled@7"],
+                        capsys)
+    assert code == 1 and '\n  in layer 7 conv2d "branch_1x1"\n' in out
+
+
+def test_diagnose_a_description_without_a_mistake_finds_none(capsys):
+    code, out, _ = _run(["diagnose", "--spec", str(ROOT / "examples" / "residual.toml"), "--seed", "2"], capsys)
+    assert code == 0 and "no diagnosis: all" in out
+
+
+def test_diagnose_inject_needs_a_description(capsys):
+    code, _, err = _run(["diagnose", "--wrong", "conv2d-dw-flipped", "--inject", "scaled@1"], capsys)
+    assert code == 2 and err.strip().endswith("--inject: got 'scaled@1' without --spec, needs --spec FILE, the "
+                                              "description it changes (--wrong brings its own network)")

@@ -1,5 +1,6 @@
 """No false alarms: the real code, localized over 1,200 random cases (seed network shapes, kernels, outputs,
-batches, reductions, learning rates; random small stacks of conv, pools, activations (GELU both ways, SiLU,
+batches, reductions, learning rates; random small stacks of conv (grouped and depthwise among them), transposed conv
+(stride, padding, output_padding, dilation), pools and adaptive average pooling, activations (GELU both ways, SiLU,
 softmax, log-softmax among them) and normalizations (batch norm 1d and 2d in training mode with their running
 statistics, layer norm, group norm), with a random optimizer (SGD, Adam and AMSGrad, AdamW, RMSprop centered or
 with momentum, Adagrad), a StepLR or cosine scheduler or none, and random losses; both dtypes and many seeds),
@@ -10,6 +11,7 @@ import math
 import numpy as np
 import pytest
 from runs import SEED_BASE, diagnose_network, diagnose_seed
+from test_random_stacks import CONV_AXES, _conv_axes
 
 from crosscheck.render import diagnosis_text
 from crosscheck.subjects import SeedCase
@@ -35,12 +37,22 @@ def seed_cases(chunk):
 
 
 def _image_layer(rng, shape, batch):
-    kind = rng.choice(["conv2d", "pool", "activation", "normalization"], p=[0.3, 0.2, 0.3, 0.2])
-    if kind == "conv2d":
-        return {"type": "conv2d", "out_channels": int(rng.integers(1, 4)), "kernel_size": int(rng.integers(1, 4)),
-                "stride": int(rng.integers(1, 3)), "padding": int(rng.integers(0, 2)),
-                "dilation": int(rng.integers(1, 3)), "bias": bool(rng.integers(2))}
+    kind = rng.choice(["conv2d", "conv_transpose2d", "pool", "activation", "normalization"],
+                      p=[0.22, 0.08, 0.2, 0.3, 0.2])
+    if kind == "conv2d":  # groups a divisor of the channels (all of them: depthwise), out_channels a multiple
+        groups = int(rng.choice([g for g in range(1, shape[0] + 1) if shape[0] % g == 0]))
+        return {"type": "conv2d", "out_channels": groups * int(rng.integers(1, max(1, 3 // groups) + 1)),
+                "kernel_size": int(rng.integers(1, 4)), "stride": int(rng.integers(1, 3)),
+                "padding": int(rng.integers(0, 2)), "dilation": int(rng.integers(1, 3)), "bias": bool(rng.integers(2)),
+                "groups": groups}
+    if kind == "conv_transpose2d":
+        return _conv_transpose2d(rng, shape)
     if kind == "pool":
+        if rng.integers(3) == 0:  # torch's floor/ceil windows, at most 4x4 and at most its input's size here: a
+            # larger output copies values, and a normalization over copies of one value has variance 0, its input
+            # gradient 0 but float32 rounding times 1/sqrt(eps) (test_random_stacks draws larger ones, in float64)
+            return {"type": "adaptive_avg_pool2d", "output_size": [int(rng.integers(1, min(n, 4) + 1))
+                                                                   for n in shape[1:]]}
         k = int(rng.integers(1, 3))
         return {"type": str(rng.choice(["max_pool2d", "avg_pool2d"])), "kernel_size": k,
                 "stride": int(rng.integers(1, 3)), "padding": int(rng.integers(0, k // 2 + 1))}
@@ -49,18 +61,35 @@ def _image_layer(rng, shape, batch):
     return _activation(rng, shape)
 
 
+def _conv_transpose2d(rng, shape):
+    """A transposed conv whose output is not empty (its padding at most what the input spreads to), output_padding
+    below the stride or the dilation (torch's rule); on inputs above 4x4 stride 1, dilation 1 and kernels of at most 2
+    (the output grows by one at most)."""
+    small = max(shape[1:]) <= 4
+    stride, dilation = int(rng.integers(1, 2 + small)), int(rng.integers(1, 2 + small))
+    kernel = int(rng.integers(1, 3 + small))
+    output_padding = int(rng.integers(0, max(stride, dilation)))
+    spread = (min(shape[1:]) - 1) * stride + dilation * (kernel - 1) + output_padding
+    return {"type": "conv_transpose2d", "out_channels": int(rng.integers(1, 4)), "kernel_size": kernel,
+            "stride": stride, "padding": int(rng.integers(0, min(1, spread // 2) + 1)),
+            "output_padding": output_padding, "dilation": dilation, "bias": bool(rng.integers(2))}
+
+
 def _normalization(rng, shape, batch):
     """A normalization that fits `shape` per sample, each of its statistics over two values or more (over one, its
-    output is beta and every gradient before it is 0 but rounding): batch norm, layer norm over all or the trailing
-    dims, group norm with a divisor of the channels as its groups; an activation where none fits."""
+    output is beta and every gradient before it is 0 but rounding), a batch norm's over three or more (over two,
+    x_hat is +-1 whatever they are, up to eps: the gradient before it is eps / var, rounding's size, which an
+    adaptive optimizer divides by its eps into a step): batch norm, layer norm over all or the trailing dims, group
+    norm with a divisor of the channels as its groups; an activation where none fits."""
     C, affine, spread = shape[0], bool(rng.integers(2)), math.prod(shape[1:])
     choices = [{"type": "layer_norm", "elementwise_affine": affine}] if math.prod(shape) >= 2 else []
     if spread >= 2:
         choices.append({"type": "layer_norm", "normalized_shape": list(shape[1:])})
     if len(shape) == 3:
         divisors = [g for g in range(1, C + 1) if C % g == 0 and C // g * spread >= 2]
-        choices += [{"type": "group_norm", "num_groups": int(rng.choice(divisors)), "affine": affine}] * bool(divisors)
-    if batch * spread >= 2:
+        if divisors:
+            choices.append({"type": "group_norm", "num_groups": int(rng.choice(divisors)), "affine": affine})
+    if batch * spread >= 3:
         bn = "batch_norm2d" if len(shape) == 3 else "batch_norm1d"
         choices += [{"type": bn}, {"type": bn, "momentum": float(rng.choice([0.1, 0.5])), "affine": affine}]
     return choices[int(rng.integers(len(choices)))] if choices else _activation(rng, shape)
@@ -131,7 +160,8 @@ def _description(rng):
                           "optimizer": _optimizer(rng)}
 
 
-SHIFT_LINEAR = ("conv2d", "linear", "max_pool2d", "avg_pool2d", "flatten", "relu", "leaky_relu")
+SHIFT_LINEAR = ("conv2d", "conv_transpose2d", "linear", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "flatten",
+                "relu", "leaky_relu")
 
 
 def _unbiased_before_normalizations(layers):
@@ -139,12 +169,14 @@ def _unbiased_before_normalizations(layers):
     a shift through (SHIFT_LINEAR: linear maps, pools, a relu where it is active): the mean the normalization
     subtracts takes such a shift away, so its gradient is exactly 0 but for rounding, which an adaptive optimizer
     (Adam, RMSprop, Adagrad) divides by its eps into a step of up to lr that the two sides take differently. A smooth
-    activation (tanh, sigmoid, gelu, silu, softmax) stops the walk: it bends a shift differently for every sample."""
+    activation (tanh, sigmoid, gelu, silu, softmax) stops the walk: it bends a shift differently for every sample.
+    A softmax over an image's rows or columns (dim 1 or 2) takes a shift away as well: a conv's bias is constant
+    along them, and its gradient is exactly 0 but rounding."""
     for i, layer in enumerate(layers):
-        if layer["type"] not in NORMALIZATIONS:
+        if layer["type"] not in NORMALIZATIONS and not (layer["type"] in ("softmax", "log_softmax") and layer["dim"]):
             continue
         for before in reversed(layers[:i]):
-            if before["type"] in ("conv2d", "linear"):
+            if before["type"] in ("conv2d", "conv_transpose2d", "linear"):
                 before["bias"] = False
             elif before["type"] in NORMALIZATIONS:
                 before["elementwise_affine" if before["type"] == "layer_norm" else "affine"] = False
@@ -189,7 +221,9 @@ def test_the_cases_cover_the_axes():
     types = {layer.type for spec in specs for layer in spec.layers}
     assert types == {"conv2d", "max_pool2d", "avg_pool2d", "relu", "tanh", "sigmoid", "leaky_relu", "flatten",
                      "linear", "gelu", "silu", "softmax", "log_softmax", "batch_norm1d", "batch_norm2d", "layer_norm",
-                     "group_norm"}
+                     "group_norm", "conv_transpose2d", "adaptive_avg_pool2d"}
+    assert {axis for spec in specs for layer in spec.layers for axis in _conv_axes(layer)} == \
+        CONV_AXES - {"adaptive_avg_pool2d upsampling"}
     options = [(layer.type, layer.options) for spec in specs for layer in spec.layers]
     assert {o["approximate"] for kind, o in options if kind == "gelu"} == {"none", "tanh"}
     assert any(kind == "group_norm" and 1 < o["num_groups"] for kind, o in options)

@@ -1,4 +1,6 @@
-"""Random valid stacks (conv with random stride, padding and dilation, pools, activations among them GELU both
+"""Random valid stacks (conv with random stride, padding, dilation and groups (depthwise among them), transposed conv
+with random stride, padding, output_padding and dilation, pools and adaptive average pooling, activations among them
+GELU both
 ways and SiLU, softmax and log-softmax, normalizations: batch norm 1d and 2d in training mode, layer norm, group norm;
 flatten, linear, a random loss, a random optimizer (SGD, Adam, AdamW, RMSprop, Adagrad) with a StepLR or cosine
 scheduler or none, its first two steps and the batch norms' running statistics after each), float64: the loss,
@@ -38,15 +40,37 @@ def _largest_kernel(size, padding, dilation):
 
 @st.composite
 def conv2d(draw, shape):
-    _, H, W = shape
+    """A conv2d that fits `shape`; its groups a divisor of the channels (1 first; all of them: depthwise), its
+    out_channels a multiple of them."""
+    C, H, W = shape
     padding, dilation = draw(st.integers(0, 2)), draw(st.integers(1, 2))
     kernel = [draw(st.integers(1, _largest_kernel(n, padding, dilation))) for n in (H, W)]
-    return {"type": "conv2d", "out_channels": draw(st.integers(1, 3)), "kernel_size": kernel,
-            "stride": draw(st.integers(1, 3)), "padding": padding, "dilation": dilation, "bias": draw(st.booleans())}
+    groups = draw(st.sampled_from([g for g in range(1, C + 1) if C % g == 0]))
+    return {"type": "conv2d", "out_channels": groups * draw(st.integers(1, max(1, 3 // groups))),
+            "kernel_size": kernel, "stride": draw(st.integers(1, 3)), "padding": padding, "dilation": dilation,
+            "bias": draw(st.booleans()), "groups": groups}
+
+
+@st.composite
+def conv_transpose2d(draw, shape):
+    """A conv_transpose2d whose output is not empty: its padding at most what the input spreads to; output_padding
+    below the stride or the dilation (torch's rule); on inputs above 4x4 stride 1, dilation 1 and kernels of at most 2
+    (the output grows by one at most: the stacks stay as small as the other layers keep them)."""
+    _, H, W = shape
+    small = max(H, W) <= 4
+    stride, dilation = draw(st.integers(1, 1 + small)), draw(st.integers(1, 1 + small))
+    kernel = [draw(st.integers(1, 2 + small)) for _ in (H, W)]
+    output_padding = draw(st.integers(0, max(stride, dilation) - 1))
+    spread = min((n - 1) * stride + dilation * (k - 1) + output_padding for n, k in zip((H, W), kernel, strict=True))
+    return {"type": "conv_transpose2d", "out_channels": draw(st.integers(1, 3)), "kernel_size": kernel,
+            "stride": stride, "padding": draw(st.integers(0, min(1, spread // 2))), "output_padding": output_padding,
+            "dilation": dilation, "bias": draw(st.booleans())}
 
 
 @st.composite
 def pool2d(draw, shape):
+    if draw(st.integers(0, 2)) == 2:  # adaptive: torch's floor/ceil windows, at most 4x4, larger than its input too
+        return {"type": "adaptive_avg_pool2d", "output_size": [draw(st.integers(1, min(n + 1, 4))) for n in shape[1:]]}
     kernel = draw(st.integers(1, min(3, *shape[1:])))
     layer = {"type": draw(st.sampled_from(["max_pool2d", "avg_pool2d"])), "kernel_size": kernel,
              "padding": draw(st.integers(0, kernel // 2))}
@@ -81,8 +105,9 @@ def normalization(draw, shape, batch):
 # simplest first; each (shape, batch) -> a strategy for one layer on inputs of that shape
 IMAGE_LAYERS = {"activation": lambda shape, batch: ACTIVATIONS, "conv2d": lambda shape, batch: conv2d(shape),
                 "pool2d": lambda shape, batch: pool2d(shape), "softmax": lambda shape, batch: softmaxes(shape),
-                "normalization": normalization}
-SHIFT_LINEAR = ("conv2d", "linear", "max_pool2d", "avg_pool2d", "flatten", "relu", "leaky_relu")
+                "normalization": normalization, "conv_transpose2d": lambda shape, batch: conv_transpose2d(shape)}
+SHIFT_LINEAR = ("conv2d", "conv_transpose2d", "linear", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "flatten",
+                "relu", "leaky_relu")
 # The adaptive optimizers with eps 1e-3: Hypothesis finds graphs whose gradient is exactly 0 but for rounding in more
 # ways than a rule can list (a softmax over a tensor concatenated with itself, a bias before a normalization), and
 # torch's eps (1e-8, 1e-10) divides that noise into a step the two sides take differently; 1e-3 keeps it under
@@ -155,7 +180,7 @@ def _unbiased_before_normalizations(layers):
             if j < 0:
                 break
             before = layers[j]
-            if before["type"] in ("conv2d", "linear"):
+            if before["type"] in ("conv2d", "conv_transpose2d", "linear"):
                 before["bias"] = False
             elif before["type"] in NORMALIZATIONS:
                 before["elementwise_affine" if before["type"] == "layer_norm" else "affine"] = False
@@ -278,9 +303,29 @@ def test_a_wrong_derivation_shrinks_to_the_smallest_stack():
     assert smallest["input_shape"][0] == 1 and smallest["loss"] == {"type": "mse", "reduction": "mean"}
 
 
+def _conv_axes(layer):
+    """What a conv layer of a description exercises: groups (depthwise where they are its input's channels),
+    a transposed conv's stride, padding, output_padding and dilation, an adaptive pool larger than its input."""
+    o = layer.options
+    if layer.type == "conv2d" and o["groups"] > 1:
+        return {"grouped conv2d"} | ({"depthwise conv2d"} if o["groups"] == layer.in_shape[0] else set())
+    if layer.type == "conv_transpose2d":
+        return {f"conv_transpose2d {key}" for key, at in (("stride", 1), ("padding", 0), ("output_padding", 0),
+                                                         ("dilation", 1)) if max(o[key]) > at}
+    if layer.type == "adaptive_avg_pool2d" and any(n > m for n, m in zip(o["output_size"], layer.in_shape[1:],
+                                                                         strict=True)):
+        return {"adaptive_avg_pool2d upsampling"}
+    return set()
+
+
+CONV_AXES = {"grouped conv2d", "depthwise conv2d", "conv_transpose2d stride", "conv_transpose2d padding",
+             "conv_transpose2d output_padding", "conv_transpose2d dilation", "adaptive_avg_pool2d upsampling"}
+
+
 def test_random_stacks_reach_every_new_layer_optimizer_and_scheduler():
     wanted = {"batch_norm1d", "batch_norm2d", "layer_norm", "group_norm", "gelu none", "gelu tanh", "silu", "softmax",
-              "log_softmax", "sgd", "adam", "adamw", "rmsprop", "adagrad", "amsgrad", "centered", "step", "cosine"}
+              "log_softmax", "sgd", "adam", "adamw", "rmsprop", "adagrad", "amsgrad", "centered", "step", "cosine",
+              "conv_transpose2d", "adaptive_avg_pool2d", *CONV_AXES}
     seen = set()
 
     def record(description):
@@ -288,6 +333,7 @@ def test_random_stacks_reach_every_new_layer_optimizer_and_scheduler():
         o = spec.optimizer
         seen.update(f"gelu {layer.options['approximate']}" if layer.type == "gelu" else layer.type
                     for layer in spec.layers)
+        seen.update(axis for layer in spec.layers for axis in _conv_axes(layer))
         seen.update({o.type} | {key for key in ("amsgrad", "centered") if o.options.get(key)})
         seen.update({o.scheduler.type} if o.scheduler else set())
         return wanted <= seen

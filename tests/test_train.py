@@ -20,6 +20,7 @@ from crosscheck.check import inject, overrides, seed_inject
 from crosscheck.subjects import SeedSubject, slide_name
 from netdesc.checks import InputError
 from netdesc.description import load_spec, parse_spec
+from reference import network as reference_net
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LENET = str(ROOT / "examples" / "digits-lenet.toml")
@@ -283,8 +284,8 @@ class _Drifting(T.Slides):
         subject, from_step = super().subject(batch, data, max_memory), self.from_step
         steps = subject.manual_steps
 
-        def drifting(batches):
-            for k, (E, grads, params) in enumerate(steps(batches), 1):
+        def drifting(batches, buffers=None):
+            for k, (E, grads, params) in enumerate(steps(batches, buffers), 1):
                 yield E, grads, params if k < from_step else {n: p * (1 + 1e-9) for n, p in params.items()}
         subject.manual_steps = drifting
         return subject
@@ -535,3 +536,104 @@ def test_a_mistake_that_changes_nothing_on_a_network_is_no_false_alarm(name, pat
     spec = load_spec(path)
     run = T.train(T.Described(spec, wrong=inject(name, spec), seed=SEED_BASE), epochs=1, steps=5, seed=SEED_BASE)
     assert run.passed and run.diagnosis is None
+
+
+# --- batch norms' running statistics, compared after every step ----------------------------------------------------
+
+BATCH_NORM_DIGITS = {"name": "digits-bn", "input_shape": [1, 8, 8], "layers": [
+    {"type": "conv2d", "out_channels": 3, "kernel_size": 3, "padding": 1, "bias": False},
+    {"type": "batch_norm2d"}, {"type": "relu"}, {"type": "flatten"}, {"type": "linear", "out_features": 10}],
+    "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"lr": 0.05, "momentum": 0.9}}
+RUNNING = ["1.running_mean", "1.running_var"]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_batch_norms_running_statistics_are_compared_after_every_step(dtype, capsys):
+    network = T.Described(parse_spec(BATCH_NORM_DIGITS), dtype=dtype, seed=SEED_BASE)
+    run = T.train(network, epochs=1, steps=3, batch=16, seed=SEED_BASE)
+    assert run.passed and run.summary["steps"] == 3 and sorted(run.summary["buffers"]) == RUNNING
+    assert all(0 <= diff < 1e-3 for diff in run.summary["buffers"].values())
+    judged = [c.name for c in run.judged]
+    assert [name for name in judged if "running" in name] == [f"{n} after step 3" for n in RUNNING]
+    assert "the loss and every parameter, every batch norm's running mean and variance, after every step" \
+        in render.training_text(run)
+    # torch's own BatchNorm2d over the same three batches, from the same parameters: its buffers at the end
+    net = reference_net.build(network.spec, network.params)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    (X, y), _ = T.digits(SEED_BASE)
+    for _, i in T._plan(len(X), 16, 1, SEED_BASE, 3):
+        opt.zero_grad()
+        TF.cross_entropy(net(torch.tensor(X[i][:, None], dtype=getattr(torch, dtype)))[-1],
+                         torch.tensor(y[i])).backward()
+        opt.step()
+    assert torch.count_nonzero(net[1].running_mean) == 3 and net[1].num_batches_tracked == 3
+    subject = network.subject(16, network.arrays(X[:16], y[:16]) + (network.params,))
+    mine, theirs = {}, {}
+    batches = [network.arrays(X[i], y[i]) for _, i in T._plan(len(X), 16, 1, SEED_BASE, 3)]
+    list(subject.manual_steps(batches, mine)), list(subject.reference_steps(batches, theirs))
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    for name, side in (("running_mean", mine), ("running_var", mine), ("running_mean", theirs),
+                       ("running_var", theirs)):
+        np.testing.assert_allclose(side[f"1.{name}"], getattr(net[1], name).numpy(), rtol=rtol, atol=rtol)
+
+
+def test_the_steps_continue_from_the_running_statistics_given():
+    # both sides' steps from running statistics other than torch's 0 and 1 (the one-step check starts from
+    # autograd's): torch's BatchNorm2d with its buffers set to them, one training-mode forward
+    network = T.Described(parse_spec(BATCH_NORM_DIGITS), seed=SEED_BASE)
+    (X, y), _ = T.digits(SEED_BASE)
+    x, target = network.arrays(X[:8], y[:8])
+    start = {"1.running_mean": np.array([0.5, -1.0, 2.0]), "1.running_var": np.array([3.0, 0.25, 1.5])}
+    subject = network.subject(8, (x, target, network.params))
+    mine, theirs = dict(start), dict(start)
+    next(subject.manual_steps([(x, target)], mine)), next(subject.reference_steps([(x, target)], theirs))
+    bn = torch.nn.BatchNorm2d(3, dtype=torch.float64)
+    bn.running_mean.copy_(torch.tensor(start["1.running_mean"]))
+    bn.running_var.copy_(torch.tensor(start["1.running_var"]))
+    conv = TF.conv2d(torch.tensor(x), torch.tensor(network.params["0.weight"]), padding=1)
+    bn(conv)
+    for side in (mine, theirs):
+        np.testing.assert_allclose(side["1.running_mean"], bn.running_mean.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(side["1.running_var"], bn.running_var.numpy(), rtol=1e-12)
+    rows = T._one_step(network, 8, (x, target, network.params), 4, None, start)
+    assert [r.name for r in rows if "running_var" in r.name] == ["1.running_var after step 4"] * 2
+    assert all(r.passed for r in rows)
+
+
+class _RunningDrift(T.Described):
+    """A described network whose manual side moves its batch norm's running variance by 1e-6 from its third step
+    on: no parameter changes (the training-mode forward reads the batch's statistics), only the buffer."""
+
+    def subject(self, batch, data, max_memory=None):
+        subject = super().subject(batch, data, max_memory)
+        steps = subject.manual_steps
+
+        def drifting(batches, buffers=None):
+            for k, step in enumerate(steps(batches, buffers), 1):
+                if k >= 3:
+                    buffers["1.running_var"] = buffers["1.running_var"] * (1 + 1e-6)
+                yield step
+        subject.manual_steps = drifting
+        return subject
+
+
+def test_a_running_statistic_that_moves_from_step_3_is_seen_at_step_3():
+    run = T.train(_RunningDrift(parse_spec(BATCH_NORM_DIGITS), seed=SEED_BASE), epochs=1, steps=4, batch=16,
+                  seed=SEED_BASE)
+    # the one-step check from autograd's running statistics takes two steps: it agrees, so this is a drift
+    assert run.passed and run.summary["drift_from"] == 3
+    assert run.arrays["max_rel_diff"][1] < 1e-10 < 1e-7 < run.arrays["max_rel_diff"][2]
+    assert run.summary["buffers"]["1.running_var"] > 1e-7 > run.summary["buffers"]["1.running_mean"]
+
+
+def test_a_biased_running_variance_stops_training_at_step_1():
+    # in float64: over a batch of 16 8x8 maps (M = 1024 values per channel) the biased variance is 1/1023 off, its
+    # share of the running variance (momentum 0.1) about 1e-5 relative, under float32's rtol of 1e-4
+    spec = parse_spec(BATCH_NORM_DIGITS)
+    wrong = inject("batchnorm-biased-running-var", spec)
+    run = T.train(T.Described(spec, wrong=wrong, seed=SEED_BASE), epochs=1, steps=3, batch=16, seed=SEED_BASE)
+    assert run.summary["stopped_at"] == 1 and run.first.name == "1.running_var after step 1"
+    assert run.diagnosis.quantity == "1 batch_norm2d: running_var after step 1"
+    assert run.diagnosis.classification.kind == "biased-variance"
+    # the loss and every parameter agreed at step 1: only the running variance told
+    assert [c.name for c in run.judged if not c.passed] == ["1.running_var after step 1"] * 2

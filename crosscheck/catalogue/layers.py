@@ -193,17 +193,37 @@ def _cross_entropy_mean_forgotten(dout, cache):
 
 # --- normalization, softmax, gelu -------------------------------------------------------------------------
 
-def _batch_norm_direct_only(dout, cache):
-    x_hat, inv_std, gamma, *_ = cache
+def _direct_only_terms(dout, cache):
+    """The paths of batchnorm-no-mean-variance-paths: dx = gamma * dout / std, the direct path alone."""
+    terms = F.batch_norm_backward_terms(dout, cache)
+    return terms | {"through_mean": np.zeros_like(terms["direct"]), "through_var": np.zeros_like(terms["direct"])}
+
+
+def _dy_for_scaled_terms(dout, cache):
+    """The paths of batchnorm-dy-for-scaled: all three taken from dout, where dx_hat = gamma * dout was meant."""
+    x_hat, inv_std, *_ = cache
+    return F.batch_norm_backward_terms(dout, cache) | F._normalize_backward_terms(dout, x_hat, inv_std,
+                                                                                 (0, *range(2, dout.ndim)))
+
+
+# A wrong batch-norm backward by its paths (crosscheck explain --layer batchnorm --inject NAME shows them)
+BATCH_NORM_TERMS = {"batchnorm-no-mean-variance-paths": _direct_only_terms,
+                    "batchnorm-dy-for-scaled": _dy_for_scaled_terms}
+
+
+def _from_terms(terms, dout, cache):
+    """A batch-norm backward -> (dx, dgamma, dbeta): dx the sum of the paths `terms` gives."""
     _, _, _, dgamma, dbeta = F.batch_norm_backward(dout, cache)
-    return dout * gamma.reshape(F._channels(dout)) * inv_std, dgamma, dbeta  # dx = gamma * dout / std, nothing more
+    t = terms(dout, cache)
+    return t["direct"] + t["through_mean"] + t["through_var"], dgamma, dbeta
+
+
+def _batch_norm_direct_only(dout, cache):
+    return _from_terms(_direct_only_terms, dout, cache)
 
 
 def _batch_norm_dy_for_scaled(dout, cache):
-    x_hat, inv_std, *_ = cache
-    _, _, _, dgamma, dbeta = F.batch_norm_backward(dout, cache)
-    # the three paths taken from dout, where dx_hat = gamma * dout was meant
-    return F._normalize_backward(dout, x_hat, inv_std, (0, *range(2, dout.ndim))), dgamma, dbeta
+    return _from_terms(_dy_for_scaled_terms, dout, cache)
 
 
 def _interleaved(x, G):
