@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from manual.kernels import sigmoid
+from manual.kernels import col2im, im2col, sigmoid
 from netdesc.checks import (
     InputError,
     check_float_array,
@@ -202,13 +202,14 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, flip=False, gr
     OH, OW = _check_out_size(x, (KH, KW), stride, padding, dilation)
 
     wk = w[:, :, ::-1, ::-1] if flip else w  # the kernel actually slid over the input
-    # im2col: cols[n] is (C*KH*KW, OH*OW), its rows channel by channel, so group g's rows are one block of
-    # C/G*KH*KW and one matmul per sample and group gives NCHW directly.
-    cols = _im2col(x, (KH, KW), stride, padding, dilation, (OH, OW)).reshape(N, G, Cg * KH * KW, OH * OW)
+    # im2col: cols[n] is (C*KH*KW, OH*RW), its rows channel by channel, so group g's rows are one block of
+    # C/G*KH*KW and one matmul per sample and group gives NCHW directly. Each output row has RW >= OW columns
+    # (manual.kernels.im2col: with stride 1 it reads whole padded rows); the RW - OW extra ones are dropped.
+    cols, RW = im2col(x, (KH, KW), stride, padding, dilation, (OH, OW))
+    cols = cols.reshape(N, G, Cg * KH * KW, OH * RW)
     weights = wk.reshape(G, F // G, Cg * KH * KW)
-    out = np.matmul(weights, cols).reshape(N, F, OH, OW)  # (N, G, F/G, OH*OW): filter block g on channel block g
-    if b is not None:
-        out += b[:, None, None]
+    out = np.matmul(weights, cols).reshape(N, F, OH, RW)[..., :OW]  # filter block g on channel block g
+    out = out + b[:, None, None] if b is not None else np.ascontiguousarray(out)
     return out, (cols, wk, x.shape, (OH, OW), stride, padding, dilation, flip, b is not None)
 
 
@@ -221,15 +222,19 @@ def conv2d_backward(dout, cache, input_grad=True):
     """
     cols, wk, x_shape, (OH, OW), stride, padding, dilation, flip, has_bias = cache
     (N, C), (F, _, KH, KW), G = x_shape[:2], wk.shape, cols.shape[1]
-    d = _check_dout(dout, (N, F, OH, OW), cols.dtype).reshape(N, G, F // G, OH * OW)
+    RW = cols.shape[3] // OH
+    dout = _check_dout(dout, (N, F, OH, OW), cols.dtype)
+    d = np.zeros((N, F, OH, RW), dout.dtype)  # dout in the columns' layout; the extra columns, no output, get 0
+    d[..., :OW] = dout
+    d = d.reshape(N, G, F // G, OH * RW)
     dweights = np.matmul(d, cols.transpose(0, 1, 3, 2)).sum(axis=0)  # per sample (G, F/G, C/G*KH*KW), summed over N
-    db = d.sum(axis=(0, 3)).reshape(F) if has_bias else None
+    db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     dwk = dweights.reshape(wk.shape)
     dw = dwk[:, :, ::-1, ::-1] if flip else dwk  # w reaches the product flipped, so its gradient flips back
     dx = None
     if input_grad:
-        dcols = np.matmul(wk.reshape(G, F // G, -1).transpose(0, 2, 1), d)  # (N, G, C/G*KH*KW, OH*OW)
-        dx = _col2im(dcols.reshape(N, C, KH, KW, OH, OW), x_shape, stride, padding, dilation)
+        dcols = np.matmul(wk.reshape(G, F // G, -1).transpose(0, 2, 1), d)  # (N, G, C/G*KH*KW, OH*RW)
+        dx = col2im(dcols.reshape(N, C * KH * KW, OH * RW), x_shape, (KH, KW), stride, padding, dilation, (OH, OW))
     return dx, np.ascontiguousarray(dw), db
 
 
