@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from manual.kernels import col2im, im2col, sigmoid
+from manual.kernels import conv2d_input_grad, im2col, sigmoid
 from netdesc.checks import (
     InputError,
     check_float_array,
@@ -221,7 +221,7 @@ def conv2d_backward(dout, cache, input_grad=True):
     Pass ``input_grad=False`` to skip dx (returned as None) when x is data, as torch does.
     """
     cols, wk, x_shape, (OH, OW), stride, padding, dilation, flip, has_bias = cache
-    (N, C), (F, _, KH, KW), G = x_shape[:2], wk.shape, cols.shape[1]
+    N, F, G = x_shape[0], wk.shape[0], cols.shape[1]
     RW = cols.shape[3] // OH
     dout = _check_dout(dout, (N, F, OH, OW), cols.dtype)
     d = np.zeros((N, F, OH, RW), dout.dtype)  # dout in the columns' layout; the extra columns, no output, get 0
@@ -231,10 +231,8 @@ def conv2d_backward(dout, cache, input_grad=True):
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     dwk = dweights.reshape(wk.shape)
     dw = dwk[:, :, ::-1, ::-1] if flip else dwk  # w reaches the product flipped, so its gradient flips back
-    dx = None
-    if input_grad:
-        dcols = np.matmul(wk.reshape(G, F // G, -1).transpose(0, 2, 1), d)  # (N, G, C/G*KH*KW, OH*RW)
-        dx = col2im(dcols.reshape(N, C * KH * KW, OH * RW), x_shape, (KH, KW), stride, padding, dilation, (OH, OW))
+    # dx: dcols_g = w_g^T dout_g, added back to the pixels each column was read from (col2im)
+    dx = conv2d_input_grad(dout, wk, G, x_shape, stride, padding, dilation) if input_grad else None
     return dx, np.ascontiguousarray(dw), db
 
 

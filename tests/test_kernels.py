@@ -151,3 +151,26 @@ def test_im2col_and_col2im_are_adjoint_and_match_torch(x, kernel, stride, paddin
     assert_close(kernels.col2im_plain(dcols, x, kernel, stride, padding, dilation, out), folded, "col2im", "", dtype)
     lhs, rhs = (plain.astype(np.float64) * dcols).sum(), (X.astype(np.float64) * folded).sum()
     assert_close(DTYPES[dtype](lhs), DTYPES[dtype](rhs), "<im2col x, d> = <x, col2im d>", "", dtype)
+
+
+# (IM2COL_SHAPES' geometry, groups): the convolution path (stride 1, padding <= the kernel's span), col2im's
+# (stride above 1, or a padding wider than the kernel's span: 4x6x5x7's 2 > (3-1)*1 columns), depthwise
+INPUT_GRAD_CASES = [pytest.param(*case, groups, dtype, id=f"{param.id}-g{groups}")
+                    for case, param in zip([c for c in IM2COL_SHAPES for _ in DTYPES], IM2COL_CASES, strict=True)
+                    for dtype in [param.values[-1]] for groups in (1, case[0][1]) if groups == 1 or case[0][1] > 1]
+
+
+@pytest.mark.parametrize(("x", "kernel", "stride", "padding", "dilation", "groups", "dtype"), INPUT_GRAD_CASES)
+def test_conv2d_input_grad_equals_its_plain_twin_and_torch(x, kernel, stride, padding, dilation, groups, dtype):
+    rng = np.random.default_rng(3)
+    out = _conv_out(x, kernel, stride, padding, dilation)
+    F = 2 * groups
+    wk, dout = _draw(rng, dtype, (F, x[1] // groups, *kernel), (x[0], F, *out))
+    dx = kernels.conv2d_input_grad(dout, wk, groups, x, stride, padding, dilation)
+    plain = kernels.conv2d_input_grad_plain(dout, wk, groups, x, stride, padding, dilation)
+    assert dx.shape == x and dx.dtype == dout.dtype and (stride != (1, 1) or dx.flags.c_contiguous)
+    assert_close(dx, plain, "conv2d_input_grad", str(x), dtype)
+    xt = torch.zeros(x, dtype=torch.from_numpy(wk).dtype, requires_grad=True)
+    y = torch.nn.functional.conv2d(xt, torch.from_numpy(wk), None, stride, padding, dilation, groups)
+    (expected,) = torch.autograd.grad(y, xt, torch.from_numpy(dout))
+    assert_close(dx, expected.numpy(), "conv2d_input_grad", str(x), dtype)
