@@ -858,7 +858,8 @@ def batch_norm_running_stats(x, running_mean, running_var, momentum=0.1):
     if M < 2:
         raise InputError(f"x: got shape {x.shape}, needs more than one value per channel (an unbiased variance)")
     mean = x.mean(axis=axes)
-    unbiased = ((x - mean.reshape(_channels(x))) ** 2).sum(axis=axes) / (M - 1)
+    centred = x - mean.reshape(_channels(x))
+    unbiased = np.square(centred, out=centred).sum(axis=axes) / (M - 1)
     return (1 - momentum) * running_mean + momentum * mean, (1 - momentum) * running_var + momentum * unbiased
 
 

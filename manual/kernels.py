@@ -208,12 +208,8 @@ def _padded(x, padding, tail):
     """x (N, C, H, W) zero-padded by (ph, pw) on each side, flat, followed by `tail` zeros."""
     (N, C, H, W), (ph, pw) = x.shape, padding
     Hp, Wp = H + 2 * ph, W + 2 * pw
-    flat = np.empty(N * C * Hp * Wp + tail, x.dtype)
-    flat[N * C * Hp * Wp:] = 0
-    xp = flat[: N * C * Hp * Wp].reshape(N, C, Hp, Wp)
-    if ph or pw:
-        xp[:, :, :ph], xp[:, :, Hp - ph:], xp[:, :, :, :pw], xp[:, :, :, Wp - pw:] = 0, 0, 0, 0
-    xp[:, :, ph:ph + H, pw:pw + W] = x
+    flat = np.zeros(N * C * Hp * Wp + tail, x.dtype)  # one memset costs less than zeroing the four borders
+    flat[: N * C * Hp * Wp].reshape(N, C, Hp, Wp)[:, :, ph:ph + H, pw:pw + W] = x
     return flat
 
 
