@@ -839,9 +839,21 @@ def batch_norm_backward(dout, cache):
     on x); eval: dx = dout * gamma * inv_std, the running statistics being constants."""
     x_hat, inv_std, gamma, beta, training, _ = cache
     dout = _check_dout(dout, x_hat.shape, x_hat.dtype)
-    axes = (0, *range(2, x_hat.ndim))
-    dx_hat, dgamma, dbeta = _affine_backward(dout, x_hat, gamma, beta, _channels(x_hat), axes)
-    dx = _normalize_backward(dx_hat, x_hat, inv_std, axes) if training else dx_hat * inv_std
+    axes, broadcast = (0, *range(2, x_hat.ndim)), _channels(x_hat)
+    sum_dout, sum_dout_x_hat = dout.sum(axis=axes), (dout * x_hat).sum(axis=axes)
+    dgamma = None if gamma is None else sum_dout_x_hat
+    dbeta = None if beta is None else sum_dout
+    scale = inv_std if gamma is None else gamma.reshape(broadcast) * inv_std  # dx_hat = gamma * dout, then inv_std
+    if not training:
+        return dout * scale, None, None, dgamma, dbeta
+    # _normalize_backward with dx_hat = gamma * dout, gamma per channel: mean(dx_hat) = gamma * sum(dout) / M and
+    # mean(dx_hat * x_hat) = gamma * sum(dout * x_hat) / M, the sums dbeta and dgamma already are, so
+    # dx = gamma * inv_std * (dout - sum(dout) / M - x_hat * sum(dout * x_hat) / M), built in one buffer
+    M = x_hat.size // x_hat.shape[1]
+    dx = x_hat * (sum_dout_x_hat.reshape(broadcast) / -M)
+    dx += dout
+    dx -= sum_dout.reshape(broadcast) / M
+    dx *= scale
     return dx, None, None, dgamma, dbeta
 
 
