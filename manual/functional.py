@@ -208,8 +208,10 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, flip=False, gr
     cols, RW = im2col(x, (KH, KW), stride, padding, dilation, (OH, OW))
     cols = cols.reshape(N, G, Cg * KH * KW, OH * RW)
     weights = wk.reshape(G, F // G, Cg * KH * KW)
-    out = np.matmul(weights, cols).reshape(N, F, OH, RW)[..., :OW]  # filter block g on channel block g
-    out = out + b[:, None, None] if b is not None else np.ascontiguousarray(out)
+    out = np.matmul(weights, cols).reshape(N, F, OH, RW)  # filter block g on channel block g
+    if b is not None:
+        out += b[:, None, None]
+    out = out[..., :OW]  # a view: copying it out would cost a pass over the output
     return out, (cols, wk, x.shape, (OH, OW), stride, padding, dilation, flip, b is not None)
 
 
@@ -224,8 +226,10 @@ def conv2d_backward(dout, cache, input_grad=True):
     N, F, G = x_shape[0], wk.shape[0], cols.shape[1]
     RW = cols.shape[3] // OH
     dout = _check_dout(dout, (N, F, OH, OW), cols.dtype)
-    d = np.zeros((N, F, OH, RW), dout.dtype)  # dout in the columns' layout; the extra columns, no output, get 0
-    d[..., :OW] = dout
+    d = dout
+    if RW > OW:  # dout in the columns' layout: the extra columns, which gave no output, get 0
+        d = np.zeros((N, F, OH, RW), dout.dtype)
+        d[..., :OW] = dout
     d = d.reshape(N, G, F // G, OH * RW)
     dweights = np.matmul(d, cols.transpose(0, 1, 3, 2)).sum(axis=0)  # per sample (G, F/G, C/G*KH*KW), summed over N
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None

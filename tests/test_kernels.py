@@ -92,12 +92,13 @@ def test_sigmoid_matches_torch(dtype):
 
 # --- conv2d's im2col and col2im (manual/functional.py) -----------------------------------------------------------
 
-# (x's shape (N, C, H, W), kernel (KH, KW), stride, padding, dilation): stride 1 (the whole-row path) and above,
+# (x's shape (N, C, H, W), kernel (KH, KW), stride, padding, dilation): stride 1 (whole rows where narrow) and above,
 # padding 0 and more, dilation, a 1x1 kernel, a kernel as large as the padded input, non-square everything
 IM2COL_SHAPES = [((2, 3, 6, 5), (3, 2), (1, 1), (1, 0), (1, 1)), ((1, 1, 4, 4), (1, 1), (1, 1), (0, 0), (1, 1)),
                  ((3, 2, 7, 9), (3, 3), (2, 1), (1, 2), (1, 2)), ((2, 4, 5, 5), (5, 5), (1, 1), (0, 0), (1, 1)),
                  ((2, 2, 8, 6), (1, 1), (2, 2), (0, 0), (1, 1)), ((1, 3, 9, 8), (2, 3), (3, 2), (2, 1), (2, 3)),
-                 ((4, 6, 5, 7), (3, 3), (1, 1), (2, 2), (2, 1)), ((2, 1, 3, 3), (3, 3), (1, 1), (1, 1), (1, 1))]
+                 ((4, 6, 5, 7), (3, 3), (1, 1), (2, 2), (2, 1)), ((2, 1, 3, 3), (3, 3), (1, 1), (1, 1), (1, 1)),
+                 ((2, 2, 4, 25), (3, 3), (1, 1), (1, 1), (1, 2))]  # rows of 21 >= WHOLE_ROWS_BELOW: the window copy
 IM2COL_CASES = [pytest.param(*case, dtype, id=f"{'x'.join(map(str, case[0]))}-k{'x'.join(map(str, case[1]))}-s"
                              f"{'x'.join(map(str, case[2]))}-p{'x'.join(map(str, case[3]))}-d"
                              f"{'x'.join(map(str, case[4]))}-{dtype}")
@@ -115,7 +116,8 @@ def test_im2col_equals_its_plain_twin(x, kernel, stride, padding, dilation, dtyp
     OH, OW = out = _conv_out(x, kernel, stride, padding, dilation)
     cols, RW = kernels.im2col(X, kernel, stride, padding, dilation, out)
     plain, plain_RW = kernels.im2col_plain(X, kernel, stride, padding, dilation, out)
-    assert cols.dtype == X.dtype and plain_RW == OW and RW == (OW if stride != (1, 1) else x[3] + 2 * padding[1])
+    whole_rows = stride == (1, 1) and OW < kernels.WHOLE_ROWS_BELOW
+    assert cols.dtype == X.dtype and plain_RW == OW and RW == (x[3] + 2 * padding[1] if whole_rows else OW)
     assert cols.shape == (x[0], x[1] * kernel[0] * kernel[1], OH * RW) and np.isfinite(cols).all()
     # the columns ow < OW are the windows, exactly; the others belong to no output
     np.testing.assert_array_equal(cols.reshape(*cols.shape[:2], OH, RW)[..., :OW], plain.reshape(*plain.shape[:2],
