@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from manual.kernels import sigmoid
+from manual.kernels import conv2d_input_grad, im2col, sigmoid
 from netdesc.checks import (
     InputError,
     check_float_array,
@@ -203,13 +203,16 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, flip=False, gr
     OH, OW = _check_out_size(x, (KH, KW), stride, padding, dilation)
 
     wk = w[:, :, ::-1, ::-1] if flip else w  # the kernel actually slid over the input
-    # im2col: cols[n] is (C*KH*KW, OH*OW), its rows channel by channel, so group g's rows are one block of
-    # C/G*KH*KW and one matmul per sample and group gives NCHW directly.
-    cols = _im2col(x, (KH, KW), stride, padding, dilation, (OH, OW)).reshape(N, G, Cg * KH * KW, OH * OW)
+    # im2col: cols[n] is (C*KH*KW, OH*RW), its rows channel by channel, so group g's rows are one block of
+    # C/G*KH*KW and one matmul per sample and group gives NCHW directly. Each output row has RW >= OW columns
+    # (manual.kernels.im2col: with stride 1 it reads whole padded rows); the RW - OW extra ones are dropped.
+    cols, RW = im2col(x, (KH, KW), stride, padding, dilation, (OH, OW))
+    cols = cols.reshape(N, G, Cg * KH * KW, OH * RW)
     weights = wk.reshape(G, F // G, Cg * KH * KW)
-    out = np.matmul(weights, cols).reshape(N, F, OH, OW)  # (N, G, F/G, OH*OW): filter block g on channel block g
+    out = np.matmul(weights, cols).reshape(N, F, OH, RW)  # filter block g on channel block g
     if b is not None:
         out += b[:, None, None]
+    out = out[..., :OW]  # a view: copying it out would cost a pass over the output
     return out, (cols, wk, x.shape, (OH, OW), stride, padding, dilation, flip, b is not None)
 
 
@@ -221,16 +224,20 @@ def conv2d_backward(dout, cache, input_grad=True):
     Pass ``input_grad=False`` to skip dx (returned as None) when x is data, as torch does.
     """
     cols, wk, x_shape, (OH, OW), stride, padding, dilation, flip, has_bias = cache
-    (N, C), (F, _, KH, KW), G = x_shape[:2], wk.shape, cols.shape[1]
-    d = _check_dout(dout, (N, F, OH, OW), cols.dtype).reshape(N, G, F // G, OH * OW)
+    N, F, G = x_shape[0], wk.shape[0], cols.shape[1]
+    RW = cols.shape[3] // OH
+    dout = _check_dout(dout, (N, F, OH, OW), cols.dtype)
+    d = dout
+    if RW > OW:  # dout in the columns' layout: the extra columns, which gave no output, get 0
+        d = np.zeros((N, F, OH, RW), dout.dtype)
+        d[..., :OW] = dout
+    d = d.reshape(N, G, F // G, OH * RW)
     dweights = np.matmul(d, cols.transpose(0, 1, 3, 2)).sum(axis=0)  # per sample (G, F/G, C/G*KH*KW), summed over N
-    db = d.sum(axis=(0, 3)).reshape(F) if has_bias else None
+    db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     dwk = dweights.reshape(wk.shape)
     dw = dwk[:, :, ::-1, ::-1] if flip else dwk  # w reaches the product flipped, so its gradient flips back
-    dx = None
-    if input_grad:
-        dcols = np.matmul(wk.reshape(G, F // G, -1).transpose(0, 2, 1), d)  # (N, G, C/G*KH*KW, OH*OW)
-        dx = _col2im(dcols.reshape(N, C, KH, KW, OH, OW), x_shape, stride, padding, dilation)
+    # dx: dcols_g = w_g^T dout_g, added back to the pixels each column was read from (col2im)
+    dx = conv2d_input_grad(dout, wk, G, x_shape, stride, padding, dilation) if input_grad else None
     return dx, np.ascontiguousarray(dw), db
 
 
@@ -662,7 +669,7 @@ def _normalize(x, axes, eps):
     The statistics are taken in float64 whatever x's dtype: in float32 a mean near the values themselves leaves
     x - mean with few digits (values 1 +- 0.001: x_hat off by 1.9e-5, now by rounding only), and a random network
     of batch 2 went 37 times beyond autograd's own float32 error there (tests/test_no_false_alarms.py)."""
-    x64 = x.astype(np.float64)
+    x64 = x.astype(np.float64, copy=False)
     mean, var = _moments(x64, axes)
     inv_std = 1 / np.sqrt(var + eps)
     return ((x64 - mean) * inv_std).astype(x.dtype), inv_std.astype(x.dtype)
@@ -844,9 +851,21 @@ def batch_norm_backward(dout, cache):
     on x); eval: dx = dout * gamma * inv_std, the running statistics being constants."""
     x_hat, inv_std, gamma, beta, training, _ = cache
     dout = _check_dout(dout, x_hat.shape, x_hat.dtype)
-    axes = (0, *range(2, x_hat.ndim))
-    dx_hat, dgamma, dbeta = _affine_backward(dout, x_hat, gamma, beta, _channels(x_hat), axes)
-    dx = _normalize_backward(dx_hat, x_hat, inv_std, axes) if training else dx_hat * inv_std
+    axes, broadcast = (0, *range(2, x_hat.ndim)), _channels(x_hat)
+    sum_dout, sum_dout_x_hat = dout.sum(axis=axes), (dout * x_hat).sum(axis=axes)
+    dgamma = None if gamma is None else sum_dout_x_hat
+    dbeta = None if beta is None else sum_dout
+    scale = inv_std if gamma is None else gamma.reshape(broadcast) * inv_std  # dx_hat = gamma * dout, then inv_std
+    if not training:
+        return dout * scale, None, None, dgamma, dbeta
+    # _normalize_backward with dx_hat = gamma * dout, gamma per channel: mean(dx_hat) = gamma * sum(dout) / M and
+    # mean(dx_hat * x_hat) = gamma * sum(dout * x_hat) / M, the sums dbeta and dgamma already are, so
+    # dx = gamma * inv_std * (dout - sum(dout) / M - x_hat * sum(dout * x_hat) / M), built in one buffer
+    M = x_hat.size // x_hat.shape[1]
+    dx = x_hat * (sum_dout_x_hat.reshape(broadcast) / -M)
+    dx += dout
+    dx -= sum_dout.reshape(broadcast) / M
+    dx *= scale
     return dx, None, None, dgamma, dbeta
 
 
@@ -871,7 +890,8 @@ def batch_norm_running_stats(x, running_mean, running_var, momentum=0.1):
     if M < 2:
         raise InputError(f"x: got shape {x.shape}, needs more than one value per channel (an unbiased variance)")
     mean = x.mean(axis=axes)
-    unbiased = ((x - mean.reshape(_channels(x))) ** 2).sum(axis=axes) / (M - 1)
+    centred = x - mean.reshape(_channels(x))
+    unbiased = np.square(centred, out=centred).sum(axis=axes) / (M - 1)
     return (1 - momentum) * running_mean + momentum * mean, (1 - momentum) * running_var + momentum * unbiased
 
 

@@ -184,7 +184,7 @@ CLI = [
      "--markdown: got '{tmp}/missing/summary.md', needs a file in an existing folder; '{tmp}/missing' does not "
      "exist"),
     # diagnose and explain
-    ("diagnose-nothing", "diagnose", 2, "one of the arguments --wrong --module --list is required"),
+    ("diagnose-nothing", "diagnose", 2, "one of the arguments --wrong --module --spec --list is required"),
     ("wrong-unknown", "diagnose --wrong nope", 2, f"--wrong: got 'nope', {CATALOGUE_NAMES}..."),
     ("wrong-and-module", "diagnose --wrong sgd-wrong-sign --module x.py", 2,
      "argument --module: not allowed with argument --wrong"),

@@ -88,3 +88,91 @@ def test_conv_and_its_filter_gradient_match_torch(x, k, dtype, seed):
 def test_sigmoid_matches_torch(dtype):
     z = np.random.default_rng(1).normal(scale=10, size=(3, 4, 5)).astype(DTYPES[dtype])
     assert_close(kernels.sigmoid(z), torch.sigmoid(torch.from_numpy(z)).numpy(), "sigmoid", "", dtype)
+
+
+# --- conv2d's im2col and col2im (manual/functional.py) -----------------------------------------------------------
+
+# (x's shape (N, C, H, W), kernel (KH, KW), stride, padding, dilation): stride 1 (whole rows where narrow) and above,
+# padding 0 and more, dilation, a 1x1 kernel, a kernel as large as the padded input, non-square everything
+IM2COL_SHAPES = [((2, 3, 6, 5), (3, 2), (1, 1), (1, 0), (1, 1)), ((1, 1, 4, 4), (1, 1), (1, 1), (0, 0), (1, 1)),
+                 ((3, 2, 7, 9), (3, 3), (2, 1), (1, 2), (1, 2)), ((2, 4, 5, 5), (5, 5), (1, 1), (0, 0), (1, 1)),
+                 ((2, 2, 8, 6), (1, 1), (2, 2), (0, 0), (1, 1)), ((1, 3, 9, 8), (2, 3), (3, 2), (2, 1), (2, 3)),
+                 ((4, 6, 5, 7), (3, 3), (1, 1), (2, 2), (2, 1)), ((2, 1, 3, 3), (3, 3), (1, 1), (1, 1), (1, 1)),
+                 ((2, 2, 4, 25), (3, 3), (1, 1), (1, 1), (1, 2))]  # rows of 21 >= WHOLE_ROWS_BELOW: the window copy
+IM2COL_CASES = [pytest.param(*case, dtype, id=f"{'x'.join(map(str, case[0]))}-k{'x'.join(map(str, case[1]))}-s"
+                             f"{'x'.join(map(str, case[2]))}-p{'x'.join(map(str, case[3]))}-d"
+                             f"{'x'.join(map(str, case[4]))}-{dtype}")
+                for case in IM2COL_SHAPES for dtype in DTYPES]
+
+
+def _conv_out(x, kernel, stride, padding, dilation):
+    return tuple((size + 2 * p - d * (k - 1) - 1) // s + 1
+                 for size, k, s, p, d in zip(x[2:], kernel, stride, padding, dilation, strict=True))
+
+
+@pytest.mark.parametrize(("x", "kernel", "stride", "padding", "dilation", "dtype"), IM2COL_CASES)
+def test_im2col_equals_its_plain_twin(x, kernel, stride, padding, dilation, dtype):
+    (X,) = _draw(np.random.default_rng(0), dtype, x)
+    OH, OW = out = _conv_out(x, kernel, stride, padding, dilation)
+    cols, RW = kernels.im2col(X, kernel, stride, padding, dilation, out)
+    plain, plain_RW = kernels.im2col_plain(X, kernel, stride, padding, dilation, out)
+    whole_rows = stride == (1, 1) and OW < kernels.WHOLE_ROWS_BELOW
+    assert cols.dtype == X.dtype and plain_RW == OW and RW == (x[3] + 2 * padding[1] if whole_rows else OW)
+    assert cols.shape == (x[0], x[1] * kernel[0] * kernel[1], OH * RW) and np.isfinite(cols).all()
+    # the columns ow < OW are the windows, exactly; the others belong to no output
+    np.testing.assert_array_equal(cols.reshape(*cols.shape[:2], OH, RW)[..., :OW], plain.reshape(*plain.shape[:2],
+                                                                                                  OH, OW))
+
+
+@pytest.mark.parametrize(("x", "kernel", "stride", "padding", "dilation", "dtype"), IM2COL_CASES)
+def test_col2im_equals_its_plain_twin(x, kernel, stride, padding, dilation, dtype):
+    OH, OW = out = _conv_out(x, kernel, stride, padding, dilation)
+    K = x[1] * kernel[0] * kernel[1]
+    (dcols,) = _draw(np.random.default_rng(1), dtype, (x[0], K, OH * OW))
+    plain = kernels.col2im_plain(dcols, x, kernel, stride, padding, dilation, out)
+    RW = kernels.im2col(np.zeros(x, DTYPES[dtype]), kernel, stride, padding, dilation, out)[1]
+    wide = np.zeros((x[0], K, OH, RW), DTYPES[dtype])  # im2col's layout, 0 in the columns of no output
+    wide[..., :OW] = dcols.reshape(x[0], K, OH, OW)
+    dx = kernels.col2im(wide.reshape(x[0], K, OH * RW), x, kernel, stride, padding, dilation, out)
+    assert dx.shape == x and dx.dtype == dcols.dtype
+    assert_close(dx, plain, "col2im", str(x), dtype)  # the same sums, added in another order
+
+
+@pytest.mark.parametrize(("x", "kernel", "stride", "padding", "dilation", "dtype"), IM2COL_CASES)
+def test_im2col_and_col2im_are_adjoint_and_match_torch(x, kernel, stride, padding, dilation, dtype):
+    """torch's unfold is im2col and its fold col2im; <im2col(x), dcols> = <x, col2im(dcols)> as well."""
+    rng = np.random.default_rng(2)
+    out = _conv_out(x, kernel, stride, padding, dilation)
+    (X,) = _draw(rng, dtype, x)
+    options = {"kernel_size": kernel, "stride": stride, "padding": padding, "dilation": dilation}
+    unfolded = torch.nn.functional.unfold(torch.from_numpy(X), **options).numpy()
+    plain = kernels.im2col_plain(X, kernel, stride, padding, dilation, out)[0]
+    np.testing.assert_array_equal(plain, unfolded)
+    (dcols,) = _draw(rng, dtype, unfolded.shape)
+    folded = torch.nn.functional.fold(torch.from_numpy(dcols), x[2:], **options).numpy()
+    assert_close(kernels.col2im_plain(dcols, x, kernel, stride, padding, dilation, out), folded, "col2im", "", dtype)
+    lhs, rhs = (plain.astype(np.float64) * dcols).sum(), (X.astype(np.float64) * folded).sum()
+    assert_close(DTYPES[dtype](lhs), DTYPES[dtype](rhs), "<im2col x, d> = <x, col2im d>", "", dtype)
+
+
+# (IM2COL_SHAPES' geometry, groups): the convolution path (stride 1, padding <= the kernel's span), col2im's
+# (stride above 1, or a padding wider than the kernel's span: 4x6x5x7's 2 > (3-1)*1 columns), depthwise
+INPUT_GRAD_CASES = [pytest.param(*case, groups, dtype, id=f"{param.id}-g{groups}")
+                    for case, param in zip([c for c in IM2COL_SHAPES for _ in DTYPES], IM2COL_CASES, strict=True)
+                    for dtype in [param.values[-1]] for groups in (1, case[0][1]) if groups == 1 or case[0][1] > 1]
+
+
+@pytest.mark.parametrize(("x", "kernel", "stride", "padding", "dilation", "groups", "dtype"), INPUT_GRAD_CASES)
+def test_conv2d_input_grad_equals_its_plain_twin_and_torch(x, kernel, stride, padding, dilation, groups, dtype):
+    rng = np.random.default_rng(3)
+    out = _conv_out(x, kernel, stride, padding, dilation)
+    F = 2 * groups
+    wk, dout = _draw(rng, dtype, (F, x[1] // groups, *kernel), (x[0], F, *out))
+    dx = kernels.conv2d_input_grad(dout, wk, groups, x, stride, padding, dilation)
+    plain = kernels.conv2d_input_grad_plain(dout, wk, groups, x, stride, padding, dilation)
+    assert dx.shape == x and dx.dtype == dout.dtype and (stride != (1, 1) or dx.flags.c_contiguous)
+    assert_close(dx, plain, "conv2d_input_grad", str(x), dtype)
+    xt = torch.zeros(x, dtype=torch.from_numpy(wk).dtype, requires_grad=True)
+    y = torch.nn.functional.conv2d(xt, torch.from_numpy(wk), None, stride, padding, dilation, groups)
+    (expected,) = torch.autograd.grad(y, xt, torch.from_numpy(dout))
+    assert_close(dx, expected.numpy(), "conv2d_input_grad", str(x), dtype)
