@@ -16,7 +16,7 @@ from test_random_stacks import CONV_AXES, _conv_axes
 from crosscheck.render import diagnosis_text
 from crosscheck.subjects import SeedCase
 from netdesc.checks import InputError
-from netdesc.description import NORMALIZATIONS, parse_spec
+from netdesc.description import parse_spec
 
 CHUNKS, PER_CHUNK = 12, 50  # 600 seed-network cases and 600 stacks
 
@@ -78,9 +78,9 @@ def _conv_transpose2d(rng, shape):
 def _normalization(rng, shape, batch):
     """A normalization that fits `shape` per sample, each of its statistics over two values or more (over one, its
     output is beta and every gradient before it is 0 but rounding), a batch norm's over three or more (over two,
-    x_hat is +-1 whatever they are, up to eps: the gradient before it is eps / var, rounding's size, which an
-    adaptive optimizer divides by its eps into a step): batch norm, layer norm over all or the trailing dims, group
-    norm with a divisor of the channels as its groups; an activation where none fits."""
+    x_hat is +-1 whatever they are, up to eps: the gradient before it is eps / var, the size of the rounding of its
+    large terms, past float64's atol 1e-12 on the gradient rows themselves): batch norm, layer norm over all or the
+    trailing dims, group norm with a divisor of the channels as its groups; an activation where none fits."""
     C, affine, spread = shape[0], bool(rng.integers(2)), math.prod(shape[1:])
     choices = [{"type": "layer_norm", "elementwise_affine": affine}] if math.prod(shape) >= 2 else []
     if spread >= 2:
@@ -155,33 +155,8 @@ def _description(rng):
         layers[-1] = {"type": "sigmoid"}
     elif loss == "softmax_cross_entropy":
         layers.pop()  # logits
-    _unbiased_before_normalizations(layers)
     return description | {"layers": layers, "loss": {"type": loss, "reduction": str(rng.choice(["mean", "sum"]))},
                           "optimizer": _optimizer(rng)}
-
-
-SHIFT_LINEAR = ("conv2d", "conv_transpose2d", "linear", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "flatten",
-                "relu", "leaky_relu")
-
-
-def _unbiased_before_normalizations(layers):
-    """No bias (conv, linear) and no affine normalization on the way into a normalization through layers that carry
-    a shift through (SHIFT_LINEAR: linear maps, pools, a relu where it is active): the mean the normalization
-    subtracts takes such a shift away, so its gradient is exactly 0 but for rounding, which an adaptive optimizer
-    (Adam, RMSprop, Adagrad) divides by its eps into a step of up to lr that the two sides take differently. A smooth
-    activation (tanh, sigmoid, gelu, silu, softmax) stops the walk: it bends a shift differently for every sample.
-    A softmax over an image's rows or columns (dim 1 or 2) takes a shift away as well: a conv's bias is constant
-    along them, and its gradient is exactly 0 but rounding."""
-    for i, layer in enumerate(layers):
-        if layer["type"] not in NORMALIZATIONS and not (layer["type"] in ("softmax", "log_softmax") and layer["dim"]):
-            continue
-        for before in reversed(layers[:i]):
-            if before["type"] in ("conv2d", "conv_transpose2d", "linear"):
-                before["bias"] = False
-            elif before["type"] in NORMALIZATIONS:
-                before["elementwise_affine" if before["type"] == "layer_norm" else "affine"] = False
-            if before["type"] not in SHIFT_LINEAR:
-                break
 
 
 def stacks(chunk):
