@@ -2,9 +2,11 @@
 batches, reductions, learning rates; random small stacks of conv (grouped and depthwise among them), transposed conv
 (stride, padding, output_padding, dilation), pools and adaptive average pooling, activations (GELU both ways, SiLU,
 softmax, log-softmax among them) and normalizations (batch norm 1d and 2d in training mode with their running
-statistics, layer norm, group norm), with a random optimizer (SGD, Adam and AMSGrad, AdamW, RMSprop centered or
-with momentum, Adagrad), a StepLR or cosine scheduler or none, and random losses; both dtypes and many seeds),
-produces no diagnosis. Each chunk is one test; a failure lists every case that raised an alarm."""
+statistics, layer norm, group norm), dropout in training mode (p 0, 0.25, 0.5, 0.9; the harness draws the masks),
+stacks that start with an embedding of integer indices (a padding_idx or none), with a random optimizer (SGD, Adam
+and AMSGrad, AdamW, RMSprop centered or with momentum, Adagrad), a StepLR or cosine scheduler or none, and random
+losses (nll after a log_softmax among them); both dtypes and many seeds), produces no diagnosis. Each chunk is one
+test; a failure lists every case that raised an alarm."""
 
 import math
 
@@ -37,8 +39,10 @@ def seed_cases(chunk):
 
 
 def _image_layer(rng, shape, batch):
-    kind = rng.choice(["conv2d", "conv_transpose2d", "pool", "activation", "normalization"],
-                      p=[0.22, 0.08, 0.2, 0.3, 0.2])
+    kind = rng.choice(["conv2d", "conv_transpose2d", "pool", "activation", "normalization", "dropout"],
+                      p=[0.22, 0.08, 0.2, 0.22, 0.2, 0.08])
+    if kind == "dropout":
+        return _dropout(rng)
     if kind == "conv2d":  # groups a divisor of the channels (all of them: depthwise), out_channels a multiple
         groups = int(rng.choice([g for g in range(1, shape[0] + 1) if shape[0] % g == 0]))
         return {"type": "conv2d", "out_channels": groups * int(rng.integers(1, max(1, 3 // groups) + 1)),
@@ -95,6 +99,10 @@ def _normalization(rng, shape, batch):
     return choices[int(rng.integers(len(choices)))] if choices else _activation(rng, shape)
 
 
+def _dropout(rng):
+    return {"type": "dropout", "p": float(rng.choice([0.0, 0.25, 0.5, 0.9]))}
+
+
 def _activation(rng, shape):
     choices = [{"type": "relu"}, {"type": "tanh"}, {"type": "sigmoid"}, {"type": "leaky_relu", "negative_slope": 0.2},
                {"type": "gelu"}, {"type": "gelu", "approximate": "tanh"}, {"type": "silu"},
@@ -135,28 +143,52 @@ def _optimizer(rng):
     return {"type": kind, **optimizer} | ({} if scheduler is None else {"scheduler": scheduler})
 
 
-def _description(rng):
-    loss = str(rng.choice(["mse", "half_squared_error", "softmax_cross_entropy", "binary_cross_entropy",
-                           "binary_cross_entropy_with_logits"]))
+def _embedding_start(rng):
+    """One stack in six: integer indices [L] into an embedding (a padding_idx or none), its (L, embedding_dim)
+    output flattened for the head; else an image (C, H, W) and 0 to 3 image layers."""
+    if rng.integers(6) == 0:
+        vocabulary = int(rng.integers(1, 9))
+        description = {"input_shape": [int(rng.integers(1, 7))], "batch_size": int(rng.integers(1, 4))}
+        return description, [{"type": "embedding", "num_embeddings": vocabulary,
+                              "embedding_dim": int(rng.integers(1, 5)),
+                              "padding_idx": None if rng.integers(2) else int(rng.integers(vocabulary))}]
     C, H, W = int(rng.integers(1, 4)), int(rng.integers(3, 9)), int(rng.integers(3, 9))
     description = {"input_shape": [C, H, W], "batch_size": int(rng.integers(1, 4))}
     layers, shape = [], (C, H, W)
     for _ in range(int(rng.integers(0, 4))):
         layers.append(_image_layer(rng, shape, description["batch_size"]))
         shape = _out_shape(description, layers)
+    return description, layers
+
+
+def _description(rng):
+    loss = str(rng.choice(["mse", "half_squared_error", "softmax_cross_entropy", "binary_cross_entropy",
+                           "binary_cross_entropy_with_logits", "nll"]))
+    description, layers = _embedding_start(rng)
+    # after indices no batch norm: they repeat (a table of one row repeats them all), so samples can coincide and its
+    # statistics be over copies of one value, variance 0, every gradient before it 0 but float32 rounding times
+    # 1/sqrt(eps) (stack0-37 at seed base 0: num_embeddings 1, batch_norm1d after the first linear)
+    batch = 1 if len(description["input_shape"]) == 1 else description["batch_size"]
     layers.append({"type": "flatten"})
     for _ in range(int(rng.integers(1, 3))):
         layers.append({"type": "linear", "out_features": int(rng.integers(1, 5)), "bias": bool(rng.integers(2))})
         shape = _out_shape(description, layers)
         if rng.integers(4) == 0:
-            layers.append(_normalization(rng, shape, description["batch_size"]))
+            layers.append(_normalization(rng, shape, batch))
+        if rng.integers(5) == 0:
+            layers.append(_dropout(rng))
         layers.append(_activation(rng, shape))
     if loss == "binary_cross_entropy":
         layers[-1] = {"type": "sigmoid"}
+    elif loss == "nll":
+        layers[-1] = {"type": "log_softmax", "dim": 0}
     elif loss == "softmax_cross_entropy":
         layers.pop()  # logits
-    return description | {"layers": layers, "loss": {"type": loss, "reduction": str(rng.choice(["mean", "sum"]))},
-                          "optimizer": _optimizer(rng)}
+    # nll's ignore_index: torch's (-100) or another outside the classes (one of them could be every label of a batch,
+    # and a mean over no label is nan on both sides)
+    ignore_index = [None, -1, 99][int(rng.integers(3))] if loss == "nll" else None
+    return description | {"layers": layers, "loss": {"type": loss, "reduction": str(rng.choice(["mean", "sum"]))} | (
+        {} if ignore_index is None else {"ignore_index": ignore_index}), "optimizer": _optimizer(rng)}
 
 
 def stacks(chunk):
@@ -196,14 +228,17 @@ def test_the_cases_cover_the_axes():
     types = {layer.type for spec in specs for layer in spec.layers}
     assert types == {"conv2d", "max_pool2d", "avg_pool2d", "relu", "tanh", "sigmoid", "leaky_relu", "flatten",
                      "linear", "gelu", "silu", "softmax", "log_softmax", "batch_norm1d", "batch_norm2d", "layer_norm",
-                     "group_norm", "conv_transpose2d", "adaptive_avg_pool2d"}
+                     "group_norm", "conv_transpose2d", "adaptive_avg_pool2d", "dropout", "embedding"}
     assert {axis for spec in specs for layer in spec.layers for axis in _conv_axes(layer)} == \
         CONV_AXES - {"adaptive_avg_pool2d upsampling"}
     options = [(layer.type, layer.options) for spec in specs for layer in spec.layers]
     assert {o["approximate"] for kind, o in options if kind == "gelu"} == {"none", "tanh"}
     assert any(kind == "group_norm" and 1 < o["num_groups"] for kind, o in options)
+    assert {o["p"] for kind, o in options if kind == "dropout"} == {0.0, 0.25, 0.5, 0.9}
+    assert {o["padding_idx"] is None for kind, o in options if kind == "embedding"} == {True, False}
+    assert {s.loss.ignore_index for s in specs if s.loss.type == "nll"} == {-100, -1, 99}
     assert {spec.loss.type for spec in specs} == {"mse", "half_squared_error", "softmax_cross_entropy",
-                                                   "binary_cross_entropy", "binary_cross_entropy_with_logits"}
+                                                   "binary_cross_entropy", "binary_cross_entropy_with_logits", "nll"}
     optimizers = [(s.optimizer.type, s.optimizer.options) for s in specs]
     assert {kind for kind, _ in optimizers} == {"sgd", "adam", "adamw", "rmsprop", "adagrad"}
     assert any(o["nesterov"] for kind, o in optimizers if kind == "sgd")

@@ -2,7 +2,10 @@
 with random stride, padding, output_padding and dilation, pools and adaptive average pooling, activations among them
 GELU both
 ways and SiLU, softmax and log-softmax, normalizations: batch norm 1d and 2d in training mode, layer norm, group norm;
-flatten, linear, a random loss, a random optimizer (SGD, Adam, AdamW, RMSprop, Adagrad) with a StepLR or cosine
+dropout in training mode (p 0, 0.25, 0.5 or 0.9; the
+harness draws its masks); stacks that start with an embedding (integer indices of shape [L], a padding_idx or
+none); flatten, linear, a random loss (nll after a log_softmax among them, with an ignore_index or torch's), a random
+optimizer (SGD, Adam, AdamW, RMSprop, Adagrad) with a StepLR or cosine
 scheduler or none, its first two steps and the batch norms' running statistics after each), float64: the loss,
 every parameter gradient and every layer's input gradient against autograd. Random
 graphs as well: the same layers with skips (an add of the current tensor and an earlier one of its shape, the
@@ -29,8 +32,12 @@ ACTIVATIONS = st.sampled_from([
     {"type": "gelu"}, {"type": "gelu", "approximate": "tanh"}, {"type": "silu"},
 ])
 LOSSES = ["mse", "half_squared_error", "softmax_cross_entropy", "binary_cross_entropy_with_logits",
-          "binary_cross_entropy"]  # simplest first: Hypothesis shrinks towards the start of the list
+          "binary_cross_entropy", "nll"]  # simplest first: Hypothesis shrinks towards the start of the list
 SEEDS = st.integers(0, 2**16)
+DROPOUT = st.sampled_from([0.0, 0.25, 0.5, 0.9]).map(lambda p: {"type": "dropout", "p": p})
+# nll's ignore_index: torch's (-100) or others outside the classes; one of the classes could be every label of a batch
+# (random_batch draws the rest in [0, classes)), and a mean over no label is nan on both sides
+IGNORE_INDEXES = st.sampled_from([None, -1, 99])
 
 
 def _largest_kernel(size, padding, dilation):
@@ -105,7 +112,8 @@ def normalization(draw, shape, batch):
 # simplest first; each (shape, batch) -> a strategy for one layer on inputs of that shape
 IMAGE_LAYERS = {"activation": lambda shape, batch: ACTIVATIONS, "conv2d": lambda shape, batch: conv2d(shape),
                 "pool2d": lambda shape, batch: pool2d(shape), "softmax": lambda shape, batch: softmaxes(shape),
-                "normalization": normalization, "conv_transpose2d": lambda shape, batch: conv_transpose2d(shape)}
+                "normalization": normalization, "conv_transpose2d": lambda shape, batch: conv_transpose2d(shape),
+                "dropout": lambda shape, batch: DROPOUT}
 # The adaptive optimizers with torch's eps: where a gradient is 0 but for rounding (a bias before a normalization, a
 # softmax over a tensor concatenated with itself) they divide that noise into steps the two sides take differently,
 # and crosscheck.check's lockstep judges those runs one step at a time (docs/tolerances.md).
@@ -132,8 +140,27 @@ def _out_shape(description, layers):
 
 
 @st.composite
+def embedding_stacks(draw):
+    """An embedding (layer 0) of indices [L], L at most 6, into a table of at most 8 rows of at most 4 (a padding_idx
+    or none), then at most one activation or dropout on its (L, embedding_dim) output. No normalization there nor a
+    batch norm in the head (_with_head): indices repeat (random_batch repeats the first; a table of one row repeats
+    them all), so its statistics can be over copies of one value, variance 0: every gradient before it is 0 but
+    rounding times 1/sqrt(eps)."""
+    vocabulary = draw(st.integers(1, 8))
+    description = {"input_shape": [draw(st.integers(1, 6))], "batch_size": draw(st.integers(1, 3))}
+    layers = [{"type": "embedding", "num_embeddings": vocabulary, "embedding_dim": draw(st.integers(1, 4)),
+               "padding_idx": draw(st.none() | st.integers(0, vocabulary - 1))}]
+    if draw(st.booleans()):
+        layers.append(draw(ACTIVATIONS | DROPOUT))
+    return _with_head(draw, description, layers)
+
+
+@st.composite
 def descriptions(draw):
-    """A valid description of at most ~9 layers on an input of at most 3x8x8, batch 1 to 3."""
+    """A valid description of at most ~9 layers on an input of at most 3x8x8, batch 1 to 3; one in five an embedding
+    stack instead."""
+    if draw(st.integers(0, 4)) == 4:  # 0 first: Hypothesis shrinks towards image stacks
+        return draw(embedding_stacks())
     description = {"input_shape": [draw(st.integers(1, 3)), draw(st.integers(1, 8)), draw(st.integers(1, 8))],
                    "batch_size": draw(st.integers(1, 3))}
     layers, shape = [], tuple(description["input_shape"])
@@ -145,21 +172,26 @@ def descriptions(draw):
 
 
 def _with_head(draw, description, layers):
-    """A random loss, and before it flatten and linear layers where the loss needs them (or at random)."""
+    """A random loss, and before it flatten and linear layers where the loss needs them (or at random), with
+    activations, softmaxes, normalizations or dropout between the linears; nll's log_softmax."""
     loss = draw(st.sampled_from(LOSSES))
-    if loss == "softmax_cross_entropy" or draw(st.booleans()):
+    batch = 1 if len(description["input_shape"]) == 1 else description["batch_size"]  # indices: no batch norm
+    if loss in ("softmax_cross_entropy", "nll") or draw(st.booleans()):
         layers.append({"type": "flatten"})
         for _ in range(draw(st.integers(0, 2))):
             if layers[-1]["type"] == "linear":
                 shape = _out_shape(description, layers)
-                layers.append(draw(ACTIVATIONS | softmaxes(shape) | normalization(shape, description["batch_size"])))
+                layers.append(draw(ACTIVATIONS | softmaxes(shape) | normalization(shape, batch) | DROPOUT))
             layers.append({"type": "linear", "out_features": draw(st.integers(1, 4)), "bias": draw(st.booleans())})
-    if loss == "binary_cross_entropy" or not layers:
-        layers.append({"type": "sigmoid"} if loss == "binary_cross_entropy" else draw(ACTIVATIONS))
+    if loss in ("binary_cross_entropy", "nll") or not layers:
+        layers.append({"type": "sigmoid"} if loss == "binary_cross_entropy" else {"type": "log_softmax", "dim": 0}
+                      if loss == "nll" else draw(ACTIVATIONS))
     reduction = draw(st.sampled_from(["mean", "sum"]))
+    ignore_index = draw(IGNORE_INDEXES) if loss == "nll" else None
     optimizer, scheduler = draw(OPTIMIZERS), draw(SCHEDULERS)
     optimizer = optimizer if scheduler is None else (optimizer or {}) | {"scheduler": scheduler}
-    return description | {"layers": layers, "loss": {"type": loss, "reduction": reduction}} | (
+    return description | {"layers": layers, "loss": {"type": loss, "reduction": reduction} | (
+        {} if ignore_index is None else {"ignore_index": ignore_index})} | (
         {} if optimizer is None else {"optimizer": optimizer})
 
 
@@ -246,7 +278,8 @@ def test_checker_flags_a_wrong_backward_in_any_stack(description, seed, data):
     index = data.draw(st.integers(0, len(spec.layers) - 1), label="wrong layer")
     with pytest.raises(AssertionError) as info:
         check_stack(description, seed, _off_by_1e_minus_6(spec, index))
-    quantity = "dE/dinput[0]" if spec.layers[index].merge else "dE/dinput"
+    quantity = "dE/dinput[0]" if spec.layers[index].merge else "dE/dweight" if spec.layers[index].type == "embedding" \
+        else "dE/dinput"  # an embedding's indices have no gradient: its table's is the first
     assert f"the first: {index} {spec.layers[index].type}: {quantity} differs" in str(info.value)
     command = shlex.split(str(info.value).split("reproduce: ")[1])
     assert command[:4] == ["python", "-m", "crosscheck", "verify"]
@@ -294,7 +327,8 @@ CONV_AXES = {"grouped conv2d", "depthwise conv2d", "conv_transpose2d stride", "c
 def test_random_stacks_reach_every_new_layer_optimizer_and_scheduler():
     wanted = {"batch_norm1d", "batch_norm2d", "layer_norm", "group_norm", "gelu none", "gelu tanh", "silu", "softmax",
               "log_softmax", "sgd", "adam", "adamw", "rmsprop", "adagrad", "amsgrad", "centered", "step", "cosine",
-              "conv_transpose2d", "adaptive_avg_pool2d", *CONV_AXES}
+              "conv_transpose2d", "adaptive_avg_pool2d", *CONV_AXES, "dropout", "embedding", "embedding padding_idx",
+              "nll", "nll ignore_index"}
     seen = set()
 
     def record(description):
@@ -305,6 +339,10 @@ def test_random_stacks_reach_every_new_layer_optimizer_and_scheduler():
         seen.update(axis for layer in spec.layers for axis in _conv_axes(layer))
         seen.update({o.type} | {key for key in ("amsgrad", "centered") if o.options.get(key)})
         seen.update({o.scheduler.type} if o.scheduler else set())
+        seen.update(f"embedding{' padding_idx' * (layer.options['padding_idx'] is not None)}"
+                    for layer in spec.layers if layer.type == "embedding")
+        seen.update({spec.loss.type} if spec.loss.type == "nll" else set())
+        seen.update({"nll ignore_index"} if spec.loss.ignore_index not in (None, -100) else set())
         return wanted <= seen
 
     find(descriptions() | graphs(), record, settings=settings(max_examples=2000, derandomize=True, database=None))
