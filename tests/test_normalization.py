@@ -189,3 +189,21 @@ def test_float32_statistics_keep_their_digits_where_the_mean_dwarfs_the_spread(s
         out, _ = M.batch_norm_forward(x)
         exact = torch.nn.functional.batch_norm(torch.from_numpy(x.astype(np.float64)), None, None, training=True)
         np.testing.assert_allclose(out, exact.numpy(), rtol=0, atol=4 * np.finfo(np.float32).eps)
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (2, 3, 5), (3, 2, 4, 4)], ids=["1d", "1d-length", "2d"])
+def test_the_explained_paths_sum_to_the_backward_that_runs(shape):
+    """explain --layer batchnorm shows dx as three paths (batch_norm_backward_terms); batch_norm_backward computes
+    dx fused from the sums it already has. The paths it shows must add up to the dx it returns, and to torch's."""
+    rng = np.random.default_rng(5)
+    x, dout = rng.standard_normal(shape), rng.standard_normal(shape)
+    gamma, beta = rng.uniform(0.5, 1.5, shape[1]), rng.uniform(-0.5, 0.5, shape[1])
+    _, cache = M.batch_norm_forward(x, None, None, gamma, beta, training=True)
+    terms = M.batch_norm_backward_terms(dout, cache)
+    dx = M.batch_norm_backward(dout, cache)[0]
+    np.testing.assert_allclose(terms["direct"] + terms["through_mean"] + terms["through_var"], dx, rtol=1e-12,
+                               atol=1e-14)
+    tx = torch.from_numpy(x).requires_grad_()
+    y = torch.nn.functional.batch_norm(tx, None, None, torch.from_numpy(gamma), torch.from_numpy(beta), training=True)
+    np.testing.assert_allclose(dx, torch.autograd.grad(y, tx, torch.from_numpy(dout))[0].numpy(), rtol=1e-10,
+                               atol=1e-12)
