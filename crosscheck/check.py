@@ -109,8 +109,8 @@ def check(subject, train=True):
 
     When every one-step row agrees but the training run does not, and autograd's own run is chaotic (a one-ulp
     nudge of the parameters moves it past the tolerance, subjects.wobble), the training rows pass with a note:
-    they can give no verdict; the one-step rows, the same update step by step, do. A one-step row that differs
-    is never excused.
+    they can give no verdict; the one-step rows, the same update step by step, do. The chaos rule never excuses a
+    one-step row; only judge's second judges can, each with its evidence.
     """
     dtype, witnesses = subject.dtype, witness(subject)
     rows = [_row(subject, step, witnesses) for step in subject.walk()]

@@ -25,7 +25,9 @@ class Comparison:
     problem: str = ""  # set when the two cannot be compared element by element (shape, dtype)
     note: str = ""  # set when a difference is no verdict (a chaotic training run): passed, with the reason
     compared: int = 0  # the elements compared; 0 where the two could not be compared (then never passed)
-    witnessed: str = ""  # set when the table failed and the float64 witness passed it (crosscheck.tolerances)
+    # set when the table failed and a second judge passed it, with the reason: float32's float64 witness
+    # (crosscheck.tolerances) or, for a quantity that steps an optimizer, the lockstep (crosscheck.check.judge)
+    witnessed: str = ""
 
     def as_dict(self):
         d = asdict(self)
