@@ -292,6 +292,15 @@ def _equation(text, manual, autograd, dtype, batch, before=None, code="", width=
     return lines, agree
 
 
+def _tallied(lines, total, differ):
+    """The walk's lines closed by its verdict -> (text, whether every one of `total` equations agrees); `differ`:
+    the texts of those that differ, in order."""
+    lines.append("")
+    lines.append(f"all {total} equations agree" if not differ else
+                 f"{len(differ)} of {total} equations differ, the first: {differ[0]}")
+    return "\n".join(lines), not differ
+
+
 def explain_text(subject):
     """The walk through the slides' derivation for a SeedSubject (one sample) -> (text, all equations agree)."""
     pairs = {step.name: (step.manual, step.autograd) for step in subject.walk()}
@@ -324,10 +333,7 @@ def explain_text(subject):
             lines += block
             total += 1
             differ += [] if agree else [text]
-    lines.append("")
-    lines.append(f"all {total} equations agree" if not differ else
-                 f"{len(differ)} of {total} equations differ, the first: {differ[0]}")
-    return "\n".join(lines), not differ
+    return _tallied(lines, total, differ)
 
 
 # --- explain --layer batchnorm ----------------------------------------------------------------------------------
@@ -401,10 +407,7 @@ def explain_batchnorm_text(seed=0, dtype="float64", wrong=None):
             lines += block
             total += 1
             differ += [] if agree else [text]
-    lines.append("")
-    lines.append(f"all {total} equations agree" if not differ else
-                 f"{len(differ)} of {total} equations differ, the first: {differ[0]}")
-    return "\n".join(lines), not differ
+    return _tallied(lines, total, differ)
 
 
 # --- crosscheck train ----------------------------------------------------------------------------------------

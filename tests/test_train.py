@@ -156,6 +156,14 @@ def test_a_described_network_trains_with_its_optimizer_state_kept_across_batches
     from reference import network as reference_net
     net = reference_net.build(network.spec, network.params)
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    losses = _torch_optim_losses(net, opt)
+    np.testing.assert_allclose(run.arrays["loss_autograd"], losses, rtol=1e-5)
+    np.testing.assert_allclose(run.arrays["filters_autograd"], net[0].weight.detach().numpy(), rtol=1e-4, atol=1e-6)
+
+
+def _torch_optim_losses(net, opt, scheduler=None):
+    """12 steps of a torch.optim optimizer (and its scheduler, stepped after each) over the digits' batches of 16
+    that crosscheck train draws at SEED_BASE -> the loss before each step."""
     (X, y), _ = T.digits(SEED_BASE)
     losses = []
     for _, i in T._plan(len(X), 16, 1, SEED_BASE, 12):
@@ -163,9 +171,10 @@ def test_a_described_network_trains_with_its_optimizer_state_kept_across_batches
         E = TF.cross_entropy(net(torch.tensor(X[i][:, None], dtype=torch.float32))[-1], torch.tensor(y[i]))
         E.backward()
         opt.step()
+        if scheduler is not None:
+            scheduler.step()
         losses.append(E.item())
-    np.testing.assert_allclose(run.arrays["loss_autograd"], losses, rtol=1e-5)
-    np.testing.assert_allclose(run.arrays["filters_autograd"], net[0].weight.detach().numpy(), rtol=1e-4, atol=1e-6)
+    return losses
 
 
 def test_a_described_network_trains_with_adam_and_a_scheduler_as_torch_optim_does():
@@ -182,15 +191,7 @@ def test_a_described_network_trains_with_adam_and_a_scheduler_as_torch_optim_doe
     net = reference_net.build(network.spec, network.params)
     opt = torch.optim.Adam(net.parameters(), lr=0.01, amsgrad=True, weight_decay=1e-3)
     scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=4, gamma=0.5)
-    (X, y), _ = T.digits(SEED_BASE)
-    losses = []
-    for _, i in T._plan(len(X), 16, 1, SEED_BASE, 12):
-        opt.zero_grad()
-        E = TF.cross_entropy(net(torch.tensor(X[i][:, None], dtype=torch.float32))[-1], torch.tensor(y[i]))
-        E.backward()
-        opt.step()
-        scheduler.step()
-        losses.append(E.item())
+    losses = _torch_optim_losses(net, opt, scheduler)
     np.testing.assert_allclose(run.arrays["loss_autograd"], losses, rtol=1e-5)
     np.testing.assert_allclose(run.arrays["loss_manual"], losses, rtol=1e-5)
     np.testing.assert_allclose(run.arrays["filters_autograd"], net[0].weight.detach().numpy(), rtol=1e-4, atol=1e-6)
