@@ -319,7 +319,10 @@ def _param_value(spec, params, layer, kind, h, reduce, coupled):
     A normalization's gamma and beta, a grouped conv's parameters (stacked filters would be re-split among its
     groups) and any parameter of a network whose samples are coupled: one call per point."""
     mine = _layer_params(params, layer)
-    foldable = layer.type == "linear" or (layer.type == "conv2d" and layer.options["groups"] == 1)
+    # stacked along the output channels, axis 1 of the output: a linear's on flat features only (on (T, F) they are
+    # the last axis)
+    foldable = (layer.type == "linear" and len(layer.in_shape) == 1) or (layer.type == "conv2d"
+                                                                          and layer.options["groups"] == 1)
     if coupled or not foldable:  # an embedding table's rows are no output channels either
         pad = layer.options.get("padding_idx")
 

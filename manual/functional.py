@@ -40,6 +40,7 @@ __all__ = [
     "conv2d_forward", "flatten_backward", "flatten_forward", "half_squared_error_backward",
     "half_squared_error_forward", "leaky_relu_backward", "leaky_relu_forward", "linear_backward", "linear_forward",
     "max_pool2d_backward", "max_pool2d_forward", "mse_backward", "mse_forward", "relu_backward", "relu_forward",
+    "sequence_pool_backward", "sequence_pool_forward",
     "sigmoid", "sigmoid_backward", "sigmoid_forward", "softmax_cross_entropy_backward",
     "softmax_cross_entropy_forward", "tanh_backward", "tanh_forward",
 ]
@@ -517,11 +518,17 @@ def concat_backward(dout, cache):
 # --- linear --------------------------------------------------------------------------------------
 
 def linear_forward(x, w, b=None):
-    """torch.nn.functional.linear: x (N, in), w (out, in), b (out,) or None -> y (N, out) = x @ w.T + b."""
-    x, w, b = _check_weighted("x", x, w, b, ndim=2)
-    if w.shape[1] != x.shape[1]:
+    """torch.nn.functional.linear on the last axis: x (N, *, in), w (out, in), b (out,) or None
+    -> y (N, *, out) = x @ w.T + b; a sequence (N, T, in) gives (N, T, out), every step by the same weights."""
+    if check_float_array("x", x).ndim < 2:
+        raise InputError(f"x: got {x.ndim}-D array of shape {x.shape}, needs 2-D or more (N, *, in_features)")
+    w = check_float_array("w", w, ndim=2)
+    arrays = {"x": x, "w": w} | ({} if b is None else {"b": check_float_array("b", b, ndim=1)})
+    check_same_dtype(**arrays)
+    if w.shape[1] != x.shape[-1]:
         raise InputError(
-            f"w: got {w.shape[1]} input features (shape {w.shape}), needs {x.shape[1]}, the features of x {x.shape}"
+            f"w: got {w.shape[1]} input features (shape {w.shape}), needs {x.shape[-1]}, the features of x {x.shape} "
+            "(its last axis)"
         )
     if b is not None:
         check_shape("b", b, (w.shape[0],), "one bias per output feature of w")
@@ -532,10 +539,40 @@ def linear_forward(x, w, b=None):
 
 
 def linear_backward(dout, cache):
-    """-> (dx = dout @ w, dw = dout^T @ x, db = sum_n dout or None)."""
+    """-> (dx = dout @ w, dw = dout^T @ x and db = dout summed over every row (the batch and any steps), or None)."""
     x, w, has_bias = cache
-    dout = _check_dout(dout, (x.shape[0], w.shape[0]), x.dtype)
-    return dout @ w, dout.T @ x, dout.sum(axis=0) if has_bias else None
+    dout = _check_dout(dout, (*x.shape[:-1], w.shape[0]), x.dtype)
+    rows, x_rows = dout.reshape(-1, w.shape[0]), x.reshape(-1, x.shape[-1])  # (N*T..., out), (N*T..., in)
+    return dout @ w, rows.T @ x_rows, rows.sum(axis=0) if has_bias else None
+
+
+# --- sequence_pool: a sequence (N, T, F) to one vector per sample -------------------------------------
+
+SEQUENCE_POOL_MODES = ("last", "mean")
+
+
+def sequence_pool_forward(x, mode="last"):
+    """A sequence's features pooled over its steps: x (N, T, F) -> (N, F), the last step x[:, -1] ("last") or the
+    mean over the steps x.mean(1) ("mean")."""
+    x = check_float_array("x", x, ndim=3)
+    if mode not in SEQUENCE_POOL_MODES:
+        raise InputError(f"mode: got {mode!r}, needs one of {', '.join(SEQUENCE_POOL_MODES)}")
+    if x.shape[1] == 0:
+        raise InputError(f"x: got shape {x.shape}, needs at least one step (T >= 1)")
+    out = x[:, -1].copy() if mode == "last" else x.mean(axis=1)
+    return out, (x.shape, x.dtype, mode)
+
+
+def sequence_pool_backward(dout, cache):
+    """"last": dx[:, T - 1] = dout, every earlier step 0; "mean": dx[:, t] = dout / T at every step -> (dx,)."""
+    shape, dtype, mode = cache
+    N, T, F = shape
+    dout = _check_dout(dout, (N, F), dtype)
+    if mode == "mean":
+        return (np.broadcast_to(dout[:, None] / dtype.type(T), shape).copy(),)
+    dx = np.zeros(shape, dtype)
+    dx[:, -1] = dout
+    return (dx,)
 
 
 # --- losses: (pred, target, reduction) -> a 0-d array; backward -> (dpred, None) ------------------
@@ -633,32 +670,43 @@ def binary_cross_entropy_with_logits_backward(dout, cache):
     return (sigmoid(z) - target) * (dout / scale), None
 
 
-def softmax_cross_entropy_forward(logits, labels, reduction="mean"):
-    """torch.nn.functional.cross_entropy with class labels: logits (N, C), labels (N,) integers in [0, C).
+def softmax_cross_entropy_forward(logits, labels, reduction="mean", ignore_index=-100):
+    """torch.nn.functional.cross_entropy with class labels: logits (N, C), labels (N,) integers in [0, C) or
+    ignore_index; or a sequence, logits (N, T, C) (the classes last: torch's (N, C, T) with the axes moved) and a
+    label per step, labels (N, T).
 
-    l_n = -log softmax(logits_n)[labels_n] = logsumexp(logits_n) - logits_n[labels_n], summed or averaged
-    over the batch; log-softmax is computed after subtracting each row's maximum, so nothing overflows.
+    l = logsumexp(logits_r) - logits_r[labels_r] for every row r (every sample, or every step of every sample), 0
+    where the label is ignore_index (torch's default -100), summed, or averaged over the labels kept (nan when
+    every label is ignored, as torch); log-softmax is computed after subtracting each row's maximum, so nothing
+    overflows.
     """
-    logits = check_float_array("logits", logits, ndim=2)
+    logits = check_float_array("logits", logits, ndim=(2, 3))
     check_reduction(reduction)
-    N, C = logits.shape
-    if N == 0 or C == 0:
+    if not is_int(ignore_index, -(2 ** 63)):
+        raise InputError(f"ignore_index: got {ignore_index!r}, needs an integer")
+    C = logits.shape[-1]
+    if logits.size == 0:
         raise InputError(f"logits: got shape {logits.shape}, needs at least one sample and one class")
-    check_labels(labels, C, N, "one class label per row of logits")
-    shifted = logits - logits.max(axis=1, keepdims=True)
+    check_labels(labels, C, logits.shape[:-1], "one class label per row of logits", ignore_index)
+    rows, labels = logits.reshape(-1, C), labels.reshape(-1)  # (N*T, C), (N*T,): every step a row
+    shifted = rows - rows.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    scale = N if reduction == "mean" else 1
-    loss = -log_probs[np.arange(N), labels].sum() / scale
-    return np.asarray(loss, dtype=logits.dtype), (log_probs, labels, scale)
+    kept = np.flatnonzero(labels != ignore_index)
+    total = -log_probs[kept, labels[kept]].sum()
+    scale = len(kept) if reduction == "mean" else 1
+    loss = total / scale if scale else np.nan  # the mean over no label: torch's nan
+    return np.asarray(loss, dtype=logits.dtype), (log_probs, labels, kept, scale, logits.shape)
 
 
 def softmax_cross_entropy_backward(dout, cache):
-    """dlogits = (softmax(logits) - onehot(labels)) * dout / scale -> (dlogits, None)."""
-    log_probs, labels, scale = cache
+    """dlogits = (softmax(logits) - onehot(labels)) * dout / scale on the rows kept, 0 on the ignored ones
+    -> (dlogits, None)."""
+    log_probs, labels, kept, scale, shape = cache
     dout = _check_dout(dout, (), log_probs.dtype)
-    dlogits = np.exp(log_probs)
-    dlogits[np.arange(len(labels)), labels] -= 1
-    return dlogits * (dout / scale), None
+    drows = np.zeros_like(log_probs)
+    drows[kept] = np.exp(log_probs[kept])
+    drows[kept, labels[kept]] -= 1
+    return (drows * (dout / max(scale, 1))).reshape(shape), None
 
 
 # --- normalization: x_hat = (x - mean) / sqrt(var + eps) over some axes, then gamma * x_hat + beta ---------------
@@ -1039,23 +1087,25 @@ NLL_IGNORE_INDEX = -100  # torch's default ignore_index
 
 def nll_forward(log_probs, labels, reduction="mean", ignore_index=NLL_IGNORE_INDEX):
     """torch.nn.functional.nll_loss: log_probs (N, C) (a log_softmax's output), labels (N,) in [0, C) or
-    ignore_index.
+    ignore_index; or a sequence, log_probs (N, T, C) (the classes last: torch's (N, C, T) with the axes moved) and
+    labels (N, T).
 
-    l_n = -log_probs[n, labels_n], 0 where labels_n == ignore_index; "none" -> (l_n) of shape (N,), "sum" -> their
-    sum, "mean" -> their sum over the number of labels kept (not N; nan when every label is ignored, as torch).
+    l_r = -log_probs[r, labels_r] for every row r (sample, or step of a sample), 0 where labels_r == ignore_index;
+    "none" -> (l_r) of the labels' shape, "sum" -> their sum, "mean" -> their sum over the number of labels kept (not
+    N; nan when every label is ignored, as torch).
     """
-    log_probs = check_float_array("log_probs", log_probs, ndim=2)
+    log_probs = check_float_array("log_probs", log_probs, ndim=(2, 3))
     if reduction not in NLL_REDUCTIONS:
         raise InputError(f"reduction: got {reduction!r}, needs one of {', '.join(NLL_REDUCTIONS)}")
     if not is_int(ignore_index, -(2 ** 63)):
         raise InputError(f"ignore_index: got {ignore_index!r}, needs an integer")
-    N, C = log_probs.shape
+    C = log_probs.shape[-1]
     _check_indices("labels", labels, C, "class labels", ignore_index)
-    check_shape("labels", labels, (N,), "one class label per row of log_probs")
+    check_shape("labels", labels, log_probs.shape[:-1], "one class label per row of log_probs")
     kept = labels != ignore_index
-    picked = np.zeros((N, C), bool)
-    picked[np.flatnonzero(kept), labels[kept]] = True  # the one-hot of every kept label
-    losses = -np.where(picked, log_probs, 0).sum(axis=1)
+    picked = np.zeros(log_probs.shape, bool)
+    picked[(*np.nonzero(kept), labels[kept])] = True  # the one-hot of every kept label
+    losses = -np.where(picked, log_probs, 0).sum(axis=-1)
     count = int(kept.sum())
     if reduction == "none":
         return losses, (picked.astype(log_probs.dtype), 1, reduction)
@@ -1068,8 +1118,8 @@ def nll_backward(dout, cache):
     """dlog_probs = -onehot(kept labels) * dout / (the number kept under "mean"); an ignored row gets 0 ->
     (dlog_probs, None)."""
     onehot, scale, reduction = cache
-    if reduction == "none":  # one upstream value per sample
-        dout = _check_dout(dout, onehot.shape[:1], onehot.dtype)[:, None]
+    if reduction == "none":  # one upstream value per label
+        dout = _check_dout(dout, onehot.shape[:-1], onehot.dtype)[..., None]
     else:
         dout = _check_dout(dout, (), onehot.dtype)
     return onehot * (-dout / scale), None

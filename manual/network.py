@@ -53,6 +53,7 @@ FORWARD = {
     "embedding": lambda x, p, o: F.embedding_forward(x, p["weight"], o["padding_idx"]),
     # p["mask"]: the harness's mask of this step (training mode); none given: eval mode, the identity
     "dropout": lambda x, p, o: F.dropout_forward(x, p.get("mask"), o["p"]),
+    "sequence_pool": lambda x, p, o: F.sequence_pool_forward(x, o["mode"]),
     # merge layers: xs is the tuple of their inputs, in the order of layer.inputs
     "add": lambda xs, p, o: F.add_forward(*xs),
     "concat": lambda xs, p, o: F.concat_forward(*xs, dim=o["dim"]),
@@ -88,6 +89,7 @@ BACKWARD = {
     "log_softmax": F.log_softmax_backward,
     "embedding": F.embedding_backward,  # (None, dweight): the indices get no gradient
     "dropout": F.dropout_backward,  # (dx, None): the mask is data
+    "sequence_pool": F.sequence_pool_backward,
 }
 LOSS = {
     "softmax_cross_entropy": (F.softmax_cross_entropy_forward, F.softmax_cross_entropy_backward),

@@ -70,15 +70,18 @@ def check_shape(name, value, expected, meaning):
 
 def check_labels(labels, classes, N, meaning, ignore_index=None):
     """Raise InputError unless labels is an integer array of N class labels in [0, classes) (or equal to
-    `ignore_index`, a label that counts for nothing); `meaning` explains N."""
+    `ignore_index`, a label that counts for nothing); N is a count, or a shape such as (N, T) for a label per step;
+    `meaning` explains it."""
     if not isinstance(labels, np.ndarray) or not np.issubdtype(labels.dtype, np.integer):
         got = f"dtype {labels.dtype}" if isinstance(labels, np.ndarray) else type(labels).__name__
         raise InputError(f"labels: got {got}, needs a NumPy array of integer class labels")
-    check_shape("labels", labels, (N,), meaning)
-    bad = np.flatnonzero(((labels < 0) | (labels >= classes)) & (labels != ignore_index))
+    check_shape("labels", labels, N if isinstance(N, tuple) else (N,), meaning)
+    bad = np.argwhere(((labels < 0) | (labels >= classes)) & (labels != ignore_index))
     if bad.size:
+        at = tuple(int(i) for i in bad[0])
         ignored = "" if ignore_index is None else f" or ignore_index {ignore_index}"
-        raise InputError(f"labels[{bad[0]}]: got {labels[bad[0]]}, needs a class in [0, {classes - 1}]{ignored}")
+        raise InputError(f"labels[{', '.join(map(str, at))}]: got {labels[at]}, needs a class in [0, {classes - 1}]"
+                         f"{ignored}")
 
 
 def check_reduction(reduction):

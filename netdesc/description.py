@@ -142,6 +142,7 @@ LAYER_OPTIONS = {
     "log_softmax": {"dim": 0},
     "embedding": {"num_embeddings": REQUIRED, "embedding_dim": REQUIRED, "padding_idx": None},
     "dropout": {"p": 0.5},
+    "sequence_pool": {"mode": "last"},
 }
 NORMALIZATIONS = ("layer_norm", "group_norm", "batch_norm1d", "batch_norm2d")  # gamma and beta: their weight, bias
 BATCH_NORMS = ("batch_norm1d", "batch_norm2d")  # training mode: each sample's output depends on the whole batch
@@ -207,7 +208,7 @@ class Layer:
             shapes = {"weight": (self.in_shape[0], o["out_channels"], *o["kernel_size"])}
             out = o["out_channels"]
         elif self.type == "linear":
-            shapes = {"weight": (o["out_features"], self.in_shape[0])}
+            shapes = {"weight": (o["out_features"], self.in_shape[-1])}
             out = o["out_features"]
         elif self.type == "embedding":
             return {"weight": (o["num_embeddings"], o["embedding_dim"])}
@@ -223,11 +224,12 @@ class Loss:
     type: str
     reduction: str
     labels: tuple | None  # a classification's labels from the description, else None (drawn from the seed)
-    ignore_index: int | None = None  # nll's (default -100), None for the other losses
+    ignore_index: int | None = None  # nll's (default -100), softmax_cross_entropy's when given, else None
 
     @property
     def classes(self):
-        """Whether the target is class labels (N,) rather than values shaped like the output."""
+        """Whether the target is class labels, (N,) or a sequence's (N, T), rather than values shaped like the
+        output."""
         return self.type in CLASSIFICATIONS
 
 
@@ -265,6 +267,11 @@ class Spec:
     @property
     def output_shape(self):
         return self.layers[-1].out_shape
+
+    @property
+    def label_shape(self):
+        """A classification's labels per sample: () for an output (classes,), (T,) for a sequence's (T, classes)."""
+        return self.output_shape[:-1]
 
     @property
     def indexed(self):
@@ -311,6 +318,12 @@ def _unit_interval(name, value):
     return float(value)
 
 
+def _mode(name, value):
+    if value not in ("last", "mean"):
+        raise InputError(f"{name}: got {value!r}, needs \"last\" or \"mean\"")
+    return value
+
+
 def _approximate(name, value):
     if value not in ("none", "tanh"):
         raise InputError(f"{name}: got {value!r}, needs \"none\" or \"tanh\"")
@@ -327,7 +340,7 @@ OPTION_CHECKS = {
     "eps": lambda name, value: check_number(name, value, "a finite number > 0", minimum=1e-300),
     "elementwise_affine": _flag, "affine": _flag, "approximate": _approximate,
     "num_embeddings": check_positive_int, "embedding_dim": check_positive_int,
-    "padding_idx": lambda name, value: check_positive_int(name, value, 0), "p": _unit_interval,
+    "padding_idx": lambda name, value: check_positive_int(name, value, 0), "p": _unit_interval, "mode": _mode,
 }
 
 
@@ -412,11 +425,11 @@ def _pool_shape(o, shape):
 
 
 def _linear_shape(o, shape):
-    if len(shape) != 1:
-        raise InputError(f"got an input of shape {shape} per sample, needs flat features (F,): add a flatten before it")
-    if o["in_features"] is not None and o["in_features"] != shape[0]:
-        raise InputError(f"in_features: got {o['in_features']}, but its input has {shape[0]} features")
-    return (o["out_features"],)
+    """torch's nn.Linear on the last axis: (F,) -> (out_features,), (T, F) -> (T, out_features)."""
+    if o["in_features"] is not None and o["in_features"] != shape[-1]:
+        raise InputError(f"in_features: got {o['in_features']}, but its input {shape} has {shape[-1]} features (its "
+                         "last axis)")
+    return (*shape[:-1], o["out_features"])
 
 
 def _add_shape(o, shapes):
@@ -472,6 +485,12 @@ def _embedding_shape(o, shape):
     return (*shape, o["embedding_dim"])
 
 
+def _sequence_pool_shape(o, shape):
+    if len(shape) != 2:
+        raise InputError(f"got an input of shape {shape} per sample, needs a sequence (T, F)")
+    return shape[1:]
+
+
 SHAPE_RULES = {
     "add": _add_shape,
     "concat": _concat_shape,
@@ -489,6 +508,7 @@ SHAPE_RULES = {
     "softmax": _softmax_shape,
     "log_softmax": _softmax_shape,
     "embedding": _embedding_shape,
+    "sequence_pool": _sequence_pool_shape,
 }
 
 
@@ -606,35 +626,46 @@ def _loss(raw, spec_layers, batch_size):
     if o["reduction"] not in REDUCTIONS:
         raise InputError(f"reduction: got {o['reduction']!r}, needs one of {', '.join(REDUCTIONS)}")
     last = spec_layers[-1]
-    if o["type"] in CLASSIFICATIONS and len(last.out_shape) != 1:
-        raise InputError(f"got {last}'s output of shape {last.out_shape} per sample, needs flat logits (classes,)")
+    if o["type"] in CLASSIFICATIONS and len(last.out_shape) not in (1, 2):
+        raise InputError(f"got {last}'s output of shape {last.out_shape} per sample, needs flat logits (classes,) or a "
+                         "sequence's (T, classes)")
     if o["type"] == "binary_cross_entropy" and last.type != "sigmoid":
         raise InputError(f"needs probabilities: the last layer must be a sigmoid, got {last}")
     ignore_index = o["ignore_index"]
-    if o["type"] == "nll":
+    if o["type"] == "nll" or (o["type"] in CLASSIFICATIONS and ignore_index is not None):
         ignore_index = NLL_IGNORE_INDEX if ignore_index is None else ignore_index
         if not is_int(ignore_index, -(2 ** 63)):
             raise InputError(f"ignore_index: got {ignore_index!r}, needs an integer (a class, or one outside them "
                              f"such as torch's {NLL_IGNORE_INDEX})")
     elif ignore_index is not None:
-        raise InputError(f"ignore_index: got {ignore_index!r}, but only nll ignores a label")
+        raise InputError(f"ignore_index: got {ignore_index!r}, but only {' and '.join(CLASSIFICATIONS)} ignore a "
+                         "label")
     labels = o["labels"]
     if labels is not None:
-        labels = _labels(labels, o["type"], last.out_shape[0], batch_size, ignore_index)
+        labels = _labels(labels, o["type"], last.out_shape, batch_size, ignore_index)
     return Loss(o["type"], o["reduction"], labels, ignore_index)
 
 
-def _labels(labels, loss_type, classes, batch_size, ignore_index=None):
+def _labels(labels, loss_type, out_shape, batch_size, ignore_index=None):
+    """The description's labels: N classes, or for a sequence's output (T, classes) N lists of T -> a tuple."""
     if loss_type not in CLASSIFICATIONS:
         raise InputError(f"labels: only {' and '.join(CLASSIFICATIONS)} take labels; other losses draw targets "
                          "from the seed")
-    if not isinstance(labels, list) or len(labels) != batch_size:
-        raise InputError(f"labels: got {labels!r}, needs a list of batch_size = {batch_size} class labels")
+    classes, steps = out_shape[-1], out_shape[:-1]
+    needs = f"batch_size = {batch_size} class labels" if not steps else \
+        f"batch_size = {batch_size} lists of T = {steps[0]} class labels (one per step)"
+    if not isinstance(labels, list) or len(labels) != batch_size or (steps and not all(
+            isinstance(row, list) and len(row) == steps[0] for row in labels)):
+        raise InputError(f"labels: got {labels!r}, needs a list of {needs}")
     ignored = "" if ignore_index is None else f" or ignore_index {ignore_index}"
-    for n, label in enumerate(labels):
+    flat = [((n,), label) for n, label in enumerate(labels)] if not steps else \
+        [((n, t), label) for n, row in enumerate(labels) for t, label in enumerate(row)]
+    for at, label in flat:
         if not is_int(label, -(2 ** 63)) or (not 0 <= label < classes and label != ignore_index):
-            raise InputError(f"labels[{n}]: got {label!r}, needs a class in [0, {classes - 1}]{ignored}")
-    return tuple(int(label) for label in labels)
+            where = "][".join(map(str, at))
+            raise InputError(f"labels[{where}]: got {label!r}, needs a class in [0, {classes - 1}]{ignored}")
+    return tuple(int(label) for label in labels) if not steps else \
+        tuple(tuple(int(label) for label in row) for row in labels)
 
 
 def _parse_loss(raw, spec_layers, batch_size):
@@ -665,13 +696,14 @@ def _scheduler(raw):
 
 
 def _shape(value, indexed=False):
-    """input_shape: (C, H, W), or, for the indices of an embedding (layer 0), one or more sizes such as [L]."""
+    """input_shape: (C, H, W), (T, F), or, for the indices of an embedding (layer 0), one or more sizes such as [L]."""
     ok = isinstance(value, (list, tuple)) and all(is_int(v, 1) for v in value)
     if indexed and not (ok and value):
         raise InputError(f"input_shape: got {value!r}, needs [L] (or more sizes), integers >= 1: the shape of the "
                          "indices the embedding of layer 0 reads")
-    if not indexed and not (ok and len(value) == 3):
-        raise InputError(f"input_shape: got {value!r}, needs [C, H, W], three integers >= 1")
+    if not indexed and not (ok and len(value) in (2, 3)):
+        raise InputError(f"input_shape: got {value!r}, needs [C, H, W] (an image) or [T, F] (a sequence), integers "
+                         ">= 1")
     return tuple(int(v) for v in value)
 
 

@@ -34,11 +34,12 @@ def init_params(spec, dtype=np.float64, seed=0):
 
 
 def random_batch(spec, dtype=np.float64, seed=0):
-    """x ~ N(0, 1) of shape (N, C, H, W), or for an embedding's indices (N, *input_shape) int64 in [0, V), the
-    first index repeated (its gradient rows must add up) and the last the padding_idx if there is one; and a
-    target: the description's labels or labels drawn in [0, classes) for softmax_cross_entropy and nll (int64,
-    (N,); nll's with a quarter of them, at least one, set to ignore_index when N > 1), else values in [0, 1]
-    shaped like the output."""
+    """x ~ N(0, 1) of shape (N, C, H, W) (or a sequence's (N, T, F)), or for an embedding's indices (N, *input_shape)
+    int64 in [0, V), the first index repeated (its gradient rows must add up) and the last the padding_idx if there
+    is one; and a target: the description's labels or labels drawn in [0, classes) for softmax_cross_entropy and
+    nll (int64, (N,), or (N, T) on a sequence's output (T, classes); with an ignore_index (nll's always,
+    softmax_cross_entropy's when given) a quarter of them, at least one, set to it when there are two labels or
+    more), else values in [0, 1] shaped like the output."""
     rng = np.random.default_rng([seed, 1])
     N = spec.batch_size
     if spec.indexed:
@@ -53,9 +54,9 @@ def random_batch(spec, dtype=np.float64, seed=0):
         return x, rng.uniform(size=(N, *spec.output_shape)).astype(dtype)
     if spec.loss.labels is not None:
         return x, np.array(spec.loss.labels, dtype=np.int64)
-    labels = rng.integers(0, spec.output_shape[0], size=N)
-    if spec.loss.ignore_index is not None and N > 1:
-        labels[rng.permutation(N)[:max(1, N // 4)]] = spec.loss.ignore_index
+    labels = rng.integers(0, spec.output_shape[-1], size=(N, *spec.label_shape))
+    if spec.loss.ignore_index is not None and labels.size > 1:
+        labels.flat[rng.permutation(labels.size)[:max(1, labels.size // 4)]] = spec.loss.ignore_index
     return x, labels
 
 
@@ -87,7 +88,8 @@ def check_inputs(spec, params, x, target):
         check_shape(name, arrays[name], shape, "the description's layout")
     check_shape("x", x, (spec.batch_size, *spec.input_shape), "(batch_size, *input_shape)")
     if spec.loss.classes:
-        check_labels(target, spec.output_shape[0], spec.batch_size, "one class label per sample",
+        per = "step of each sample" if spec.label_shape else "sample"
+        check_labels(target, spec.output_shape[-1], (spec.batch_size, *spec.label_shape), f"one class label per {per}",
                      spec.loss.ignore_index)
     else:
         arrays["target"] = check_float_array("target", target)

@@ -33,7 +33,7 @@ MODULES = {
     "max_pool2d": lambda layer, o: nn.MaxPool2d(o["kernel_size"], o["stride"], o["padding"]),
     "avg_pool2d": lambda layer, o: nn.AvgPool2d(o["kernel_size"], o["stride"], o["padding"]),
     "adaptive_avg_pool2d": lambda layer, o: nn.AdaptiveAvgPool2d(o["output_size"]),
-    "linear": lambda layer, o: nn.Linear(layer.in_shape[0], o["out_features"], bias=o["bias"]),
+    "linear": lambda layer, o: nn.Linear(layer.in_shape[-1], o["out_features"], bias=o["bias"]),
     "flatten": lambda layer, o: nn.Flatten(),
     "relu": lambda layer, o: nn.ReLU(),
     "tanh": lambda layer, o: nn.Tanh(),
@@ -50,6 +50,7 @@ MODULES = {
     "log_softmax": lambda layer, o: nn.LogSoftmax(o["dim"] + 1),
     "embedding": lambda layer, o: nn.Embedding(o["num_embeddings"], o["embedding_dim"], o["padding_idx"]),
     "dropout": lambda layer, o: Dropout(o["p"]),
+    "sequence_pool": lambda layer, o: SequencePool(o["mode"]),
     "add": lambda layer, o: Add(),
     "concat": lambda layer, o: Concat(o["dim"]),
 }
@@ -88,6 +89,17 @@ class Dropout(nn.Module):
         return x * 0 if self.p == 1 else x * (mask.to(x.dtype) / (1 - self.p))
 
 
+class SequencePool(nn.Module):
+    """A sequence (N, T, F) to (N, F): its last step x[:, -1] ("last") or the mean over the steps x.mean(1)."""
+
+    def __init__(self, mode):
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, x):
+        return x[:, -1] if self.mode == "last" else x.mean(1)
+
+
 class Graph(nn.ModuleList):
     """The description's layers as modules (parameters "<index>.weight"), run as its graph."""
 
@@ -117,13 +129,19 @@ def _half_squared_error(pred, target, reduction):
     return E / pred.shape[0] if reduction == "mean" else E
 
 
+def _classes_second(loss):
+    """torch's cross_entropy or nll_loss on a sequence's output (N, T, C): the classes moved to axis 1, torch's
+    (N, C, T), so that every step is a row; (N, C) stays as it is."""
+    return lambda pred, target, **options: loss(pred.movedim(-1, 1), target, **options)
+
+
 LOSSES = {
-    "softmax_cross_entropy": functional.cross_entropy,
+    "softmax_cross_entropy": _classes_second(functional.cross_entropy),
     "mse": functional.mse_loss,
     "half_squared_error": _half_squared_error,
     "binary_cross_entropy": functional.binary_cross_entropy,
     "binary_cross_entropy_with_logits": functional.binary_cross_entropy_with_logits,
-    "nll": functional.nll_loss,
+    "nll": _classes_second(functional.nll_loss),
 }
 
 

@@ -500,3 +500,63 @@ LAYER_CASES = [
     nll((5, 4), (5,), reduction="none", draw=(log_probabilities, indices_with(4, -100, 3, -100))),  # per sample
     nll((3, 2), (3,), reduction="none", ignore_index=0, draw=(log_probabilities, indices_with(2, 0))),
 ]
+
+# --- sequences (issue 10): linear on the last axis, sequence_pool, the classification losses over every step ------
+
+
+def torch_over_steps(loss):
+    """torch's cross_entropy or nll_loss on a sequence's (N, T, C), the classes moved to torch's axis 1: (N, C, T);
+    (N, C) as it is."""
+    return lambda pred, target, **options: loss(pred.movedim(-1, 1), target, **options)
+
+
+def torch_sequence_pool(x, mode="last"):
+    return x[:, -1] if mode == "last" else x.mean(1)
+
+
+def log_probabilities_last(rng, shape):
+    """Log-probabilities along the last axis: a log_softmax's output over a sequence's classes (N, T, C)."""
+    x = rng.standard_normal(shape)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+sequence_pool = op("sequence_pool", M.sequence_pool_forward, M.sequence_pool_backward, torch_sequence_pool)
+cross_entropy_steps = op("softmax_cross_entropy", M.softmax_cross_entropy_forward, M.softmax_cross_entropy_backward,
+                         torch_over_steps(F.cross_entropy), **LOSS)
+nll_steps = op("nll", M.nll_forward, M.nll_backward, torch_over_steps(F.nll_loss), **LOSS)
+
+LAYER_CASES += [
+    # linear on (N, T, in): every step through the same weights, torch's nn.Linear on the last axis
+    linear((2, 5, 3), (4, 3), (4,)),
+    linear((1, 1, 1), (1, 1)),  # T = 1, batch 1, no bias
+    linear((3, 50, 2), (3, 2), (3,)),  # a long sequence
+    linear((2, 3, 4, 5), (2, 5), (2,)),  # any rank: the last axis
+    # sequence_pool: (N, T, F) -> (N, F), the last step or the mean over the steps
+    sequence_pool((2, 5, 3)),
+    sequence_pool((2, 5, 3), mode="mean"),
+    sequence_pool((1, 1, 4), mode="last"),  # T = 1: the identity on its one step
+    sequence_pool((1, 1, 4), mode="mean"),
+    sequence_pool((3, 60, 2), mode="mean"),  # a long sequence
+    *[
+        case
+        for reduction in ("mean", "sum")
+        for case in [
+            # a label per step (N, T), the mean over the labels kept: torch's -100 ignored by default, or a class
+            cross_entropy_steps((3, 4, 5), (3, 4), reduction=reduction, draw=(normal, indices_with(5, -100, 2, -100)),
+                                tag="ignored"),
+            cross_entropy_steps((2, 3, 4), (2, 3), reduction=reduction, ignore_index=1,
+                                draw=(normal, indices_with(4, 1, 0, 1))),
+            cross_entropy_steps((1, 1, 1), (1, 1), reduction=reduction, draw=(normal, labels_below(1))),  # T = 1
+            cross_entropy_steps((2, 50, 3), (2, 50), reduction=reduction, draw=(normal, indices_with(3, -100)),
+                                tag="long"),
+            cross_entropy_steps((2, 3, 6), (2, 3), reduction=reduction, draw=(huge, labels_below(6)), tag="huge"),
+            cross_entropy((5, 4), (5,), reduction=reduction, draw=(normal, indices_with(4, -100, 3, -100)),
+                          tag="ignored"),  # flat logits, ignored labels
+            nll_steps((3, 4, 5), (3, 4), reduction=reduction,
+                      draw=(log_probabilities_last, indices_with(5, -100, 2, -100)), tag="ignored"),
+            nll_steps((2, 3, 4), (2, 3), reduction=reduction, ignore_index=3,
+                      draw=(log_probabilities_last, indices_with(4, 3))),
+        ]
+    ],
+    nll_steps((2, 3, 4), (2, 3), reduction="none", draw=(log_probabilities_last, indices_with(4, -100, 1))),
+]

@@ -41,7 +41,9 @@ def _layer_site(case, inputs, i, dout):
     before, after = inputs[:i], inputs[i + 1:]
     if i == 0 and case.name in BATCHWISE:
         value = nm.batch_folded(lambda xs: out(xs, *after), projected(dout))
-    elif case.name in ("conv2d", "linear") and case.options.get("groups", 1) == 1:  # stacked filters keep one group
+    # stacked filters keep one group; a linear's outputs are axis 1 on (N, in) only (on (N, T, in) the last axis)
+    elif (case.name == "conv2d" and case.options.get("groups", 1) == 1) or (case.name == "linear"
+                                                                           and len(case.shapes[0]) == 2):
         def stacked(ps):
             P = len(ps) // len(inputs[i])
             tiled = [np.concatenate([a] * P) if a is not None else None for a in inputs[1:]]

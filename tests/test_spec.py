@@ -144,6 +144,28 @@ TEXT = {
 }
 
 
+# a sequence (T, F) = (3, 4): a linear on every step, a loss over every step's classes
+SEQUENCE = {
+    "input_shape": [3, 4],
+    "batch_size": 2,
+    "layers": [{"type": "linear", "out_features": 3}, {"type": "sequence_pool"}, {"type": "linear", "out_features": 2}],
+    "loss": {"type": "mse"},
+}
+SEQUENCE_LABELS = {"input_shape": [3, 4], "batch_size": 2, "layers": [{"type": "linear", "out_features": 3}],
+                   "loss": {"type": "softmax_cross_entropy", "ignore_index": -100}}
+
+
+def _sequence(path, value):
+    """A copy of SEQUENCE (a "mode" path) or SEQUENCE_LABELS (a "loss" path) with the item at `path` set to `value`."""
+    data = copy.deepcopy(SEQUENCE_LABELS if path[0] == "loss" else SEQUENCE)
+    *parents, last = path
+    target = data
+    for key in parents:
+        target = target[key]
+    target[last] = value
+    return data
+
+
 def _text(path, value):
     """A copy of TEXT with the item at `path` set to `value`."""
     data = copy.deepcopy(TEXT)
@@ -206,9 +228,22 @@ BAD_DESCRIPTIONS = [
     ("channels-do-not-match", _with(["layers", 0, "in_channels"], 3),
      "layer 0 (conv2d): in_channels: got 3, but its input (1, 8, 8) has 1 channels"),
     ("features-do-not-match", _with(["layers", 4, "in_features"], 16),
-     "layer 4 (linear): in_features: got 16, but its input has 18 features"),
-    ("linear-without-flatten", _with(["layers", 3], {"type": "tanh"}),
-     "layer 4 (linear): got an input of shape (2, 3, 3) per sample, needs flat features (F,): add a flatten"),
+     "layer 4 (linear): in_features: got 16, but its input (18,) has 18 features (its last axis)"),
+    ("logits-of-an-image", _with(["layers", 3], {"type": "tanh"}),  # a linear applies to the last axis: (2, 3, 4)
+     "loss (softmax_cross_entropy): got layer 4 (linear)'s output of shape (2, 3, 4) per sample, needs flat logits "
+     "(classes,) or a sequence's (T, classes)"),
+    ("sequence-pool-on-an-image", _with(["layers", 3], {"type": "sequence_pool"}),
+     "layer 3 (sequence_pool): got an input of shape (2, 3, 3) per sample, needs a sequence (T, F)"),
+    ("sequence-pool-mode", _sequence(["layers", 1, "mode"], "first"),
+     "layer 1 (sequence_pool): mode: got 'first', needs \"last\" or \"mean\""),
+    ("sequence-labels-per-sample", _sequence(["loss", "labels"], [0, 1]),
+     "loss (softmax_cross_entropy): labels: got [0, 1], needs a list of batch_size = 2 lists of T = 3 class labels "
+     "(one per step)"),
+    ("sequence-label-out-of-range", _sequence(["loss", "labels"], [[0, 1, 2], [3, -100, 0]]),
+     "loss (softmax_cross_entropy): labels[1][0]: got 3, needs a class in [0, 2] or ignore_index -100"),
+    ("sequence-ignore-index-text", _sequence(["loss", "ignore_index"], 1.5),
+     "loss (softmax_cross_entropy): ignore_index: got 1.5, needs an integer (a class, or one outside them such as "
+     "torch's -100)"),
     ("conv-after-flatten", _with(["layers", 4], {"type": "conv2d", "out_channels": 1, "kernel_size": 1}),
      "layer 4 (conv2d): got an input of shape (18,) per sample, needs an image (C, H, W)"),
     ("pool-after-flatten", _with(["layers", 4], {"type": "avg_pool2d", "kernel_size": 1}),
@@ -239,8 +274,8 @@ BAD_DESCRIPTIONS = [
      "dim 0"),
     ("no-layers", _with(["layers"], []), "layers: got [], needs a non-empty list of layer tables"),
     ("layers-not-a-list", _with(["layers"], {"type": "relu"}), "layers: got {'type': 'relu'}, needs a non-empty list"),
-    ("two-dimensional-input", _with(["input_shape"], [8, 8]),
-     "input_shape: got [8, 8], needs [C, H, W], three integers >= 1"),
+    ("one-dimensional-input", _with(["input_shape"], [64]),
+     "input_shape: got [64], needs [C, H, W] (an image) or [T, F] (a sequence), integers >= 1"),
     ("zero-sized-input", _with(["input_shape"], [1, 0, 8]), "input_shape: got [1, 0, 8], needs [C, H, W]"),
     ("input-as-text", _with(["input_shape"], "1x8x8"), "input_shape: got '1x8x8', needs [C, H, W]"),
     ("zero-batch", _with(["batch_size"], 0), "batch_size: got 0, needs an integer >= 1"),
@@ -340,7 +375,7 @@ BAD_DESCRIPTIONS = [
      "input_shape: got [], needs [L] (or more sizes), integers >= 1: the shape of the indices the embedding of "
      "layer 0 reads"),
     ("ignore-index-for-mse", _with(["loss"], {"type": "mse", "ignore_index": 0}),
-     "loss (mse): ignore_index: got 0, but only nll ignores a label"),
+     "loss (mse): ignore_index: got 0, but only softmax_cross_entropy and nll ignore a label"),
     ("nll-ignore-index-text", _text(["loss", "ignore_index"], "x"),
      "loss (nll): ignore_index: got 'x', needs an integer (a class, or one outside them such as torch's -100)"),
     ("dropout-p", _with(["layers", 1], {"type": "dropout", "p": 1.5}),
@@ -351,7 +386,8 @@ BAD_DESCRIPTIONS = [
 EMBEDDING_CASES = {"embedding-without-dim", "embedding-padding-beyond-the-table", "embedding-negative-padding",
                    "embedding-not-first", "indices-read-by-a-linear", "indices-without-a-shape",
                    "ignore-index-for-mse", "nll-ignore-index-text", "nll-label-out-of-range", "labels-for-mse",
-                   "dropout-p"}
+                   "dropout-p", "logits-of-an-image", "sequence-pool-on-an-image", "sequence-pool-mode",
+                   "sequence-labels-per-sample", "sequence-label-out-of-range", "sequence-ignore-index-text"}
 
 
 @pytest.mark.parametrize(("case", "data", "message"), BAD_DESCRIPTIONS, ids=[c[0] for c in BAD_DESCRIPTIONS])
