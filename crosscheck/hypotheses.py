@@ -45,6 +45,7 @@ CLASSES = {
     "fan-out": "fan-out gradient not summed over its readers",
     "normalization-paths": "the paths through the mean and variance left out",
     "normalization-gamma": "gamma left out of the input gradient",
+    "normalization-mean-path": "the path through the mean left out",
     "normalization-axes": "normalized over the wrong axes",
     "softmax-diagonal": "only the diagonal of softmax's Jacobian",
     "approximation": "the derivative of the other approximation",
@@ -286,23 +287,27 @@ def _normalized(layer):
     return lambda t: TF.batch_norm(t, None, None, None, None, True, 0.0, o["eps"])
 
 
-def _inv_std(layer, x):
-    """1 / sqrt(var + eps) of the layer's statistics of x (biased variance), broadcast to x's shape."""
-    N, eps = x.shape[0], layer.options["eps"]
+def _per_group(layer, x, statistic):
+    """statistic(values, axes) (keepdims) over each group the layer normalizes together, broadcast to x's shape."""
     if layer.type == "layer_norm":
         axes = tuple(range(x.ndim - len(layer.options["normalized_shape"]), x.ndim))
-        return np.broadcast_to(1 / np.sqrt(x.var(axis=axes, keepdims=True) + eps), x.shape)
+        return np.broadcast_to(statistic(x, axes), x.shape)
     if layer.type == "group_norm":
-        grouped = x.reshape(N, layer.options["num_groups"], -1)
-        inv = np.broadcast_to(1 / np.sqrt(grouped.var(axis=2, keepdims=True) + eps), grouped.shape)
-        return inv.reshape(x.shape)
-    axes = (0, *range(2, x.ndim))
-    return np.broadcast_to(1 / np.sqrt(x.var(axis=axes, keepdims=True) + eps), x.shape)
+        grouped = x.reshape(x.shape[0], layer.options["num_groups"], -1)
+        return np.broadcast_to(statistic(grouped, 2), grouped.shape).reshape(x.shape)
+    return np.broadcast_to(statistic(x, (0, *range(2, x.ndim))), x.shape)
+
+
+def _inv_std(layer, x):
+    """1 / sqrt(var + eps) of the layer's statistics of x (biased variance), broadcast to x's shape."""
+    eps = layer.options["eps"]
+    return _per_group(layer, x, lambda v, axes: 1 / np.sqrt(v.var(axis=axes, keepdims=True) + eps))
 
 
 def _normalization_hypotheses(layer, x, params, upstream):
     """Hypotheses on a normalization layer's dE/dinput: only the direct path (the mean and variance held constant),
-    or gamma left out (dE/d(output) used where gamma * dE/d(output), dE/dx_hat, was meant)."""
+    the path through the mean alone left out, or gamma left out (dE/d(output) used where gamma * dE/d(output),
+    dE/dx_hat, was meant)."""
     gamma = params.get(f"{layer.index}.weight")
     if gamma is None:
         scaled = upstream
@@ -312,6 +317,12 @@ def _normalization_hypotheses(layer, x, params, upstream):
     hypotheses = [Hypothesis("normalization-paths", "manual = gamma * dE/d(output) / std: only the direct path, the "
                              "paths through the mean and the variance left out", _single(lambda a: scaled *
                                                                                          _inv_std(layer, x)))]
+    # through the mean: every x moves the mean by 1/M, every x_hat by -inv_std: -mean(dE/dx_hat) * inv_std
+    through_mean = lambda: -_per_group(layer, scaled, lambda v, axes: v.mean(axis=axes, keepdims=True)) \
+        * _inv_std(layer, x)  # noqa: E731
+    hypotheses.append(Hypothesis("normalization-mean-path", "manual = autograd less the path through the mean, "
+                                 "-mean(gamma * dE/d(output)) / std: the mean held constant in the backward",
+                                 _single(lambda a: a - through_mean())))
     if gamma is not None:
         hypotheses.append(Hypothesis("normalization-gamma", "manual = the input gradient of the normalization without "
                                      "gamma: dE/d(output) used where gamma * dE/d(output) was meant",
@@ -437,16 +448,19 @@ def fan_out_hypotheses(spec, layer, kind, x, params, a):
 def loss_hypotheses(spec, pred, target):
     if spec.loss.type != "softmax_cross_entropy":
         return ()
-    scale = len(target) if spec.loss.reduction == "mean" else 1
+    kept = torch.from_numpy(np.asarray(target != (-100 if spec.loss.ignore_index is None else spec.loss.ignore_index),
+                                       np.float64))  # the labels counted, one per sample (or per step)
+    scale = float(kept.sum()) if spec.loss.reduction == "mean" else 1.0
     return (Hypothesis("one-hot", "manual = softmax / N: the one-hot term of softmax - onehot(labels) left out",
-                       _single(lambda a: _vjp(lambda z: torch.logsumexp(z, 1).sum() / scale, pred, 1.0))),)
+                       _single(lambda a: _vjp(lambda z: (torch.logsumexp(z, -1) * kept).sum() / scale, pred, 1.0))),)
 
 
 def loss_scales(spec, target):
-    """nll under the mean with labels ignored: kept / N, the mean over every label where torch divides by the kept."""
-    if spec.loss.type != "nll" or spec.loss.reduction != "mean":
+    """A classification under the mean with labels ignored: kept / count, the mean over every label (every sample,
+    or every step of every sample) where torch divides by the kept."""
+    if not spec.loss.classes or spec.loss.ignore_index is None or spec.loss.reduction != "mean":
         return ()
-    N, kept = len(target), int((target != spec.loss.ignore_index).sum())
+    N, kept = np.size(target), int((target != spec.loss.ignore_index).sum())
     if kept in (0, N):
         return ()
     return ((kept / N, "batch-reduction", f"{kept}/{N}: the mean over all N = {N} labels, the {N - kept} ignored "

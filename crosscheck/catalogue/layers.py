@@ -257,6 +257,21 @@ def _nll_mean_over_all(dout, cache):
     return onehot * (-dout / len(onehot)), None  # divided by N, the ignored labels counted
 
 
+def _cross_entropy_mean_over_all(dout, cache):
+    log_probs, labels, kept, _, shape = cache
+    drows = np.zeros_like(log_probs)
+    drows[kept] = np.exp(log_probs[kept])
+    drows[kept, labels[kept]] -= 1
+    return (drows * (dout / len(labels))).reshape(shape), None  # divided by every label, the ignored ones counted
+
+
+def _layer_norm_mean_path_left_out(dout, cache):
+    x_hat, inv_std, gamma, beta, axes = cache
+    dx_hat, dgamma, dbeta = F._affine_backward(dout, x_hat, gamma, beta, x_hat.shape[axes[0]:], tuple(range(axes[0])))
+    paths = F._normalize_backward_terms(dx_hat, x_hat, inv_std, axes)
+    return paths["direct"] + paths["through_var"], dgamma, dbeta  # -mean(dx_hat) * inv_std, the mean's path: left out
+
+
 def _layer_norm_batch_axis_forward(x, p, o):
     x_hat, inv_std = F._normalize(x, (0,), o["eps"])  # over the batch axis, where each sample's features were meant
     shape = o["normalized_shape"]
@@ -438,6 +453,14 @@ NLL_MLP = _stack((1, 2, 3), [FLAT, _linear(4), {"type": "log_softmax"}], loss="n
 DROPOUT_MLP = _stack((1, 2, 3), [FLAT, _linear(6), TANH, {"type": "dropout", "p": 0.25}, _linear(2)], batch=4)
 LAYER_NORM_MLP = _stack((1, 2, 3), [FLAT, _linear(5), {"type": "layer_norm"}, TANH, _linear(2)], batch=4)
 
+# sequences: token ids [T] -> embedding (T, E) -> linear on every step (T, classes), a label per step (N, T) of
+# which a quarter (2 of 10) is torch's ignore_index -100; floats (T, F) -> linear -> layer norm over each step's
+# features -> tanh -> the mean over the steps -> linear
+TAGGER = _stack((5,), [EMBEDDING, _linear(3)], batch=2) | {
+    "loss": {"type": "softmax_cross_entropy", "ignore_index": -100}}
+SEQUENCE_LAYER_NORM = _stack((4, 3), [_linear(5), {"type": "layer_norm", "normalized_shape": 5}, TANH,
+                                      {"type": "sequence_pool", "mode": "mean"}, _linear(2)], batch=3)
+
 
 def _linear_sgd(**optimizer):
     return _stack((1, 3, 3), [FLAT, _linear(2)], optimizer=optimizer)
@@ -526,6 +549,13 @@ ENTRIES = [
     WrongDerivation("nll-mean-over-all", "nll under the mean with 1 of 4 labels ignored: dlog_probs = -onehot / N, "
                     "divided by all N labels where torch divides by the 3 kept", NLL_MLP, "loss: dE/dinput",
                     "batch-reduction", {"loss": _nll_mean_over_all}),
+    WrongDerivation("cross-entropy-ignored-counted", "softmax cross-entropy over every step of a sequence under the "
+                    "mean, 2 of its 10 labels ignored (ignore_index -100): dlogits divided by all 10 labels where "
+                    "torch divides by the 8 kept", TAGGER, "loss: dE/dinput", "batch-reduction",
+                    {"loss": _cross_entropy_mean_over_all}),
+    WrongDerivation("layernorm-mean-path-left-out", "layer norm over each step's features: dx without the path "
+                    "through the mean, -mean(dx_hat) / std, as if the mean were a constant", SEQUENCE_LAYER_NORM,
+                    "1 layer_norm: dE/dinput", "normalization-mean-path", {1: _layer_norm_mean_path_left_out}),
     WrongDerivation("dropout-no-scale", "dropout with p = 0.25: dx = dout * mask, the forward's scaling by 1 / (1 - p) "
                     "left out of the backward", DROPOUT_MLP, "3 dropout: dE/dinput", "scaled", {3: _dropout_no_scale}),
     WrongDerivation("softmax-layer-diag-only", "softmax layer: dx = dout * s (1 - s), only the diagonal of the "
