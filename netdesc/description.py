@@ -3,7 +3,8 @@
 A description is a TOML or JSON document (or the same dict in Python); shapes are per sample, torch's layouts:
 
     name = "lenet5"                     # optional; the file's stem otherwise
-    input_shape = [1, 28, 28]           # (C, H, W) of one sample; [L] of indices when layer 0 is an embedding
+    input_shape = [1, 28, 28]           # (C, H, W) of one sample, or a sequence's (T, F); [L] of indices when
+                                        # layer 0 is an embedding (a sequence of token ids: it gives (T, E))
     batch_size = 2                      # N, default 2
 
     [[layers]]                          # in order, each a table: "type" and that type's options
@@ -22,8 +23,10 @@ A description is a TOML or JSON document (or the same dict in Python); shapes ar
     [loss]
     type = "softmax_cross_entropy"      # one of LOSSES
     reduction = "mean"                  # "mean" (default) or "sum"
-    labels = [3, 7]                     # optional, softmax_cross_entropy and nll: N labels (else drawn from the seed)
-    ignore_index = -100                 # optional, nll only: the label whose samples count for nothing
+    labels = [3, 7]                     # optional, softmax_cross_entropy and nll: N labels (else drawn from the seed),
+                                        # N lists of T on a sequence's output (T, classes)
+    ignore_index = -100                 # optional, nll (default -100) and softmax_cross_entropy: the label that
+                                        # counts for nothing
 
     [optimizer]                         # a torch.optim optimizer for the k-step check; every key optional
     type = "sgd"                        # one of OPTIMIZER_DEFAULTS: sgd, adam, adamw, rmsprop, adagrad
@@ -60,7 +63,11 @@ Layer types and their options (default, or "required"), with torch's meanings (`
     max_pool2d, avg_pool2d  kernel_size (required), stride (= kernel_size), padding 0 (at most kernel_size // 2)
     adaptive_avg_pool2d     output_size (required; an int or [h, w]; 1 is global average pooling): output i
                             averages rows [floor(i*H/OH), ceil((i+1)*H/OH)), columns likewise (torch's windows)
-    linear                  out_features (required), bias true, in_features (optional; checked); needs a flat input
+    linear                  out_features (required), bias true, in_features (optional; checked against the last
+                            axis); torch's nn.Linear on the last axis: (F,) -> (out_features,), a sequence (T, F)
+                            -> (T, out_features)
+    sequence_pool           mode "last" ("last" or "mean"): a sequence (T, F) -> (F,), its last step or the mean over
+                            its steps
     leaky_relu              negative_slope 0.01
     flatten, relu, tanh, sigmoid, silu  no options
     gelu                    approximate "none" (erf) or "tanh"
@@ -81,10 +88,14 @@ Layer types and their options (default, or "required"), with torch's meanings (`
                             channels or features, is torch's dim 1); their other axes must match
 
 kernel_size, stride, padding and dilation take an int or an [h, w] pair. Losses: softmax_cross_entropy
-(torch's cross_entropy with class labels; the output must be flat, (classes,)), mse, half_squared_error (the
+(torch's cross_entropy with class labels: an output (classes,) with labels (N,), or a sequence's (T, classes)
+with a label per step, (N, T), over every step; "mean" divides by the labels not equal to ignore_index, which is
+torch's -100 unless given), mse, half_squared_error (the
 slides' sum (y - o)^2 / 2, "mean" divides by N), binary_cross_entropy (after a final sigmoid),
 binary_cross_entropy_with_logits and nll (torch's nll_loss on log-probabilities, e.g. after a log_softmax, with
-class labels; "mean" divides by the number of labels not equal to ignore_index). The loss reads the last
+class labels, (N,) or a sequence's (N, T) as softmax_cross_entropy's; "mean" divides by the number of labels not
+equal to ignore_index). With an ignore_index (nll's, or softmax_cross_entropy's given) a quarter of the labels
+drawn from the seed are it. The loss reads the last
 layer's output. A layer's output may be read by several later layers (fan-out; so may the network's input), and
 every layer but the last must be read by some later one. Only add and concat take more than one input. Every
 mistake raises ``InputError`` naming where it is ("layer 2 (conv2d): ...").
