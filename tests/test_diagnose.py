@@ -5,6 +5,7 @@ import pathlib
 
 import numpy as np
 import pytest
+import torch
 from runs import diagnose_entry, diagnose_network, diagnose_seed, scaled_at
 
 from crosscheck import diagnose
@@ -306,3 +307,40 @@ def test_a_softmax_over_another_axis_is_given_the_diagonal_class_only_when_it_fi
     assert result.quantity == "0 softmax: dE/dinput" and result.classification.kind == "softmax-diagonal"
     result = diagnose_network(spec, layer_backward={0: lambda dout, cache: (1.01 * diagonal(dout, cache)[0],)})
     assert result.classification.kind != "softmax-diagonal"
+
+
+def _mean_held(norm):
+    """A normalization whose dx is autograd's with the mean in x_hat's numerator held constant (detached in torch):
+    its path through the mean left out, derived apart from the hypothesis's formula. The forward keeps x."""
+    def forward(x, p, o):
+        out, cache = manual_net.FORWARD[norm](x, p, o)
+        return out, (cache, x, p.get("weight"), o)
+
+    def backward(dout, kept):
+        cache, x, gamma, o = kept
+        t = torch.from_numpy(x).requires_grad_()
+        if norm == "layer_norm":
+            groups, axes = t, tuple(range(t.dim() - len(o["normalized_shape"]), t.dim()))
+        elif norm == "group_norm":
+            groups, axes = t.reshape(t.shape[0], o["num_groups"], -1), (2,)
+        else:
+            groups, axes = t, (0, *range(2, t.dim()))
+        var = groups.var(axes, unbiased=False, keepdim=True)
+        x_hat = ((groups - groups.mean(axes, keepdim=True).detach()) / torch.sqrt(var + o["eps"])).reshape(t.shape)
+        upstream = dout if gamma is None else dout * (gamma if norm == "layer_norm" else
+                                                      gamma.reshape(F._channels(dout)))
+        (dx,) = torch.autograd.grad(x_hat, t, torch.from_numpy(upstream))
+        return (dx.numpy(), *manual_net.BACKWARD[norm](dout, cache)[1:])
+    return forward, backward
+
+
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+@pytest.mark.parametrize("norm", NORMS)
+def test_a_normalization_without_its_mean_path_is_named(norm, affine):
+    layer, where = NORMS[norm]
+    spec = _norm_spec(layer, affine)
+    index = int(where.split()[0]) + (norm == "batch_norm1d")
+    forward, backward = _mean_held(norm)
+    result = diagnose.diagnose(NetworkSubject(spec, wrong=overrides({index: backward}, {index: forward})))
+    assert result.quantity == f"{index} {norm}: dE/dinput", diagnosis_text(result)
+    assert result.classification.kind == "normalization-mean-path", diagnosis_text(result)
