@@ -57,7 +57,15 @@ TAGGER_ALL_COUNTED = _with(TAGGER, name="tagger-all-counted", loss={"type": "sof
 # T = 1, and a long sequence (T = 50)
 SHORT = _with(POOLED, name="pooled-T1", input_shape=[1, 3])
 LONG = _with(TAGGER, name="tagger-T50", input_shape=[50], batch_size=2)
-DESCRIPTIONS = [TAGGER, TAGGER_NLL, TAGGER_ALL_COUNTED, POOLED, _last(POOLED, "last"), SHORT, LONG]
+# flat logits with an ignore_index given to softmax_cross_entropy: a class (1 of the 4 labels drawn set to it)
+POOLED_IGNORED = _with(POOLED, name="pooled-ignored", batch_size=4,
+                       loss={"type": "softmax_cross_entropy", "ignore_index": 0})
+# a linear on an image's last axis (C, H, W) -> (C, H, out), as torch's nn.Linear
+IMAGE_ROWS = {"name": "image-rows", "input_shape": [2, 3, 4], "layers": [
+    {"type": "linear", "out_features": 5}, {"type": "tanh"}, {"type": "flatten"},
+    {"type": "linear", "out_features": 2}], "loss": {"type": "mse"}, "optimizer": {"steps": 3}}
+DESCRIPTIONS = [TAGGER, TAGGER_NLL, TAGGER_ALL_COUNTED, POOLED, _last(POOLED, "last"), SHORT, LONG, POOLED_IGNORED,
+                IMAGE_ROWS]
 
 
 def test_a_sequence_keeps_its_steps_through_every_layer():
@@ -82,6 +90,13 @@ def test_the_labels_are_drawn_per_step_with_a_quarter_ignored():
     _, counted = random_batch(parse_spec(TAGGER_ALL_COUNTED), seed=3)
     assert counted.shape == (3, 5) and counted.min() >= 0
     check_inputs(spec, init_params(spec), x, labels)
+
+
+def test_a_given_ignore_index_is_drawn_for_flat_logits_too():
+    spec = parse_spec(POOLED_IGNORED)
+    assert spec.loss.ignore_index == 0 and parse_spec(POOLED).loss.ignore_index is None
+    assert (random_batch(spec)[1] == 0).sum() >= 1
+    assert parse_spec(IMAGE_ROWS).layers[0].out_shape == (2, 3, 5)
 
 
 def test_described_labels_give_one_per_step():
