@@ -17,7 +17,7 @@ from crosscheck.compare import ManualFailure, compare
 from crosscheck.tolerances import tolerance_for
 from manual import optim
 from manual.network import settings_at
-from netdesc.description import DROPOUTS, NORMALIZATIONS
+from netdesc.description import DROPOUTS, NLL_IGNORE_INDEX, NORMALIZATIONS
 from reference import network as reference_net
 from reference.seed_network import vjp
 
@@ -448,23 +448,27 @@ def fan_out_hypotheses(spec, layer, kind, x, params, a):
 def loss_hypotheses(spec, pred, target):
     if spec.loss.type != "softmax_cross_entropy":
         return ()
-    kept = torch.from_numpy(np.asarray(target != (-100 if spec.loss.ignore_index is None else spec.loss.ignore_index),
-                                       np.float64))  # the labels counted, one per sample (or per step)
+    ignored = NLL_IGNORE_INDEX if spec.loss.ignore_index is None else spec.loss.ignore_index
+    kept = torch.from_numpy(np.asarray(target != ignored, np.float64))  # the labels counted, per sample (or step)
     scale = float(kept.sum()) if spec.loss.reduction == "mean" else 1.0
     return (Hypothesis("one-hot", "manual = softmax / N: the one-hot term of softmax - onehot(labels) left out",
                        _single(lambda a: _vjp(lambda z: (torch.logsumexp(z, -1) * kept).sum() / scale, pred, 1.0))),)
 
 
 def loss_scales(spec, target):
-    """A classification under the mean with labels ignored: kept / count, the mean over every label (every sample,
-    or every step of every sample) where torch divides by the kept."""
-    if not spec.loss.classes or spec.loss.ignore_index is None or spec.loss.reduction != "mean":
+    """A classification under the mean whose labels are not the batch's N samples (a label per step, or some
+    ignored): the K labels counted, a sum where torch's mean over them was meant; and with labels ignored, K / L, the
+    mean over all L labels (every sample, or every step of every sample) where torch divides by the K kept."""
+    if not spec.loss.classes or spec.loss.reduction != "mean":
         return ()
-    N, kept = np.size(target), int((target != spec.loss.ignore_index).sum())
-    if kept in (0, N):
-        return ()
-    return ((kept / N, "batch-reduction", f"{kept}/{N}: the mean over all N = {N} labels, the {N - kept} ignored "
-             f"included, where torch divides by the {kept} kept"),)
+    ignored = NLL_IGNORE_INDEX if spec.loss.ignore_index is None else spec.loss.ignore_index
+    L, K = np.size(target), int((target != ignored).sum())
+    scales = () if K in (0, 1, spec.batch_size) else (
+        (K, "batch-reduction", f"the {K} labels counted: a sum where the mean over them was meant"),)
+    if K in (0, L):
+        return scales
+    return scales + ((K / L, "batch-reduction", f"{K}/{L}: the mean over all N = {L} labels, the {L - K} ignored "
+                      f"included, where torch divides by the {K} kept"),)
 
 
 def dropout_scales(layer):

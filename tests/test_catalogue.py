@@ -225,11 +225,12 @@ def test_an_embeddings_repeated_indices_are_what_the_assignment_loses():
         assert len(np.unique(x)) < x.size
 
 
-def test_nll_has_the_kept_fraction_as_a_scale_only_where_labels_are_ignored():
+def test_nll_has_the_kept_count_and_fraction_as_scales_only_where_labels_are_ignored():
     spec = parse_spec(find("nll-mean-over-all").network)
     assert H.loss_scales(spec, np.array([0, 1, 2, 3])) == H.loss_scales(spec, np.full(4, -100)) == ()
-    (scale,) = H.loss_scales(spec, np.array([0, -100, 2, 3]))
-    assert scale[:2] == (0.75, "batch-reduction")
+    # the 3 kept: a sum where their mean was meant; 3/4: the mean over all 4 labels where torch's is over the 3 kept
+    scales = H.loss_scales(spec, np.array([0, -100, 2, 3]))
+    assert [scale[:2] for scale in scales] == [(3, "batch-reduction"), (0.75, "batch-reduction")]
     assert H.loss_scales(parse_spec(find("nll-mean-over-all").network | {"loss": {"type": "nll", "reduction": "sum"}}),
                          np.array([0, -100, 2, 3])) == ()
 

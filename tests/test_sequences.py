@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from runs import SEED_BASE, network_rows, scaled_at
+from runs import SEED_BASE, diagnose_network, network_rows, scaled_at
 
 from crosscheck import cli
+from crosscheck.catalogue import layers
+from crosscheck.render import diagnosis_text
 from manual import functional as M
 from netdesc import InputError
 from netdesc.description import parse_spec
@@ -194,3 +196,18 @@ def test_verify_checks_a_sequence_description_end_to_end(tmp_path, capsys):
     assert "input (5,) per sample, batch 3, 4 layers, loss softmax_cross_entropy (mean)" in out
     assert "1 linear" in out and "dE/dinput" in out and out.rstrip().endswith("quantities agree")
     assert cli.main(["verify", "--spec", str(path), "--steps", "2", "--inject", "1"]) == 1
+
+
+@pytest.mark.parametrize(("wrong", "kind", "constant"), [
+    (layers._cross_entropy_onehot_forgotten, "one-hot", None),
+    (layers._cross_entropy_mean_forgotten, "batch-reduction", 12),  # 15 labels, 3 ignored: a sum over the 12 kept
+    (layers._cross_entropy_mean_over_all, "batch-reduction", 12 / 15),
+], ids=["onehot-forgotten", "mean-forgotten", "ignored-counted"])
+def test_a_wrong_loss_over_every_step_is_classified(wrong, kind, constant):
+    """The catalogue's cross-entropy mistakes on the tagger: a label per step, some ignored; the diagnosis names the
+    loss's gradient and the class, the constant the number of labels kept (never the batch size 3)."""
+    result = diagnose_network(parse_spec(TAGGER), SEED_BASE, layer_backward={"loss": wrong})
+    assert result.quantity == "loss: dE/dinput", diagnosis_text(result)
+    assert result.classification.kind == kind, diagnosis_text(result)
+    if constant is not None:
+        assert result.classification.constant == pytest.approx(constant)

@@ -169,26 +169,30 @@ def _tanh_of_output(dout, cache):
     return (dout * (1 - np.tanh(cache) ** 2),)  # tanh'(y) = 1 - tanh(y)^2: the derivative taken at the output y
 
 
-def _cross_entropy_forward(logits, labels, reduction):
-    E, _ = F.softmax_cross_entropy_forward(logits, labels, reduction)
-    return E, (logits, labels, len(labels) if reduction == "mean" else 1)
-
-
-def _softmax(logits):
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+def _kept_softmax(cache):
+    """softmax of manual.functional.softmax_cross_entropy_forward's rows that count (zeros on the ignored ones), the
+    rows' labels and the ones kept, the divisor of the mean and the logits' shape (N, C) or (N, T, C)."""
+    log_probs, labels, kept, scale, shape = cache
+    drows = np.zeros_like(log_probs)
+    drows[kept] = np.exp(log_probs[kept])
+    return drows, labels, kept, max(scale, 1), shape
 
 
 def _cross_entropy_onehot_forgotten(dout, cache):
-    logits, _, scale = cache
-    return _softmax(logits) * (dout / scale), None  # softmax - onehot(labels): the one-hot term left out
+    drows, _, _, scale, shape = _kept_softmax(cache)
+    return (drows * (dout / scale)).reshape(shape), None  # softmax - onehot(labels): the one-hot term left out
 
 
 def _cross_entropy_mean_forgotten(dout, cache):
-    logits, labels, _ = cache
-    dlogits = _softmax(logits)
-    dlogits[np.arange(len(labels)), labels] -= 1
-    return dlogits * dout, None  # divided by N under "mean": left out
+    drows, labels, kept, _, shape = _kept_softmax(cache)
+    drows[kept, labels[kept]] -= 1
+    return (drows * dout).reshape(shape), None  # divided by the labels counted under "mean": left out
+
+
+def _cross_entropy_mean_over_all(dout, cache):
+    drows, labels, kept, _, shape = _kept_softmax(cache)
+    drows[kept, labels[kept]] -= 1
+    return (drows * (dout / len(labels))).reshape(shape), None  # divided by every label, the ignored ones counted
 
 
 # --- normalization, softmax, gelu -------------------------------------------------------------------------
@@ -255,14 +259,6 @@ def _dropout_no_scale(dout, cache):
 def _nll_mean_over_all(dout, cache):
     onehot, _, _ = cache
     return onehot * (-dout / len(onehot)), None  # divided by N, the ignored labels counted
-
-
-def _cross_entropy_mean_over_all(dout, cache):
-    log_probs, labels, kept, _, shape = cache
-    drows = np.zeros_like(log_probs)
-    drows[kept] = np.exp(log_probs[kept])
-    drows[kept, labels[kept]] -= 1
-    return (drows * (dout / len(labels))).reshape(shape), None  # divided by every label, the ignored ones counted
 
 
 def _layer_norm_mean_path_left_out(dout, cache):
@@ -512,10 +508,10 @@ ENTRIES = [
                     {0: _transposed_output_padding_ignored}),
     WrongDerivation("cross-entropy-onehot-forgotten", "softmax cross-entropy: dlogits = softmax / N, the one-hot "
                     "subtraction left out", CLASSIFIER, "loss: dE/dinput", "one-hot",
-                    {"loss": _cross_entropy_onehot_forgotten}, {"loss": _cross_entropy_forward}),
+                    {"loss": _cross_entropy_onehot_forgotten}),
     WrongDerivation("cross-entropy-mean-forgotten", "softmax cross-entropy under the mean reduction: dlogits = "
                     "softmax - onehot, the division by N left out", CLASSIFIER, "loss: dE/dinput", "batch-reduction",
-                    {"loss": _cross_entropy_mean_forgotten}, {"loss": _cross_entropy_forward}),
+                    {"loss": _cross_entropy_mean_forgotten}),
     WrongDerivation("relu-ge-instead-of-gt", "relu: dx = dout * (x >= 0), the gradient let through at x == 0 "
                     "(a conv without bias over a black border gives exact zeros)", BORDER, "1 relu: dE/dinput", "kink",
                     {1: _relu_ge}, {1: _relu_forward}, inputs=_black_border),
