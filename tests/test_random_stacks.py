@@ -4,7 +4,9 @@ GELU both
 ways and SiLU, softmax and log-softmax, normalizations: batch norm 1d and 2d in training mode, layer norm, group norm;
 dropout in training mode (p 0, 0.25, 0.5 or 0.9; the
 harness draws its masks); stacks that start with an embedding (integer indices of shape [L], a padding_idx or
-none); flatten, linear, a random loss (nll after a log_softmax among them, with an ignore_index or torch's), a random
+none); sequences (floats [T, F] or token ids [T]: a linear on every step, layer norm over each step's features,
+sequence_pool, or a loss over every step with an ignore_index or none); flatten, linear, a random loss (nll after a
+log_softmax among them, with an ignore_index or torch's), a random
 optimizer (SGD, Adam, AdamW, RMSprop, Adagrad) with a StepLR or cosine
 scheduler or none, its first two steps and the batch norms' running statistics after each), float64: the loss,
 every parameter gradient and every layer's input gradient against autograd. Random
@@ -156,9 +158,52 @@ def embedding_stacks(draw):
 
 
 @st.composite
+def sequence_layer(draw, shape):
+    """One layer on a sequence (T, F): a linear on every step, an activation, dropout, a softmax over the steps or
+    the features, or a layer norm over each step's features (two of them or more: over one, variance 0)."""
+    kinds = ["linear", "activation", "dropout", "softmax"] + ["layer_norm"] * (shape[-1] >= 2)
+    kind = draw(st.sampled_from(kinds))
+    if kind == "linear":
+        return {"type": "linear", "out_features": draw(st.integers(1, 4)), "bias": draw(st.booleans())}
+    if kind == "layer_norm":
+        return {"type": "layer_norm", "normalized_shape": shape[-1], "elementwise_affine": draw(st.booleans())}
+    return draw({"activation": ACTIVATIONS, "dropout": DROPOUT, "softmax": softmaxes(shape)}[kind])
+
+
+@st.composite
+def sequence_stacks(draw):
+    """A sequence: floats [T, F] or token ids [T] into an embedding, T at most 6; at most three layers on every step;
+    then either a linear to classes on every step and a loss over every step (softmax_cross_entropy, with an
+    ignore_index or none, or nll after a log_softmax over the classes, or mse), or sequence_pool ("last" or "mean")
+    and the head of descriptions()."""
+    T, batch = draw(st.integers(1, 6)), draw(st.integers(1, 3))
+    if draw(st.booleans()):
+        description = {"input_shape": [T, draw(st.integers(1, 4))], "batch_size": batch}
+        layers = []
+    else:
+        vocabulary = draw(st.integers(1, 8))
+        description = {"input_shape": [T], "batch_size": batch}
+        layers = [{"type": "embedding", "num_embeddings": vocabulary, "embedding_dim": draw(st.integers(1, 4)),
+                   "padding_idx": draw(st.none() | st.integers(0, vocabulary - 1))}]
+    for _ in range(draw(st.integers(0, 3))):
+        shape = tuple(description["input_shape"]) if not layers else _out_shape(description, layers)
+        layers.append(draw(sequence_layer(shape)))
+    if draw(st.booleans()):
+        return _with_head(draw, description, layers + [{"type": "sequence_pool",
+                                                        "mode": draw(st.sampled_from(["last", "mean"]))}])
+    loss = draw(st.sampled_from(["mse", "softmax_cross_entropy", "nll"]))
+    layers.append({"type": "linear", "out_features": draw(st.integers(1, 4)), "bias": draw(st.booleans())})
+    if loss == "nll":
+        layers.append({"type": "log_softmax", "dim": 1})
+    ignore_index = draw(IGNORE_INDEXES) if loss != "mse" else None
+    return description | {"layers": layers, "loss": {"type": loss, "reduction": draw(st.sampled_from(["mean", "sum"]))}
+                          | ({} if ignore_index is None else {"ignore_index": ignore_index})}
+
+
+@st.composite
 def descriptions(draw):
     """A valid description of at most ~9 layers on an input of at most 3x8x8, batch 1 to 3; one in five an embedding
-    stack instead."""
+    stack instead (sequence stacks are drawn by their own tests, below)."""
     if draw(st.integers(0, 4)) == 4:  # 0 first: Hypothesis shrinks towards image stacks
         return draw(embedding_stacks())
     description = {"input_shape": [draw(st.integers(1, 3)), draw(st.integers(1, 8)), draw(st.integers(1, 8))],
@@ -240,6 +285,13 @@ def test_random_stack_matches_autograd(description, seed):
     check_stack(description, seed)
 
 
+@given(sequence_stacks(), SEEDS)
+def test_random_sequence_stack_matches_autograd(description, seed):
+    note(f"description: {json.dumps(description)}")
+    note(f"reproduce: {reproduce_command(description, seed)}")
+    check_stack(description, seed)
+
+
 @given(graphs(), SEEDS)
 def test_random_graph_matches_autograd(description, seed):
     note(f"description: {json.dumps(description)}")
@@ -272,7 +324,7 @@ def _off_by_1e_minus_6(spec, index):
 
 
 @settings(max_examples=25)
-@given(descriptions() | graphs(), SEEDS, st.data())
+@given(descriptions() | graphs() | sequence_stacks(), SEEDS, st.data())
 def test_checker_flags_a_wrong_backward_in_any_stack(description, seed, data):
     spec = parse_spec(description)
     index = data.draw(st.integers(0, len(spec.layers) - 1), label="wrong layer")
@@ -328,7 +380,8 @@ def test_random_stacks_reach_every_new_layer_optimizer_and_scheduler():
     wanted = {"batch_norm1d", "batch_norm2d", "layer_norm", "group_norm", "gelu none", "gelu tanh", "silu", "softmax",
               "log_softmax", "sgd", "adam", "adamw", "rmsprop", "adagrad", "amsgrad", "centered", "step", "cosine",
               "conv_transpose2d", "adaptive_avg_pool2d", *CONV_AXES, "dropout", "embedding", "embedding padding_idx",
-              "nll", "nll ignore_index"}
+              "nll", "nll ignore_index", "sequence_pool", "linear per step", "loss per step",
+              "softmax_cross_entropy ignore_index"}
     seen = set()
 
     def record(description):
@@ -343,6 +396,11 @@ def test_random_stacks_reach_every_new_layer_optimizer_and_scheduler():
                     for layer in spec.layers if layer.type == "embedding")
         seen.update({spec.loss.type} if spec.loss.type == "nll" else set())
         seen.update({"nll ignore_index"} if spec.loss.ignore_index not in (None, -100) else set())
+        seen.update({f"{spec.loss.type} ignore_index"} if spec.loss.ignore_index is not None else set())
+        seen.update({"linear per step"} if any(layer.type == "linear" and len(layer.in_shape) == 2
+                                               for layer in spec.layers) else set())
+        seen.update({"loss per step"} if spec.loss.classes and len(spec.output_shape) == 2 else set())
         return wanted <= seen
 
-    find(descriptions() | graphs(), record, settings=settings(max_examples=2000, derandomize=True, database=None))
+    find(descriptions() | graphs() | sequence_stacks(), record, settings=settings(max_examples=2000, derandomize=True,
+                                                                           database=None))
