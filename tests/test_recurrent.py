@@ -1,0 +1,194 @@
+"""Recurrent layers beyond the registry rows (tests/layer_cases.py): the reference's unrolled steps against
+torch's modules, manual's per-step trace against autograd's per-step gradients, initial states left out (zeros,
+no gradient) as torch's default, and the bad-input checks."""
+
+import numpy as np
+import pytest
+import torch
+from layer_cases import WEIGHT_NAMES, recurrent_shapes
+
+from manual import recurrent as R
+from netdesc import InputError
+from reference.recurrent import QUANTITIES, unrolled
+
+MODULES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+FORWARDS = {"rnn": (R.rnn_forward, R.rnn_backward_with_trace), "lstm": (R.lstm_forward, R.lstm_backward_with_trace),
+            "gru": (R.gru_forward, R.gru_backward_with_trace)}
+CELLS = {"rnn": (torch.nn.RNNCell, R.rnn_cell_forward, R.rnn_cell_backward),
+         "lstm": (torch.nn.LSTMCell, R.lstm_cell_forward, R.lstm_cell_backward),
+         "gru": (torch.nn.GRUCell, R.gru_cell_forward, R.gru_cell_backward)}
+VARIANTS = [("rnn", {"nonlinearity": "tanh"}), ("rnn", {"nonlinearity": "relu"}), ("lstm", {}), ("gru", {})]
+
+
+def _inputs(kind, rng, T=6, N=3, F=2, H=3, num_layers=2, bias=True, batch_first=False, dtype=np.float64):
+    shapes = recurrent_shapes(GATES[kind], T, N, F, H, num_layers, bias, batch_first, kind == "lstm")
+    return [rng.standard_normal(s).astype(dtype) * (0.6 if i > 1 else 1) for i, s in enumerate(shapes)]
+
+
+def _module(kind, arrays, bias, batch_first, options):
+    states = 2 if kind == "lstm" else 1
+    weights = arrays[1 + states:]
+    per = 4 if bias else 2
+    layer = MODULES[kind](weights[0].shape[1], weights[1].shape[1], len(weights) // per, bias=bias,
+                          batch_first=batch_first, **options).double()
+    names = [f"{name}_l{l}" for l in range(len(weights) // per) for name in WEIGHT_NAMES[:per]]
+    return layer, dict(zip(names, weights, strict=True))
+
+
+@pytest.mark.parametrize(("kind", "options"), VARIANTS, ids=lambda v: v if isinstance(v, str) else "-".join(v.values()))
+@pytest.mark.parametrize(("bias", "batch_first"), [(True, False), (False, True)])
+def test_the_unrolled_steps_are_torchs_modules(kind, options, bias, batch_first):
+    """The reference's step-by-step torch equals torch.nn.RNN/LSTM/GRU, output and final states: the per-step
+    gradients it keeps are autograd's of torch's own layer."""
+    arrays = [torch.from_numpy(a) for a in _inputs(kind, np.random.default_rng(1), bias=bias,
+                                                    batch_first=batch_first)]
+    states = 2 if kind == "lstm" else 1
+    layer, params = _module(kind, arrays, bias, batch_first, options)
+    out, final = torch.func.functional_call(layer, params, (arrays[0], tuple(arrays[1:1 + states])
+                                                            if states == 2 else arrays[1]))
+    u_out, u_final, steps = unrolled(kind, arrays[0], arrays[1:1 + states], arrays[1 + states:],
+                                     bias=bias, batch_first=batch_first, **options)
+    torch.testing.assert_close(u_out, out)
+    torch.testing.assert_close(u_final, final if states == 2 else (final,))
+    assert len(steps) == 2 and set(steps[0]) == set(QUANTITIES[kind]) and len(steps[1]["h"]) == 6
+
+
+@pytest.mark.parametrize(("kind", "options"), VARIANTS, ids=lambda v: v if isinstance(v, str) else "-".join(v.values()))
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_the_trace_holds_autograds_per_step_gradients(kind, options, batch_first):
+    """Every quantity of manual's trace, at every layer and time step, equals autograd's gradient of it in the
+    unrolled torch steps, with gradients flowing in from the output and the final states at once."""
+    rng = np.random.default_rng(2)
+    arrays = _inputs(kind, rng, batch_first=batch_first)
+    states = 2 if kind == "lstm" else 1
+    forward, backward = FORWARDS[kind]
+    out, cache = forward(*arrays, batch_first=batch_first, **options)
+    dout = rng.standard_normal(out.shape)
+    dfinal = [rng.standard_normal(cache.h_n.shape) for _ in range(states)]
+    grads, trace = backward(dout, cache, *dfinal)
+
+    tensors = [torch.from_numpy(a).requires_grad_() for a in arrays]
+    t_out, t_final, steps = unrolled(kind, tensors[0], tensors[1:1 + states], tensors[1 + states:],
+                                     batch_first=batch_first, **options)
+    total = (t_out * torch.from_numpy(dout)).sum() + sum((f * torch.from_numpy(d)).sum()
+                                                         for f, d in zip(t_final, dfinal, strict=True))
+    total.backward()
+    np.testing.assert_allclose(out, t_out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for g, t in zip(grads, tensors, strict=True):
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for l in range(2):
+        assert set(trace[l]) == {f"d{q}" for q in QUANTITIES[kind]}
+        for q in QUANTITIES[kind]:
+            autograd = torch.stack([v.grad for v in steps[l][q]]).numpy()
+            np.testing.assert_allclose(trace[l][f"d{q}"], autograd, rtol=1e-10, atol=1e-12, err_msg=f"{l} d{q}")
+
+
+@pytest.mark.parametrize(("kind", "options"), VARIANTS, ids=lambda v: v if isinstance(v, str) else "-".join(v.values()))
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_initial_states_left_out_are_zeros_without_a_gradient(kind, options, dtype):
+    """h0 (and c0) None: zeros, as torch's default when the module is called without them; their gradients None."""
+    arrays = _inputs(kind, np.random.default_rng(3), dtype=dtype)
+    states = 2 if kind == "lstm" else 1
+    forward, backward = FORWARDS[kind]
+    out, cache = forward(arrays[0], *[None] * states, *arrays[1 + states:], **options)
+    dout = np.random.default_rng(4).standard_normal(out.shape).astype(dtype)
+    grads, _ = backward(dout, cache)
+    assert grads[1:1 + states] == (None,) * states
+    tensors = [torch.from_numpy(a).double().requires_grad_() for a in arrays]
+    layer, params = _module(kind, tensors, True, False, options)
+    t_out, _ = torch.func.functional_call(layer, params, (tensors[0],))
+    t_grads = torch.autograd.grad(t_out, [tensors[0], *tensors[1 + states:]], torch.from_numpy(dout).double())
+    tol = {"float64": 1e-10, "float32": 1e-4}[dtype]
+    np.testing.assert_allclose(out, t_out.detach().numpy(), rtol=tol, atol=tol)
+    assert out.dtype == dtype and all(g.dtype == dtype for g in grads if g is not None)
+    for g, t in zip((grads[0], *grads[1 + states:]), t_grads, strict=True):
+        np.testing.assert_allclose(g, t.numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_a_cell_without_its_state_starts_from_zeros(kind):
+    module, forward, backward = CELLS[kind]
+    rng = np.random.default_rng(5)
+    G, H = GATES[kind], 3
+    x, w_ih, w_hh, b_ih, b_hh = (rng.standard_normal(s) for s in ((2, 4), (G * H, 4), (G * H, H), (G * H,),
+                                                                  (G * H,)))
+    states = 2 if kind == "lstm" else 1
+    out, cache = forward(x, *[None] * states, w_ih, w_hh, b_ih, b_hh)
+    tensors = [torch.from_numpy(a).requires_grad_() for a in (x, w_ih, w_hh, b_ih, b_hh)]
+    t_out = torch.func.functional_call(module(4, H).double(), dict(zip(WEIGHT_NAMES, tensors[1:], strict=True)),
+                                       (tensors[0],))
+    t_out = torch.stack(t_out) if states == 2 else t_out
+    dout = rng.standard_normal(t_out.shape)
+    grads = backward(dout, cache)
+    assert grads[1:1 + states] == (None,) * states
+    np.testing.assert_allclose(np.asarray(out), t_out.detach().numpy(), rtol=1e-12)
+    for g, t in zip((grads[0], *grads[1 + states:]), torch.autograd.grad(t_out, tensors, torch.from_numpy(dout)),
+                    strict=True):
+        np.testing.assert_allclose(g, t.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_the_lstm_cell_takes_its_two_gradients_as_a_pair_or_one_array():
+    rng = np.random.default_rng(6)
+    x, h, c, w_ih, w_hh = (rng.standard_normal(s) for s in ((2, 3), (2, 2), (2, 2), (8, 3), (8, 2)))
+    _, cache = R.lstm_cell_forward(x, h, c, w_ih, w_hh)
+    dh, dc = rng.standard_normal((2, 2, 2))
+    for a, b in zip(R.lstm_cell_backward((dh, dc), cache), R.lstm_cell_backward(np.stack([dh, dc]), cache),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(InputError, match=r"^dout: got 3 gradients, needs two, \(dh', dc'\)$"):
+        R.lstm_cell_backward((dh, dc, dc), cache)
+
+
+# --- bad input: one InputError naming the argument ---------------------------------------------------------
+
+def _lstm(**changes):
+    rng = np.random.default_rng(7)
+    arrays = dict(zip(["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"],
+                      _inputs("lstm", rng, T=3, N=2, F=2, H=3, num_layers=1), strict=True))
+    options = {k: changes.pop(k) for k in ("bias", "batch_first") if k in changes}
+    arrays.update(changes)
+    values = list(arrays.values())
+    return R.lstm_forward(*[v for v in values if not isinstance(v, str)], **options)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"bias": 1}, "bias: got 1, needs True or False"),
+    ({"batch_first": "yes"}, "batch_first: got 'yes', needs True or False"),
+    ({"x": np.zeros((3, 2))}, "x: got 2-D array of shape (3, 2), needs 3-D"),
+    ({"x": np.zeros((0, 2, 2))}, "x: got shape (0, 2, 2), needs at least one time step, one sample and one feature"),
+    ({"b_hh": "left out"}, "weights: got 3 arrays, needs 4 per layer (w_ih, w_hh, b_ih, b_hh, torch's order) for "
+                           "one or more layers"),
+    ({"w_hh": np.zeros((12, 2))}, "w_hh_l0: got shape (12, 2), needs (8, 2) (4 gate blocks of H = 2 rows, torch's "
+                                  "weight_hh_l0)"),
+    ({"w_ih": np.zeros((12, 3))}, "w_ih_l0: got shape (12, 3), needs (12, 2) (4 gate blocks of H = 3 rows over the 2 "
+                                  "input features, torch's weight_ih_l0)"),
+    ({"b_ih": np.zeros(3)}, "b_ih_l0: got shape (3,), needs (12,) (one bias per gate row, torch's bias_ih_l0)"),
+    ({"b_ih": np.zeros(12, np.float32)}, "mixed dtypes: got x float64, w_ih_l0 float64, w_hh_l0 float64, b_ih_l0 "
+                                         "float32, b_hh_l0 float64, needs one dtype (all float32 or all float64)"),
+    ({"c0": np.zeros((2, 2, 3))}, "c0: got shape (2, 2, 3), needs (1, 2, 3) ((num_layers, N, H), torch's layout)"),
+    ({"h0": np.zeros((1, 2, 3), np.float32)}, "mixed dtypes: got x float64, h0 float32, needs one dtype"),
+])
+def test_bad_sequence_input_names_the_argument(changes, message):
+    with pytest.raises(InputError, match="^" + pytest.importorskip("re").escape(message)):
+        _lstm(**changes)
+
+
+def test_bad_input_of_the_rnn_and_the_backward_names_the_argument():
+    rng = np.random.default_rng(8)
+    x, h0, w_ih, w_hh = _inputs("rnn", rng, T=2, N=1, F=2, H=2, num_layers=1, bias=False)
+    with pytest.raises(InputError, match=r"^nonlinearity: got 'sigmoid', needs one of 'tanh', 'relu'$"):
+        R.rnn_forward(x, h0, w_ih, w_hh, nonlinearity="sigmoid", bias=False)
+    with pytest.raises(InputError, match=r"^w_hh: got shape \(3, 2\), needs \(2, 2\) \(1 gate block of H = 2 rows"):
+        R.rnn_cell_forward(x[0], h0[0], w_ih, np.zeros((3, 2)))
+    with pytest.raises(InputError, match=r"^h: got shape \(1, 3\), needs \(1, 2\) \(\(N, H\), one state per sample\)$"):
+        R.rnn_cell_forward(x[0], np.zeros((1, 3)), w_ih, w_hh)
+    out, cache = R.rnn_forward(x, h0, w_ih, w_hh, bias=False)
+    with pytest.raises(InputError, match=r"^dout: got shape \(1, 2, 2\) dtype float64, needs an array of shape "
+                                         r"\(2, 1, 2\) and dtype float64 \(the forward's\)$"):
+        R.rnn_backward(out.swapaxes(0, 1), cache)
+    with pytest.raises(InputError, match=r"^dh_n: got list, needs an array of shape \(1, 1, 2\)"):
+        R.rnn_backward(out, cache, dh_n=[0.0, 0.0])
+    h, cell = R.rnn_cell_forward(x[0], h0[0], w_ih, w_hh)
+    with pytest.raises(InputError, match=r"^dh: got shape \(1, 2\) dtype float32"):
+        R.rnn_cell_backward(h.astype(np.float32), cell)
