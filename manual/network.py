@@ -17,6 +17,7 @@ import numpy as np
 
 from manual import functional as F
 from manual import optim
+from manual import recurrent as R
 from netdesc.checks import ManualFailure, check_positive_int, unusable
 from netdesc.description import BATCH_NORMS, INDEXED
 from netdesc.inputs import check_inputs, seeded_masks
@@ -53,6 +54,11 @@ FORWARD = {
     "embedding": lambda x, p, o: F.embedding_forward(x, p["weight"], o["padding_idx"]),
     # p["mask"]: the harness's mask of this step (training mode); none given: eval mode, the identity
     "dropout": lambda x, p, o: F.dropout_forward(x, p.get("mask"), o["p"]),
+    # recurrent layers on (N, T, F), batch_first; p: torch's flat weight list in order; initial states zero
+    "rnn": lambda x, p, o: R.rnn_forward(x, None, *p.values(), nonlinearity=o["nonlinearity"], bias=o["bias"],
+                                         batch_first=True),
+    "lstm": lambda x, p, o: R.lstm_forward(x, None, None, *p.values(), bias=o["bias"], batch_first=True),
+    "gru": lambda x, p, o: R.gru_forward(x, None, *p.values(), bias=o["bias"], batch_first=True),
     # merge layers: xs is the tuple of their inputs, in the order of layer.inputs
     "add": lambda xs, p, o: F.add_forward(*xs),
     "concat": lambda xs, p, o: F.concat_forward(*xs, dim=o["dim"]),
@@ -61,6 +67,16 @@ def batch_norm_backward(dout, cache):
     """batch norm's (dx, dgamma, dbeta): the running statistics, data, get no gradient and no place in the tuple."""
     dx, _, _, dgamma, dbeta = F.batch_norm_backward(dout, cache)
     return dx, dgamma, dbeta
+
+
+def without_states(backward, states):
+    """A recurrent layer's backward without the initial states' gradients (None: they were zeros, not inputs)
+    -> (dx, dweight_ih_l0, ...)."""
+    def layer_backward(dout, cache):
+        dx, *rest = backward(dout, cache)
+        return (dx, *rest[states:])
+
+    return layer_backward
 
 
 # type -> backward(dout, cache) -> (dx, dweight, dbias) or (dx,); a merge layer's: (dx per input, in order)
@@ -88,6 +104,9 @@ BACKWARD = {
     "log_softmax": F.log_softmax_backward,
     "embedding": F.embedding_backward,  # (None, dweight): the indices get no gradient
     "dropout": F.dropout_backward,  # (dx, None): the mask is data
+    "rnn": without_states(R.rnn_backward, 1),
+    "lstm": without_states(R.lstm_backward, 2),
+    "gru": without_states(R.gru_backward, 1),
 }
 LOSS = {
     "softmax_cross_entropy": (F.softmax_cross_entropy_forward, F.softmax_cross_entropy_backward),

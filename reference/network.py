@@ -50,6 +50,12 @@ MODULES = {
     "log_softmax": lambda layer, o: nn.LogSoftmax(o["dim"] + 1),
     "embedding": lambda layer, o: nn.Embedding(o["num_embeddings"], o["embedding_dim"], o["padding_idx"]),
     "dropout": lambda layer, o: Dropout(o["p"]),
+    "rnn": lambda layer, o: RNN(layer.in_shape[1], o["hidden_size"], o["num_layers"], o["nonlinearity"],
+                                bias=o["bias"], batch_first=True),
+    "lstm": lambda layer, o: LSTM(layer.in_shape[1], o["hidden_size"], o["num_layers"], bias=o["bias"],
+                                  batch_first=True),
+    "gru": lambda layer, o: GRU(layer.in_shape[1], o["hidden_size"], o["num_layers"], bias=o["bias"],
+                                batch_first=True),
     "add": lambda layer, o: Add(),
     "concat": lambda layer, o: Concat(o["dim"]),
 }
@@ -71,6 +77,27 @@ class Concat(nn.Module):
 
     def forward(self, *xs):
         return torch.cat(xs, self.dim + 1)
+
+
+class RNN(nn.RNN):
+    """torch.nn.RNN returning its output sequence alone (not h_n): its parameters keep torch's names."""
+
+    def forward(self, x):
+        return super().forward(x)[0]
+
+
+class LSTM(nn.LSTM):
+    """torch.nn.LSTM returning its output sequence alone (not (h_n, c_n))."""
+
+    def forward(self, x):
+        return super().forward(x)[0]
+
+
+class GRU(nn.GRU):
+    """torch.nn.GRU returning its output sequence alone (not h_n)."""
+
+    def forward(self, x):
+        return super().forward(x)[0]
 
 
 class Dropout(nn.Module):

@@ -2,13 +2,20 @@
 torch's modules, manual's per-step trace against autograd's per-step gradients, initial states left out (zeros,
 no gradient) as torch's default, and the bad-input checks."""
 
+import json
+import re
+
 import numpy as np
 import pytest
 import torch
 from layer_cases import WEIGHT_NAMES, recurrent_shapes
+from runs import SEED_BASE, network_rows
 
+import netdesc.inputs
+from crosscheck import cli
 from manual import recurrent as R
 from netdesc import InputError
+from netdesc.description import parse_spec
 from reference.recurrent import QUANTITIES, unrolled
 
 MODULES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
@@ -170,7 +177,7 @@ def _lstm(**changes):
     ({"h0": np.zeros((1, 2, 3), np.float32)}, "mixed dtypes: got x float64, h0 float32, needs one dtype"),
 ])
 def test_bad_sequence_input_names_the_argument(changes, message):
-    with pytest.raises(InputError, match="^" + pytest.importorskip("re").escape(message)):
+    with pytest.raises(InputError, match="^" + re.escape(message)):
         _lstm(**changes)
 
 
@@ -192,3 +199,70 @@ def test_bad_input_of_the_rnn_and_the_backward_names_the_argument():
     h, cell = R.rnn_cell_forward(x[0], h0[0], w_ih, w_hh)
     with pytest.raises(InputError, match=r"^dh: got shape \(1, 2\) dtype float32"):
         R.rnn_cell_backward(h.astype(np.float32), cell)
+
+
+# --- descriptions: rnn, lstm and gru layers in a described network ----------------------------------------
+
+def _description(kind, num_layers=1, dtype_steps=5, **options):
+    return {
+        "name": f"seq-{kind}-{num_layers}", "input_shape": [7, 3], "batch_size": 3,
+        "layers": [{"type": kind, "hidden_size": 4, "num_layers": num_layers, **options},
+                   {"type": "flatten"}, {"type": "linear", "out_features": 2}],
+        "loss": {"type": "mse"}, "optimizer": {"type": "adam", "lr": 0.01, "steps": dtype_steps},
+    }
+
+
+DESCRIBED = [("rnn", 1, {}), ("rnn", 2, {"nonlinearity": "relu"}), ("lstm", 1, {}), ("lstm", 2, {"bias": False}),
+             ("gru", 1, {"bias": False}), ("gru", 2, {})]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("kind", "num_layers", "options"), DESCRIBED,
+                         ids=[f"{k}-{n}{''.join(f'-{v}' for v in o.values())}" for k, n, o in DESCRIBED])
+def test_a_described_recurrent_network_matches_autograd_through_adam_steps(kind, num_layers, options, dtype):
+    """[T, F] -> rnn / lstm / gru -> flatten -> linear, mse: every output, gradient (torch's parameter names) and
+    five Adam steps against torch's modules."""
+    spec = parse_spec(_description(kind, num_layers, **options))
+    rows = network_rows(spec, SEED_BASE, dtype)
+    failed = [row.result.describe(spec.name) for row in rows if not row.passed]
+    assert not failed, "\n".join(failed)
+    seen = {(row.where, row.quantity) for row in rows}
+    for l in range(num_layers):
+        for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if options.get("bias", True) else ()):
+            assert (f"0 {kind}", f"dE/d{name}_l{l}") in seen and (f"0 {kind}", f"{name}_l{l} after 5 steps") in seen
+    assert (f"0 {kind}", "dE/dinput") in seen and ("loss", "E at steps 1..5") in seen
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_the_descriptions_parameters_are_torchs_by_name_shape_and_law(kind):
+    """param_shapes against the module torch builds (names and shapes from torch); every parameter drawn from
+    torch's law U(-1/sqrt(H), 1/sqrt(H))."""
+    spec = parse_spec(_description(kind, 2))
+    module = MODULES[kind](3, 4, 2, batch_first=True)
+    assert {f"0.{name}": tuple(p.shape) for name, p in module.named_parameters()} == {
+        k: v for k, v in spec.param_shapes().items() if k.startswith("0.")}
+    params = netdesc.inputs.init_params(spec, np.float64, seed=0)
+    recurrent = np.concatenate([p.ravel() for k, p in params.items() if k.startswith("0.")])
+    assert np.abs(recurrent).max() <= 0.5 and np.abs(recurrent).max() > 0.45 and recurrent.min() < -0.45  # 1/sqrt(4)
+    assert spec.layers[0].out_shape == (7, 4) and spec.layers[1].out_shape == (28,)
+
+
+def test_an_embedding_feeds_an_lstm_classifier():
+    """[T] token ids -> embedding -> lstm -> flatten -> linear, softmax cross-entropy, in float32 and float64."""
+    spec = parse_spec({"name": "tokens", "input_shape": [6], "batch_size": 4,
+                       "layers": [{"type": "embedding", "num_embeddings": 9, "embedding_dim": 3},
+                                  {"type": "lstm", "hidden_size": 3, "num_layers": 2}, {"type": "flatten"},
+                                  {"type": "linear", "out_features": 5}],
+                       "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"type": "adam", "lr": 0.05,
+                                                                                "steps": 4}})
+    for dtype in ("float64", "float32"):
+        rows = network_rows(spec, SEED_BASE, dtype)
+        assert all(row.passed for row in rows), [row.result.describe(dtype) for row in rows if not row.passed]
+
+
+def test_verify_checks_a_described_lstm_and_exits_0(capsys):
+    text = json.dumps(_description("lstm", 2))
+    assert cli.main(["verify", "--spec-json", text, "--steps", "2", "--dtype", "float32"]) == 0
+    out = capsys.readouterr().out
+    assert "0 lstm" in out and "dE/dweight_hh_l1" in out and "weight_ih_l0 after 2 steps" in out
+    assert out.rstrip().endswith("quantities agree")
