@@ -254,49 +254,66 @@ def _sequence_forward(kind, x, states, weights, bias, batch_first):
     return np.ascontiguousarray(inputs.swapaxes(0, 1)) if batch_first else inputs, cache
 
 
-def _sequence_backward(dout, cache, dh_n, dc_n):
-    """Backpropagation through time, the last layer first -> (gradients in the forward's order, trace)."""
-    kind = cache.kind
+def layer_backward(kind, layer, dseq, dnext):
+    """Backpropagation through time in one layer, from its last step to its first. layer: one entry of
+    SequenceCache.layers; dseq (T, N, H): the gradient reaching its output sequence (from the loss, or from the
+    layer above); dnext: the gradients from beyond its last step, [dh_n] or [dh_n, dc_n], (N, H) each
+    -> (dinputs (T, N, F_l), [dh0] or [dh0, dc0], (dw_ih, dw_hh, db_ih, db_hh), its trace)."""
+    inputs, (w_ih, w_hh, b_ih, b_hh), h_prev, steps = layer
+    T, N, H = h_prev.shape
+    G_H = w_hh.shape[0]
+    da = np.empty((T, N, G_H), h_prev.dtype)
+    da_h = np.empty_like(da) if kind.name == "gru" else da  # the hidden side differs only in the GRU
+    trace = {"dh": np.empty((T, N, H), h_prev.dtype), **{q: np.empty((T, N, H), h_prev.dtype) for q in kind.trace}}
+    for t in reversed(range(T)):
+        dh = dseq[t] + dnext[0]  # what the output at t sends, and what the future sends through h_t
+        d = kind.step_backward(dh, *dnext[1:], steps[t], w_hh)
+        da[t] = d["da"]
+        if da_h is not da:
+            da_h[t] = d["da_h"]
+        dnext = [d["dh_prev"], d["dc_prev"]] if kind.cell_state else [d["dh_prev"]]
+        trace["dh"][t] = dh
+        for q in kind.trace:
+            trace[q][t] = d[q]
+    # the weights: summed over every step and sample, one matmul each
+    weight_grads = (da.reshape(-1, G_H).T @ inputs.reshape(T * N, -1), da_h.reshape(-1, G_H).T @ h_prev.reshape(-1, H),
+                    None if b_ih is None else da.sum(axis=(0, 1)), None if b_hh is None else da_h.sum(axis=(0, 1)))
+    return da @ w_ih, dnext, weight_grads, trace
+
+
+def check_backward(dout, cache, dh_n, dc_n):
+    """A sequence backward's arguments, checked -> (dout time-major (T, N, H), the final states' gradients
+    [dh_n] or [dh_n, dc_n], (L, N, H) each, zeros where not given)."""
     L, N, H = cache.h_n.shape
     T = cache.layers[0][0].shape[0]
     dtype = cache.h_n.dtype
-    out_shape = (N, T, H) if cache.batch_first else (T, N, H)
-    dseq = _check_dout("dout", dout, out_shape, dtype)
-    dseq = dseq.swapaxes(0, 1) if cache.batch_first else dseq
+    dseq = _check_dout("dout", dout, (N, T, H) if cache.batch_first else (T, N, H), dtype)
     dfinal = [np.zeros((L, N, H), dtype) if d is None else _check_dout(name, d, (L, N, H), dtype)
-              for name, d in (("dh_n", dh_n), ("dc_n", dc_n))[:len(kind.states)]]
-    dstates0 = [np.empty((L, N, H), dtype) for _ in kind.states]
-    weight_grads, trace = [None] * L, [None] * L
-    for l in reversed(range(L)):
-        inputs, (w_ih, w_hh, b_ih, b_hh), h_prev, steps = cache.layers[l]
-        da = np.empty((T, N, kind.gates * H), dtype)
-        da_h = np.empty_like(da) if kind.name == "gru" else da  # the hidden side differs only in the GRU
-        trace[l] = {"dh": np.empty((T, N, H), dtype), **{q: np.empty((T, N, H), dtype) for q in kind.trace}}
-        dnext = [d[l] for d in dfinal]  # the gradients from beyond the last step: dh_n (and dc_n)
-        for t in reversed(range(T)):
-            dh = dseq[t] + dnext[0]  # what the output at t sends, and what the future sends through h_t
-            d = kind.step_backward(dh, *dnext[1:], steps[t], w_hh)
-            da[t] = d["da"]
-            if da_h is not da:
-                da_h[t] = d["da_h"]
-            dnext = [d["dh_prev"], d["dc_prev"]] if kind.cell_state else [d["dh_prev"]]
-            trace[l]["dh"][t] = dh
-            for q in kind.trace:
-                trace[l][q][t] = d[q]
-        for s, d in zip(dstates0, dnext, strict=True):
-            s[l] = d
-        # the weights: summed over every step and sample, one matmul each
-        G_H = kind.gates * H
-        weight_grads[l] = (da.reshape(-1, G_H).T @ inputs.reshape(T * N, -1),
-                           da_h.reshape(-1, G_H).T @ h_prev.reshape(T * N, H),
-                           None if b_ih is None else da.sum(axis=(0, 1)),
-                           None if b_hh is None else da_h.sum(axis=(0, 1)))
-        dseq = da @ w_ih  # (T, N, F_l): the gradient reaching layer l's input, layer l - 1's output
+              for name, d in (("dh_n", dh_n), ("dc_n", dc_n))[:len(cache.kind.states)]]
+    return (dseq.swapaxes(0, 1) if cache.batch_first else dseq), dfinal
+
+
+def gradients(cache, dseq, dstates0, weight_grads):
+    """The gradients in the forward's order: (dx, dh0[, dc0], *dweights) -> one tuple, dx in the input's layout,
+    None for an initial state not given and a bias left out."""
     dx = np.ascontiguousarray(dseq.swapaxes(0, 1)) if cache.batch_first else dseq
     has_bias = cache.layers[0][1][2] is not None
     flat = [g for layer in weight_grads for g in (layer if has_bias else layer[:2])]
-    dstates = [d if given else None for d, given in zip(dstates0, cache.given, strict=True)]
-    return (dx, *dstates, *flat), trace
+    dstates = [np.stack(d) if given else None for d, given in zip(zip(*dstates0, strict=True), cache.given,
+                                                                  strict=True)]
+    return (dx, *dstates, *flat)
+
+
+def _sequence_backward(dout, cache, dh_n, dc_n):
+    """Backpropagation through time, the last layer first -> (gradients in the forward's order, trace)."""
+    dseq, dfinal = check_backward(dout, cache, dh_n, dc_n)
+    L = len(cache.layers)
+    dstates0, weight_grads, trace = [None] * L, [None] * L, [None] * L
+    for l in reversed(range(L)):
+        # dseq becomes the gradient reaching layer l's input: layer l - 1's output sequence
+        dseq, dstates0[l], weight_grads[l], trace[l] = layer_backward(cache.kind, cache.layers[l], dseq,
+                                                                      [d[l] for d in dfinal])
+    return gradients(cache, dseq, dstates0, weight_grads), trace
 
 
 def rnn_forward(x, h0, *weights, nonlinearity="tanh", bias=True, batch_first=False):
