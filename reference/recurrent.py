@@ -52,21 +52,26 @@ def _gru_step(xw, state, w_hh, b_hh, nonlinearity):
 STEPS = {"rnn": _rnn_step, "lstm": _lstm_step, "gru": _gru_step}
 
 
-def unrolled(kind, x, states, weights, *, nonlinearity="tanh", bias=True, batch_first=False):
+def unrolled(kind, x, states, weights, *, nonlinearity="tanh", bias=True, batch_first=False, detach=()):
     """kind "rnn", "lstm" or "gru"; x (T, N, F) (or (N, T, F) with batch_first), states (h0,) or (h0, c0), each
     (L, N, H), weights torch's flat list -> (output, final states (h_n[, c_n]), steps): steps[l][q] a list over
-    t of layer l's quantity q, each retaining its gradient."""
+    t of layer l's quantity q, each retaining its gradient.
+
+    detach: the paths autograd leaves out, truncated backpropagation through time as torch writes it
+    (``.detach()``): "h" (and "c"), the previous step's states as each step reads them; "layers", the output
+    sequence of each layer as the layer above reads it. The mistakes of crosscheck.hypotheses, by autograd."""
     per = 4 if bias else 2
     layers = len(weights) // per
     inputs = x.transpose(0, 1) if batch_first else x
     finals, steps = [], []
     for l in range(layers):
         w_ih, w_hh, b_ih, b_hh = (*weights[per * l:per * l + per], None, None)[:4]
-        xw = _projection(inputs, w_ih, b_ih)
+        xw = _projection(inputs.detach() if l and "layers" in detach else inputs, w_ih, b_ih)
         state = tuple(s[l] for s in states)
         kept = {q: [] for q in QUANTITIES[kind]}
         for t in range(inputs.shape[0]):
-            state, quantities = STEPS[kind](xw[t], state, w_hh, b_hh, nonlinearity)
+            read = tuple(s.detach() if q in detach else s for q, s in zip("hc", state, strict=False))
+            state, quantities = STEPS[kind](xw[t], read, w_hh, b_hh, nonlinearity)
             for q, value in quantities.items():
                 if value.requires_grad:  # inputs without a gradient leave nothing to retain
                     value.retain_grad()

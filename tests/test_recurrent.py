@@ -13,9 +13,13 @@ from runs import SEED_BASE, network_rows
 
 import netdesc.inputs
 from crosscheck import cli
+from crosscheck import hypotheses as H
+from crosscheck.catalogue.recurrent import ENTRIES as RECURRENT_ENTRIES
+from crosscheck.tolerances import tolerance_for
 from manual import recurrent as R
 from netdesc import InputError
 from netdesc.description import parse_spec
+from reference import network as reference_net
 from reference.recurrent import QUANTITIES, unrolled
 
 MODULES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
@@ -266,3 +270,59 @@ def test_verify_checks_a_described_lstm_and_exits_0(capsys):
     out = capsys.readouterr().out
     assert "0 lstm" in out and "dE/dweight_hh_l1" in out and "weight_ih_l0 after 2 steps" in out
     assert out.rstrip().endswith("quantities agree")
+
+
+# --- the truncated graphs the catalogue's hypotheses stand on -------------------------------------------------
+
+def _last_step_gradients(kind, detach, num_layers=1):
+    """Autograd's gradients of the unrolled layer (T = 5) for an upstream gradient at the last step only."""
+    arrays = [torch.from_numpy(a).requires_grad_() for a in _inputs(kind, np.random.default_rng(9), T=5,
+                                                                       num_layers=num_layers)]
+    states = 2 if kind == "lstm" else 1
+    out, _, _ = unrolled(kind, arrays[0], arrays[1:1 + states], arrays[1 + states:], detach=detach)
+    upstream = torch.zeros_like(out)
+    upstream[-1] = torch.from_numpy(np.random.default_rng(10).standard_normal(out.shape[1:]))
+    return [g.numpy() for g in torch.autograd.grad(out, arrays, upstream, allow_unused=True, materialize_grads=True)]
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_detaching_the_states_leaves_each_step_its_own_gradient(kind):
+    """Every step reading its previous states detached: an upstream gradient at the last step reaches the last
+    step's input only; with the states attached it reaches the first step's too."""
+    full, cut = _last_step_gradients(kind, ()), _last_step_gradients(kind, ("h", "c"))
+    assert np.all(cut[0][:-1] == 0) and np.abs(cut[0][-1]).min() > 0 and np.abs(full[0][0]).max() > 1e-8
+    assert np.all(cut[1] == 0)  # nor the initial state h0
+
+
+def test_detaching_the_cell_state_alone_keeps_the_hidden_path():
+    full, cell_cut, cut = (_last_step_gradients("lstm", d) for d in ((), ("c",), ("h", "c")))
+    assert np.abs(cell_cut[0][0]).max() > 1e-8  # the path through h still reaches the first step
+    assert np.abs(cell_cut[0] - full[0]).max() > 1e-8 and np.all(cell_cut[2] == 0)  # but not c0
+
+
+def test_detaching_the_layers_leaves_the_first_layer_without_a_gradient():
+    full, cut = _last_step_gradients("gru", (), 2), _last_step_gradients("gru", ("layers",), 2)
+    assert np.all(cut[0] == 0) and all(np.all(g == 0) for g in cut[2:6])  # x and layer 0's weights
+    for a, b in zip(cut[6:], full[6:], strict=True):  # layer 1's weights as in the full graph
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("entry", RECURRENT_ENTRIES, ids=str)
+def test_the_recurrent_hypotheses_reject_a_right_gradient(entry):
+    """On autograd's own (right) gradients of the catalogue's networks, no recurrent hypothesis fits: a right
+    derivation is never given a mistake's class."""
+    spec = parse_spec(entry.network)
+    params = netdesc.inputs.init_params(spec, np.float64, seed=0)
+    x, target = netdesc.inputs.random_batch(spec, np.float64, seed=0)
+    a = reference_net.run(spec, params, x, target)
+    layer = spec.layers[0]
+    tol = tolerance_for("float64")
+    for kind, grad in [("input", a["input_grads"][0])] + [(k, a["param_grads"][f"0.{k}"])
+                                                          for k in layer.param_shapes()]:
+        hypotheses = H.layer_hypotheses(layer, kind, x, params, a["output_grads"][0])
+        assert {h.kind for h in hypotheses} >= {"bptt-truncated"}
+        for h in hypotheses:
+            if h.kind == "bptt-layers" and kind.endswith("_l1"):  # the top layer's weights: no layer above it
+                continue
+            pairs = h.pairs(np.asarray(grad), np.asarray(grad))
+            assert pairs and not any(H._agree(m, c, tol) for m, c in pairs), (kind, h.kind)
