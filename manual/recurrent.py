@@ -19,7 +19,8 @@ t + 1 sends back through h_{t-1} W_hh^T (and for the LSTM, the cell state's grad
 c_{t+1} = f_{t+1} * c_t + ...). Each step's backward is its own small function (``lstm_step_backward``, ...)
 in the words of the equations; the sequence backward runs it from t = T - 1 down to 0, then gives the
 weights' gradients with one matmul each over all steps. ``<layer>_backward_with_trace`` also returns the
-per-step gradients it computed (the trace), for localizing a wrong derivation to a time step and a gate.
+per-step gradients it computed (the trace), for localizing a wrong derivation to a time step and a gate; the
+backward also leaves it on the cache (``cache.trace``), where a diagnosis finds it.
 
 Contract: ``<op>_forward(...) -> (out, cache)`` and ``<op>_backward(dout, cache) -> tuple`` with one gradient
 per forward input (None for an initial state given as None, a missing bias). The sequence layers' out is the
@@ -211,6 +212,7 @@ class SequenceCache:
     h_n: np.ndarray
     c_n: np.ndarray | None = None
     x_shape: tuple = field(default=())
+    trace: list | None = None  # the last backward's trace, left here for a diagnosis (crosscheck.diagnose)
 
 
 def _sequence_forward(kind, x, states, weights, bias, batch_first):
@@ -313,6 +315,7 @@ def _sequence_backward(dout, cache, dh_n, dc_n):
         # dseq becomes the gradient reaching layer l's input: layer l - 1's output sequence
         dseq, dstates0[l], weight_grads[l], trace[l] = layer_backward(cache.kind, cache.layers[l], dseq,
                                                                       [d[l] for d in dfinal])
+    cache.trace = trace
     return gradients(cache, dseq, dstates0, weight_grads), trace
 
 

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 from layer_cases import WEIGHT_NAMES, recurrent_shapes
-from runs import SEED_BASE, network_rows
+from runs import SEED_BASE, diagnose_entry, diagnose_network, network_rows, scaled_at
 
 import netdesc.inputs
 from crosscheck import cli
 from crosscheck import hypotheses as H
 from crosscheck.catalogue.recurrent import ENTRIES as RECURRENT_ENTRIES
+from crosscheck.render import diagnosis_text
 from crosscheck.tolerances import tolerance_for
 from manual import recurrent as R
 from netdesc import InputError
@@ -326,3 +327,41 @@ def test_the_recurrent_hypotheses_reject_a_right_gradient(entry):
                 continue
             pairs = h.pairs(np.asarray(grad), np.asarray(grad))
             assert pairs and not any(H._agree(m, c, tol) for m, c in pairs), (kind, h.kind)
+
+
+# --- a diagnosis in a recurrent layer names the time step and the quantity --------------------------------------
+
+# Where each mistake first shows, walking as the gradient flows (the top of the stack first, from the last step):
+# at the last step no gradient comes from the future yet, so a path from the future left out shows one step
+# earlier, in the quantity it feeds (the cell state's gradient, or h's); a gradient not carried down the stack
+# leaves the layer below wrong from its last step on.
+TIME_STEPS = {"lstm-cell-future-left-out": (0, 1, "dc"), "gru-bptt-cut-after-one-step": (0, 1, "dh"),
+              "rnn-layers-not-carried": (0, 0, "dh")}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("entry", RECURRENT_ENTRIES, ids=str)
+def test_a_diagnosis_names_the_time_step_and_the_quantity(entry, dtype):
+    d = diagnose_entry(entry, dtype)
+    place = d.time_step
+    assert (place["stack_layer"], place["from_end"], place["quantity"]) == TIME_STEPS[entry.name]
+    assert place["step"] == place["steps"] - 1 - place["from_end"] and place["layer"] == 0
+    text = diagnosis_text(d)
+    assert f"step t = {place['step']} of {place['steps']}" in text and f"{place['quantity']} is the first" in text
+    assert ("(the last step," in text) == (place["from_end"] == 0)
+    assert d.as_dict()["time_step"] == place
+
+
+def test_no_time_step_where_the_recurrent_layer_is_right_or_leaves_no_trace():
+    spec = parse_spec(RECURRENT_ENTRIES[0].network)
+    # a wrong linear layer above: the lstm is never reached
+    assert diagnose_network(spec, layer_backward={2: scaled_at(spec, 2)[2]}).time_step is None
+    # the lstm's backward scaled by 1 + 100 rtol: its trace (left by the right backward inside) agrees at every step
+    scaled = diagnose_network(spec, layer_backward=scaled_at(spec, 0))
+    assert scaled.quantity == "0 lstm: dE/dinput" and scaled.time_step is None
+
+    def untraced(dout, cache):  # a backward of its own (zeros), with no trace on the cache
+        weights = [w for _, layer_weights, _, _ in cache.layers for w in layer_weights if w is not None]
+        return (np.zeros(cache.x_shape), *map(np.zeros_like, weights))
+    cache_free = diagnose_network(spec, layer_backward={0: untraced})
+    assert cache_free.quantity == "0 lstm: dE/dinput" and cache_free.time_step is None

@@ -15,15 +15,16 @@ from manual import recurrent as R
 def _recurrent_backward(step_backward=None, carry_down=True):
     """A described recurrent layer's backward (manual.network's: dx, then the weights' gradients) through
     manual.recurrent's layer_backward, with a wrong step backward, or with the gradient of each layer's input not
-    carried down to the layer below (zeros in its place)."""
+    carried down to the layer below (zeros in its place); its per-step trace left on the cache, as manual.recurrent's
+    backward leaves it."""
     def backward(dout, cache):
         kind = cache.kind if step_backward is None else dataclasses.replace(cache.kind, step_backward=step_backward)
         dseq, dfinal = R.check_backward(dout, cache, None, None)
         L = len(cache.layers)
-        dstates0, weight_grads = [None] * L, [None] * L
+        dstates0, weight_grads, cache.trace = [None] * L, [None] * L, [None] * L
         for l in reversed(range(L)):
-            dinputs, dstates0[l], weight_grads[l], _ = R.layer_backward(kind, cache.layers[l], dseq,
-                                                                        [d[l] for d in dfinal])
+            dinputs, dstates0[l], weight_grads[l], cache.trace[l] = R.layer_backward(kind, cache.layers[l], dseq,
+                                                                                     [d[l] for d in dfinal])
             dseq = dinputs if carry_down or l == 0 else np.zeros_like(dinputs)
         dx, *rest = R.gradients(cache, dseq, dstates0, weight_grads)
         return (dx, *rest[len(kind.states):])
