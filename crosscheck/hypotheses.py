@@ -5,6 +5,7 @@ sign, a momentum mistake, an adaptive optimizer's (bias correction, eps, decoupl
 a pair of arrays that agree if it holds, built from autograd's values (torch).
 """
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -58,6 +59,7 @@ CLASSES = {
     "bptt-cell-future": "the cell state's gradient from the future left out",
     "bptt-truncated": "backpropagation through time cut after one step",
     "bptt-layers": "the gradient not carried down between stacked recurrent layers",
+    "gate-order": "two gates' gradients swapped: the gate order mistaken in the backward",
     "unclassified": "no hypothesis fits",
 }
 
@@ -402,13 +404,13 @@ def _recurrent_hypotheses(layer, kind, x, params, upstream):
     often drops detached (reference.recurrent.unrolled)."""
     o, names, cell = layer.options, list(layer.param_shapes()), layer.type == "lstm"
 
-    def truncated(detach):
+    def truncated(detach=(), blocks=None):
         def candidate(a):
             x_t = as_tensor(x).requires_grad_()
             weights = [as_tensor(params[f"{layer.index}.{name}"]).requires_grad_() for name in names]
             zeros = [torch.zeros(o["num_layers"], x.shape[0], o["hidden_size"], dtype=torch.float64)] * (1 + cell)
             out = unrolled(layer.type, x_t, zeros, weights, nonlinearity=o.get("nonlinearity", "tanh"),
-                           bias=o["bias"], batch_first=True, detach=detach)[0]
+                           bias=o["bias"], batch_first=True, detach=detach, **({"blocks": blocks} if blocks else {}))[0]
             grads = torch.autograd.grad(out, [x_t, *weights], as_tensor(upstream), allow_unused=True,
                                         materialize_grads=True)
             return grads[0 if kind == "input" else 1 + names.index(kind)].numpy()
@@ -425,7 +427,26 @@ def _recurrent_hypotheses(layer, kind, x, params, upstream):
         hypotheses.append(Hypothesis("bptt-layers", "manual = autograd with each layer above the first reading "
                                      "the output sequence below it detached: no gradient carried down the stack",
                                      truncated(("layers",))))
+    gates = GATES.get(layer.type, "")
+    for p, q in itertools.combinations(range(len(gates)), 2):
+        hypotheses.append(Hypothesis("gate-order", f"manual = autograd with the gradients of gates {gates[p]} and "
+                                     f"{gates[q]} swapped in every step's backward (torch's order is "
+                                     f"{', '.join(gates)})", truncated(blocks=_swapped(p, q, len(gates)))))
     return tuple(hypotheses)
+
+
+GATES = {"lstm": "ifgo", "gru": "rzn"}  # torch's gate order
+
+
+def _swapped(p, q, G):
+    """Stacked gate pre-activations (N, G*H) -> the same values, whose gradient comes back with blocks p and q
+    swapped: swap(a) + (a - swap(a)) held constant, so autograd carries swap(da) to the projections."""
+    def blocks(a):
+        parts = list(a.chunk(G, dim=1))
+        parts[p], parts[q] = parts[q], parts[p]
+        swapped = torch.cat(parts, dim=1)
+        return swapped + (a - swapped).detach()
+    return blocks
 
 
 def _embedding_hypotheses(layer, indices, params, upstream):

@@ -80,9 +80,10 @@ def rnn_step_backward(dh, cache, w_hh):
 def lstm_step_forward(xw, h_prev, c_prev, w_hh, b_hh):
     """Gates i, f, g, o from a = xw + h_prev W_hh^T + b_hh (N, 4H); c = f c_prev + i g; h = o tanh(c)
     -> ((h, c), cache)."""
+    H = h_prev.shape[1]
     a = xw + _affine(h_prev, w_hh, b_hh)
-    a_i, a_f, a_g, a_o = np.split(a, 4, axis=1)
-    i, f, g, o = sigmoid(a_i), sigmoid(a_f), np.tanh(a_g), sigmoid(a_o)
+    i, f, _, o = np.split(sigmoid(a), 4, axis=1)  # the sigmoid gates i, f, o: one call over the four blocks
+    g = np.tanh(a[:, 2 * H:3 * H])
     c = f * c_prev + i * g
     tanh_c = np.tanh(c)
     h = o * tanh_c
@@ -105,11 +106,11 @@ def lstm_step_backward(dh, dc_next, cache, w_hh):
 def gru_step_forward(xw, h_prev, w_hh, b_hh):
     """r, z = sigmoid(xw_rz + hw_rz), n = tanh(xw_n + r * hw_n) with hw = h_prev W_hh^T + b_hh (N, 3H);
     h = (1 - z) n + z h_prev -> (h, cache)."""
+    H = h_prev.shape[1]
     hw = _affine(h_prev, w_hh, b_hh)
-    x_r, x_z, x_n = np.split(xw, 3, axis=1)
-    h_r, h_z, h_n = np.split(hw, 3, axis=1)
-    r, z = sigmoid(x_r + h_r), sigmoid(x_z + h_z)
-    n = np.tanh(x_n + r * h_n)
+    r, z = np.split(sigmoid(xw[:, :2 * H] + hw[:, :2 * H]), 2, axis=1)  # the blocks r, z: one sigmoid call
+    h_n = hw[:, 2 * H:]
+    n = np.tanh(xw[:, 2 * H:] + r * h_n)
     h = (1 - z) * n + z * h_prev
     return h, (h_prev, r, z, n, h_n)
 

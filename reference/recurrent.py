@@ -21,26 +21,30 @@ def _projection(x, w, b):
     return x @ w.T if b is None else x @ w.T + b
 
 
-def _rnn_step(xw, state, w_hh, b_hh, nonlinearity):
+def _unchanged(blocks):
+    return blocks
+
+
+def _rnn_step(xw, state, w_hh, b_hh, nonlinearity, blocks=_unchanged):
     (h_prev,) = state
-    a = xw + _projection(h_prev, w_hh, b_hh)
+    a = blocks(xw + _projection(h_prev, w_hh, b_hh))
     h = torch.tanh(a) if nonlinearity == "tanh" else torch.relu(a)
     return (h,), {"h": h, "a": a}
 
 
-def _lstm_step(xw, state, w_hh, b_hh, nonlinearity):
+def _lstm_step(xw, state, w_hh, b_hh, nonlinearity, blocks=_unchanged):
     h_prev, c_prev = state
-    a_i, a_f, a_g, a_o = (xw + _projection(h_prev, w_hh, b_hh)).chunk(4, dim=1)
+    a_i, a_f, a_g, a_o = blocks(xw + _projection(h_prev, w_hh, b_hh)).chunk(4, dim=1)
     i, f, g, o = torch.sigmoid(a_i), torch.sigmoid(a_f), torch.tanh(a_g), torch.sigmoid(a_o)
     c = f * c_prev + i * g
     h = o * torch.tanh(c)
     return (h, c), {"h": h, "c": c, "a_i": a_i, "a_f": a_f, "a_g": a_g, "a_o": a_o}
 
 
-def _gru_step(xw, state, w_hh, b_hh, nonlinearity):
+def _gru_step(xw, state, w_hh, b_hh, nonlinearity, blocks=_unchanged):
     (h_prev,) = state
-    x_r, x_z, x_n = xw.chunk(3, dim=1)
-    hw_r, hw_z, hw_n = _projection(h_prev, w_hh, b_hh).chunk(3, dim=1)
+    x_r, x_z, x_n = blocks(xw).chunk(3, dim=1)
+    hw_r, hw_z, hw_n = blocks(_projection(h_prev, w_hh, b_hh)).chunk(3, dim=1)
     a_r, a_z = x_r + hw_r, x_z + hw_z
     r, z = torch.sigmoid(a_r), torch.sigmoid(a_z)
     a_n = x_n + r * hw_n
@@ -52,14 +56,17 @@ def _gru_step(xw, state, w_hh, b_hh, nonlinearity):
 STEPS = {"rnn": _rnn_step, "lstm": _lstm_step, "gru": _gru_step}
 
 
-def unrolled(kind, x, states, weights, *, nonlinearity="tanh", bias=True, batch_first=False, detach=()):
+def unrolled(kind, x, states, weights, *, nonlinearity="tanh", bias=True, batch_first=False, detach=(),
+             blocks=_unchanged):
     """kind "rnn", "lstm" or "gru"; x (T, N, F) (or (N, T, F) with batch_first), states (h0,) or (h0, c0), each
     (L, N, H), weights torch's flat list -> (output, final states (h_n[, c_n]), steps): steps[l][q] a list over
     t of layer l's quantity q, each retaining its gradient.
 
     detach: the paths autograd leaves out, truncated backpropagation through time as torch writes it
     (``.detach()``): "h" (and "c"), the previous step's states as each step reads them; "layers", the output
-    sequence of each layer as the layer above reads it. The mistakes of crosscheck.hypotheses, by autograd."""
+    sequence of each layer as the layer above reads it. blocks: (stacked gate pre-activations (N, G*H)) -> the
+    same values, applied before they are split into the gates (the GRU's input and hidden sides each), where a
+    hypothesis reroutes their gradient. The mistakes of crosscheck.hypotheses, by autograd."""
     per = 4 if bias else 2
     layers = len(weights) // per
     inputs = x.transpose(0, 1) if batch_first else x
@@ -71,7 +78,7 @@ def unrolled(kind, x, states, weights, *, nonlinearity="tanh", bias=True, batch_
         kept = {q: [] for q in QUANTITIES[kind]}
         for t in range(inputs.shape[0]):
             read = tuple(s.detach() if q in detach else s for q, s in zip("hc", state, strict=False))
-            state, quantities = STEPS[kind](xw[t], read, w_hh, b_hh, nonlinearity)
+            state, quantities = STEPS[kind](xw[t], read, w_hh, b_hh, nonlinearity, blocks)
             for q, value in quantities.items():
                 if value.requires_grad:  # inputs without a gradient leave nothing to retain
                     value.retain_grad()

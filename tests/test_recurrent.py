@@ -334,8 +334,10 @@ def test_the_recurrent_hypotheses_reject_a_right_gradient(entry):
 # Where each mistake first shows, walking as the gradient flows (the top of the stack first, from the last step):
 # at the last step no gradient comes from the future yet, so a path from the future left out shows one step
 # earlier, in the quantity it feeds (the cell state's gradient, or h's); a gradient not carried down the stack
-# leaves the layer below wrong from its last step on.
+# leaves the layer below wrong from its last step on; gates stacked in the wrong order are each right by name at
+# the last step, and send h_{t-1} a wrong gradient through W_hh.
 TIME_STEPS = {"lstm-cell-future-left-out": (0, 1, "dc"), "gru-bptt-cut-after-one-step": (0, 1, "dh"),
+              "lstm-gate-order-ifog": (0, 1, "dh"),
               "rnn-layers-not-carried": (0, 0, "dh")}
 
 

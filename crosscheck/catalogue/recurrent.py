@@ -36,6 +36,13 @@ def _lstm_step_without_future_cell(dh, dc_next, cache, w_hh):
     return R.lstm_step_backward(dh, np.zeros_like(dc_next), cache, w_hh)
 
 
+def _lstm_step_gates_ifog(dh, dc_next, cache, w_hh):
+    """The gates' pre-activation gradients stacked i, f, o, g, where torch's weight rows are i, f, g, o."""
+    d = R.lstm_step_backward(dh, dc_next, cache, w_hh)
+    da = np.concatenate([d["da_i"], d["da_f"], d["da_o"], d["da_g"]], axis=1)
+    return d | {"da": da, "da_h": da, "dh_prev": da @ w_hh}
+
+
 def _gru_step_cut(dh, cache, w_hh):
     """The step's gradients with nothing sent back to h_{t-1}: backpropagation through time cut after one step."""
     return R.gru_step_backward(dh, cache, w_hh) | {"dh_prev": np.zeros_like(dh)}
@@ -50,6 +57,9 @@ ENTRIES = [
     WrongDerivation("lstm-cell-future-left-out", "lstm: dc_t = dh_t * o * (1 - tanh(c_t)^2) alone, the cell state's "
                     "gradient from the future (through c_{t+1} = f c_t + i g) left out", LSTM_SEQUENCE,
                     "0 lstm: dE/dinput", "bptt-cell-future", {0: _recurrent_backward(_lstm_step_without_future_cell)}),
+    WrongDerivation("lstm-gate-order-ifog", "lstm: the backward stacks the gates' pre-activation gradients in the "
+                    "order i, f, o, g, where torch's weight rows are i, f, g, o", LSTM_SEQUENCE, "0 lstm: dE/dinput",
+                    "gate-order", {0: _recurrent_backward(_lstm_step_gates_ifog)}),
     WrongDerivation("gru-bptt-cut-after-one-step", "gru: each step's backward sends nothing back to h_{t-1}, "
                     "backpropagation through time cut after one step", GRU_SEQUENCE, "0 gru: dE/dinput",
                     "bptt-truncated", {0: _recurrent_backward(_gru_step_cut)}),
