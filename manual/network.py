@@ -1,13 +1,14 @@
 """A network built from a description (netdesc.description) over manual.functional's layers (NumPy only).
 
-Parameters are a dict named as torch.nn.Sequential names them, "<layer index>.weight" and "<layer index>.bias",
-in torch's layouts (conv (F, C, KH, KW), linear (out, in)). ``run`` keeps every layer's output and returns,
-by hand, the loss, every parameter gradient and every layer's input gradient; ``train`` takes steps of the
-description's optimizer (SGD, Adam, ...) with manual.optim, its learning rate from its scheduler if it has one.
-Layer i reads the outputs of the layers in ``layer.inputs`` (-1: x, shape (N, C, H, W)); a sequential description
-reads layer i - 1. The network runs in layer order; the backward runs in reverse, and
-where a tensor is read by several layers (fan-out) its gradient is the sum of their contributions, added up by
-``accumulate`` (which a hook may replace, to model the mistake of overwriting instead).
+Parameters are a dict named as torch.nn.Sequential names them, "<layer index>.weight" and "<layer index>.bias", in
+torch's layouts (conv (F, C, KH, KW), linear (out, in)); a recurrent layer's as torch's nn.RNN, LSTM and GRU name
+theirs, "<layer index>.weight_ih_l0", ... (manual.recurrent, on (N, T, F), initial states zero). ``run`` keeps every
+layer's output and returns, by hand, the loss, every parameter gradient and every layer's input gradient; ``train``
+takes steps of the description's optimizer (SGD, Adam, ...) with manual.optim, its learning rate from its scheduler
+if it has one. Layer i reads the outputs of the layers in ``layer.inputs`` (-1: x, shape (N, C, H, W)); a sequential
+description reads layer i - 1. The network runs in layer order; the backward runs in reverse, and where a tensor is
+read by several layers (fan-out) its gradient is the sum of their contributions, added up by ``accumulate`` (which a
+hook may replace, to model the mistake of overwriting instead).
 """
 
 import itertools

@@ -67,12 +67,12 @@ def rnn_step_forward(xw, h_prev, w_hh, b_hh, nonlinearity="tanh"):
     """h = act(xw + h_prev W_hh^T + b_hh); xw, h_prev (N, H) -> (h, cache)."""
     a = xw + _affine(h_prev, w_hh, b_hh)
     h = np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0)
-    return h, (h_prev, a, h, nonlinearity)
+    return h, (a, h, nonlinearity)
 
 
 def rnn_step_backward(dh, cache, w_hh):
     """da = dh * act'(a) (tanh' = 1 - h^2, relu' = [a > 0], 0 at a = 0 as torch's), dh_prev = da W_hh."""
-    h_prev, a, h, nonlinearity = cache
+    a, h, nonlinearity = cache
     da = dh * (1 - h * h) if nonlinearity == "tanh" else dh * (a > 0)
     return {"da": da, "da_h": da, "dh_prev": da @ w_hh}
 

@@ -2,8 +2,9 @@
 
 ``Graph`` is an nn.ModuleList of the layers' modules that runs them in layer order, each on the outputs of the
 layers it reads (``layer.inputs``, -1 the network's input): add is torch.add, concat torch.cat. Its parameters
-are named "<layer index>.weight" / "<layer index>.bias" in torch's layouts, the names and shapes of
-manual.network (and of an nn.Sequential), so the manual parameters are copied in with ``load_state_dict``.
+are named "<layer index>.weight" / "<layer index>.bias" (a recurrent layer's "<layer index>.weight_ih_l0", ...:
+torch's nn.RNN, LSTM and GRU with batch_first, returning their output sequence alone) in torch's layouts, the names
+and shapes of manual.network (and of an nn.Sequential), so the manual parameters are copied in with ``load_state_dict``.
 Gradients come from ``torch.autograd.grad`` of the loss, updates from the functional form of the described
 torch.optim optimizer (reference.optim), its learning rate set by torch's scheduler if one is described. Nothing
 here is differentiated by hand.
