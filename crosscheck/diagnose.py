@@ -9,12 +9,17 @@ first that differs. There it tests the step's hypotheses (crosscheck.hypotheses)
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
+import torch
 
 from crosscheck import numerical
 from crosscheck.check import judge, witness
 from crosscheck.compare import ManualFailure, excess
 from crosscheck.hypotheses import Classification, classify
 from crosscheck.tolerances import tolerance_for
+from manual import network as manual_net
+from netdesc.description import RECURRENT
+from reference import network as reference_net
+from reference.recurrent import QUANTITIES, unrolled
 
 TOP_K = 5
 # Where a quantity is probed in random directions, the differing elements probed one by one for a kink: the
@@ -50,6 +55,7 @@ class Diagnosis:
     injected: str = ""
     step: object = field(default=None, repr=False, compare=False)  # the first wrong Step, its arrays for the plot
     place: dict | None = None  # a described network's layer where it is: residual_place
+    time_step: dict | None = None  # in a recurrent layer, the first step and quantity that differ: recurrent_place
 
     @property
     def wrong(self):
@@ -67,7 +73,7 @@ class Diagnosis:
             "class": None if self.classification is None else asdict(self.classification),
             "worst": [{k: _finite(v) for k, v in asdict(e).items()} | {"index": list(e.index)} for e in self.worst],
             "numerical": None if self.numerical is None else self.numerical.as_dict(),
-            "place": self.place,
+            "place": self.place, "time_step": self.time_step,
         }
 
 
@@ -124,6 +130,51 @@ def place_text(place):
         f"{place['add_index']})"
 
 
+# --- where in time a recurrent layer's backward leaves autograd -----------------------------------------------
+
+def recurrent_place(subject, index):
+    """The first time step and quantity where recurrent layer `index`'s backward (manual, as the subject runs it)
+    leaves autograd's, walked as the gradient flows: the top layer of its stack first, from its last time step to
+    its first, per step "dh", then "dc" (LSTM), then the gates' pre-activations. Manual's side is the per-step
+    trace its backward left on the cache (manual.recurrent); autograd's, the layer unrolled in torch
+    (reference.recurrent) on autograd's input with autograd's dE/d(output), each step's gradient retained
+    -> {"layer", "type", "stack_layer", "step", "steps", "from_end", "quantity"}, or None where the backward left
+    no trace or every step agrees."""
+    spec, x, params, target = subject.spec, subject.x, subject.params, subject.target
+    layer, hooks, masks = spec.layers[index], subject._hooks(), subject.masks(0, len(x))
+    outputs, caches = manual_net.forward(spec, params, x, hooks["layer_forward"], masks=masks)
+    loss_forward = (hooks["layer_forward"] or {}).get("loss", manual_net.LOSS[spec.loss.type][0])
+    _, loss_cache = loss_forward(outputs[-1], target, spec.loss.reduction, **manual_net.loss_options(spec))
+    manual_net.backward(spec, caches, loss_cache, hooks["layer_backward"], hooks["accumulate"])
+    trace = getattr(caches[index], "trace", None)
+    if trace is None:
+        return None
+    a, j, o = reference_net.run(spec, params, x, target, masks), layer.inputs[0], layer.options
+    as64 = lambda v: torch.from_numpy(np.asarray(v, np.float64))  # noqa: E731
+    weights = [as64(params[f"{index}.{k}"]) for k in layer.param_shapes()]
+    zeros = [torch.zeros(o["num_layers"], len(x), o["hidden_size"], dtype=torch.float64)] * (1 + (layer.type == "lstm"))
+    out, _, steps = unrolled(layer.type, as64(x if j < 0 else a["outputs"][j]).requires_grad_(), zeros, weights,
+                             nonlinearity=o.get("nonlinearity", "tanh"), bias=o["bias"], batch_first=True)
+    out.backward(as64(a["output_grads"][index]))
+    tol = tolerance_for(subject.dtype)
+    for l in reversed(range(o["num_layers"])):
+        T = len(steps[l]["h"])
+        for t in reversed(range(T)):
+            for q in QUANTITIES[layer.type]:
+                if (np.nan_to_num(excess(trace[l][f"d{q}"][t], steps[l][q][t].grad, tol), nan=np.inf) > 1).any():
+                    return {"layer": index, "type": layer.type, "stack_layer": l, "step": t, "steps": T,
+                            "from_end": T - 1 - t, "quantity": f"d{q}"}
+    return None
+
+
+def time_step_text(place):
+    """A recurrent_place as one line."""
+    ordinal = "the last step" if place["from_end"] == 0 else f"{place['from_end']} before the last"
+    return f"in time: layer {place['stack_layer']} of the {place['type']}'s stack, step t = {place['step']} of " \
+        f"{place['steps']} ({ordinal}, counted from the end as the gradient flows): {place['quantity']} is the first " \
+        "per-step gradient where manual leaves autograd"
+
+
 # --- the diagnosis ---------------------------------------------------------------------------------------
 
 def diagnose(subject, top=TOP_K):
@@ -137,7 +188,10 @@ def diagnose(subject, top=TOP_K):
         if not result.passed:
             at = step.where.split(" ")[0]
             place = residual_place(spec, int(at)) if spec is not None and at.isdigit() else None
-            first = Diagnosis(title, dtype, tuple(checked), result, injected=injected, step=step, place=place)
+            in_time = recurrent_place(subject, int(at)) if place and place["type"] in RECURRENT \
+                and step.quantity.startswith("dE/d") else None
+            first = Diagnosis(title, dtype, tuple(checked), result, injected=injected, step=step, place=place,
+                              time_step=in_time)
             return _diagnosis(first, step, top)
     return Diagnosis(title, dtype, tuple(checked), injected=injected)
 

@@ -5,6 +5,7 @@ sign, a momentum mistake, an adaptive optimizer's (bias correction, eps, decoupl
 a pair of arrays that agree if it holds, built from autograd's values (torch).
 """
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -17,8 +18,9 @@ from crosscheck.compare import ManualFailure, compare
 from crosscheck.tolerances import tolerance_for
 from manual import optim
 from manual.network import settings_at
-from netdesc.description import DROPOUTS, NLL_IGNORE_INDEX, NORMALIZATIONS
+from netdesc.description import DROPOUTS, NLL_IGNORE_INDEX, NORMALIZATIONS, RECURRENT
 from reference import network as reference_net
+from reference.recurrent import unrolled
 from reference.seed_network import vjp
 
 CLASSES = {
@@ -55,6 +57,10 @@ CLASSES = {
     "groups-summed": "grouped conv's weight gradient summed over the groups",
     "assigned": "gradient assigned where repeated reads must accumulate",
     "padding-index": "the padding index's row given a gradient",
+    "bptt-cell-future": "the cell state's gradient from the future left out",
+    "bptt-truncated": "backpropagation through time cut after one step",
+    "bptt-layers": "the gradient not carried down between stacked recurrent layers",
+    "gate-order": "two gates' gradients swapped: the gate order mistaken in the backward",
     "unclassified": "no hypothesis fits",
 }
 
@@ -398,7 +404,60 @@ def layer_hypotheses(layer, kind, x, params, upstream):
         return _transposed_hypotheses(layer, x, params, upstream)
     if layer.type == "embedding":
         return _embedding_hypotheses(layer, x, params, upstream)
+    if layer.type in RECURRENT:
+        return _recurrent_hypotheses(layer, kind, x, params, upstream)
     return ()
+
+
+def _recurrent_hypotheses(layer, kind, x, params, upstream):
+    """Hypotheses on a recurrent layer's gradients (x (N, T, F) its input, upstream autograd's dE/d(output)):
+    autograd's own through the layer unrolled in torch with a path that backpropagation through time by hand
+    often drops detached (reference.recurrent.unrolled)."""
+    o, names, cell = layer.options, list(layer.param_shapes()), layer.type == "lstm"
+
+    def truncated(detach=(), blocks=None):
+        def candidate(a):
+            x_t = as_tensor(x).requires_grad_()
+            weights = [as_tensor(params[f"{layer.index}.{name}"]).requires_grad_() for name in names]
+            zeros = [torch.zeros(o["num_layers"], x.shape[0], o["hidden_size"], dtype=torch.float64)] * (1 + cell)
+            out = unrolled(layer.type, x_t, zeros, weights, nonlinearity=o.get("nonlinearity", "tanh"),
+                           bias=o["bias"], batch_first=True, detach=detach, **({"blocks": blocks} if blocks else {}))[0]
+            grads = torch.autograd.grad(out, [x_t, *weights], as_tensor(upstream), allow_unused=True,
+                                        materialize_grads=True)
+            return grads[0 if kind == "input" else 1 + names.index(kind)].numpy()
+        return _single(candidate)
+
+    hypotheses = [Hypothesis("bptt-truncated", "manual = autograd with each step reading the previous step's "
+                             f"state{'s (h and c)' if cell else ' h'} detached: no gradient carried back in time",
+                             truncated(("h", "c")))]
+    if cell:
+        hypotheses.insert(0, Hypothesis("bptt-cell-future", "manual = autograd with each step reading c_{t-1} "
+                                        "detached: the cell state's gradient from c_{t+1} = f c_t + i g left out",
+                                        truncated(("c",))))
+    if o["num_layers"] > 1:
+        hypotheses.append(Hypothesis("bptt-layers", "manual = autograd with each layer above the first reading "
+                                     "the output sequence below it detached: no gradient carried down the stack",
+                                     truncated(("layers",))))
+    gates = GATES.get(layer.type, "")
+    for p, q in itertools.combinations(range(len(gates)), 2):
+        hypotheses.append(Hypothesis("gate-order", f"manual = autograd with the gradients of gates {gates[p]} and "
+                                     f"{gates[q]} swapped in every step's backward (torch's order is "
+                                     f"{', '.join(gates)})", truncated(blocks=_swapped(p, q, len(gates)))))
+    return tuple(hypotheses)
+
+
+GATES = {"lstm": "ifgo", "gru": "rzn"}  # torch's gate order
+
+
+def _swapped(p, q, G):
+    """Stacked gate pre-activations (N, G*H) -> the same values, whose gradient comes back with blocks p and q
+    swapped: swap(a) + (a - swap(a)) held constant, so autograd carries swap(da) to the projections."""
+    def blocks(a):
+        parts = list(a.chunk(G, dim=1))
+        parts[p], parts[q] = parts[q], parts[p]
+        swapped = torch.cat(parts, dim=1)
+        return swapped + (a - swapped).detach()
+    return blocks
 
 
 def _embedding_hypotheses(layer, indices, params, upstream):

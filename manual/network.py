@@ -1,13 +1,14 @@
 """A network built from a description (netdesc.description) over manual.functional's layers (NumPy only).
 
-Parameters are a dict named as torch.nn.Sequential names them, "<layer index>.weight" and "<layer index>.bias",
-in torch's layouts (conv (F, C, KH, KW), linear (out, in)). ``run`` keeps every layer's output and returns,
-by hand, the loss, every parameter gradient and every layer's input gradient; ``train`` takes steps of the
-description's optimizer (SGD, Adam, ...) with manual.optim, its learning rate from its scheduler if it has one.
-Layer i reads the outputs of the layers in ``layer.inputs`` (-1: x, shape (N, C, H, W)); a sequential description
-reads layer i - 1. The network runs in layer order; the backward runs in reverse, and
-where a tensor is read by several layers (fan-out) its gradient is the sum of their contributions, added up by
-``accumulate`` (which a hook may replace, to model the mistake of overwriting instead).
+Parameters are a dict named as torch.nn.Sequential names them, "<layer index>.weight" and "<layer index>.bias", in
+torch's layouts (conv (F, C, KH, KW), linear (out, in)); a recurrent layer's as torch's nn.RNN, LSTM and GRU name
+theirs, "<layer index>.weight_ih_l0", ... (manual.recurrent, on (N, T, F), initial states zero). ``run`` keeps every
+layer's output and returns, by hand, the loss, every parameter gradient and every layer's input gradient; ``train``
+takes steps of the description's optimizer (SGD, Adam, ...) with manual.optim, its learning rate from its scheduler
+if it has one. Layer i reads the outputs of the layers in ``layer.inputs`` (-1: x, shape (N, C, H, W)); a sequential
+description reads layer i - 1. The network runs in layer order; the backward runs in reverse, and where a tensor is
+read by several layers (fan-out) its gradient is the sum of their contributions, added up by ``accumulate`` (which a
+hook may replace, to model the mistake of overwriting instead).
 """
 
 import itertools
@@ -17,6 +18,7 @@ import numpy as np
 
 from manual import functional as F
 from manual import optim
+from manual import recurrent as R
 from netdesc.checks import ManualFailure, check_positive_int, unusable
 from netdesc.description import BATCH_NORMS, INDEXED
 from netdesc.inputs import check_inputs, seeded_masks
@@ -54,6 +56,11 @@ FORWARD = {
     # p["mask"]: the harness's mask of this step (training mode); none given: eval mode, the identity
     "dropout": lambda x, p, o: F.dropout_forward(x, p.get("mask"), o["p"]),
     "sequence_pool": lambda x, p, o: F.sequence_pool_forward(x, o["mode"]),
+    # recurrent layers on (N, T, F), batch_first; p: torch's flat weight list in order; initial states zero
+    "rnn": lambda x, p, o: R.rnn_forward(x, None, *p.values(), nonlinearity=o["nonlinearity"], bias=o["bias"],
+                                         batch_first=True),
+    "lstm": lambda x, p, o: R.lstm_forward(x, None, None, *p.values(), bias=o["bias"], batch_first=True),
+    "gru": lambda x, p, o: R.gru_forward(x, None, *p.values(), bias=o["bias"], batch_first=True),
     # merge layers: xs is the tuple of their inputs, in the order of layer.inputs
     "add": lambda xs, p, o: F.add_forward(*xs),
     "concat": lambda xs, p, o: F.concat_forward(*xs, dim=o["dim"]),
@@ -62,6 +69,16 @@ def batch_norm_backward(dout, cache):
     """batch norm's (dx, dgamma, dbeta): the running statistics, data, get no gradient and no place in the tuple."""
     dx, _, _, dgamma, dbeta = F.batch_norm_backward(dout, cache)
     return dx, dgamma, dbeta
+
+
+def without_states(backward, states):
+    """A recurrent layer's backward without the initial states' gradients (None: they were zeros, not inputs)
+    -> (dx, dweight_ih_l0, ...)."""
+    def layer_backward(dout, cache):
+        dx, *rest = backward(dout, cache)
+        return (dx, *rest[states:])
+
+    return layer_backward
 
 
 # type -> backward(dout, cache) -> (dx, dweight, dbias) or (dx,); a merge layer's: (dx per input, in order)
@@ -90,6 +107,9 @@ BACKWARD = {
     "embedding": F.embedding_backward,  # (None, dweight): the indices get no gradient
     "dropout": F.dropout_backward,  # (dx, None): the mask is data
     "sequence_pool": F.sequence_pool_backward,
+    "rnn": without_states(R.rnn_backward, 1),
+    "lstm": without_states(R.lstm_backward, 2),
+    "gru": without_states(R.gru_backward, 1),
 }
 LOSS = {
     "softmax_cross_entropy": (F.softmax_cross_entropy_forward, F.softmax_cross_entropy_backward),

@@ -3,8 +3,9 @@
 A description is a TOML or JSON document (or the same dict in Python); shapes are per sample, torch's layouts:
 
     name = "lenet5"                     # optional; the file's stem otherwise
-    input_shape = [1, 28, 28]           # (C, H, W) of one sample, or a sequence's (T, F); [L] of indices when
-                                        # layer 0 is an embedding (a sequence of token ids: it gives (T, E))
+    input_shape = [1, 28, 28]           # (C, H, W) of one sample, or a sequence's (T, F) (layer 0 recurrent:
+                                        # [T, F]); [L] of indices when layer 0 is an embedding (a sequence of
+                                        # token ids: it gives (T, E))
     batch_size = 2                      # N, default 2
 
     [[layers]]                          # in order, each a table: "type" and that type's options
@@ -83,6 +84,15 @@ Layer types and their options (default, or "required"), with torch's meanings (`
     group_norm              num_groups (required; divides the channels), eps 1e-5, affine true
     batch_norm1d            eps 1e-5, momentum 0.1, affine true; on (C,) or (C, L), in training mode (the batch's
     batch_norm2d            statistics: two values or more per channel), the same on images (C, H, W)
+    rnn                     hidden_size (required), num_layers 1, nonlinearity "tanh" ("tanh" or "relu"), bias
+                            true: torch.nn.RNN(batch_first=True) on a sequence (T, F) -> (T, hidden_size), the last
+                            layer's output at every step, initial states zero; parameters as torch names them,
+                            "<i>.weight_ih_l0" (H, F), "<i>.weight_hh_l0" (H, H), "<i>.bias_ih_l0",
+                            "<i>.bias_hh_l0" (H,), then "_l1" (weight_ih_l1 (H, H)), ...
+    lstm                    hidden_size (required), num_layers 1, bias true: torch.nn.LSTM, the same, its weights'
+                            rows four gate blocks i, f, g, o (4H, F), (4H, H), (4H,)
+    gru                     hidden_size (required), num_layers 1, bias true: torch.nn.GRU, the same, three gate
+                            blocks r, z, n (3H, F), (3H, H), (3H,)
     add                     (merge) two or more inputs of one shape, summed elementwise
     concat                  (merge) dim 0: two or more inputs joined along per-sample axis `dim` (0, the
                             channels or features, is torch's dim 1); their other axes must match
@@ -154,12 +164,17 @@ LAYER_OPTIONS = {
     "embedding": {"num_embeddings": REQUIRED, "embedding_dim": REQUIRED, "padding_idx": None},
     "dropout": {"p": 0.5},
     "sequence_pool": {"mode": "last"},
+    "rnn": {"hidden_size": REQUIRED, "num_layers": 1, "nonlinearity": "tanh", "bias": True},
+    "lstm": {"hidden_size": REQUIRED, "num_layers": 1, "bias": True},
+    "gru": {"hidden_size": REQUIRED, "num_layers": 1, "bias": True},
 }
 NORMALIZATIONS = ("layer_norm", "group_norm", "batch_norm1d", "batch_norm2d")  # gamma and beta: their weight, bias
 BATCH_NORMS = ("batch_norm1d", "batch_norm2d")  # training mode: each sample's output depends on the whole batch
 MERGES = ("add", "concat")  # the layer types that read two or more inputs
 DROPOUTS = ("dropout",)  # training mode: a mask per step, drawn by the harness (netdesc.inputs.dropout_masks)
 INDEXED = ("embedding",)  # the layer types that read integer indices: the network's input, with no gradient
+RECURRENT = {"rnn": 1, "lstm": 4, "gru": 3}  # the recurrent layer types and their gate blocks (torch's order)
+SEQUENCE_READERS = tuple(RECURRENT)  # the layer types that, as layer 0, read a sequence input_shape [T, F]
 NETWORK_INPUT = "input"  # what `inputs` calls the network's input; Layer.inputs holds -1 for it
 LAYER_KEYS = ("type", "name", "inputs")  # the keys of a layer table beside its type's options
 LOSSES = (
@@ -212,6 +227,8 @@ class Layer:
                 return {}
             shape = o["normalized_shape"] if self.type == "layer_norm" else (self.in_shape[0],)
             return {"weight": shape, "bias": shape}
+        if self.type in RECURRENT:
+            return _recurrent_params(RECURRENT[self.type], self.in_shape[1], o)
         if self.type == "conv2d":
             shapes = {"weight": (o["out_channels"], self.in_shape[0] // o["groups"], *o["kernel_size"])}
             out = o["out_channels"]
@@ -228,6 +245,18 @@ class Layer:
         if o["bias"]:
             shapes["bias"] = (out,)
         return shapes
+
+
+def _recurrent_params(gates, features, o):
+    """torch.nn.RNN/LSTM/GRU's parameters, layer after layer: weight_ih_l<l> (G*H, F, then H), weight_hh_l<l>
+    (G*H, H), bias_ih_l<l> and bias_hh_l<l> (G*H,) where bias."""
+    H, shapes = o["hidden_size"], {}
+    for l in range(o["num_layers"]):
+        shapes[f"weight_ih_l{l}"] = (gates * H, features if l == 0 else H)
+        shapes[f"weight_hh_l{l}"] = (gates * H, H)
+        if o["bias"]:
+            shapes[f"bias_ih_l{l}"] = shapes[f"bias_hh_l{l}"] = (gates * H,)
+    return shapes
 
 
 @dataclass(frozen=True)
@@ -335,6 +364,12 @@ def _mode(name, value):
     return value
 
 
+def _nonlinearity(name, value):
+    if value not in ("tanh", "relu"):
+        raise InputError(f"{name}: got {value!r}, needs \"tanh\" or \"relu\"")
+    return value
+
+
 def _approximate(name, value):
     if value not in ("none", "tanh"):
         raise InputError(f"{name}: got {value!r}, needs \"none\" or \"tanh\"")
@@ -352,6 +387,7 @@ OPTION_CHECKS = {
     "elementwise_affine": _flag, "affine": _flag, "approximate": _approximate,
     "num_embeddings": check_positive_int, "embedding_dim": check_positive_int,
     "padding_idx": lambda name, value: check_positive_int(name, value, 0), "p": _unit_interval, "mode": _mode,
+    "hidden_size": check_positive_int, "num_layers": check_positive_int, "nonlinearity": _nonlinearity,
 }
 
 
@@ -496,10 +532,18 @@ def _embedding_shape(o, shape):
     return (*shape, o["embedding_dim"])
 
 
-def _sequence_pool_shape(o, shape):
+def _sequence(shape):
     if len(shape) != 2:
         raise InputError(f"got an input of shape {shape} per sample, needs a sequence (T, F)")
-    return shape[1:]
+    return shape
+
+
+def _sequence_pool_shape(o, shape):
+    return _sequence(shape)[1:]
+
+
+def _recurrent_shape(o, shape):
+    return (_sequence(shape)[0], o["hidden_size"])
 
 
 SHAPE_RULES = {
@@ -520,6 +564,7 @@ SHAPE_RULES = {
     "log_softmax": _softmax_shape,
     "embedding": _embedding_shape,
     "sequence_pool": _sequence_pool_shape,
+    **{kind: _recurrent_shape for kind in RECURRENT},
 }
 
 
@@ -706,22 +751,27 @@ def _scheduler(raw):
     return Scheduler(kind, check_scheduler_settings(_options(raw, known, skip=("type",))))
 
 
-def _shape(value, indexed=False):
-    """input_shape: (C, H, W), (T, F), or, for the indices of an embedding (layer 0), one or more sizes such as [L]."""
+def _shape(value, indexed=False, sequence=False):
+    """input_shape: (C, H, W) or (T, F), or, for the indices of an embedding (layer 0), one or more sizes such
+    as [L]; a recurrent layer 0 reads a sequence [T, F]."""
     ok = isinstance(value, (list, tuple)) and all(is_int(v, 1) for v in value)
     if indexed and not (ok and value):
         raise InputError(f"input_shape: got {value!r}, needs [L] (or more sizes), integers >= 1: the shape of the "
                          "indices the embedding of layer 0 reads")
+    if sequence and not (ok and len(value) == 2):
+        raise InputError(f"input_shape: got {value!r}, needs [T, F], two integers >= 1: the sequence the recurrent "
+                         "layer 0 reads")
     if not indexed and not (ok and len(value) in (2, 3)):
         raise InputError(f"input_shape: got {value!r}, needs [C, H, W] (an image) or [T, F] (a sequence), integers "
                          ">= 1")
     return tuple(int(v) for v in value)
 
 
-def _first_is_indexed(raw_layers):
-    """Whether layer 0 of the raw layer tables is an embedding: then the input is indices."""
+def _first_is(raw_layers, types):
+    """Whether layer 0 of the raw layer tables is one of `types`: an embedding (INDEXED) reads indices, a
+    recurrent layer (SEQUENCE_READERS) a sequence."""
     return isinstance(raw_layers, list) and bool(raw_layers) and isinstance(raw_layers[0], dict) \
-        and raw_layers[0].get("type") in INDEXED
+        and raw_layers[0].get("type") in types
 
 
 def parse_spec(data, name="spec"):
@@ -730,7 +780,7 @@ def parse_spec(data, name="spec"):
     o = _within("description", _options, data, TOP_LEVEL)
     if o["name"] is not None and not isinstance(o["name"], str):
         raise InputError(f"name: got {o['name']!r}, needs a string")
-    input_shape = _shape(o["input_shape"], _first_is_indexed(o["layers"]))
+    input_shape = _shape(o["input_shape"], _first_is(o["layers"], INDEXED), _first_is(o["layers"], SEQUENCE_READERS))
     batch_size = check_positive_int("batch_size", o["batch_size"])
     if not isinstance(o["layers"], list) or not o["layers"]:
         raise InputError(f"layers: got {o['layers']!r}, needs a non-empty list of layer tables")

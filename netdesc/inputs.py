@@ -4,15 +4,16 @@ the description (NumPy only). Both sides of a comparison get the same arrays fro
 import numpy as np
 
 from netdesc.checks import InputError, check_float_array, check_labels, check_same_dtype, check_shape
-from netdesc.description import DROPOUTS, INDEXED, NORMALIZATIONS
+from netdesc.description import DROPOUTS, INDEXED, NORMALIZATIONS, RECURRENT
 
 
 def init_params(spec, dtype=np.float64, seed=0):
     """conv and linear: torch's default initialization in law, weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
     fan_in the weight's inputs per output (C*KH*KW or in). A normalization's gamma ~ U(0.5, 1.5) and beta ~
     U(-0.5, 0.5), never torch's 1 and 0: with gamma = 1 a backward that forgets gamma is right by accident.
-    An embedding's table ~ N(0, 1), its padding_idx row zero, as torch's nn.Embedding starts it.
-    -> {"<i>.weight": array, "<i>.bias": array}."""
+    An embedding's table ~ N(0, 1), its padding_idx row zero, as torch's nn.Embedding starts it. A recurrent
+    layer's every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), torch's law for nn.RNN, LSTM and GRU.
+    -> {"<i>.weight": array, "<i>.bias": array} (a recurrent layer's "<i>.weight_ih_l0", ...)."""
     rng = np.random.default_rng([seed, 0])
     params = {}
     for layer in spec.layers:
@@ -28,7 +29,8 @@ def init_params(spec, dtype=np.float64, seed=0):
                 low = 0.5 if kind == "weight" else -0.5
                 params[f"{layer.index}.{kind}"] = rng.uniform(low, low + 1, shape).astype(dtype)
                 continue
-            bound = 1 / np.sqrt(np.prod(shapes["weight"][1:]))
+            fan_in = layer.options["hidden_size"] if layer.type in RECURRENT else np.prod(shapes["weight"][1:])
+            bound = 1 / np.sqrt(fan_in)
             params[f"{layer.index}.{kind}"] = rng.uniform(-bound, bound, shape).astype(dtype)
     return params
 

@@ -2,8 +2,9 @@
 
 ``Graph`` is an nn.ModuleList of the layers' modules that runs them in layer order, each on the outputs of the
 layers it reads (``layer.inputs``, -1 the network's input): add is torch.add, concat torch.cat. Its parameters
-are named "<layer index>.weight" / "<layer index>.bias" in torch's layouts, the names and shapes of
-manual.network (and of an nn.Sequential), so the manual parameters are copied in with ``load_state_dict``.
+are named "<layer index>.weight" / "<layer index>.bias" (a recurrent layer's "<layer index>.weight_ih_l0", ...:
+torch's nn.RNN, LSTM and GRU with batch_first, returning their output sequence alone) in torch's layouts, the names
+and shapes of manual.network (and of an nn.Sequential), so the manual parameters are copied in with ``load_state_dict``.
 Gradients come from ``torch.autograd.grad`` of the loss, updates from the functional form of the described
 torch.optim optimizer (reference.optim), its learning rate set by torch's scheduler if one is described. Nothing
 here is differentiated by hand.
@@ -51,6 +52,12 @@ MODULES = {
     "embedding": lambda layer, o: nn.Embedding(o["num_embeddings"], o["embedding_dim"], o["padding_idx"]),
     "dropout": lambda layer, o: Dropout(o["p"]),
     "sequence_pool": lambda layer, o: SequencePool(o["mode"]),
+    "rnn": lambda layer, o: RNN(layer.in_shape[1], o["hidden_size"], o["num_layers"], o["nonlinearity"],
+                                bias=o["bias"], batch_first=True),
+    "lstm": lambda layer, o: LSTM(layer.in_shape[1], o["hidden_size"], o["num_layers"], bias=o["bias"],
+                                  batch_first=True),
+    "gru": lambda layer, o: GRU(layer.in_shape[1], o["hidden_size"], o["num_layers"], bias=o["bias"],
+                                batch_first=True),
     "add": lambda layer, o: Add(),
     "concat": lambda layer, o: Concat(o["dim"]),
 }
@@ -72,6 +79,27 @@ class Concat(nn.Module):
 
     def forward(self, *xs):
         return torch.cat(xs, self.dim + 1)
+
+
+class RNN(nn.RNN):
+    """torch.nn.RNN returning its output sequence alone (not h_n): its parameters keep torch's names."""
+
+    def forward(self, x):
+        return super().forward(x)[0]
+
+
+class LSTM(nn.LSTM):
+    """torch.nn.LSTM returning its output sequence alone (not (h_n, c_n))."""
+
+    def forward(self, x):
+        return super().forward(x)[0]
+
+
+class GRU(nn.GRU):
+    """torch.nn.GRU returning its output sequence alone (not h_n)."""
+
+    def forward(self, x):
+        return super().forward(x)[0]
 
 
 class Dropout(nn.Module):

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from manual import functional as M
 from manual import kernels
+from manual import recurrent as R
 from manual.seed_network import EQUATIONS, n_of
 
 # --- how inputs are drawn: (rng, shape) -> float64 (or integer) array ------------------------------
@@ -560,3 +561,148 @@ LAYER_CASES += [
     ],
     nll_steps((2, 3, 4), (2, 3), reduction="none", draw=(log_probabilities_last, indices_with(4, -100, 1))),
 ]
+
+# --- recurrent layers (issue 10): torch.nn.RNN / LSTM / GRU and their cells, weights loaded by functional_call ---
+
+
+def torch_init(hidden_size):
+    """torch's law for a recurrent layer's parameters, U(-1/sqrt(H), 1/sqrt(H)): a long sequence stays finite."""
+    def draw(rng, shape):
+        bound = 1 / np.sqrt(hidden_size)
+        return rng.uniform(-bound, bound, shape)
+
+    return draw
+
+
+WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def torch_sequence(module):
+    """torch.nn.RNN, LSTM or GRU on the harness's tensors: the module built for the weights' shapes, its
+    parameters replaced by the inputs (torch.func.functional_call), so autograd reaches them -> the output."""
+    states = 2 if module is torch.nn.LSTM else 1
+
+    def forward(x, *tensors, bias=True, batch_first=False, **options):
+        given, weights = tensors[:states], tensors[states:]
+        per = 4 if bias else 2
+        layers = len(weights) // per
+        layer = module(weights[0].shape[1], weights[1].shape[1], layers, bias=bias, batch_first=batch_first,
+                       **options).to(x.dtype)
+        names = [f"{name}_l{l}" for l in range(layers) for name in WEIGHT_NAMES[:per]]
+        out, _ = torch.func.functional_call(layer, dict(zip(names, weights, strict=True)),
+                                            (x, given if states == 2 else given[0]))
+        return out
+
+    return forward
+
+
+def torch_final_states(module):
+    """The same module's final states: h_n, or h_n and c_n stacked (2, L, N, H) for the LSTM."""
+    states = 2 if module is torch.nn.LSTM else 1
+
+    def forward(x, *tensors, bias=True, batch_first=False, **options):
+        given, weights = tensors[:states], tensors[states:]
+        per = 4 if bias else 2
+        layers = len(weights) // per
+        layer = module(weights[0].shape[1], weights[1].shape[1], layers, bias=bias, batch_first=batch_first,
+                       **options).to(x.dtype)
+        names = [f"{name}_l{l}" for l in range(layers) for name in WEIGHT_NAMES[:per]]
+        _, final = torch.func.functional_call(layer, dict(zip(names, weights, strict=True)),
+                                              (x, given if states == 2 else given[0]))
+        return torch.stack(final) if states == 2 else final
+
+    return forward
+
+
+def torch_cell(module):
+    """torch.nn.RNNCell, LSTMCell or GRUCell with the inputs as its parameters -> h', or (h', c') stacked."""
+    states = 2 if module is torch.nn.LSTMCell else 1
+
+    def forward(x, *tensors, **options):
+        given, weights = tensors[:states], tensors[states:]
+        cell = module(weights[0].shape[1], weights[1].shape[1], bias=len(weights) == 4, **options).to(x.dtype)
+        out = torch.func.functional_call(cell, dict(zip(WEIGHT_NAMES, weights, strict=False)),
+                                         (x, given if states == 2 else given[0]))
+        return torch.stack(out) if states == 2 else out
+
+    return forward
+
+
+def final_states(forward, backward, cell_state=False):
+    """A sequence layer seen through its final states: out h_n (L, N, H), or h_n and c_n stacked (2, L, N, H);
+    the backward gets their gradients as dh_n (and dc_n) and a zero dout."""
+    def final_forward(*inputs, **options):
+        out, cache = forward(*inputs, **options)
+        return (np.stack([cache.h_n, cache.c_n]) if cell_state else cache.h_n), (out, cache)
+
+    def final_backward(dfinal, both):
+        out, cache = both
+        dstates = {"dh_n": dfinal[0], "dc_n": dfinal[1]} if cell_state else {"dh_n": dfinal}
+        return backward(np.zeros_like(out), cache, **dstates)
+
+    return final_forward, final_backward
+
+
+def recurrent_shapes(gates, T, N, F, H, num_layers=1, bias=True, batch_first=False, cell_state=False):
+    """The inputs of a sequence layer: x, h0 (and c0), then torch's flat weight list, layer after layer."""
+    weights = []
+    for l in range(num_layers):
+        weights += [(gates * H, F if l == 0 else H), (gates * H, H)] + ([(gates * H,)] * 2 if bias else [])
+    return ((N, T, F) if batch_first else (T, N, F), *[(num_layers, N, H)] * (1 + cell_state), *weights)
+
+
+rnn = op("rnn", R.rnn_forward, R.rnn_backward, torch_sequence(torch.nn.RNN))
+lstm = op("lstm", R.lstm_forward, R.lstm_backward, torch_sequence(torch.nn.LSTM))
+gru = op("gru", R.gru_forward, R.gru_backward, torch_sequence(torch.nn.GRU))
+rnn_final = op("rnn_final", *final_states(R.rnn_forward, R.rnn_backward), torch_final_states(torch.nn.RNN))
+lstm_final = op("lstm_final", *final_states(R.lstm_forward, R.lstm_backward, cell_state=True),
+                torch_final_states(torch.nn.LSTM))
+gru_final = op("gru_final", *final_states(R.gru_forward, R.gru_backward), torch_final_states(torch.nn.GRU))
+rnn_cell = op("rnn_cell", R.rnn_cell_forward, R.rnn_cell_backward, torch_cell(torch.nn.RNNCell))
+lstm_cell = op("lstm_cell", R.lstm_cell_forward, R.lstm_cell_backward, torch_cell(torch.nn.LSTMCell))
+gru_cell = op("gru_cell", R.gru_cell_forward, R.gru_cell_backward, torch_cell(torch.nn.GRUCell))
+SEQUENCE_OPS = {"rnn": (rnn, rnn_final, 1, False), "lstm": (lstm, lstm_final, 4, True),
+                "gru": (gru, gru_final, 3, False)}
+
+
+def sequence_case(name, T, N, F, H, num_layers=1, final=False, init=False, **options):
+    """One registry row of a sequence layer; init: its weights drawn by torch's law (a long sequence)."""
+    layer, layer_final, gates, cell_state = SEQUENCE_OPS[name]
+    shapes = recurrent_shapes(gates, T, N, F, H, num_layers, options.get("bias", True),
+                              options.get("batch_first", False), cell_state)
+    draw = (normal,) * (2 + cell_state) + (torch_init(H),) * (len(shapes) - 2 - cell_state) if init else ()
+    return (layer_final if final else layer)(*shapes, draw=draw, tag="init" if init else "", **options)
+
+
+RECURRENT_CASES = [
+    # sequence layers: x (T, N, F) or (N, T, F), h0 (and c0) (L, N, H), then per layer w_ih, w_hh[, b_ih, b_hh]
+    *[
+        case
+        for name in ("rnn", "lstm", "gru")
+        for case in [
+            sequence_case(name, 1, 1, 2, 3, bias=True, batch_first=False),  # one step, batch 1
+            sequence_case(name, 1, 3, 3, 2, num_layers=2, bias=False, batch_first=True),
+            sequence_case(name, 4, 3, 2, 3, num_layers=2, bias=True, batch_first=True),
+            sequence_case(name, 5, 2, 3, 2, bias=False, batch_first=False),
+            sequence_case(name, 50, 1, 2, 3, num_layers=2, bias=True, batch_first=False, init=True),  # long
+            sequence_case(name, 60, 2, 2, 2, bias=False, batch_first=True, init=True),
+            # the final states: h_n (and c_n), their gradients dh_n (and dc_n) through every step
+            sequence_case(name, 4, 3, 2, 3, num_layers=2, final=True, bias=True, batch_first=False),
+            sequence_case(name, 50, 1, 2, 2, final=True, bias=False, batch_first=True, init=True),
+        ]
+    ],
+    sequence_case("rnn", 4, 3, 2, 3, num_layers=2, nonlinearity="relu", bias=True, batch_first=False),
+    sequence_case("rnn", 1, 1, 2, 2, nonlinearity="relu", bias=False, batch_first=True),
+    sequence_case("rnn", 50, 3, 1, 3, nonlinearity="relu", bias=True, batch_first=True, init=True),
+    sequence_case("rnn", 50, 1, 2, 3, num_layers=2, final=True, nonlinearity="relu", bias=True, batch_first=False,
+                  init=True),
+    # cells: x (N, F), h (and c) (N, H), w_ih (G*H, F), w_hh (G*H, H)[, b_ih, b_hh (G*H,)]
+    rnn_cell((3, 2), (3, 4), (4, 2), (4, 4), (4,), (4,)),
+    rnn_cell((1, 3), (1, 2), (2, 3), (2, 2), nonlinearity="relu"),  # batch 1, no bias
+    rnn_cell((4, 2), (4, 3), (3, 2), (3, 3), (3,), (3,), nonlinearity="relu"),
+    lstm_cell((3, 2), (3, 4), (3, 4), (16, 2), (16, 4), (16,), (16,)),
+    lstm_cell((1, 3), (1, 2), (1, 2), (8, 3), (8, 2)),  # batch 1, no bias
+    gru_cell((3, 2), (3, 4), (12, 2), (12, 4), (12,), (12,)),
+    gru_cell((1, 3), (1, 2), (6, 3), (6, 2)),  # batch 1, no bias
+]
+LAYER_CASES += RECURRENT_CASES

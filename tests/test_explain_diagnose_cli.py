@@ -183,7 +183,9 @@ def test_diagnose_list_names_every_entry(capsys):
     code, out, _ = _run(["diagnose", "--list", "--json"], capsys)
     listed = json.loads(out)
     assert [e["name"] for e in listed] == [e.name for e in catalogue()]
-    assert listed[-1]["network"] == "flatten-linear" and listed[0]["dtypes"] == ["float64"]
+    networks = {e["name"]: e["network"] for e in listed}
+    assert networks["scheduler-stepped-early"] == "flatten-linear" and listed[0]["dtypes"] == ["float64"]
+    assert listed[-1]["network"] == "rnn-flatten-linear"  # the recurrent layers' entries last
 
 
 def test_help_of_the_subcommands(capsys):

@@ -5,8 +5,9 @@ softmax, log-softmax among them) and normalizations (batch norm 1d and 2d in tra
 statistics, layer norm, group norm), dropout in training mode (p 0, 0.25, 0.5, 0.9; the harness draws the masks),
 stacks that start with an embedding of integer indices (a padding_idx or none), with a random optimizer (SGD, Adam
 and AMSGrad, AdamW, RMSprop centered or with momentum, Adagrad), a StepLR or cosine scheduler or none, and random
-losses (nll after a log_softmax among them); both dtypes and many seeds), produces no diagnosis. Each chunk is one
-test; a failure lists every case that raised an alarm."""
+losses (nll after a log_softmax among them); both dtypes and many seeds), and over 100 random recurrent stacks
+(sequences or token ids through rnn, lstm and gru layers), produces no diagnosis. Each chunk is one test; a failure
+lists every case that raised an alarm."""
 
 import math
 
@@ -274,3 +275,61 @@ def test_the_cases_cover_the_axes():
     assert any(o["centered"] and o["momentum"] for kind, o in optimizers if kind == "rmsprop")
     assert any(o["lr_decay"] and o["initial_accumulator_value"] for kind, o in optimizers if kind == "adagrad")
     assert {s.optimizer.scheduler and s.optimizer.scheduler.type for s in specs} == {None, "step", "cosine"}
+
+
+# --- recurrent stacks (issue 10): sequences through rnn, lstm and gru layers ----------------------------------
+
+RECURRENT_CHUNKS = 4  # of PER_CHUNK // 2 stacks each: 100 more cases, drawn from a generator of their own
+
+
+def _recurrent_layer(rng):
+    kind = str(rng.choice(["rnn", "lstm", "gru"]))
+    layer = {"type": kind, "hidden_size": int(rng.integers(1, 5)), "num_layers": int(rng.integers(1, 3)),
+             "bias": bool(rng.integers(2))}
+    return layer | ({"nonlinearity": str(rng.choice(["tanh", "relu"]))} if kind == "rnn" else {})
+
+
+def _recurrent_description(rng):
+    """A sequence [T, F] (T at most 8), or one in three token ids [T] through an embedding; one or two recurrent
+    layers (rnn tanh or relu, lstm, gru; one or two layers each, a bias or none); flatten, one or two linears with an
+    activation between; a loss on the logits or values, a random optimizer."""
+    T, batch = int(rng.integers(1, 9)), int(rng.integers(1, 4))
+    if rng.integers(3) == 0:
+        vocabulary = int(rng.integers(1, 9))
+        description = {"input_shape": [T], "batch_size": batch}
+        layers = [{"type": "embedding", "num_embeddings": vocabulary, "embedding_dim": int(rng.integers(1, 4)),
+                   "padding_idx": None if rng.integers(2) else int(rng.integers(vocabulary))}]
+    else:
+        description, layers = {"input_shape": [T, int(rng.integers(1, 4))], "batch_size": batch}, []
+    layers += [_recurrent_layer(rng) for _ in range(int(rng.integers(1, 3)))]
+    layers.append({"type": "flatten"})
+    for k in range(int(rng.integers(1, 3))):
+        if k:
+            layers.append(_activation(rng, _out_shape(description, layers)))
+        layers.append({"type": "linear", "out_features": int(rng.integers(1, 5)), "bias": bool(rng.integers(2))})
+    loss = str(rng.choice(["mse", "half_squared_error", "softmax_cross_entropy", "binary_cross_entropy_with_logits"]))
+    return description | {"layers": layers, "loss": {"type": loss, "reduction": str(rng.choice(["mean", "sum"]))},
+                          "optimizer": _optimizer(rng)}
+
+
+def recurrent_stacks(chunk):
+    rng = np.random.default_rng([chunk, 2, SEED_BASE] if SEED_BASE else [chunk, 2])
+    return [parse_spec(_recurrent_description(rng), f"recurrent{chunk}-{i}") for i in range(PER_CHUNK // 2)]
+
+
+@pytest.mark.parametrize("chunk", range(RECURRENT_CHUNKS))
+def test_real_recurrent_stacks_raise_no_alarm(chunk):
+    results = [diagnose_network(spec, seed=SEED_BASE + i, dtype=("float64", "float32")[i % 2])
+               for i, spec in enumerate(recurrent_stacks(chunk))]
+    alarms = [diagnosis_text(d) for d in results if d.wrong]
+    assert not alarms, "\n\n".join(alarms)
+
+
+def test_the_recurrent_cases_cover_the_kinds():
+    specs = [spec for chunk in range(RECURRENT_CHUNKS) for spec in recurrent_stacks(chunk)]
+    kinds = {f"{layer.type} {layer.options.get('nonlinearity', '')}".strip() for spec in specs
+             for layer in spec.layers}
+    assert kinds >= {"rnn tanh", "rnn relu", "lstm", "gru", "embedding"}
+    recurrent = [layer for spec in specs for layer in spec.layers if layer.type in ("rnn", "lstm", "gru")]
+    assert {layer.options["num_layers"] for layer in recurrent} == {1, 2}
+    assert {layer.options["bias"] for layer in recurrent} == {True, False}

@@ -12,6 +12,8 @@ scheduler or none, its first two steps and the batch norms' running statistics a
 every parameter gradient and every layer's input gradient against autograd. Random
 graphs as well: the same layers with skips (an add of the current tensor and an earlier one of its shape, the
 network's input among them) and concats (with an earlier tensor of the same height and width, on channels).
+Random recurrent stacks: a sequence [T, F] or token ids through an embedding into one or two rnn (tanh or relu),
+lstm or gru layers of one or two layers each, then the same head.
 
 Hypothesis shrinks a failure to the smallest stack and prints it (``note``) with the one-line command that
 reproduces it: ``python -m crosscheck verify --spec-json '<json>' --seed N``. Profiles: tests/conftest.py.
@@ -404,3 +406,60 @@ def test_random_stacks_reach_every_new_layer_optimizer_and_scheduler():
 
     find(descriptions() | graphs() | sequence_stacks(), record, settings=settings(max_examples=2000, derandomize=True,
                                                                            database=None))
+
+
+# --- recurrent stacks (issue 10): sequences through rnn, lstm and gru layers ----------------------------------
+
+@st.composite
+def recurrent_layer(draw):
+    """rnn (tanh or relu), lstm or gru: a hidden size of at most 4, one or two layers, a bias or none."""
+    kind = draw(st.sampled_from(["rnn", "lstm", "gru"]))
+    layer = {"type": kind, "hidden_size": draw(st.integers(1, 4)), "num_layers": draw(st.integers(1, 2)),
+             "bias": draw(st.booleans())}
+    return layer | ({"nonlinearity": draw(st.sampled_from(["tanh", "relu"]))} if kind == "rnn" else {})
+
+
+@st.composite
+def recurrent_stacks(draw):
+    """A sequence [T, F] (T at most 8, F at most 3), or token ids [T] through an embedding (a padding_idx or none),
+    into one recurrent layer, or two with an activation or dropout between them or not; then the head of
+    descriptions() on its (T, H) output."""
+    T, batch = draw(st.integers(1, 8)), draw(st.integers(1, 3))
+    if draw(st.booleans()):
+        description, layers = {"input_shape": [T, draw(st.integers(1, 3))], "batch_size": batch}, []
+    else:
+        vocabulary = draw(st.integers(1, 8))
+        description = {"input_shape": [T], "batch_size": batch}
+        layers = [{"type": "embedding", "num_embeddings": vocabulary, "embedding_dim": draw(st.integers(1, 3)),
+                   "padding_idx": draw(st.none() | st.integers(0, vocabulary - 1))}]
+    layers.append(draw(recurrent_layer()))
+    if draw(st.booleans()):
+        if draw(st.booleans()):
+            layers.append(draw(ACTIVATIONS | DROPOUT))
+        layers.append(draw(recurrent_layer()))
+    return _with_head(draw, description, layers)
+
+
+@settings(max_examples=200)
+@given(recurrent_stacks(), SEEDS)
+def test_random_recurrent_stack_matches_autograd(description, seed):
+    note(f"description: {json.dumps(description)}")
+    note(f"reproduce: {reproduce_command(description, seed)}")
+    check_stack(description, seed)
+
+
+def test_random_recurrent_stacks_reach_every_kind():
+    """Some list of draws holds every kind (judged per list, so that a replay gives the same answer)."""
+    wanted = {"rnn tanh", "rnn relu", "lstm", "gru", "two layers", "no bias", "embedding", "sequence", "stacked"}
+
+    def kinds(description):
+        spec = parse_spec(description)
+        recurrent = [layer for layer in spec.layers if layer.type in ("rnn", "lstm", "gru")]
+        seen = {f"rnn {layer.options['nonlinearity']}" if layer.type == "rnn" else layer.type for layer in recurrent}
+        seen |= {"two layers"} if any(layer.options["num_layers"] == 2 for layer in recurrent) else set()
+        seen |= {"no bias"} if any(not layer.options["bias"] for layer in recurrent) else set()
+        return seen | {"embedding" if spec.indexed else "sequence"} | ({"stacked"} if len(recurrent) == 2 else set())
+
+    found = find(st.lists(recurrent_stacks(), max_size=40), lambda ds: wanted <= set().union(*map(kinds, ds)),
+                 settings=settings(max_examples=500, derandomize=True, database=None))
+    assert wanted <= set().union(*map(kinds, found))

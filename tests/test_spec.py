@@ -389,13 +389,44 @@ EMBEDDING_CASES = {"embedding-without-dim", "embedding-padding-beyond-the-table"
                    "dropout-p", "logits-of-an-image", "sequence-pool-on-an-image", "sequence-pool-mode",
                    "sequence-labels-per-sample", "sequence-label-out-of-range", "sequence-ignore-index-text"}
 
+# recurrent layers (issue 10): a sequence [T, F] into rnn, lstm or gru
+SEQUENCE = {"input_shape": [5, 3], "layers": [{"type": "lstm", "hidden_size": 4}, {"type": "flatten"},
+                                              {"type": "linear", "out_features": 2}], "loss": {"type": "mse"}}
+
+
+def _sequence(path, value):
+    """A copy of SEQUENCE with the item at `path` set to `value`."""
+    data = copy.deepcopy(SEQUENCE)
+    *parents, last = path
+    target = data
+    for key in parents:
+        target = target[key]
+    target[last] = value
+    return data
+
+
+RECURRENT_CASES = {"rnn-nonlinearity", "lstm-without-hidden-size", "gru-on-flat-features", "sequence-input-shape",
+                   "lstm-no-layers"}
+BAD_DESCRIPTIONS += [
+    ("rnn-nonlinearity", _sequence(["layers", 0], {"type": "rnn", "hidden_size": 4, "nonlinearity": "gelu"}),
+     'layer 0 (rnn): nonlinearity: got \'gelu\', needs "tanh" or "relu"'),
+    ("lstm-without-hidden-size", _sequence(["layers", 0], {"type": "lstm", "num_layers": 2}),
+     "layer 0 (lstm): missing required option 'hidden_size'"),
+    ("lstm-no-layers", _sequence(["layers", 0, "num_layers"], 0),
+     "layer 0 (lstm): num_layers: got 0, needs an integer >= 1"),
+    ("gru-on-flat-features", _sequence(["layers", 2], {"type": "gru", "hidden_size": 2}),
+     "layer 2 (gru): got an input of shape (20,) per sample, needs a sequence (T, F)"),
+    ("sequence-input-shape", _sequence(["input_shape"], [5]),
+     "input_shape: got [5], needs [T, F], two integers >= 1: the sequence the recurrent layer 0 reads"),
+]
+
 
 @pytest.mark.parametrize(("case", "data", "message"), BAD_DESCRIPTIONS, ids=[c[0] for c in BAD_DESCRIPTIONS])
 def test_bad_description_is_named(case, data, message):
     with pytest.raises(InputError) as info:
         parse_spec(data)
     assert str(info.value).startswith(message)
-    if case in NORMALIZATION_CASES | EMBEDDING_CASES:  # the new layers' messages are asserted whole
+    if case in NORMALIZATION_CASES | EMBEDDING_CASES | RECURRENT_CASES:  # the new layers' messages are asserted whole
         assert str(info.value) == message
 
 

@@ -47,10 +47,10 @@ class WrongDerivation:
 
 
 def catalogue():
-    """Every entry: the slides' network's first, then the general layers'."""
-    from crosscheck.catalogue import layers, seed
+    """Every entry: the slides' network's first, then the general layers', then the recurrent layers'."""
+    from crosscheck.catalogue import layers, recurrent, seed
 
-    return [*seed.ENTRIES, *layers.ENTRIES]
+    return [*seed.ENTRIES, *layers.ENTRIES, *recurrent.ENTRIES]
 
 
 def find(name, option="--inject"):
