@@ -77,17 +77,18 @@ def make_steps(spec, dtype):
     return manual_step, torch_step, read_params
 
 
-def check_agreement(dtype, manual_step, torch_step, read_params):
+def check_agreement(dtype, manual_step, torch_step, read_params, label="bench-resnet"):
     for step in range(3):
-        assert_close(manual_step(), torch_step(), "loss", f"bench-resnet-{dtype}-step{step}", dtype)
+        assert_close(manual_step(), torch_step(), "loss", f"{label}-{dtype}-step{step}", dtype)
     manual, torch_params = read_params()
     for key in manual:
-        assert_close(manual[key], torch_params[key], key, f"bench-resnet-{dtype}-after-3-steps", dtype)
+        assert_close(manual[key], torch_params[key], key, f"{label}-{dtype}-after-3-steps", dtype)
 
 
-def bench(spec, dtype, rounds):
+def bench(spec, dtype, rounds, label="bench-resnet"):
+    """The agreement checked, then the interleaved timing -> one row of the table."""
     manual_step, torch_step, read_params = make_steps(spec, dtype)
-    check_agreement(dtype, manual_step, torch_step, read_params)
+    check_agreement(dtype, manual_step, torch_step, read_params, label)
     steps = {"manual": manual_step, "torch": torch_step}
     reps = {side: max(1, round(BLOCK_SECONDS / time_block(step, 3))) for side, step in steps.items()}
     samples = {"manual": [], "torch": []}
@@ -98,12 +99,12 @@ def bench(spec, dtype, rounds):
     return f"| {dtype} | {m * 1e3:.2f} ms | {t * 1e3:.2f} ms | {m / t:.2f} |"
 
 
-def profile(spec, dtype):
-    """Where the manual step's time goes: the 15 largest cumulative entries over 50 steps."""
+def profile(spec, dtype, top=15):
+    """Where the manual step's time goes: the `top` largest entries by own time over 50 steps."""
     manual_step, _, _ = make_steps(spec, dtype)
     profiler = cProfile.Profile()
     profiler.runcall(lambda: [manual_step() for _ in range(50)])
-    pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
 
 
 def main(argv=None):

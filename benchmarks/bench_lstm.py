@@ -1,0 +1,73 @@
+"""Time one training step of an LSTM classifier: manual.network (NumPy) against torch eager autograd.
+
+The classifier (issue 10's benchmark): token ids (N, T) -> embedding 32 -> lstm 64 -> sequence_pool "last" ->
+linear -> softmax_cross_entropy, T = 32, N = 32. One step is the forward, the backward and an Adam update:
+
+    manual: manual.network.run, manual.optim.adam_step
+    torch:  reference.network.build's modules (torch.nn.LSTM, ...); opt.zero_grad(); loss.backward();
+            torch.optim.Adam.step()
+
+bench_resnet.py's method, its functions reused: both sides start from identical parameters and are checked to agree
+over three steps before timing; one process, interleaved blocks, the order alternating; the table gives the median
+block of each side and manual/torch. torch.set_num_threads(1) and threadpoolctl hold both to one thread.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_lstm.py [--rounds 21] [--profile float32]
+"""
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout, installed or not
+
+import numpy as np  # noqa: E402
+import threadpoolctl  # noqa: E402
+import torch  # noqa: E402
+from bench_cnn import keep_freed_memory  # noqa: E402
+from bench_resnet import BLOCK_SECONDS, bench, profile  # noqa: E402
+
+from netdesc.description import parse_spec  # noqa: E402
+
+
+def lstm_classifier(T=32, batch=32, hidden=64, embedding=32, vocabulary=100, classes=5):
+    return parse_spec({
+        "name": "lstm-classifier",
+        "input_shape": [T],
+        "batch_size": batch,
+        "layers": [{"type": "embedding", "num_embeddings": vocabulary, "embedding_dim": embedding},
+                   {"type": "lstm", "hidden_size": hidden},
+                   {"type": "sequence_pool", "mode": "last"},
+                   {"type": "linear", "out_features": classes}],
+        "loss": {"type": "softmax_cross_entropy"},
+        "optimizer": {"type": "adam", "lr": 0.01},
+    })
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=21, help="interleaved rounds per row (default 21)")
+    parser.add_argument("--T", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--profile", choices=("float64", "float32"), help="profile the manual step instead")
+    args = parser.parse_args(argv)
+    allocator = keep_freed_memory()
+    spec = lstm_classifier(args.T, args.batch, args.hidden)
+    torch.set_num_threads(1)
+    with threadpoolctl.threadpool_limits(limits=1):
+        if args.profile:
+            return profile(spec, args.profile, top=25)
+        print(f"- LSTM classifier, N={args.batch}, T={args.T}, token ids -> embedding 32 -> lstm {args.hidden} -> "
+              "last step -> linear 5 -> softmax cross-entropy, Adam, 1 thread")
+        print(f"- Python {platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}; {allocator}")
+        print(f"- {args.rounds} rounds x 2 interleaved blocks of ~{BLOCK_SECONDS * 1e3:.0f} ms; medians\n")
+        print("| dtype | manual | torch | manual/torch |")
+        print("|---|---:|---:|---:|", flush=True)
+        for dtype in ("float64", "float32"):
+            print(bench(spec, dtype, args.rounds, "bench-lstm"), flush=True)
+
+
+if __name__ == "__main__":
+    main()
