@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from manual.kernels import conv2d_input_grad, im2col, sigmoid
+from manual.kernels import conv2d_input_grad, erf, im2col, scatter_add_rows, sigmoid
 from netdesc.checks import (
     InputError,
     check_float_array,
@@ -945,8 +945,6 @@ def batch_norm_running_stats(x, running_mean, running_var, momentum=0.1):
 
 # --- smooth activations and softmax along an axis -------------------------------------------------------
 
-# NumPy has no erf; math.erf element by element is exact to double precision (the one loop over elements here).
-_erf = np.frompyfunc(math.erf, 1, 1)
 GELU_APPROXIMATIONS = ("none", "tanh")
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 
@@ -960,7 +958,7 @@ def gelu_forward(x, approximate="none"):
     if approximate == "tanh":
         t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
         return 0.5 * x * (1 + t), (x, approximate, t)
-    Phi = (0.5 * (1 + _erf(x / math.sqrt(2)).astype(np.float64))).astype(x.dtype)
+    Phi = 0.5 * (1 + erf(x / math.sqrt(2)))  # NumPy has no erf: manual.kernels' (math.erf's, vectorized)
     return x * Phi, (x, approximate, Phi)
 
 
@@ -1072,8 +1070,7 @@ def embedding_backward(dout, cache):
     are data, no gradient -> (None, dweight)."""
     indices, shape, dtype, padding_idx = cache
     dout = _check_dout(dout, (*indices.shape, shape[1]), dtype)
-    dweight = np.zeros(shape, dtype)
-    np.add.at(dweight, indices, dout)
+    dweight = scatter_add_rows(indices, dout, shape[0])  # np.add.at(dweight, indices, dout), faster
     if padding_idx is not None:
         dweight[padding_idx] = 0
     return None, dweight

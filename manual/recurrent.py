@@ -34,7 +34,7 @@ from functools import partial
 
 import numpy as np
 
-from manual.kernels import sigmoid
+from manual.kernels import matmul_layout, sigmoid
 from netdesc.checks import InputError, check_float_array, check_same_dtype, check_shape
 
 __all__ = [
@@ -49,8 +49,9 @@ NONLINEARITIES = ("tanh", "relu")
 
 
 def _affine(x, w, b):
-    """x @ w^T + b (b may be None): one projection of x, (..., in) -> (..., out)."""
-    y = x @ w.T
+    """x @ w^T + b (b may be None): one projection of x, (..., in) -> (..., out), as one 2-D product over the
+    leading axes (a batched product over T is slower)."""
+    y = (x.reshape(-1, x.shape[-1]) @ w.T).reshape(*x.shape[:-1], w.shape[0])
     if b is not None:
         y += b
     return y
@@ -81,25 +82,36 @@ def lstm_step_forward(xw, h_prev, c_prev, w_hh, b_hh):
     """Gates i, f, g, o from a = xw + h_prev W_hh^T + b_hh (N, 4H); c = f c_prev + i g; h = o tanh(c)
     -> ((h, c), cache)."""
     H = h_prev.shape[1]
-    a = xw + _affine(h_prev, w_hh, b_hh)
-    i, f, _, o = np.split(sigmoid(a), 4, axis=1)  # the sigmoid gates i, f, o: one call over the four blocks
-    g = np.tanh(a[:, 2 * H:3 * H])
+    a = _affine(h_prev, w_hh, b_hh)
+    a += xw
+    gates = sigmoid(a)  # the sigmoid gates i, f, o: one call over the four blocks (N, 4H) ...
+    gates[:, 2 * H:3 * H] = np.tanh(a[:, 2 * H:3 * H])  # ... and g = tanh(a_g) in its block
+    i, f, g, o = _gate_blocks(gates, 4)
     c = f * c_prev + i * g
     tanh_c = np.tanh(c)
     h = o * tanh_c
-    return (h, c), (c_prev, i, f, g, o, tanh_c)
+    return (h, c), (c_prev, gates, tanh_c)
+
+
+def _gate_blocks(a, G):
+    """The G gate blocks of a (N, G*H), views, in torch's order."""
+    H = a.shape[1] // G
+    return [a[:, k * H:(k + 1) * H] for k in range(G)]
 
 
 def lstm_step_backward(dh, dc_next, cache, w_hh):
     """dh: the gradient reaching h_t (output and future), dc_next: the gradient reaching c_t from c_{t+1}."""
-    c_prev, i, f, g, o, tanh_c = cache
+    c_prev, gates, tanh_c = cache
+    i, f, g, o = _gate_blocks(gates, 4)
     do = dh * tanh_c  # h = o tanh(c)
     dc = dc_next + dh * o * (1 - tanh_c * tanh_c)  # the cell state: from the future, and through h = o tanh(c)
-    di, df, dg = dc * g, dc * c_prev, dc * i  # c = f c_prev + i g
-    dc_prev = dc * f
-    da_i, da_f, da_g, da_o = di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)
-    da = np.concatenate([da_i, da_f, da_g, da_o], axis=1)  # torch's gate order: i, f, g, o
-    return {"da": da, "da_h": da, "dh_prev": da @ w_hh, "dc_prev": dc_prev, "dc": dc,
+    dgates = np.concatenate([dc * g, dc * c_prev, dc * i, do], axis=1)  # di, df, dg, do: c = f c_prev + i g
+    # through the gates' nonlinearities, the four blocks at once: sigmoid' = s (1 - s) for i, f, o; tanh' = 1 - g^2
+    slope = gates * (1 - gates)
+    _gate_blocks(slope, 4)[2][:] = 1 - g * g
+    da = dgates * slope  # torch's gate order: i, f, g, o
+    da_i, da_f, da_g, da_o = _gate_blocks(da, 4)
+    return {"da": da, "da_h": da, "dh_prev": da @ w_hh, "dc_prev": dc * f, "dc": dc,
             "da_i": da_i, "da_f": da_f, "da_g": da_g, "da_o": da_o}
 
 
@@ -220,7 +232,7 @@ def _sequence_forward(kind, x, states, weights, bias, batch_first):
     """The layers over the time steps -> (output sequence of the last layer, SequenceCache)."""
     bias, batch_first = _flag("bias", bias), _flag("batch_first", batch_first)
     x = check_float_array("x", x, ndim=3)
-    seq = x.swapaxes(0, 1) if batch_first else x  # time-major (T, N, F) from here on
+    seq = np.ascontiguousarray(x.swapaxes(0, 1) if batch_first else x)  # time-major (T, N, F) from here on
     T, N, F = seq.shape
     if min(T, N, F) == 0:
         raise InputError(f"x: got shape {x.shape}, needs at least one time step, one sample and one feature")
@@ -243,8 +255,9 @@ def _sequence_forward(kind, x, states, weights, bias, batch_first):
         xw = _affine(inputs, w_ih, b_ih)  # (T, N, G*H): every step's input projection in one matmul
         state = tuple(s[l] for s in states0)
         outputs, steps = np.empty((T, N, H), x.dtype), []
+        w_hh_steps = matmul_layout(w_hh)  # the same matrix, laid out once for the T products h_{t-1} W_hh^T
         for t in range(T):
-            new, step = kind.step_forward(xw[t], *state, w_hh, b_hh)
+            new, step = kind.step_forward(xw[t], *state, w_hh_steps, b_hh)
             state = new if kind.cell_state else (new,)
             outputs[t] = state[0]
             steps.append(step)
@@ -265,19 +278,18 @@ def layer_backward(kind, layer, dseq, dnext):
     inputs, (w_ih, w_hh, b_ih, b_hh), h_prev, steps = layer
     T, N, H = h_prev.shape
     G_H = w_hh.shape[0]
-    da = np.empty((T, N, G_H), h_prev.dtype)
-    da_h = np.empty_like(da) if kind.name == "gru" else da  # the hidden side differs only in the GRU
-    trace = {"dh": np.empty((T, N, H), h_prev.dtype), **{q: np.empty((T, N, H), h_prev.dtype) for q in kind.trace}}
+    # each step's gradients, stacked over time after the loop; the hidden side's da_h differs only in the GRU
+    names = ("da", "da_h", "dh", *kind.trace) if kind.name == "gru" else ("da", "dh", *kind.trace)
+    per_step = {q: [None] * T for q in names}
     for t in reversed(range(T)):
         dh = dseq[t] + dnext[0]  # what the output at t sends, and what the future sends through h_t
         d = kind.step_backward(dh, *dnext[1:], steps[t], w_hh)
-        da[t] = d["da"]
-        if da_h is not da:
-            da_h[t] = d["da_h"]
         dnext = [d["dh_prev"], d["dc_prev"]] if kind.cell_state else [d["dh_prev"]]
-        trace["dh"][t] = dh
-        for q in kind.trace:
-            trace[q][t] = d[q]
+        for q, values in per_step.items():
+            values[t] = dh if q == "dh" else d[q]
+    stacked = {q: np.stack(values) for q, values in per_step.items()}
+    da, da_h = stacked["da"], stacked.get("da_h", stacked["da"])
+    trace = {q: stacked[q] for q in ("dh", *kind.trace)}
     # the weights: summed over every step and sample, one matmul each
     weight_grads = (da.reshape(-1, G_H).T @ inputs.reshape(T * N, -1), da_h.reshape(-1, G_H).T @ h_prev.reshape(-1, H),
                     None if b_ih is None else da.sum(axis=(0, 1)), None if b_hh is None else da_h.sum(axis=(0, 1)))

@@ -90,6 +90,61 @@ def test_sigmoid_matches_torch(dtype):
     assert_close(kernels.sigmoid(z), torch.sigmoid(torch.from_numpy(z)).numpy(), "sigmoid", "", dtype)
 
 
+# --- erf (gelu), scatter_add_rows (embedding), matmul_layout (the recurrent layers) ------------------------------
+
+# the ranges' edges (0.46875 and 4), both signs, -0.0, tiny and huge values, infinities; then draws at several scales
+ERF_EDGES = [0.0, -0.0, 1e-300, -1e-300, 1e-8, 0.46875, -0.46875, 0.4687501, 4.0, -4.0, 4.0000001, 5.9, -6.0, 27.0,
+             -27.0, 1e300, np.inf, -np.inf]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_erf_equals_its_plain_twin(dtype):
+    rng = np.random.default_rng(0)
+    with np.errstate(over="ignore"):  # 1e300 in float32 is inf, an edge too
+        x = np.concatenate([ERF_EDGES, *(rng.normal(scale=s, size=2000) for s in (0.3, 1, 3, 10))]).astype(dtype)
+    fast, plain = kernels.erf(x), kernels.erf_plain(x)
+    assert fast.dtype == plain.dtype == x.dtype and fast.shape == x.shape
+    # Cody's approximations are exact to float64 rounding: a few ulps of math.erf at most (6e-16 measured); float32:
+    # the same approximations in float32 arithmetic, a few float32 ulps (3.6e-7 measured)
+    np.testing.assert_allclose(fast, plain, rtol=2e-15 if dtype == "float64" else 1e-6, atol=0)
+    assert np.array_equal(np.signbit(fast), np.signbit(x))  # erf is odd, -0.0 included
+    assert np.isnan(kernels.erf(np.array([np.nan], dtype))).all()
+    assert kernels.erf(np.array(0.5, dtype)).shape == ()  # a 0-d array stays one
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_erf_matches_torch(dtype):
+    x = np.random.default_rng(1).normal(scale=3, size=(3, 4, 5)).astype(DTYPES[dtype])
+    assert_close(kernels.erf(x), torch.erf(torch.from_numpy(x)).numpy(), "erf", "", dtype)
+
+
+# (indices' shape, rows): repeated indices (few rows), every row once, a sequence batch (N, T), nothing to add
+SCATTER_CASES = [((7,), 3), ((5,), 5), ((4, 6), 10), ((0,), 4)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("shape", "rows"), SCATTER_CASES)
+def test_scatter_add_rows_equals_its_plain_twin_and_torch(shape, rows, dtype):
+    rng = np.random.default_rng(2)
+    indices = rng.integers(0, rows, size=shape)
+    (values,) = _draw(rng, dtype, (*shape, 3))
+    out = kernels.scatter_add_rows(indices, values, rows)
+    assert out.shape == (rows, 3) and out.dtype == values.dtype
+    assert_close(out, kernels.scatter_add_rows_plain(indices, values, rows), "scatter_add_rows", str(shape), dtype)
+    expected = torch.zeros(rows, 3, dtype=torch.from_numpy(values).dtype).index_add_(
+        0, torch.from_numpy(indices.reshape(-1)), torch.from_numpy(values.reshape(-1, 3)))
+    assert_close(out, expected.numpy(), "scatter_add_rows", str(shape), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_layout_equals_its_plain_twin(dtype):
+    x, w = _draw(np.random.default_rng(3), dtype, (5, 4), (8, 4))
+    laid_out = kernels.matmul_layout(w)
+    np.testing.assert_array_equal(laid_out, kernels.matmul_layout_plain(w))
+    assert laid_out.shape == w.shape and laid_out.dtype == w.dtype and laid_out.T.flags.c_contiguous
+    assert_close(x @ laid_out.T, x @ w.T, "x @ w.T", "", dtype)
+
+
 # --- conv2d's im2col and col2im (manual/functional.py) -----------------------------------------------------------
 
 # (x's shape (N, C, H, W), kernel (KH, KW), stride, padding, dilation): stride 1 (whole rows where narrow) and above,
