@@ -29,6 +29,7 @@ their gradients as ``dh_n=`` (``dc_n=``). A cell's out is its new state: h' for 
 (h', c') for the LSTM cell (its backward takes the pair (dh', dc'), or one (2, N, H) array).
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -214,6 +215,25 @@ def _check_state(name, state, shape, dtype, meaning):
 
 # --- a sequence layer: the steps over time, layer after layer -------------------------------------------------
 
+class StackedOverTime(Mapping):
+    """A backward's trace: each quantity's per-step arrays by name, stacked into one (T, N, H) array when first
+    read, so that a backward nobody diagnoses does not pay for the copies."""
+
+    def __init__(self, per_step):
+        self._per_step, self._stacked = per_step, {}
+
+    def __getitem__(self, name):
+        if name not in self._stacked:
+            self._stacked[name] = np.stack(self._per_step[name])
+        return self._stacked[name]
+
+    def __iter__(self):
+        return iter(self._per_step)
+
+    def __len__(self):
+        return len(self._per_step)
+
+
 @dataclass
 class SequenceCache:
     """What a sequence layer's backward needs, and its final states h_n (and c_n), (L, N, H) each."""
@@ -279,20 +299,22 @@ def layer_backward(kind, layer, dseq, dnext):
     T, N, H = h_prev.shape
     G_H = w_hh.shape[0]
     # each step's gradients, stacked over time after the loop; the hidden side's da_h differs only in the GRU
-    names = ("da", "da_h", "dh", *kind.trace) if kind.name == "gru" else ("da", "dh", *kind.trace)
-    per_step = {q: [None] * T for q in names}
+    per_step = {q: [None] * T for q in ("da", "da_h", "dh", *kind.trace)}
     for t in reversed(range(T)):
         dh = dseq[t] + dnext[0]  # what the output at t sends, and what the future sends through h_t
         d = kind.step_backward(dh, *dnext[1:], steps[t], w_hh)
         dnext = [d["dh_prev"], d["dc_prev"]] if kind.cell_state else [d["dh_prev"]]
         for q, values in per_step.items():
             values[t] = dh if q == "dh" else d[q]
-    stacked = {q: np.stack(values) for q, values in per_step.items()}
-    da, da_h = stacked["da"], stacked.get("da_h", stacked["da"])
-    trace = {q: stacked[q] for q in ("dh", *kind.trace)}
-    # the weights: summed over every step and sample, one matmul each
+    da = np.stack(per_step["da"])
+    da_h = np.stack(per_step["da_h"]) if kind.name == "gru" else da
+    # the weights: summed over every step and sample, one matmul each; the biases' sum taken once where da_h is da
+    # (a layer has both biases or neither)
+    db_ih = None if b_ih is None else da.sum(axis=(0, 1))
+    db_hh = None if b_hh is None else db_ih.copy() if da_h is da else da_h.sum(axis=(0, 1))
     weight_grads = (da.reshape(-1, G_H).T @ inputs.reshape(T * N, -1), da_h.reshape(-1, G_H).T @ h_prev.reshape(-1, H),
-                    None if b_ih is None else da.sum(axis=(0, 1)), None if b_hh is None else da_h.sum(axis=(0, 1)))
+                    db_ih, db_hh)
+    trace = StackedOverTime({q: per_step[q] for q in ("dh", *kind.trace)})
     return da @ w_ih, dnext, weight_grads, trace
 
 
