@@ -52,7 +52,7 @@ NONLINEARITIES = ("tanh", "relu")
 def _affine(x, w, b):
     """x @ w^T + b (b may be None): one projection of x, (..., in) -> (..., out), as one 2-D product over the
     leading axes (a batched product over T is slower)."""
-    y = (x.reshape(-1, x.shape[-1]) @ w.T).reshape(*x.shape[:-1], w.shape[0])
+    y = x @ w.T if x.ndim == 2 else (x.reshape(-1, x.shape[-1]) @ w.T).reshape(*x.shape[:-1], w.shape[0])
     if b is not None:
         y += b
     return y
@@ -103,13 +103,14 @@ def _gate_blocks(a, G):
 def lstm_step_backward(dh, dc_next, cache, w_hh):
     """dh: the gradient reaching h_t (output and future), dc_next: the gradient reaching c_t from c_{t+1}."""
     c_prev, gates, tanh_c = cache
+    H = dh.shape[1]
     i, f, g, o = _gate_blocks(gates, 4)
     do = dh * tanh_c  # h = o tanh(c)
     dc = dc_next + dh * o * (1 - tanh_c * tanh_c)  # the cell state: from the future, and through h = o tanh(c)
     dgates = np.concatenate([dc * g, dc * c_prev, dc * i, do], axis=1)  # di, df, dg, do: c = f c_prev + i g
     # through the gates' nonlinearities, the four blocks at once: sigmoid' = s (1 - s) for i, f, o; tanh' = 1 - g^2
     slope = gates * (1 - gates)
-    _gate_blocks(slope, 4)[2][:] = 1 - g * g
+    slope[:, 2 * H:3 * H] = 1 - g * g
     da = dgates * slope  # torch's gate order: i, f, g, o
     da_i, da_f, da_g, da_o = _gate_blocks(da, 4)
     return {"da": da, "da_h": da, "dh_prev": da @ w_hh, "dc_prev": dc * f, "dc": dc,
