@@ -1038,6 +1038,8 @@ def _check_indices(name, indices, size, meaning, allowed=None):
     if not isinstance(indices, np.ndarray) or not np.issubdtype(indices.dtype, np.integer):
         got = f"dtype {indices.dtype}" if isinstance(indices, np.ndarray) else type(indices).__name__
         raise InputError(f"{name}: got {got}, needs a NumPy array of integer {meaning}")
+    if indices.size and 0 <= indices.min() and indices.max() < size:  # all in range: two reductions, no masks
+        return indices
     bad = np.argwhere(((indices < 0) | (indices >= size)) & (indices != allowed))
     if bad.size:
         at = tuple(int(i) for i in bad[0])
