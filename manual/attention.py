@@ -191,9 +191,9 @@ def multihead_attention_forward(x, in_proj_weight, out_proj_weight, in_proj_bias
     heads, attention = scaled_dot_product_attention_forward(q, k, v, key_padding_mask, is_causal=causal)
     merged = merge_heads(heads)
     out, out_proj = _linear_forward(merged, out_proj_weight, out_proj_bias)
-    # per head: attention's q, k, v, scores, P (N, H, ...); heads = P v (N, H, T, d)
-    return out, {"in_proj": in_proj, "attention": attention, "heads": heads, "merged": merged, "out_proj": out_proj,
-                 "num_heads": H}
+    # qkv (N, T, 3E); per head: attention's q, k, v, scores, P (N, H, ...); heads = P v (N, H, T, d)
+    return out, {"qkv": qkv, "in_proj": in_proj, "attention": attention, "heads": heads, "merged": merged,
+                 "out_proj": out_proj, "num_heads": H}
 
 
 def multihead_attention_backward_terms(dout, cache):
