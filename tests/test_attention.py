@@ -2,16 +2,24 @@
 against autograd's (reference/attention.py, retain_grad), the mask conventions against torch's own modules, the
 bad-input messages (asserted whole), and wrong derivations the registry's check reports."""
 
+import json
 import re
 
 import numpy as np
 import pytest
 import torch
 from layer_cases import encoder_shapes, key_padding, mha, sdpa, torch_mha
+from runs import gradients_by_site
 
-from crosscheck import check_layer
+import netdesc.inputs
+from crosscheck import check_layer, cli
+from crosscheck import numerical as nm
+from crosscheck.check import check
+from crosscheck.subjects import NetworkSubject
 from manual import attention as A
 from netdesc import InputError
+from netdesc.description import parse_spec
+from reference import network as reference_net
 from reference.attention import QUANTITIES, multihead_attention_intermediates
 
 DTYPES = ["float64", "float32"]
@@ -235,3 +243,119 @@ def test_bad_dout_is_named(forward, backward, inputs, options):
     out, cache = forward(*inputs, **options)
     with pytest.raises(InputError, match=r"^dout: got shape \(2, 4, 3\) dtype float64, needs an array of shape "):
         backward(np.zeros((2, 4, 3)), cache)
+
+
+# --- descriptions: multihead_attention and transformer_encoder layers in a network -----------------------------
+
+def _description(*layers, T=6, E=4, batch_size=3, loss="mse", steps=4, input_shape=None):
+    return {"name": "attention", "input_shape": input_shape or [T, E], "batch_size": batch_size,
+            "layers": [*layers, {"type": "flatten"}, {"type": "linear", "out_features": 3}],
+            "loss": {"type": loss}, "optimizer": {"type": "adam", "lr": 0.01, "steps": steps}}
+
+
+ENCODER = {"type": "transformer_encoder", "num_heads": 2, "dim_feedforward": 8}
+DESCRIPTIONS = {
+    "encoder": _description(ENCODER),
+    "encoder-causal-relu-attention": _description(ENCODER | {"causal": True, "activation": "relu",
+                                                             "layer_norm_eps": 1e-3},
+                                                  {"type": "multihead_attention", "num_heads": 1, "bias": False}),
+    "attention-causal": _description({"type": "multihead_attention", "num_heads": 2, "causal": True}, T=1,
+                                     batch_size=1),
+    # a two-block transformer classifier on token ids
+    "tokens-two-blocks": _description({"type": "embedding", "num_embeddings": 7, "embedding_dim": 4}, ENCODER,
+                                      ENCODER | {"causal": True}, input_shape=[5], loss="softmax_cross_entropy"),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", [0, 1], ids=lambda s: f"seed{s}")
+@pytest.mark.parametrize("name", DESCRIPTIONS)
+def test_attention_descriptions_verify_with_adam_steps(name, seed, dtype):
+    """Forward, every input and parameter gradient (torch's dotted names), the Adam updates and a 4-step run: by
+    hand against nn.MultiheadAttention / nn.TransformerEncoderLayer with the same parameters."""
+    spec = parse_spec(DESCRIPTIONS[name])
+    result = check(NetworkSubject(spec, seed, dtype))
+    assert result.passed, [(r.where, r.quantity, r.result.describe()) for r in result.failed]
+    rows = {(row.where, row.quantity) for row in result.rows}
+    for layer in spec.layers:
+        where = f"{layer.index} {layer.type}"
+        for kind in layer.param_shapes():
+            assert {(where, f"dE/d{kind}"), (where, f"{kind} after step 1"), (where, f"{kind} after 4 steps")} <= rows
+
+
+def test_the_parameters_are_torchs_modules_own_names_and_shapes():
+    spec = parse_spec(DESCRIPTIONS["encoder-causal-relu-attention"])
+    net = reference_net.Graph(spec)
+    assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == spec.param_shapes()
+    assert list(spec.param_shapes())[:4] == ["0.self_attn.in_proj_weight", "0.self_attn.in_proj_bias",
+                                             "0.self_attn.out_proj.weight", "0.self_attn.out_proj.bias"]
+    assert [k for k in spec.param_shapes() if k.startswith("1.")] == ["1.in_proj_weight", "1.out_proj.weight"]
+
+
+def test_attention_parameters_are_drawn_by_torchs_laws_with_nonzero_biases():
+    spec = parse_spec(_description(ENCODER | {"dim_feedforward": 16}, {"type": "multihead_attention", "num_heads": 2},
+                                   E=8))
+    params = netdesc.inputs.init_params(spec, np.float64, seed=0)
+    bounds = {"0.self_attn.in_proj_weight": np.sqrt(6 / 32), "1.in_proj_weight": np.sqrt(6 / 32),
+              "0.self_attn.out_proj.weight": 8 ** -0.5, "1.out_proj.weight": 8 ** -0.5,
+              "0.linear1.weight": 8 ** -0.5, "0.linear1.bias": 8 ** -0.5, "0.linear2.weight": 16 ** -0.5,
+              "0.linear2.bias": 16 ** -0.5}
+    for name in ("0.self_attn.in_proj_bias", "0.self_attn.out_proj.bias", "1.in_proj_bias", "1.out_proj.bias"):
+        bounds[name] = netdesc.inputs.ATTENTION_BIAS
+    for name, bound in bounds.items():
+        assert np.abs(params[name]).max() <= bound and np.abs(params[name]).max() > bound / 2, name
+    for norm in ("norm1", "norm2"):
+        assert 0.5 <= params[f"0.{norm}.weight"].min() and params[f"0.{norm}.weight"].max() <= 1.5
+        assert -0.5 <= params[f"0.{norm}.bias"].min() and params[f"0.{norm}.bias"].max() <= 0.5
+
+
+def test_verify_reports_the_dotted_names_in_text_and_json(capsys):
+    text = json.dumps(DESCRIPTIONS["encoder"])
+    assert cli.main(["verify", "--spec-json", text, "--json", "--dtype", "float32", "--steps", "3"]) == 0
+    rows = {q["name"] for q in json.loads(capsys.readouterr().out)["quantities"]}
+    assert {"0 transformer_encoder: dE/dself_attn.out_proj.weight", "0 transformer_encoder: norm2.bias after 3 steps",
+            "loss: E at steps 1..3"} <= rows
+    assert cli.main(["verify", "--spec-json", text, "--steps", "2"]) == 0
+    assert "dE/dself_attn.in_proj_bias" in capsys.readouterr().out
+    # a backward scaled by 1 + 1e-8 is caught at its own layer, the dotted parameters named
+    assert cli.main(["verify", "--spec-json", text, "--steps", "1", "--inject", "0", "--json"]) == 1
+    failed = [q["name"] for q in json.loads(capsys.readouterr().out)["quantities"] if not q["passed"]]
+    assert failed[:2] == ["0 transformer_encoder: dE/dinput", "0 transformer_encoder: dE/dself_attn.in_proj_weight"]
+
+
+BAD_DESCRIPTIONS = [
+    ("heads", _description(ENCODER | {"num_heads": 3}),
+     "layer 0 (transformer_encoder): num_heads: got 3, needs a divisor of the 4 features E of its input (6, 4)"),
+    ("image", _description({"type": "multihead_attention", "num_heads": 1}, input_shape=[1, 4, 4]),
+     "layer 0 (multihead_attention): got an input of shape (1, 4, 4) per sample, needs a sequence (T, E)"),
+    ("activation", _description(ENCODER | {"activation": "tanh"}),
+     "layer 0 (transformer_encoder): activation: got 'tanh', needs \"gelu\" or \"relu\""),
+    ("eps", _description(ENCODER | {"layer_norm_eps": 0}),
+     "layer 0 (transformer_encoder): layer_norm_eps: got 0, needs a finite number > 0"),
+    ("causal", _description({"type": "multihead_attention", "num_heads": 1, "causal": 1}),
+     "layer 0 (multihead_attention): causal: got 1, needs true or false"),
+    ("feedforward", _description({"type": "transformer_encoder", "num_heads": 1}),
+     "layer 0 (transformer_encoder): missing required option 'dim_feedforward'"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), [b[1:] for b in BAD_DESCRIPTIONS], ids=[b[0] for b in BAD_DESCRIPTIONS])
+def test_bad_attention_descriptions_are_named(data, message):
+    with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+        parse_spec(data)
+
+
+def test_finite_differences_agree_with_a_transformer_description():
+    """The third witness on a network: every layer's input and parameter gradient, manual and autograd, against
+    central differences of the loss (float64)."""
+    spec = parse_spec(DESCRIPTIONS["encoder-causal-relu-attention"] | {"batch_size": 2})
+    params = netdesc.inputs.init_params(spec, np.float64, seed=0)
+    x, target = netdesc.inputs.random_batch(spec, np.float64, seed=0)
+    grads, sites = gradients_by_site(spec, params, x, target)
+    assert set(sites) == set(grads) and "0 transformer_encoder: dE/dself_attn.in_proj_weight" in sites
+    for name, site in sites.items():
+        diffs = nm.differences(site)
+        assert not diffs.kinks.any(), name
+        for grad in grads[name]:
+            result = nm.against(diffs, name, grad, "float64")
+            assert result.passed, result.describe()

@@ -239,8 +239,8 @@ BAD_DESCRIPTIONS = [
      "dim 0"),
     ("no-layers", _with(["layers"], []), "layers: got [], needs a non-empty list of layer tables"),
     ("layers-not-a-list", _with(["layers"], {"type": "relu"}), "layers: got {'type': 'relu'}, needs a non-empty list"),
-    ("two-dimensional-input", _with(["input_shape"], [8, 8]),
-     "input_shape: got [8, 8], needs [C, H, W], three integers >= 1"),
+    ("one-dimensional-input", _with(["input_shape"], [64]),
+     "input_shape: got [64], needs [C, H, W] (an image) or [T, F] (a sequence), integers >= 1"),
     ("zero-sized-input", _with(["input_shape"], [1, 0, 8]), "input_shape: got [1, 0, 8], needs [C, H, W]"),
     ("input-as-text", _with(["input_shape"], "1x8x8"), "input_shape: got '1x8x8', needs [C, H, W]"),
     ("zero-batch", _with(["batch_size"], 0), "batch_size: got 0, needs an integer >= 1"),
@@ -347,6 +347,11 @@ BAD_DESCRIPTIONS = [
      "layer 1 (dropout): p: got 1.5, needs a number in [0, 1]"),
     ("nll-label-out-of-range", _text(["loss", "labels"], [0, -100, 3]),
      "loss (nll): labels[2]: got 3, needs a class in [0, 2] or ignore_index -100"),
+    # attention (more in tests/test_attention.py): on a sequence (T, E), here the embedding's (4, 2)
+    ("attention-on-an-image", _with(["layers", 1], {"type": "multihead_attention", "num_heads": 2}),
+     "layer 1 (multihead_attention): got an input of shape (2, 6, 6) per sample, needs a sequence (T, E)"),
+    ("encoder-heads", _text(["layers", 1], {"type": "transformer_encoder", "num_heads": 4, "dim_feedforward": 3}),
+     "layer 1 (transformer_encoder): num_heads: got 4, needs a divisor of the 2 features E of its input (4, 2)"),
 ]
 EMBEDDING_CASES = {"embedding-without-dim", "embedding-padding-beyond-the-table", "embedding-negative-padding",
                    "embedding-not-first", "indices-read-by-a-linear", "indices-without-a-shape",
