@@ -47,10 +47,10 @@ class WrongDerivation:
 
 
 def catalogue():
-    """Every entry: the slides' network's first, then the general layers'."""
-    from crosscheck.catalogue import layers, seed
+    """Every entry: the slides' network's first, then the general layers', then attention's."""
+    from crosscheck.catalogue import attention, layers, seed
 
-    return [*seed.ENTRIES, *layers.ENTRIES]
+    return [*seed.ENTRIES, *layers.ENTRIES, *attention.ENTRIES]
 
 
 def find(name, option="--inject"):
