@@ -12,9 +12,13 @@ import numpy as np
 
 from crosscheck import numerical
 from crosscheck.check import judge, witness
-from crosscheck.compare import ManualFailure, excess
+from crosscheck.compare import ManualFailure, compare, excess
 from crosscheck.hypotheses import Classification, classify
 from crosscheck.tolerances import tolerance_for
+from manual import attention as manual_attention
+from manual import network as manual_net
+from reference import network as reference_net
+from reference.attention import multihead_attention_intermediates
 
 TOP_K = 5
 # Where a quantity is probed in random directions, the differing elements probed one by one for a kink: the
@@ -50,6 +54,7 @@ class Diagnosis:
     injected: str = ""
     step: object = field(default=None, repr=False, compare=False)  # the first wrong Step, its arrays for the plot
     place: dict | None = None  # a described network's layer where it is: residual_place
+    inside: dict | None = None  # in a multihead_attention layer: the head and the quantity, attention_place
 
     @property
     def wrong(self):
@@ -68,6 +73,7 @@ class Diagnosis:
             "worst": [{k: _finite(v) for k, v in asdict(e).items()} | {"index": list(e.index)} for e in self.worst],
             "numerical": None if self.numerical is None else self.numerical.as_dict(),
             "place": self.place,
+            "inside": self.inside,
         }
 
 
@@ -137,7 +143,8 @@ def diagnose(subject, top=TOP_K):
         if not result.passed:
             at = step.where.split(" ")[0]
             place = residual_place(spec, int(at)) if spec is not None and at.isdigit() else None
-            first = Diagnosis(title, dtype, tuple(checked), result, injected=injected, step=step, place=place)
+            first = Diagnosis(title, dtype, tuple(checked), result, injected=injected, step=step, place=place,
+                              inside=attention_place(subject, step))
             return _diagnosis(first, step, top)
     return Diagnosis(title, dtype, tuple(checked), injected=injected)
 
@@ -197,3 +204,73 @@ def _element(i, m, a, central, kinks, probed):
     return Element(e.index, e.manual, e.autograd, float(central[at]), bool(kinks[at]))
 
 
+
+
+# --- inside an attention layer: the head and the quantity -----------------------------------------------------
+
+# A multihead_attention layer's intermediates in the order the computation makes them, each with the part of attention
+# it belongs to: the forward's (manual.attention's cache) and the backward's (its backward_terms' gradients by name).
+ATTENTION_FORWARD = {"qkv": "projections", "q": "projections", "k": "projections", "v": "values", "scores": "scores",
+                     "P": "softmax", "heads": "values", "merged": "values"}
+ATTENTION_BACKWARD = {"dmerged": "values", "dheads": "values", "dP": "softmax", "dv": "values", "dscores": "scores",
+                      "dq": "projections", "dk": "projections", "dqkv": "projections", "dx": "projections"}
+
+
+def _heads(name, a, H):
+    """a quantity split by head: (N, H, ...) along axis 1; qkv's and merged's features, (.., 3E) and (.., E), in
+    blocks of d; dx, the layer input's gradient, not at all (one part, head None)."""
+    if name == "dx":
+        return {None: a}
+    if name.lstrip("d") in ("qkv", "merged"):
+        N, T, F = a.shape
+        split = a.reshape(N, T, -1, H, (F // 3 if "qkv" in name else F) // H)  # (N, T, 3 or 1, H, d)
+        return {h: split[..., h, :] for h in range(H)}
+    return {h: a[:, h] for h in range(H)}
+
+
+def attention_place(subject, step):
+    """Where inside a multihead_attention layer its first wrong quantity `step` (its output or a gradient) leaves
+    autograd -> {"quantity", "part", "heads" (those that differ; None for dx), "head" (the first), "num_heads"}: the
+    first of the layer's intermediates, in the order the computation makes them, that differs from autograd's
+    (reference.attention: torch ops, retain_grad), both sides given autograd's input and upstream gradient. None: not
+    such a layer, or a backward that names no intermediates (manual.attention's own or one with a ``terms``
+    attribute returning them as multihead_attention_backward_terms does)."""
+    spec, at = getattr(subject, "spec", None), step.where.split(" ")[0]
+    if spec is None or not at.isdigit() or spec.layers[int(at)].type != "multihead_attention":
+        return None
+    layer = spec.layers[int(at)]
+    i, o, wrong = layer.index, layer.options, subject.wrong
+    backward = (wrong.backward if wrong else {}).get(i)
+    terms = manual_attention.multihead_attention_backward_terms if backward is None else getattr(backward, "terms",
+                                                                                                   None)
+    if step.quantity != "output" and terms is None:
+        return None
+    masks = subject.masks(0, len(subject.x))
+    caches = manual_net.forward(spec, subject.params, subject.x, wrong.forward if wrong else None, masks=masks)[1]
+    a = reference_net.run(spec, subject.params, subject.x, subject.target, masks)
+    j, p = layer.inputs[0], {k: subject.params[f"{i}.{k}"] for k in layer.param_shapes()}
+    x, up = subject.x if j < 0 else a["outputs"][j], a["output_grads"][i]
+    ref = multihead_attention_intermediates(x, p["in_proj_weight"], p["out_proj.weight"], p.get("in_proj_bias"),
+                                            p.get("out_proj.bias"), num_heads=o["num_heads"], causal=o["causal"],
+                                            dout=up)
+    cache = caches[i]
+    if step.quantity == "output":
+        manual, order = cache | cache["attention"], ATTENTION_FORWARD
+    else:
+        manual, order = terms(up, cache), ATTENTION_BACKWARD
+    H = o["num_heads"]
+    for name, part in order.items():
+        mine, theirs = _heads(name, np.asarray(manual[name]), H), _heads(name, ref[name], H)
+        heads = [h for h in mine if not compare(name, mine[h], theirs[h], subject.dtype).passed]
+        if heads:
+            return {"quantity": name, "part": part, "heads": None if heads == [None] else heads, "head": heads[0],
+                    "num_heads": H}
+    return None
+
+
+def inside_text(inside):
+    """attention_place's answer as one line."""
+    where = "the layer's input gradient" if inside["head"] is None else \
+        f"head {inside['head']} of {inside['num_heads']} (heads {', '.join(map(str, inside['heads']))} differ)"
+    return f"inside the attention: {inside['quantity']} ({inside['part']}) is the first of its intermediates to " \
+        f"leave autograd, in {where}"

@@ -9,14 +9,17 @@ import numpy as np
 import pytest
 import torch
 from layer_cases import encoder_shapes, key_padding, mha, sdpa, torch_mha
-from runs import gradients_by_site
+from runs import diagnose_entry, diagnose_network, gradients_by_site
 
 import netdesc.inputs
 from crosscheck import check_layer, cli
 from crosscheck import numerical as nm
+from crosscheck.catalogue import find
 from crosscheck.check import check
+from crosscheck.render import diagnosis_text
 from crosscheck.subjects import NetworkSubject
 from manual import attention as A
+from manual import network as manual_net
 from netdesc import InputError
 from netdesc.description import parse_spec
 from reference import network as reference_net
@@ -359,3 +362,68 @@ def test_finite_differences_agree_with_a_transformer_description():
         for grad in grads[name]:
             result = nm.against(diffs, name, grad, "float64")
             assert result.passed, result.describe()
+
+
+# --- localization inside the layer: the head and the quantity where manual leaves autograd ---------------------
+
+INSIDE = {"attention-softmax-no-row-sum": ("dscores", "scores"), "attention-mask-after-softmax": ("P", "softmax"),
+          "attention-scale-forgotten": ("dq", "projections"), "attention-heads-merged-wrong": ("dqkv", "projections")}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", INSIDE)
+def test_each_attention_entry_is_localized_to_its_quantity(name, dtype):
+    """Every head makes these mistakes, so every head differs, the first named."""
+    result = diagnose_entry(find(name), dtype)
+    quantity, part = INSIDE[name]
+    assert result.inside == {"quantity": quantity, "part": part, "heads": [0, 1], "head": 0, "num_heads": 2}
+    assert f"inside the attention: {quantity} ({part}) is the first of its intermediates" in diagnosis_text(result)
+    assert json.loads(json.dumps(result.as_dict()))["inside"]["quantity"] == quantity
+
+
+def _backward_breaking(wrong_terms):
+    """manual/network's multihead_attention backward whose per-head terms wrong_terms changes."""
+    def terms(dout, cache):
+        return wrong_terms(A.multihead_attention_backward_terms(dout, cache))
+
+    def backward(dout, cache):
+        g = terms(dout, cache)
+        return g["dx"], g["din_proj_weight"], g["din_proj_bias"], g["dout_proj_weight"], g["dout_proj_bias"]
+    backward.terms = terms
+    return backward
+
+
+def _second_head_dv_doubled(g):
+    """Head 1's dv twice what it is, and the sums below it recomputed from it (as a backward would carry it on)."""
+    dv = g["dv"].copy()
+    dv[:, 1] *= 2
+    dqkv = g["dqkv"].copy()
+    E = dqkv.shape[-1] // 3
+    dqkv[..., 2 * E:] = A.merge_heads(dv)
+    return g | {"dv": dv, "dqkv": dqkv, "dx": g["dx"] + 1e-3}  # dx: any other value, here shifted
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_mistake_in_one_head_is_localized_to_that_head(dtype):
+    spec = parse_spec(find("attention-scale-forgotten").network)
+    result = diagnose_network(spec, dtype=dtype, layer_backward={0: _backward_breaking(_second_head_dv_doubled)})
+    assert result.quantity == "0 multihead_attention: dE/dinput"
+    assert result.inside == {"quantity": "dv", "part": "values", "heads": [1], "head": 1, "num_heads": 2}
+    assert "in head 1 of 2 (heads 1 differ)" in diagnosis_text(result).replace("\n    ", " ")
+
+
+def test_no_place_inside_without_named_intermediates_or_where_they_all_agree():
+    spec = parse_spec(find("attention-scale-forgotten").network)
+
+    def plain(dout, cache):  # a user's backward: no terms to look into
+        dx, *rest = manual_net.BACKWARD["multihead_attention"](dout, cache)
+        return dx * 1.01, *rest
+    result = diagnose_network(spec, layer_backward={0: plain})
+    assert result.quantity == "0 multihead_attention: dE/dinput" and result.inside is None
+    # the intermediates right, the returned input gradient off by 1 %: they all agree, only dx differs
+    result = diagnose_network(spec, layer_backward={0: _backward_breaking(lambda g: g | {"dx": g["dx"] * 1.01})})
+    assert result.inside == {"quantity": "dx", "part": "projections", "heads": None, "head": None, "num_heads": 2}
+    assert "in the layer's input gradient" in diagnosis_text(result).replace("\n    ", " ")
+    result = diagnose_network(spec, layer_backward={0: _backward_breaking(
+        lambda g: g | {"din_proj_weight": g["din_proj_weight"] * 1.01})})  # every intermediate agrees
+    assert result.quantity == "0 multihead_attention: dE/din_proj_weight" and result.inside is None

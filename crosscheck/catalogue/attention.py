@@ -13,13 +13,24 @@ from manual import attention as A
 
 def _mha_backward_with(terms=A.scaled_dot_product_attention_backward_terms, merge=A.merge_heads):
     """multihead_attention's backward (manual/network's order: dx, in_proj_weight, in_proj_bias, out_proj.weight,
-    out_proj.bias) with each head's attention backward `terms` and the merge of the heads' dq, dk, dv `merge`."""
-    def backward(dout, cache):
+    out_proj.bias) with each head's attention backward `terms` and the merge of the heads' dq, dk, dv `merge`; its
+    ``terms`` attribute gives every gradient by name, as manual.attention.multihead_attention_backward_terms names
+    them (crosscheck.diagnose localizes a mistake inside the layer with it)."""
+    def named(dout, cache):
         dmerged, dout_proj_weight, dout_proj_bias = A._linear_backward(dout, cache["out_proj"])
-        t = terms(A.split_heads(dmerged, cache["num_heads"]), cache["attention"])
+        dheads = A.split_heads(dmerged, cache["num_heads"])
+        t = terms(dheads, cache["attention"])
         dqkv = np.concatenate([merge(t[name]) for name in ("dq", "dk", "dv")], axis=-1)
         dx, din_proj_weight, din_proj_bias = A._linear_backward(dqkv, cache["in_proj"])
-        return tuple(g for g in (dx, din_proj_weight, din_proj_bias, dout_proj_weight, dout_proj_bias) if g is not None)
+        return {"dmerged": dmerged, "dout_proj_weight": dout_proj_weight, "dout_proj_bias": dout_proj_bias,
+                "dheads": dheads, **t, "dqkv": dqkv, "dx": dx, "din_proj_weight": din_proj_weight,
+                "din_proj_bias": din_proj_bias}
+
+    def backward(dout, cache):
+        g = named(dout, cache)
+        return tuple(g[name] for name in ("dx", "din_proj_weight", "din_proj_bias", "dout_proj_weight",
+                                          "dout_proj_bias") if g[name] is not None)
+    backward.terms = named
     return backward
 
 
