@@ -8,7 +8,9 @@ import re
 import numpy as np
 import pytest
 import torch
-from layer_cases import encoder_shapes, key_padding, mha, sdpa, torch_mha
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+from layer_cases import encoder_layer, encoder_shapes, key_padding, mha, sdpa, torch_mha
 from runs import diagnose_entry, diagnose_network, gradients_by_site
 
 import netdesc.inputs
@@ -427,3 +429,54 @@ def test_no_place_inside_without_named_intermediates_or_where_they_all_agree():
     result = diagnose_network(spec, layer_backward={0: _backward_breaking(
         lambda g: g | {"din_proj_weight": g["din_proj_weight"] * 1.01})})  # every intermediate agrees
     assert result.quantity == "0 multihead_attention: dE/din_proj_weight" and result.inside is None
+
+
+# --- Hypothesis: random attention layers and stacks of them against torch -----------------------------------------
+
+@st.composite
+def attention_layers(draw):
+    """A multihead_attention or transformer_encoder registry case of random sizes (T up to 12), heads, masks, biases,
+    activation and layer_norm_eps."""
+    N, T, H, d = draw(st.integers(1, 3)), draw(st.integers(1, 12)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    E, causal, padded = H * d, draw(st.booleans()), draw(st.booleans())
+    if draw(st.booleans()):
+        F = draw(st.integers(1, 6))
+        options = {"num_heads": H, "causal": causal, "activation": draw(st.sampled_from(["gelu", "relu"])),
+                   "layer_norm_eps": draw(st.sampled_from([1e-5, 1e-2]))}
+        return encoder_layer(*encoder_shapes(N, T, E, F), *[(N, T)] * padded, **options)
+    shapes = [(N, T, E), (3 * E, E), (E, E)] + ([(3 * E,), (E,)] + [(N, T)] * padded if draw(st.booleans()) else [])
+    return mha(*shapes, num_heads=H, causal=causal)
+
+
+@settings(max_examples=100)
+@given(attention_layers(), st.integers(0, 2 ** 31 - 1), st.sampled_from(DTYPES))
+def test_random_attention_layers_match_torch(case, seed, dtype):
+    draws = list(case.draw[:len(case.shapes)])
+    result = check_layer(case.forward, case.backward, case.torch_fn, case.shapes, seeds=(seed,), dtypes=(dtype,),
+                         kwargs=case.options, differentiable=case.differentiable, input_factory=draws)
+    note(str(case))
+    assert result.passed, result.report(failures_only=True)
+
+
+@st.composite
+def attention_stacks(draw):
+    """A random description: [T, E] or token ids through 1 to 3 attention layers, then flatten and linear."""
+    H, d, T = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 6))
+    layers = [{"type": "embedding", "num_embeddings": 5, "embedding_dim": H * d}] if draw(st.booleans()) else []
+    for _ in range(draw(st.integers(1, 3))):
+        if draw(st.booleans()):
+            layers.append({"type": "multihead_attention", "num_heads": H, "causal": draw(st.booleans()),
+                           "bias": draw(st.booleans())})
+        else:
+            layers.append({"type": "transformer_encoder", "num_heads": H, "dim_feedforward": draw(st.integers(1, 5)),
+                           "activation": draw(st.sampled_from(["gelu", "relu"])), "causal": draw(st.booleans())})
+    return _description(*layers, T=T, E=H * d, batch_size=draw(st.integers(1, 3)), steps=3,
+                        input_shape=[T] if layers[0]["type"] == "embedding" else None)
+
+
+@settings(max_examples=25)
+@given(attention_stacks(), st.integers(0, 1000), st.sampled_from(DTYPES))
+def test_random_attention_stacks_verify(description, seed, dtype):
+    note(json.dumps(description))
+    result = check(NetworkSubject(parse_spec(description), seed, dtype))
+    assert result.passed, [(r.where, r.quantity, r.result.describe()) for r in result.failed]
