@@ -12,7 +12,7 @@ import torch
 
 from crosscheck import numerical
 from crosscheck.compare import compare
-from crosscheck.diagnose import place_text, time_step_text
+from crosscheck.diagnose import inside_text, place_text, time_step_text
 from crosscheck.hypotheses import CLASSES
 from crosscheck.subjects import DTYPES, check_dtype, slide_name
 from crosscheck.tolerances import tolerance_for
@@ -159,6 +159,7 @@ def diagnosis_text(d):
         f"first wrong quantity: {d.quantity}, shape {r.shape}",
         *(_wrap(place_text(d.place), "  ") if d.place and (d.place["name"] or d.place["add"]) else []),
         *(_wrap(time_step_text(d.time_step), "  ") if d.time_step else []),
+        *(_wrap(inside_text(d.inside), "  ") if d.inside else []),
         *_wrap(errors, "  "),
         f"class: {CLASSES[d.classification.kind]} ({d.classification.kind})",
         *_wrap(d.classification.detail, "  "),

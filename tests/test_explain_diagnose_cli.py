@@ -183,9 +183,10 @@ def test_diagnose_list_names_every_entry(capsys):
     code, out, _ = _run(["diagnose", "--list", "--json"], capsys)
     listed = json.loads(out)
     assert [e["name"] for e in listed] == [e.name for e in catalogue()]
-    networks = {e["name"]: e["network"] for e in listed}
-    assert networks["scheduler-stepped-early"] == "flatten-linear" and listed[0]["dtypes"] == ["float64"]
-    assert listed[-1]["network"] == "rnn-flatten-linear"  # the recurrent layers' entries last
+    by_name = {e["name"]: e for e in listed}
+    assert by_name["scheduler-stepped-early"]["network"] == "flatten-linear" and listed[0]["dtypes"] == ["float64"]
+    assert by_name["attention-heads-merged-wrong"]["network"] == "multihead_attention-flatten-linear"
+    assert by_name["lstm-cell-future-left-out"]["network"] == "lstm-flatten-linear"
 
 
 def test_help_of_the_subcommands(capsys):

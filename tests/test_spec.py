@@ -382,6 +382,11 @@ BAD_DESCRIPTIONS = [
      "layer 1 (dropout): p: got 1.5, needs a number in [0, 1]"),
     ("nll-label-out-of-range", _text(["loss", "labels"], [0, -100, 3]),
      "loss (nll): labels[2]: got 3, needs a class in [0, 2] or ignore_index -100"),
+    # attention (more in tests/test_attention.py): on a sequence (T, E), here the embedding's (4, 2)
+    ("attention-on-an-image", _with(["layers", 1], {"type": "multihead_attention", "num_heads": 2}),
+     "layer 1 (multihead_attention): got an input of shape (2, 6, 6) per sample, needs a sequence (T, E)"),
+    ("encoder-heads", _text(["layers", 1], {"type": "transformer_encoder", "num_heads": 4, "dim_feedforward": 3}),
+     "layer 1 (transformer_encoder): num_heads: got 4, needs a divisor of the 2 features E of its input (4, 2)"),
 ]
 EMBEDDING_CASES = {"embedding-without-dim", "embedding-padding-beyond-the-table", "embedding-negative-padding",
                    "embedding-not-first", "indices-read-by-a-linear", "indices-without-a-shape",
