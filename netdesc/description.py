@@ -817,8 +817,8 @@ def _shape(value, indexed=False, sequence=False):
         raise InputError(f"input_shape: got {value!r}, needs [L] (or more sizes), integers >= 1: the shape of the "
                          "indices the embedding of layer 0 reads")
     if sequence and not (ok and len(value) == 2):
-        raise InputError(f"input_shape: got {value!r}, needs [T, F], two integers >= 1: the sequence the recurrent "
-                         "layer 0 reads")
+        raise InputError(f"input_shape: got {value!r}, needs [T, F], two integers >= 1: the sequence a "
+                         "recurrent or attention layer 0 reads")
     if not indexed and not (ok and len(value) in (2, 3)):
         raise InputError(f"input_shape: got {value!r}, needs [C, H, W] (an image) or [T, F] (a sequence), integers "
                          ">= 1")

@@ -334,7 +334,8 @@ BAD_DESCRIPTIONS = [
     ("heads", _description(ENCODER | {"num_heads": 3}),
      "layer 0 (transformer_encoder): num_heads: got 3, needs a divisor of the 4 features E of its input (6, 4)"),
     ("image", _description({"type": "multihead_attention", "num_heads": 1}, input_shape=[1, 4, 4]),
-     "layer 0 (multihead_attention): got an input of shape (1, 4, 4) per sample, needs a sequence (T, E)"),
+     "input_shape: got [1, 4, 4], needs [T, F], two integers >= 1: the sequence a recurrent or attention layer 0 "
+     "reads"),
     ("activation", _description(ENCODER | {"activation": "tanh"}),
      "layer 0 (transformer_encoder): activation: got 'tanh', needs \"gelu\" or \"relu\""),
     ("eps", _description(ENCODER | {"layer_norm_eps": 0}),

@@ -422,7 +422,7 @@ BAD_DESCRIPTIONS += [
     ("gru-on-flat-features", _sequence(["layers", 2], {"type": "gru", "hidden_size": 2}),
      "layer 2 (gru): got an input of shape (20,) per sample, needs a sequence (T, F)"),
     ("sequence-input-shape", _sequence(["input_shape"], [5]),
-     "input_shape: got [5], needs [T, F], two integers >= 1: the sequence the recurrent layer 0 reads"),
+     "input_shape: got [5], needs [T, F], two integers >= 1: the sequence a recurrent or attention layer 0 reads"),
 ]
 
 
