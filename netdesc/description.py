@@ -396,28 +396,15 @@ def _unit_interval(name, value):
     return float(value)
 
 
-def _mode(name, value):
-    if value not in ("last", "mean"):
-        raise InputError(f"{name}: got {value!r}, needs \"last\" or \"mean\"")
-    return value
+def _one_of(*choices):
+    """The check of an option that takes one of a few strings: InputError naming them otherwise."""
+    wanted = " or ".join(f'"{choice}"' for choice in choices)
 
-
-def _nonlinearity(name, value):
-    if value not in ("tanh", "relu"):
-        raise InputError(f"{name}: got {value!r}, needs \"tanh\" or \"relu\"")
-    return value
-
-
-def _approximate(name, value):
-    if value not in ("none", "tanh"):
-        raise InputError(f"{name}: got {value!r}, needs \"none\" or \"tanh\"")
-    return value
-
-
-def _activation(name, value):
-    if value not in ("gelu", "relu"):
-        raise InputError(f"{name}: got {value!r}, needs \"gelu\" or \"relu\"")
-    return value
+    def check(name, value):
+        if value not in choices:
+            raise InputError(f"{name}: got {value!r}, needs {wanted}")
+        return value
+    return check
 
 
 OPTION_CHECKS = {
@@ -428,12 +415,13 @@ OPTION_CHECKS = {
     "bias": _flag, "negative_slope": check_number, "dim": lambda name, value: check_positive_int(name, value, 0),
     "normalized_shape": _shape_option, "num_groups": check_positive_int, "momentum": _unit_interval,
     "eps": lambda name, value: check_number(name, value, "a finite number > 0", minimum=1e-300),
-    "elementwise_affine": _flag, "affine": _flag, "approximate": _approximate,
+    "elementwise_affine": _flag, "affine": _flag, "approximate": _one_of("none", "tanh"),
     "num_embeddings": check_positive_int, "embedding_dim": check_positive_int,
-    "padding_idx": lambda name, value: check_positive_int(name, value, 0), "p": _unit_interval, "mode": _mode,
-    "hidden_size": check_positive_int, "num_layers": check_positive_int, "nonlinearity": _nonlinearity,
+    "padding_idx": lambda name, value: check_positive_int(name, value, 0), "p": _unit_interval,
+    "mode": _one_of("last", "mean"),
+    "hidden_size": check_positive_int, "num_layers": check_positive_int, "nonlinearity": _one_of("tanh", "relu"),
     "num_heads": check_positive_int, "causal": _flag, "dim_feedforward": check_positive_int,
-    "activation": _activation,
+    "activation": _one_of("gelu", "relu"),
     "layer_norm_eps": lambda name, value: check_number(name, value, "a finite number > 0", minimum=1e-300),
 }
 

@@ -578,9 +578,10 @@ def torch_init(hidden_size):
 WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
-def torch_sequence(module):
+def torch_sequence(module, final=False):
     """torch.nn.RNN, LSTM or GRU on the harness's tensors: the module built for the weights' shapes, its
-    parameters replaced by the inputs (torch.func.functional_call), so autograd reaches them -> the output."""
+    parameters replaced by the inputs (torch.func.functional_call), so autograd reaches them -> the output, or with
+    `final` the final states: h_n, or h_n and c_n stacked (2, L, N, H) for the LSTM."""
     states = 2 if module is torch.nn.LSTM else 1
 
     def forward(x, *tensors, bias=True, batch_first=False, **options):
@@ -590,27 +591,11 @@ def torch_sequence(module):
         layer = module(weights[0].shape[1], weights[1].shape[1], layers, bias=bias, batch_first=batch_first,
                        **options).to(x.dtype)
         names = [f"{name}_l{l}" for l in range(layers) for name in WEIGHT_NAMES[:per]]
-        out, _ = torch.func.functional_call(layer, dict(zip(names, weights, strict=True)),
-                                            (x, given if states == 2 else given[0]))
-        return out
-
-    return forward
-
-
-def torch_final_states(module):
-    """The same module's final states: h_n, or h_n and c_n stacked (2, L, N, H) for the LSTM."""
-    states = 2 if module is torch.nn.LSTM else 1
-
-    def forward(x, *tensors, bias=True, batch_first=False, **options):
-        given, weights = tensors[:states], tensors[states:]
-        per = 4 if bias else 2
-        layers = len(weights) // per
-        layer = module(weights[0].shape[1], weights[1].shape[1], layers, bias=bias, batch_first=batch_first,
-                       **options).to(x.dtype)
-        names = [f"{name}_l{l}" for l in range(layers) for name in WEIGHT_NAMES[:per]]
-        _, final = torch.func.functional_call(layer, dict(zip(names, weights, strict=True)),
-                                              (x, given if states == 2 else given[0]))
-        return torch.stack(final) if states == 2 else final
+        out, last = torch.func.functional_call(layer, dict(zip(names, weights, strict=True)),
+                                               (x, given if states == 2 else given[0]))
+        if not final:
+            return out
+        return torch.stack(last) if states == 2 else last
 
     return forward
 
@@ -655,10 +640,10 @@ def recurrent_shapes(gates, T, N, F, H, num_layers=1, bias=True, batch_first=Fal
 rnn = op("rnn", R.rnn_forward, R.rnn_backward, torch_sequence(torch.nn.RNN))
 lstm = op("lstm", R.lstm_forward, R.lstm_backward, torch_sequence(torch.nn.LSTM))
 gru = op("gru", R.gru_forward, R.gru_backward, torch_sequence(torch.nn.GRU))
-rnn_final = op("rnn_final", *final_states(R.rnn_forward, R.rnn_backward), torch_final_states(torch.nn.RNN))
+rnn_final = op("rnn_final", *final_states(R.rnn_forward, R.rnn_backward), torch_sequence(torch.nn.RNN, final=True))
 lstm_final = op("lstm_final", *final_states(R.lstm_forward, R.lstm_backward, cell_state=True),
-                torch_final_states(torch.nn.LSTM))
-gru_final = op("gru_final", *final_states(R.gru_forward, R.gru_backward), torch_final_states(torch.nn.GRU))
+                torch_sequence(torch.nn.LSTM, final=True))
+gru_final = op("gru_final", *final_states(R.gru_forward, R.gru_backward), torch_sequence(torch.nn.GRU, final=True))
 rnn_cell = op("rnn_cell", R.rnn_cell_forward, R.rnn_cell_backward, torch_cell(torch.nn.RNNCell))
 lstm_cell = op("lstm_cell", R.lstm_cell_forward, R.lstm_cell_backward, torch_cell(torch.nn.LSTMCell))
 gru_cell = op("gru_cell", R.gru_cell_forward, R.gru_cell_backward, torch_cell(torch.nn.GRUCell))
