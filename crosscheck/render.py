@@ -501,8 +501,7 @@ def explain_lstm_text(seed=0, dtype="float64", wrong=None):
     lines = [f"One LSTM step by hand (NumPy) and by autograd (PyTorch {torch.__version__}):",
              f"  x: T = {T} steps of N = {N} samples by F = {F_} features, H = {H}, h and c from 0; seed {seed}, "
              f"{dtype}",
-             "  a = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh (N x 4H), split into the gates i, f, g, o (torch's "
-             "order)",
+             "  a = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh (N x 4H): the gates i, f, g, o in torch's order",
              f"  E = sum over t of dE/dout_t * h_t, dE/dout drawn at random; the step walked: t = {t} of 0..{T - 1}",
              f"  agree: |manual - autograd| <= {tol.atol:g} + {tol.rtol:g} |autograd|"]
     if wrong is not None:
