@@ -337,6 +337,33 @@ def test_explain_points_each_equation_into_the_slides_file(capsys):
             assert source.strip().split(" = ")[0] in ("Z1", "H1", "Z2", "O", "E"), (place, source)
 
 
+# --- diagnose on the sequence examples: the time step, the quantity and the class ------------------------------------
+
+# Walking as the gradient flows (the top of the stack first, from the last step): at the last step no gradient comes
+# from the future yet, so a path from the future left out shows one step earlier, in the quantity it feeds (the cell
+# state's gradient, or h's); gates stacked i, f, o, g are each right by name, and send h_{t-1} a wrong gradient
+# through W_hh. The recurrent layer is layer 1, after the embedding; char-gru-lm's gru has two layers, the top first.
+EXAMPLE_STEPS = [("lstm-classifier", "lstm-cell-future-left-out", 0, 7, "dc", "bptt-cell-future"),
+                 ("lstm-classifier", "lstm-gate-order-ifog", 0, 7, "dh", "gate-order"),
+                 ("char-gru-lm", "gru-bptt-cut-after-one-step", 1, 8, "dh", "bptt-truncated")]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("example, name, stack_layer, steps, quantity, kind", EXAMPLE_STEPS, ids=lambda v: str(v))
+def test_diagnose_localizes_a_recurrent_mistake_in_a_sequence_example(example, name, stack_layer, steps, quantity,
+                                                                       kind, dtype, capsys):
+    spec = str(ROOT / "examples" / f"{example}.toml")
+    code, out, _ = _run(["diagnose", "--spec", spec, "--inject", name, "--dtype", dtype, "--json"], capsys)
+    d = json.loads(out)
+    layer_type = name.split("-")[0]
+    assert code == 1 and d["quantity"] == f"1 {layer_type}: dE/dinput" and d["class"]["kind"] == kind
+    assert d["time_step"] == {"layer": 1, "type": layer_type, "stack_layer": stack_layer, "step": steps - 2,
+                              "steps": steps, "from_end": 1, "quantity": quantity}
+    code, out, _ = _run(["diagnose", "--spec", spec, "--inject", name, "--dtype", dtype], capsys)
+    assert code == 1 and f"layer {stack_layer} of the {layer_type}'s stack, step t = {steps - 2} of {steps} " \
+        "(1 before the last" in " ".join(out.split())
+
+
 # --- diagnose on a residual network: the block and the branch ------------------------------------------------------
 
 RESNET_SMALL = str(ROOT / "examples" / "resnet-small.toml")
