@@ -60,7 +60,8 @@ def _affine(x, w, b):
 # A step takes xw = x_t W_ih^T + b_ih (every step's input projection is computed at once, before the loop) and
 # returns its new state and what its backward needs. A step's backward returns a dict of named gradients: "da"
 # (the gradient of the gate pre-activations on the input side, (N, G*H)), "da_h" (on the hidden side, the same
-# for RNN and LSTM), "dh_prev" (and "dc_prev") for the step before, and the gate-by-gate quantities for the trace.
+# for RNN and LSTM), "dh_prev" (and "dc_prev") for the step before, and the gate-by-gate quantities for the trace
+# (the LSTM's also the gates' own, "do", "di", "df", "dg", which crosscheck explain --layer lstm shows).
 
 
 def rnn_step_forward(xw, h_prev, w_hh, b_hh, nonlinearity="tanh"):
@@ -99,8 +100,8 @@ def lstm_step_backward(dh, dc_next, cache, w_hh):
     dc_prev = dc * f
     da_i, da_f, da_g, da_o = di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)
     da = np.concatenate([da_i, da_f, da_g, da_o], axis=1)  # torch's gate order: i, f, g, o
-    return {"da": da, "da_h": da, "dh_prev": da @ w_hh, "dc_prev": dc_prev, "dc": dc,
-            "da_i": da_i, "da_f": da_f, "da_g": da_g, "da_o": da_o}
+    return {"da": da, "da_h": da, "dh_prev": da @ w_hh, "dc_prev": dc_prev, "dc": dc, "do": do, "di": di, "df": df,
+            "dg": dg, "da_i": da_i, "da_f": da_f, "da_g": da_g, "da_o": da_o}
 
 
 def gru_step_forward(xw, h_prev, w_hh, b_hh):

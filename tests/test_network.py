@@ -39,7 +39,7 @@ END_TO_END = [
 def test_the_examples_are_shipped():
     assert set(EXAMPLES) == {"slides", "lenet5", "small3conv", "small3conv-adam", "residual", "digits-lenet",
                              "digits-resnet", "normalized", "resnet-small", "depthwise-separable", "text-classifier",
-                             "transformer-classifier"}
+                             "transformer-classifier", "lstm-classifier", "char-gru-lm"}
 
 
 @pytest.mark.parametrize(("spec", "dtype", "seed"), END_TO_END)
