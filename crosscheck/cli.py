@@ -125,10 +125,12 @@ def build_parser():
     e.add_argument("--dtype", choices=DTYPE_CHOICES, default="float64", help="default float64")
     e.add_argument("--lr", type=float, default=0.5, help="SGD learning rate alpha (default 0.5)")
     e.add_argument("--inject", metavar="NAME", help="swap in a wrong derivation to see where the chain breaks")
-    e.add_argument("--layer", choices=("slides", "batchnorm"), default="slides",
+    e.add_argument("--layer", choices=("slides", "batchnorm", "lstm"), default="slides",
                    help="slides: the slides' network (default); batchnorm: batch norm's training-mode derivation, "
                    "its forward and dE/dx as the sum of its three paths (direct, through mu, through var), on a "
-                   "random 4x3 batch (--shape, --k and --lr are the slides')")
+                   "random 4x3 batch; lstm: one LSTM step, its gates, cell and hidden state and their backward, "
+                   "with the cell state's gradient from the future, on a random sequence of 3 steps "
+                   "(--shape, --k and --lr are the slides')")
 
     d = sub.add_parser("diagnose", help="localize and classify the first wrong quantity",
                        description="Find the first quantity where the manual side leaves autograd (forward, then "
@@ -246,8 +248,9 @@ def _explain(args):
     from crosscheck.check import seed_inject
     from crosscheck.subjects import SeedCase, SeedSubject
 
-    if args.layer == "batchnorm":
-        text, agree = render.explain_batchnorm_text(args.seed, args.dtype, args.inject)
+    if args.layer in ("batchnorm", "lstm"):
+        explain = render.explain_batchnorm_text if args.layer == "batchnorm" else render.explain_lstm_text
+        text, agree = explain(args.seed, args.dtype, args.inject)
         return agree, text
     case = SeedCase(input_shape=args.shape, kernel_shape=args.k, n_out=1, batch=1, seed=args.seed, dtype=args.dtype,
                     lr=args.lr, steps=1)

@@ -13,12 +13,14 @@ import torch
 
 from crosscheck import numerical
 from crosscheck.check import judge, witness
-from crosscheck.compare import ManualFailure, excess
+from crosscheck.compare import ManualFailure, compare, excess
 from crosscheck.hypotheses import Classification, classify
 from crosscheck.tolerances import tolerance_for
+from manual import attention as manual_attention
 from manual import network as manual_net
 from netdesc.description import RECURRENT
 from reference import network as reference_net
+from reference.attention import multihead_attention_intermediates, transformer_encoder_intermediates
 from reference.recurrent import QUANTITIES, unrolled
 
 TOP_K = 5
@@ -56,6 +58,7 @@ class Diagnosis:
     step: object = field(default=None, repr=False, compare=False)  # the first wrong Step, its arrays for the plot
     place: dict | None = None  # a described network's layer where it is: residual_place
     time_step: dict | None = None  # in a recurrent layer, the first step and quantity that differ: recurrent_place
+    inside: dict | None = None  # in a multihead_attention layer: the head and the quantity, attention_place
 
     @property
     def wrong(self):
@@ -73,7 +76,7 @@ class Diagnosis:
             "class": None if self.classification is None else asdict(self.classification),
             "worst": [{k: _finite(v) for k, v in asdict(e).items()} | {"index": list(e.index)} for e in self.worst],
             "numerical": None if self.numerical is None else self.numerical.as_dict(),
-            "place": self.place, "time_step": self.time_step,
+            "place": self.place, "time_step": self.time_step, "inside": self.inside,
         }
 
 
@@ -191,7 +194,7 @@ def diagnose(subject, top=TOP_K):
             in_time = recurrent_place(subject, int(at)) if place and place["type"] in RECURRENT \
                 and step.quantity.startswith("dE/d") else None
             first = Diagnosis(title, dtype, tuple(checked), result, injected=injected, step=step, place=place,
-                              time_step=in_time)
+                              time_step=in_time, inside=attention_place(subject, step))
             return _diagnosis(first, step, top)
     return Diagnosis(title, dtype, tuple(checked), injected=injected)
 
@@ -251,3 +254,95 @@ def _element(i, m, a, central, kinks, probed):
     return Element(e.index, e.manual, e.autograd, float(central[at]), bool(kinks[at]))
 
 
+
+
+# --- inside an attention layer: the head and the quantity -----------------------------------------------------
+
+# A multihead_attention layer's intermediates in the order the computation makes them, each with the part of attention
+# it belongs to: the forward's (manual.attention's cache) and the backward's (its backward_terms' gradients by name).
+ATTENTION_FORWARD = {"qkv": "projections", "q": "projections", "k": "projections", "v": "values", "scores": "scores",
+                     "P": "softmax", "heads": "values", "merged": "values"}
+ATTENTION_BACKWARD = {"dmerged": "values", "dheads": "values", "dP": "softmax", "dv": "values", "dscores": "scores",
+                      "dq": "projections", "dk": "projections", "dqkv": "projections", "dx": "projections"}
+# a transformer_encoder's own, before its attention's in the backward (its "dx" after them: the layer's input)
+ENCODER_BACKWARD = {"dlinear2_in": "feed-forward", "dlinear1_out": "feed-forward", "dnorm2_out": "norm2",
+                    "dh": "residual"}
+ATTENTIONS = {"multihead_attention": manual_attention.multihead_attention_backward_terms,
+              "transformer_encoder": manual_attention.transformer_encoder_layer_backward_terms}
+
+
+def _heads(name, a, H):
+    """a quantity split by head: (N, H, ...) along axis 1; qkv's and merged's features, (.., 3E) and (.., E), in
+    blocks of d; the others (dx, the encoder's own) not at all: one part, head None."""
+    base = name.rsplit(".", 1)[-1]
+    if base not in ATTENTION_FORWARD and base not in ATTENTION_BACKWARD or base == "dx":
+        return {None: a}
+    if base.lstrip("d") in ("qkv", "merged"):
+        N, T, F = a.shape
+        split = a.reshape(N, T, -1, H, (F // 3 if "qkv" in base else F) // H)  # (N, T, 3 or 1, H, d)
+        return {h: split[..., h, :] for h in range(H)}
+    return {h: a[:, h] for h in range(H)}
+
+
+def _intermediates(layer, step, terms, cache, x, up, p):
+    """(name, part, manual, autograd) of the layer's intermediates in the order the computation makes them: the
+    forward's for its output, else the backward's."""
+    o = layer.options
+    if layer.type == "multihead_attention":
+        ref = multihead_attention_intermediates(x, p["in_proj_weight"], p["out_proj.weight"], p.get("in_proj_bias"),
+                                                p.get("out_proj.bias"), num_heads=o["num_heads"],
+                                                causal=o["causal"], dout=up)
+        if step.quantity == "output":
+            return [(n, part, (cache | cache["attention"])[n], ref[n]) for n, part in ATTENTION_FORWARD.items()]
+        g = terms(up, cache)
+        return [(n, part, g[n], ref[n]) for n, part in ATTENTION_BACKWARD.items()]
+    ref = transformer_encoder_intermediates(x, p, num_heads=o["num_heads"], activation=o["activation"],
+                                            layer_norm_eps=o["layer_norm_eps"], causal=o["causal"], dout=up)
+    if step.quantity == "output":
+        manual = cache["self_attn"] | cache["self_attn"]["attention"]
+        return [(f"self_attn.{n}", part, manual[n], ref["self_attn"][n]) for n, part in ATTENTION_FORWARD.items()] \
+            + [("h", "residual", cache["h"], ref["h"])]
+    g = terms(up, cache)
+    return [(n, part, g[n], ref[n]) for n, part in ENCODER_BACKWARD.items()] \
+        + [(f"self_attn.{n}", part, g["self_attn"][n], ref["self_attn"][n]) for n, part in ATTENTION_BACKWARD.items()] \
+        + [("dx", "norm1", g["dx"], ref["dx"])]
+
+
+def attention_place(subject, step):
+    """Where inside a multihead_attention or transformer_encoder layer its first wrong quantity `step` (its output or
+    a gradient) leaves autograd -> {"quantity", "part", "heads" (those that differ; None for a quantity without
+    heads), "head" (the first), "num_heads"}: the first of the layer's intermediates, in the order the computation
+    makes them, that differs from autograd's (reference.attention: torch ops, retain_grad), both sides given
+    autograd's input and upstream gradient. None: not such a layer, no intermediate differs, or a backward that
+    names no intermediates (manual.attention's own, or one with a ``terms`` attribute returning them as its
+    *_backward_terms does)."""
+    spec, at = getattr(subject, "spec", None), step.where.split(" ")[0]
+    if spec is None or not at.isdigit() or spec.layers[int(at)].type not in ATTENTIONS:
+        return None
+    layer = spec.layers[int(at)]
+    i, wrong = layer.index, subject.wrong
+    backward = (wrong.backward if wrong else {}).get(i)
+    terms = ATTENTIONS[layer.type] if backward is None else getattr(backward, "terms", None)
+    if step.quantity != "output" and terms is None:
+        return None
+    masks = subject.masks(0, len(subject.x))
+    caches = manual_net.forward(spec, subject.params, subject.x, wrong.forward if wrong else None, masks=masks)[1]
+    a = reference_net.run(spec, subject.params, subject.x, subject.target, masks)
+    j, p = layer.inputs[0], {k: subject.params[f"{i}.{k}"] for k in layer.param_shapes()}
+    x = subject.x if j < 0 else a["outputs"][j]
+    H = layer.options["num_heads"]
+    for name, part, manual, autograd in _intermediates(layer, step, terms, caches[i], x, a["output_grads"][i], p):
+        mine, theirs = _heads(name, np.asarray(manual), H), _heads(name, autograd, H)
+        heads = [h for h in mine if not compare(name, mine[h], theirs[h], subject.dtype).passed]
+        if heads:
+            return {"quantity": name, "part": part, "heads": None if heads == [None] else heads, "head": heads[0],
+                    "num_heads": H}
+    return None
+
+
+def inside_text(inside):
+    """attention_place's answer as one line."""
+    where = "a quantity without heads" if inside["head"] is None else \
+        f"head {inside['head']} of {inside['num_heads']} (heads {', '.join(map(str, inside['heads']))} differ)"
+    return f"inside the attention: {inside['quantity']} ({inside['part']}) is the first of its intermediates to " \
+        f"leave autograd, in {where}"

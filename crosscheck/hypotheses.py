@@ -61,6 +61,9 @@ CLASSES = {
     "bptt-truncated": "backpropagation through time cut after one step",
     "bptt-layers": "the gradient not carried down between stacked recurrent layers",
     "gate-order": "two gates' gradients swapped: the gate order mistaken in the backward",
+    "mask-after-softmax": "attention's mask applied after the softmax",
+    "attention-scale": "attention's 1/sqrt(d) scale left out of the backward",
+    "heads-order": "attention's heads merged in the wrong order",
     "unclassified": "no hypothesis fits",
 }
 
@@ -355,9 +358,70 @@ def _batch_axis_layer_norm(layer, x, params):
     return (out if beta is None else out + as_tensor(beta)).numpy()
 
 
+def _attention(layer, params, normalizer_constant=False, unscaled_backward=False, heads_transposed=False,
+               mask_after_softmax=False):
+    """A multihead_attention layer as torch ops (reference/attention.py's), x (N, T, E) -> out, with one mistake made
+    so that its output (mask_after_softmax: the probabilities of every key zeroed where masked, rows no longer summing
+    to 1) or autograd's gradient is what that mistake gives, the forward value unchanged by a detach: the softmax's
+    normalizer held constant (its Jacobian's diagonal alone, the row-sum term gone), the scores' 1/sqrt(d) kept out
+    of the gradient, or dq, dk, dv merged as (d, H) instead of (H, d) (the input projection's rows read in that
+    order)."""
+    o, i = layer.options, layer.index
+    p = {k: None if f"{i}.{k}" not in params else as_tensor(params[f"{i}.{k}"])
+         for k in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")}
+
+    def forward(x):
+        N, T, E = x.shape
+        H = o["num_heads"]
+        d = E // H
+        qkv = TF.linear(x, p["in_proj_weight"], p["in_proj_bias"])
+        if heads_transposed:  # row f of each block read where row perm[f] was meant: f = j H + h, perm[f] = h d + j
+            perm = np.arange(E).reshape(H, d).T.reshape(-1)
+            inverse = np.concatenate([np.argsort(perm) + block * E for block in range(3)])
+            shadow = TF.linear(x, p["in_proj_weight"][inverse])
+            qkv = shadow + (qkv - shadow).detach()
+        q, k, v = (part.reshape(N, T, H, d).transpose(1, 2) for part in qkv.chunk(3, dim=-1))
+        raw = q @ k.transpose(-1, -2)
+        scores = raw / np.sqrt(d)
+        if unscaled_backward:
+            scores = raw + (scores - raw).detach()
+        masked = torch.ones((T, T), dtype=torch.bool).triu(1) if o["causal"] else torch.zeros((T, T), dtype=torch.bool)
+        if mask_after_softmax:
+            P = torch.softmax(scores, dim=-1).masked_fill(masked, 0)
+        else:
+            logits = scores.masked_fill(masked, -torch.inf)
+            e = torch.exp(logits - logits.amax(dim=-1, keepdim=True).detach())
+            norm = e.sum(dim=-1, keepdim=True)
+            P = e / (norm.detach() if normalizer_constant else norm)
+        merged = (P @ v).transpose(1, 2).reshape(N, T, E)
+        return TF.linear(merged, p["out_proj.weight"], p["out_proj.bias"])
+    return forward
+
+
+def _attention_hypotheses(layer, kind, x, params, upstream):
+    """On a multihead_attention layer's dE/dinput: autograd through _attention with one mistake each."""
+    if layer.type != "multihead_attention" or kind != "input":
+        return ()
+
+    def mistaken(**mistake):
+        return _single(lambda a: _vjp(_attention(layer, params, **mistake), x, upstream))
+    return (Hypothesis("softmax-diagonal", "manual = autograd with attention's softmax normalizer held constant: "
+                       "dscores = P * dP, the softmax's backward without its row-sum term (only the diagonal of its "
+                       "Jacobian diag(P) - P P^T)", mistaken(normalizer_constant=True)),
+            Hypothesis("attention-scale", "manual = autograd with the scores' 1/sqrt(d) held out of the gradient: dq "
+                       "and dk not scaled by 1/sqrt(d) in the backward", mistaken(unscaled_backward=True)),
+            Hypothesis("heads-order", "manual = autograd with each head's dq, dk, dv merged as (d, H) instead of "
+                       "(H, d): feature h*d + j of head h put at j*H + h", mistaken(heads_transposed=True)))
+
+
 def output_hypotheses(layer, x, params):
     """Hypotheses on a layer's output (x its input): a group norm's groups read from the wrong axis, a layer norm's
-    statistics taken over the batch axis."""
+    statistics taken over the batch axis, attention's mask applied after its softmax."""
+    if layer.type == "multihead_attention" and layer.options["causal"]:
+        return (Hypothesis("mask-after-softmax", "manual = attention with the softmax over every key and the masked "
+                           "probabilities then set to 0 (rows no longer summing to 1), where the masked scores must be "
+                           "-inf before it", _single(lambda a: _attention(layer, params, mask_after_softmax=True)(
+                               as_tensor(x)).detach().numpy())),)
     if layer.type == "layer_norm":
         return (Hypothesis("normalization-axes", "manual = layer norm with the mean and variance over the batch axis "
                            "(each element across the samples) instead of over each sample's normalized_shape",
@@ -406,7 +470,7 @@ def layer_hypotheses(layer, kind, x, params, upstream):
         return _embedding_hypotheses(layer, x, params, upstream)
     if layer.type in RECURRENT:
         return _recurrent_hypotheses(layer, kind, x, params, upstream)
-    return ()
+    return _attention_hypotheses(layer, kind, x, params, upstream)
 
 
 def _recurrent_hypotheses(layer, kind, x, params, upstream):

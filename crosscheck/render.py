@@ -2,6 +2,7 @@
 (crosscheck.diagnose.Diagnosis), the catalogue, and ``crosscheck explain``'s walk through the slides' derivation,
 each value by hand and by autograd, side by side."""
 
+import dataclasses
 import inspect
 import json
 import pathlib
@@ -12,7 +13,7 @@ import torch
 
 from crosscheck import numerical
 from crosscheck.compare import compare
-from crosscheck.diagnose import place_text, time_step_text
+from crosscheck.diagnose import inside_text, place_text, time_step_text
 from crosscheck.hypotheses import CLASSES
 from crosscheck.subjects import DTYPES, check_dtype, slide_name
 from crosscheck.tolerances import tolerance_for
@@ -159,6 +160,7 @@ def diagnosis_text(d):
         f"first wrong quantity: {d.quantity}, shape {r.shape}",
         *(_wrap(place_text(d.place), "  ") if d.place and (d.place["name"] or d.place["add"]) else []),
         *(_wrap(time_step_text(d.time_step), "  ") if d.time_step else []),
+        *(_wrap(inside_text(d.inside), "  ") if d.inside else []),
         *_wrap(errors, "  "),
         f"class: {CLASSES[d.classification.kind]} ({d.classification.kind})",
         *_wrap(d.classification.detail, "  "),
@@ -342,10 +344,15 @@ def explain_text(subject):
 BATCH_NORM_SHAPE = (4, 3)  # N samples by C channels (a BatchNorm1d): every value printed, the statistics over 4
 
 
-def _where_in_manual(function):
-    """"manual/functional.py:LINE name" of a function (of manual.functional, or the catalogue's wrong one)."""
+def _where_in_manual(function, containing=None):
+    """"manual/functional.py:LINE name" of a function (of manual/, or the catalogue's wrong one): its first line, or
+    with `containing`, the first of its lines containing that text."""
     path = pathlib.Path(function.__code__.co_filename).relative_to(pathlib.Path(F.__file__).parents[1])
-    return f"{path.as_posix()}:{function.__code__.co_firstlineno} {function.__name__}"
+    line = function.__code__.co_firstlineno
+    if containing is not None:
+        lines, first = inspect.getsourcelines(function)
+        line = first + next(k for k, text in enumerate(lines) if containing in text)
+    return f"{path.as_posix()}:{line} {function.__name__}"
 
 
 def explain_batchnorm_text(seed=0, dtype="float64", wrong=None):
@@ -405,6 +412,115 @@ def explain_batchnorm_text(seed=0, dtype="float64", wrong=None):
         for text, manual, autograd, code in equations:
             block, agree = _equation(text, manual, autograd, dtype, N, width=48,
                                      code=code if isinstance(code, str) else _where_in_manual(code))
+            lines += block
+            total += 1
+            differ += [] if agree else [text]
+    return _tallied(lines, total, differ)
+
+
+# --- explain --layer lstm ---------------------------------------------------------------------------------------
+
+LSTM_SIZES = {"T": 3, "N": 2, "F": 3, "H": 2}  # every value printed; step T - 2 has a step after it, and one before
+
+
+def _lstm_walk(s, d, dh, c_t, h_t, grads, module, H):
+    """The walk's sections: (title, [(equation, manual, autograd, (function, line's text))]). s: autograd's named
+    (value, gradient) of the walked step; d: manual's step backward's named gradients; grads: manual's weight
+    gradients over the whole sequence; module: torch.nn.LSTM's."""
+    from manual import recurrent as R
+
+    forward, backward, through = R.lstm_step_forward, R.lstm_step_backward, R.layer_backward
+    c_prev, i, f, g, o, _ = s["manual cache"]
+    gate = {q: slice(k * H, (k + 1) * H) for k, q in enumerate("ifgo")}
+    return [
+        ("forward: step t (the steps before it the same way, from h = c = 0)", [
+            ("h_{t-1}: step t-1's hidden state", s["manual h_prev"], s["h_prev"][0], (forward, "h = o * tanh_c")),
+            ("c_{t-1}: step t-1's cell state", c_prev, s["c_prev"][0], (forward, "c = f * c_prev")),
+            ("i = sigmoid(a_i), the input gate", i, s["i"][0], (forward, "s = sigmoid(a)")),
+            ("f = sigmoid(a_f), the forget gate", f, s["f"][0], (forward, "s = sigmoid(a)")),
+            ("g = tanh(a_g), the candidate cell", g, s["g"][0], (forward, "g = np.tanh")),
+            ("o = sigmoid(a_o), the output gate", o, s["o"][0], (forward, "s = sigmoid(a)")),
+            ("c_t = f * c_{t-1} + i * g", c_t, s["c"][0], (forward, "c = f * c_prev")),
+            ("h_t = o * tanh(c_t)", h_t, s["h"][0], (forward, "h = o * tanh_c"))]),
+        ("backward: step t, from dE/dh_t and the cell state's gradient from the future", [
+            ("dE/dh_t = dE/dout_t + dh_next", dh, s["h"][1], (through, "dh = dseq[t]")),
+            ("dE/do = dE/dh_t * tanh(c_t)", d["do"], s["o"][1], (backward, "do = ")),
+            ("dE/dc_t = dc_next + dE/dh_t o (1 - tanh(c_t)^2)", d["dc"], s["c"][1], (backward, "dc = ")),
+            ("dE/di = dE/dc_t * g", d["di"], s["i"][1], (backward, "di, df, dg = ")),
+            ("dE/df = dE/dc_t * c_{t-1}", d["df"], s["f"][1], (backward, "di, df, dg = ")),
+            ("dE/dg = dE/dc_t * i", d["dg"], s["g"][1], (backward, "di, df, dg = ")),
+            ("dE/da_i = dE/di * i (1 - i)", d["da_i"], s["a"][1][:, gate["i"]], (backward, "da_i, da_f")),
+            ("dE/da_f = dE/df * f (1 - f)", d["da_f"], s["a"][1][:, gate["f"]], (backward, "da_i, da_f")),
+            ("dE/da_g = dE/dg * (1 - g^2)", d["da_g"], s["a"][1][:, gate["g"]], (backward, "da_i, da_f")),
+            ("dE/da_o = dE/do * o (1 - o)", d["da_o"], s["a"][1][:, gate["o"]], (backward, "da_i, da_f")),
+            ("dE/da = [da_i da_f da_g da_o], torch's order", d["da"], s["a"][1], (backward, "da = np.concatenate")),
+            ("dE/dc_{t-1} = dE/dc_t * f, to step t-1", d["dc_prev"], s["c_prev"][1], (backward, "dc_prev = ")),
+            ("dE/dh_{t-1} = dE/da W_hh, to step t-1", d["dh_prev"], s["h_prev"][1], (backward, '"dh_prev"'))]),
+        ("over the whole sequence: every step's dE/da summed (autograd: torch.nn.LSTM)", [
+            ("dE/dW_ih = sum over t of dE/da_t^T x_t", grads[0], module["w_ih"], (through, "weight_grads = ")),
+            ("dE/dW_hh = sum over t of dE/da_t^T h_{t-1}", grads[1], module["w_hh"], (through, "weight_grads = ")),
+            ("dE/db_ih = sum over t and N of dE/da_t", grads[2], module["b_ih"], (through, "weight_grads = ")),
+            ("dE/db_hh = the same sum", grads[3], module["b_hh"], (through, "weight_grads = "))]),
+    ]
+
+
+def explain_lstm_text(seed=0, dtype="float64", wrong=None):
+    """One LSTM step's derivation, step t = T - 2 of a random sequence drawn from `seed` (sizes LSTM_SIZES, zero
+    initial states, weights U(-1/sqrt(H), 1/sqrt(H)) as torch's), E = sum(dE/dout * output) with a random dE/dout:
+    the forward gates i, f, g, o, the cell c_t and the hidden h_t; the backward from dE/dh_t (what the output sends
+    and what step t + 1 sends) and the cell state's gradient from the future, to the gates, their pre-activations,
+    and what goes back to step t - 1; then the weights' gradients over the whole sequence. Manual values from
+    manual.recurrent (its step backward fed autograd's gradients from step t + 1, so that step t is judged on its
+    own; the weights' from its backpropagation through time), autograd's from reference.recurrent.lstm_step_by_step;
+    `wrong` names a wrong LSTM step backward of crosscheck.catalogue.recurrent.LSTM_STEPS, used for every step
+    -> (text, every line agrees)."""
+    from crosscheck.catalogue.recurrent import LSTM_STEPS
+    from manual import recurrent as R
+    from reference.recurrent import lstm_step_by_step
+
+    if wrong is not None and wrong not in LSTM_STEPS:
+        raise InputError(f"--inject: got {wrong!r}, needs a wrong LSTM step backward: {', '.join(LSTM_STEPS)}")
+    T, N, F_, H = LSTM_SIZES.values()
+    rng = np.random.default_rng(seed)
+    np_dtype = DTYPES[check_dtype(dtype)]
+    limit = 1 / np.sqrt(H)
+    w_ih, w_hh, b_ih, b_hh = (rng.uniform(-limit, limit, size=shape).astype(np_dtype)
+                              for shape in ((4 * H, F_), (4 * H, H), (4 * H,), (4 * H,)))
+    x, dout = rng.normal(size=(T, N, F_)).astype(np_dtype), rng.normal(size=(T, N, H)).astype(np_dtype)
+    out, cache = R.lstm_forward(x, None, None, w_ih, w_hh, b_ih, b_hh)
+    step_backward = R.lstm_step_backward if wrong is None else LSTM_STEPS[wrong]
+    zeros = np.zeros((N, H), np_dtype)
+    _, _, grads, _ = R.layer_backward(dataclasses.replace(cache.kind, step_backward=step_backward), cache.layers[0],
+                                      dout, [zeros, zeros])
+    steps, module = lstm_step_by_step(x, w_ih, w_hh, b_ih, b_hh, dout)
+    t, (_, _, h_prev, caches) = T - 2, cache.layers[0]
+    dh_next, dc_next = steps[t + 1]["h_prev"][1], steps[t + 1]["c_prev"][1]
+    d = step_backward(dout[t] + dh_next, dc_next, caches[t], w_hh)
+    s = steps[t] | {"manual cache": caches[t], "manual h_prev": h_prev[t]}
+    sections = _lstm_walk(s, d, dout[t] + dh_next, caches[t + 1][0], out[t], grads, module, H)
+    tol = tolerance_for(dtype)
+    lines = [f"One LSTM step by hand (NumPy) and by autograd (PyTorch {torch.__version__}):",
+             f"  x: T = {T} steps of N = {N} samples by F = {F_} features, H = {H}, h and c from 0; seed {seed}, "
+             f"{dtype}",
+             "  a = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh (N x 4H): the gates i, f, g, o in torch's order",
+             f"  E = sum over t of dE/dout_t * h_t, dE/dout drawn at random; the step walked: t = {t} of 0..{T - 1}",
+             f"  agree: |manual - autograd| <= {tol.atol:g} + {tol.rtol:g} |autograd|"]
+    if wrong is not None:
+        lines.append(f"  injected wrong derivation: {wrong}, in every step's backward")
+    lines += ["", "given"] + [line for name, value in (("W_ih", w_ih), ("W_hh", w_hh), ("b_ih", b_ih), ("b_hh", b_hh),
+                                                       ("x_t", x[t]), ("dE/dout_t", dout[t]))
+                              for line in _labelled(name, value, N)]
+    lines += ["  from step t+1, by autograd (given to both sides, so that step t is judged on its own):",
+              *_labelled("dh_next", dh_next, N), *_labelled("dc_next", dc_next, N)]
+    total, differ = 0, []
+    for title, equations in sections:
+        lines += ["", title]
+        for text, manual, autograd, (function, containing) in equations:
+            if wrong is not None and function is R.lstm_step_backward:
+                where = _where_in_manual(step_backward)
+            else:
+                where = _where_in_manual(function, containing)
+            block, agree = _equation(text, manual, autograd, dtype, N, width=52, code=where)
             lines += block
             total += 1
             differ += [] if agree else [text]

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from manual import attention as A
 from manual import functional as F
 from manual import optim
 from manual import recurrent as R
 from netdesc.checks import ManualFailure, check_positive_int, unusable
-from netdesc.description import BATCH_NORMS, INDEXED
+from netdesc.description import BATCH_NORMS, ENCODER_PARAMETERS, INDEXED
 from netdesc.inputs import check_inputs, seeded_masks
 
 # type -> forward(x, params of the layer, options) -> (out, cache)
@@ -64,6 +65,13 @@ FORWARD = {
     # merge layers: xs is the tuple of their inputs, in the order of layer.inputs
     "add": lambda xs, p, o: F.add_forward(*xs),
     "concat": lambda xs, p, o: F.concat_forward(*xs, dim=o["dim"]),
+    # x (N, T, E); parameters under torch's names, "in_proj_weight", "out_proj.weight", "self_attn.in_proj_weight", ...
+    "multihead_attention": lambda x, p, o: A.multihead_attention_forward(
+        x, p["in_proj_weight"], p["out_proj.weight"], p.get("in_proj_bias"), p.get("out_proj.bias"),
+        num_heads=o["num_heads"], causal=o["causal"]),
+    "transformer_encoder": lambda x, p, o: A.transformer_encoder_layer_forward(
+        x, *(p[name] for name in ENCODER_PARAMETERS), num_heads=o["num_heads"], activation=o["activation"],
+        layer_norm_eps=o["layer_norm_eps"], causal=o["causal"]),
 }
 def batch_norm_backward(dout, cache):
     """batch norm's (dx, dgamma, dbeta): the running statistics, data, get no gradient and no place in the tuple."""
@@ -79,6 +87,20 @@ def without_states(backward, states):
         return (dx, *rest[states:])
 
     return layer_backward
+
+
+def multihead_attention_backward(dout, cache):
+    """(dx, then the parameters' gradients in torch's order: in_proj_weight, in_proj_bias, out_proj.weight,
+    out_proj.bias), the biases' left out without bias."""
+    dx, din_proj_weight, dout_proj_weight, din_proj_bias, dout_proj_bias, _ = A.multihead_attention_backward(
+        dout, cache)
+    grads = (dx, din_proj_weight, din_proj_bias, dout_proj_weight, dout_proj_bias)
+    return tuple(g for g in grads if g is not None)
+
+
+def transformer_encoder_backward(dout, cache):
+    """(dx, then the 12 parameters' gradients in ENCODER_PARAMETERS' order): the mask's None left out."""
+    return A.transformer_encoder_layer_backward(dout, cache)[:13]
 
 
 # type -> backward(dout, cache) -> (dx, dweight, dbias) or (dx,); a merge layer's: (dx per input, in order)
@@ -110,6 +132,8 @@ BACKWARD = {
     "rnn": without_states(R.rnn_backward, 1),
     "lstm": without_states(R.lstm_backward, 2),
     "gru": without_states(R.gru_backward, 1),
+    "multihead_attention": multihead_attention_backward,
+    "transformer_encoder": transformer_encoder_backward,
 }
 LOSS = {
     "softmax_cross_entropy": (F.softmax_cross_entropy_forward, F.softmax_cross_entropy_backward),

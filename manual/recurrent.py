@@ -62,7 +62,8 @@ def _affine(x, w, b):
 # A step takes xw = x_t W_ih^T + b_ih (every step's input projection is computed at once, before the loop) and
 # returns its new state and what its backward needs. A step's backward returns a dict of named gradients: "da"
 # (the gradient of the gate pre-activations on the input side, (N, G*H)), "da_h" (on the hidden side, the same
-# for RNN and LSTM), "dh_prev" (and "dc_prev") for the step before, and the gate-by-gate quantities for the trace.
+# for RNN and LSTM), "dh_prev" (and "dc_prev") for the step before, and the gate-by-gate quantities for the trace
+# (the LSTM's also the gates' own, "do", "di", "df", "dg", which crosscheck explain --layer lstm shows).
 
 
 def rnn_step_forward(xw, h_prev, w_hh, b_hh, nonlinearity="tanh"):
@@ -85,36 +86,26 @@ def lstm_step_forward(xw, h_prev, c_prev, w_hh, b_hh):
     H = h_prev.shape[1]
     a = _affine(h_prev, w_hh, b_hh)
     a += xw
-    gates = sigmoid(a)  # the sigmoid gates i, f, o: one call over the four blocks (N, 4H) ...
-    gates[:, 2 * H:3 * H] = np.tanh(a[:, 2 * H:3 * H])  # ... and g = tanh(a_g) in its block
-    i, f, g, o = _gate_blocks(gates, 4)
+    s = sigmoid(a)  # the sigmoid gates i, f, o: one call over the four blocks
+    i, f, o = s[:, :H], s[:, H:2 * H], s[:, 3 * H:]
+    g = np.tanh(a[:, 2 * H:3 * H])
     c = f * c_prev + i * g
     tanh_c = np.tanh(c)
     h = o * tanh_c
-    return (h, c), (c_prev, gates, tanh_c)
-
-
-def _gate_blocks(a, G):
-    """The G gate blocks of a (N, G*H), views, in torch's order."""
-    H = a.shape[1] // G
-    return [a[:, k * H:(k + 1) * H] for k in range(G)]
+    return (h, c), (c_prev, i, f, g, o, tanh_c)
 
 
 def lstm_step_backward(dh, dc_next, cache, w_hh):
     """dh: the gradient reaching h_t (output and future), dc_next: the gradient reaching c_t from c_{t+1}."""
-    c_prev, gates, tanh_c = cache
-    H = dh.shape[1]
-    i, f, g, o = _gate_blocks(gates, 4)
+    c_prev, i, f, g, o, tanh_c = cache
     do = dh * tanh_c  # h = o tanh(c)
     dc = dc_next + dh * o * (1 - tanh_c * tanh_c)  # the cell state: from the future, and through h = o tanh(c)
-    dgates = np.concatenate([dc * g, dc * c_prev, dc * i, do], axis=1)  # di, df, dg, do: c = f c_prev + i g
-    # through the gates' nonlinearities, the four blocks at once: sigmoid' = s (1 - s) for i, f, o; tanh' = 1 - g^2
-    slope = gates * (1 - gates)
-    slope[:, 2 * H:3 * H] = 1 - g * g
-    da = dgates * slope  # torch's gate order: i, f, g, o
-    da_i, da_f, da_g, da_o = _gate_blocks(da, 4)
-    return {"da": da, "da_h": da, "dh_prev": da @ w_hh, "dc_prev": dc * f, "dc": dc,
-            "da_i": da_i, "da_f": da_f, "da_g": da_g, "da_o": da_o}
+    di, df, dg = dc * g, dc * c_prev, dc * i  # c = f c_prev + i g
+    dc_prev = dc * f
+    da_i, da_f, da_g, da_o = di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)
+    da = np.concatenate([da_i, da_f, da_g, da_o], axis=1)  # torch's gate order: i, f, g, o
+    return {"da": da, "da_h": da, "dh_prev": da @ w_hh, "dc_prev": dc_prev, "dc": dc, "do": do, "di": di, "df": df,
+            "dg": dg, "da_i": da_i, "da_f": da_f, "da_g": da_g, "da_o": da_o}
 
 
 def gru_step_forward(xw, h_prev, w_hh, b_hh):

@@ -96,6 +96,17 @@ Layer types and their options (default, or "required"), with torch's meanings (`
     add                     (merge) two or more inputs of one shape, summed elementwise
     concat                  (merge) dim 0: two or more inputs joined along per-sample axis `dim` (0, the
                             channels or features, is torch's dim 1); their other axes must match
+    multihead_attention     num_heads (required; divides E), bias true, causal false: self-attention on a sequence
+                            (T, E) -> (T, E), torch.nn.MultiheadAttention(E, num_heads, bias, batch_first=True)(x, x,
+                            x, need_weights=False); parameters "<i>.in_proj_weight" (3E, E) (q, k, v stacked),
+                            "<i>.in_proj_bias" (3E,), "<i>.out_proj.weight" (E, E), "<i>.out_proj.bias" (E,); causal:
+                            query t attends to keys s <= t only (torch's is_causal, the upper triangle masked)
+    transformer_encoder     num_heads (required; divides E), dim_feedforward (required), activation "gelu" (erf) or
+                            "relu", layer_norm_eps 1e-5, causal false: (T, E) -> (T, E),
+                            torch.nn.TransformerEncoderLayer(E, num_heads, dim_feedforward, dropout=0, activation,
+                            layer_norm_eps, batch_first=True, norm_first=True): x + SA(LN1(x)), then + linear2(act(
+                            linear1(LN2(.)))); parameters named as its state_dict, "<i>.self_attn.in_proj_weight",
+                            ..., "<i>.linear1.weight", ..., "<i>.norm2.bias" (ENCODER_PARAMETERS)
 
 kernel_size, stride, padding and dilation take an int or an [h, w] pair. Losses: softmax_cross_entropy
 (torch's cross_entropy with class labels: an output (classes,) with labels (N,), or a sequence's (T, classes)
@@ -167,14 +178,23 @@ LAYER_OPTIONS = {
     "rnn": {"hidden_size": REQUIRED, "num_layers": 1, "nonlinearity": "tanh", "bias": True},
     "lstm": {"hidden_size": REQUIRED, "num_layers": 1, "bias": True},
     "gru": {"hidden_size": REQUIRED, "num_layers": 1, "bias": True},
+    "multihead_attention": {"num_heads": REQUIRED, "bias": True, "causal": False},
+    "transformer_encoder": {"num_heads": REQUIRED, "dim_feedforward": REQUIRED, "activation": "gelu",
+                            "layer_norm_eps": 1e-5, "causal": False},
 }
 NORMALIZATIONS = ("layer_norm", "group_norm", "batch_norm1d", "batch_norm2d")  # gamma and beta: their weight, bias
 BATCH_NORMS = ("batch_norm1d", "batch_norm2d")  # training mode: each sample's output depends on the whole batch
 MERGES = ("add", "concat")  # the layer types that read two or more inputs
 DROPOUTS = ("dropout",)  # training mode: a mask per step, drawn by the harness (netdesc.inputs.dropout_masks)
 INDEXED = ("embedding",)  # the layer types that read integer indices: the network's input, with no gradient
+ATTENTIONS = ("multihead_attention", "transformer_encoder")  # on a sequence (T, E), parameters named as torch's
+# a transformer_encoder's parameters: torch.nn.TransformerEncoderLayer's state_dict names, in its order
+ENCODER_PARAMETERS = ("self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight",
+                      "self_attn.out_proj.bias", "linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias",
+                      "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias")
 RECURRENT = {"rnn": 1, "lstm": 4, "gru": 3}  # the recurrent layer types and their gate blocks (torch's order)
-SEQUENCE_READERS = tuple(RECURRENT)  # the layer types that, as layer 0, read a sequence input_shape [T, F]
+# the layer types that, as layer 0, read a sequence input_shape [T, F]
+SEQUENCE_READERS = (*RECURRENT, *ATTENTIONS)
 NETWORK_INPUT = "input"  # what `inputs` calls the network's input; Layer.inputs holds -1 for it
 LAYER_KEYS = ("type", "name", "inputs")  # the keys of a layer table beside its type's options
 LOSSES = (
@@ -220,8 +240,11 @@ class Layer:
 
     def param_shapes(self):
         """{"weight": shape, "bias": shape} in torch's layouts: conv (F, C, KH, KW), linear (out, in); a
-        normalization's gamma and beta: (C,) per channel, layer norm's normalized_shape."""
+        normalization's gamma and beta: (C,) per channel, layer norm's normalized_shape; attention's under torch's
+        module's names ("in_proj_weight", "out_proj.weight", "self_attn.in_proj_weight", ...)."""
         o = self.options
+        if self.type in ATTENTIONS:
+            return self._attention_shapes()
         if self.type in NORMALIZATIONS:
             if not o.get("affine", o.get("elementwise_affine")):
                 return {}
@@ -245,6 +268,21 @@ class Layer:
         if o["bias"]:
             shapes["bias"] = (out,)
         return shapes
+
+    def _attention_shapes(self):
+        """nn.MultiheadAttention's (E features): in_proj_weight (3E, E), in_proj_bias (3E,), out_proj.weight (E, E),
+        out_proj.bias (E,), the biases with bias only; nn.TransformerEncoderLayer's: those under "self_attn.", linear1
+        (F, E), linear2 (E, F) with biases, norm1 and norm2 (E,) each."""
+        E = self.in_shape[-1]
+        attention = {"in_proj_weight": (3 * E, E), "in_proj_bias": (3 * E,), "out_proj.weight": (E, E),
+                     "out_proj.bias": (E,)}
+        if self.type == "multihead_attention":
+            return {k: s for k, s in attention.items() if self.options["bias"] or not k.endswith("bias")}
+        F = self.options["dim_feedforward"]
+        shapes = {f"self_attn.{k}": s for k, s in attention.items()} | {
+            "linear1.weight": (F, E), "linear1.bias": (F,), "linear2.weight": (E, F), "linear2.bias": (E,),
+            "norm1.weight": (E,), "norm1.bias": (E,), "norm2.weight": (E,), "norm2.bias": (E,)}
+        return {k: shapes[k] for k in ENCODER_PARAMETERS}
 
 
 def _recurrent_params(gates, features, o):
@@ -358,22 +396,15 @@ def _unit_interval(name, value):
     return float(value)
 
 
-def _mode(name, value):
-    if value not in ("last", "mean"):
-        raise InputError(f"{name}: got {value!r}, needs \"last\" or \"mean\"")
-    return value
+def _one_of(*choices):
+    """The check of an option that takes one of a few strings: InputError naming them otherwise."""
+    wanted = " or ".join(f'"{choice}"' for choice in choices)
 
-
-def _nonlinearity(name, value):
-    if value not in ("tanh", "relu"):
-        raise InputError(f"{name}: got {value!r}, needs \"tanh\" or \"relu\"")
-    return value
-
-
-def _approximate(name, value):
-    if value not in ("none", "tanh"):
-        raise InputError(f"{name}: got {value!r}, needs \"none\" or \"tanh\"")
-    return value
+    def check(name, value):
+        if value not in choices:
+            raise InputError(f"{name}: got {value!r}, needs {wanted}")
+        return value
+    return check
 
 
 OPTION_CHECKS = {
@@ -384,10 +415,14 @@ OPTION_CHECKS = {
     "bias": _flag, "negative_slope": check_number, "dim": lambda name, value: check_positive_int(name, value, 0),
     "normalized_shape": _shape_option, "num_groups": check_positive_int, "momentum": _unit_interval,
     "eps": lambda name, value: check_number(name, value, "a finite number > 0", minimum=1e-300),
-    "elementwise_affine": _flag, "affine": _flag, "approximate": _approximate,
+    "elementwise_affine": _flag, "affine": _flag, "approximate": _one_of("none", "tanh"),
     "num_embeddings": check_positive_int, "embedding_dim": check_positive_int,
-    "padding_idx": lambda name, value: check_positive_int(name, value, 0), "p": _unit_interval, "mode": _mode,
-    "hidden_size": check_positive_int, "num_layers": check_positive_int, "nonlinearity": _nonlinearity,
+    "padding_idx": lambda name, value: check_positive_int(name, value, 0), "p": _unit_interval,
+    "mode": _one_of("last", "mean"),
+    "hidden_size": check_positive_int, "num_layers": check_positive_int, "nonlinearity": _one_of("tanh", "relu"),
+    "num_heads": check_positive_int, "causal": _flag, "dim_feedforward": check_positive_int,
+    "activation": _one_of("gelu", "relu"),
+    "layer_norm_eps": lambda name, value: check_number(name, value, "a finite number > 0", minimum=1e-300),
 }
 
 
@@ -546,6 +581,15 @@ def _recurrent_shape(o, shape):
     return (_sequence(shape)[0], o["hidden_size"])
 
 
+def _attention_shape(o, shape):
+    if len(shape) != 2:
+        raise InputError(f"got an input of shape {shape} per sample, needs a sequence (T, E)")
+    if shape[1] % o["num_heads"]:
+        raise InputError(f"num_heads: got {o['num_heads']}, needs a divisor of the {shape[1]} features E of its "
+                         f"input {shape}")
+    return shape
+
+
 SHAPE_RULES = {
     "add": _add_shape,
     "concat": _concat_shape,
@@ -565,6 +609,8 @@ SHAPE_RULES = {
     "embedding": _embedding_shape,
     "sequence_pool": _sequence_pool_shape,
     **{kind: _recurrent_shape for kind in RECURRENT},
+    "multihead_attention": _attention_shape,
+    "transformer_encoder": _attention_shape,
 }
 
 
@@ -753,14 +799,14 @@ def _scheduler(raw):
 
 def _shape(value, indexed=False, sequence=False):
     """input_shape: (C, H, W) or (T, F), or, for the indices of an embedding (layer 0), one or more sizes such
-    as [L]; a recurrent layer 0 reads a sequence [T, F]."""
+    as [L]; a recurrent or attention layer 0 reads a sequence [T, F]."""
     ok = isinstance(value, (list, tuple)) and all(is_int(v, 1) for v in value)
     if indexed and not (ok and value):
         raise InputError(f"input_shape: got {value!r}, needs [L] (or more sizes), integers >= 1: the shape of the "
                          "indices the embedding of layer 0 reads")
     if sequence and not (ok and len(value) == 2):
-        raise InputError(f"input_shape: got {value!r}, needs [T, F], two integers >= 1: the sequence the recurrent "
-                         "layer 0 reads")
+        raise InputError(f"input_shape: got {value!r}, needs [T, F], two integers >= 1: the sequence a "
+                         "recurrent or attention layer 0 reads")
     if not indexed and not (ok and len(value) in (2, 3)):
         raise InputError(f"input_shape: got {value!r}, needs [C, H, W] (an image) or [T, F] (a sequence), integers "
                          ">= 1")
@@ -769,7 +815,7 @@ def _shape(value, indexed=False, sequence=False):
 
 def _first_is(raw_layers, types):
     """Whether layer 0 of the raw layer tables is one of `types`: an embedding (INDEXED) reads indices, a
-    recurrent layer (SEQUENCE_READERS) a sequence."""
+    recurrent or attention layer (SEQUENCE_READERS) a sequence."""
     return isinstance(raw_layers, list) and bool(raw_layers) and isinstance(raw_layers[0], dict) \
         and raw_layers[0].get("type") in types
 

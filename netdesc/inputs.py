@@ -4,7 +4,7 @@ the description (NumPy only). Both sides of a comparison get the same arrays fro
 import numpy as np
 
 from netdesc.checks import InputError, check_float_array, check_labels, check_same_dtype, check_shape
-from netdesc.description import DROPOUTS, INDEXED, NORMALIZATIONS, RECURRENT
+from netdesc.description import ATTENTIONS, DROPOUTS, INDEXED, NORMALIZATIONS, RECURRENT
 
 
 def init_params(spec, dtype=np.float64, seed=0):
@@ -12,13 +12,18 @@ def init_params(spec, dtype=np.float64, seed=0):
     fan_in the weight's inputs per output (C*KH*KW or in). A normalization's gamma ~ U(0.5, 1.5) and beta ~
     U(-0.5, 0.5), never torch's 1 and 0: with gamma = 1 a backward that forgets gamma is right by accident.
     An embedding's table ~ N(0, 1), its padding_idx row zero, as torch's nn.Embedding starts it. A recurrent
-    layer's every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), torch's law for nn.RNN, LSTM and GRU.
-    -> {"<i>.weight": array, "<i>.bias": array} (a recurrent layer's "<i>.weight_ih_l0", ...)."""
+    layer's every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), torch's law for nn.RNN, LSTM and GRU. Attention:
+    attention_param's laws.
+    -> {"<i>.weight": array, "<i>.bias": array} (a recurrent layer's "<i>.weight_ih_l0", ..., attention's under
+    torch's names, "<i>.in_proj_weight", ...)."""
     rng = np.random.default_rng([seed, 0])
     params = {}
     for layer in spec.layers:
         shapes = layer.param_shapes()
         for kind, shape in shapes.items():
+            if layer.type in ATTENTIONS:
+                params[f"{layer.index}.{kind}"] = attention_param(kind, shapes, rng).astype(dtype)
+                continue
             if layer.type in INDEXED:
                 table = rng.normal(size=shape).astype(dtype)
                 if layer.options["padding_idx"] is not None:
@@ -33,6 +38,30 @@ def init_params(spec, dtype=np.float64, seed=0):
             bound = 1 / np.sqrt(fan_in)
             params[f"{layer.index}.{kind}"] = rng.uniform(-bound, bound, shape).astype(dtype)
     return params
+
+
+ATTENTION_BIAS = 0.1
+
+
+def attention_param(kind, shapes, rng):
+    """Parameter `kind` of a multihead_attention or transformer_encoder layer (shapes: the layer's param_shapes,
+    torch's names) by torch's law, but the attention's biases: in_proj_weight xavier_uniform, U(-a, a) with
+    a = sqrt(6 / (E + 3E)); a linear's weight and bias (out_proj, linear1, linear2) U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    fan_in its weight's inputs; the norms' gamma U(0.5, 1.5) and beta U(-0.5, 0.5), as the normalizations'. torch
+    starts in_proj_bias and out_proj.bias at 0; here they are U(-0.1, 0.1): at 0 a backward that forgets a bias's
+    share, or a forward that drops it, would pass by accident."""
+    module, name = kind.rsplit(".", 1) if "." in kind else ("", kind)
+    shape = shapes[kind]
+    if name == "in_proj_weight":
+        bound = np.sqrt(6 / (shape[0] + shape[1]))
+    elif name == "in_proj_bias" or module.endswith("out_proj") and name == "bias":
+        bound = ATTENTION_BIAS
+    elif module.startswith("norm"):
+        low = 0.5 if name == "weight" else -0.5
+        return rng.uniform(low, low + 1, shape)
+    else:  # out_proj.weight, linear1 and linear2
+        bound = 1 / np.sqrt(shapes[f"{module}.weight"][1])
+    return rng.uniform(-bound, bound, shape)
 
 
 def random_batch(spec, dtype=np.float64, seed=0):

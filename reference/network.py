@@ -60,7 +60,45 @@ MODULES = {
                                 batch_first=True),
     "add": lambda layer, o: Add(),
     "concat": lambda layer, o: Concat(o["dim"]),
+    "multihead_attention": lambda layer, o: SelfAttention(layer.in_shape[1], o["num_heads"], o["bias"], o["causal"]),
+    "transformer_encoder": lambda layer, o: EncoderLayer(
+        layer.in_shape[1], o["num_heads"], o["dim_feedforward"], o["activation"], o["layer_norm_eps"], o["causal"]),
 }
+
+
+def _causal_mask(x):
+    """torch's causal attn_mask for x (N, T, E): True above the diagonal, where query t may not attend to key s > t."""
+    T = x.shape[1]
+    return torch.ones((T, T), dtype=torch.bool, device=x.device).triu(1)
+
+
+class SelfAttention(nn.MultiheadAttention):
+    """nn.MultiheadAttention(E, num_heads, bias=bias, batch_first=True) as self-attention returning its output alone:
+    module(x, x, x, need_weights=False), with torch's causal mask and is_causal when causal. A subclass, so its
+    parameters keep torch's names (in_proj_weight, out_proj.weight, ...)."""
+
+    def __init__(self, E, num_heads, bias, causal):
+        super().__init__(E, num_heads, bias=bias, batch_first=True)
+        self.causal = causal
+
+    def forward(self, x):
+        mask = _causal_mask(x) if self.causal else None
+        return super().forward(x, x, x, need_weights=False, attn_mask=mask, is_causal=self.causal)[0]
+
+
+class EncoderLayer(nn.TransformerEncoderLayer):
+    """nn.TransformerEncoderLayer(E, num_heads, dim_feedforward, dropout=0, activation, layer_norm_eps,
+    batch_first=True, norm_first=True), with torch's causal mask and is_causal when causal; its parameters keep
+    torch's state_dict names (self_attn.in_proj_weight, linear1.weight, norm1.weight, ...)."""
+
+    def __init__(self, E, num_heads, dim_feedforward, activation, layer_norm_eps, causal):
+        super().__init__(E, num_heads, dim_feedforward, dropout=0.0, activation=activation,
+                         layer_norm_eps=layer_norm_eps, batch_first=True, norm_first=True)
+        self.causal = causal
+
+    def forward(self, x):
+        mask = _causal_mask(x) if self.causal else None
+        return super().forward(x, src_mask=mask, is_causal=self.causal)
 
 
 class Add(nn.Module):

@@ -10,7 +10,7 @@ without the leading d). No gradient is derived here: autograd computes every one
 
 import torch
 
-__all__ = ["QUANTITIES", "unrolled"]
+__all__ = ["QUANTITIES", "lstm_step_by_step", "unrolled"]
 
 # the per-step quantities of each layer, as manual.recurrent's trace names them (without the d)
 QUANTITIES = {"rnn": ("h", "a"), "lstm": ("h", "c", "a_i", "a_f", "a_g", "a_o"),
@@ -88,3 +88,40 @@ def unrolled(kind, x, states, weights, *, nonlinearity="tanh", bias=True, batch_
         inputs = torch.stack(kept["h"])
     out = inputs.transpose(0, 1) if batch_first else inputs
     return out, tuple(torch.stack(s) for s in zip(*finals, strict=True)), steps
+
+
+def lstm_step_by_step(x, w_ih, w_hh, b_ih, b_hh, dout):
+    """One LSTM layer over x (T, N, F) (time-major) from zero states, E = sum(dout * output) with dout (T, N, H),
+    for crosscheck explain --layer lstm: every step written as separate torch ops, every intermediate retaining its
+    gradient -> (steps, module): steps[t] {name: (value, gradient)} as NumPy arrays, the names "h_prev", "c_prev"
+    (the states step t reads, each its own tensor, a copy of the step before's: their gradients are what step t
+    alone sends back), "a" (N, 4H, gates i, f, g, o), "i", "f", "g", "o", "c", "h" (its gradient: what the output
+    sends and what step t + 1 sends); module: torch.nn.LSTM's own output and weight gradients on the same values,
+    "output", "w_ih", "w_hh", "b_ih", "b_hh". No gradient is derived here: autograd computes every one."""
+    x, dout, *weights = (torch.from_numpy(a) for a in (x, dout, w_ih, w_hh, b_ih, b_hh))
+    w_ih, w_hh, b_ih, b_hh = (w.clone().requires_grad_() for w in weights)
+    T, N, _ = x.shape
+    h, c = (torch.zeros(N, w_hh.shape[1], dtype=x.dtype, requires_grad=True) for _ in range(2))
+    steps = []
+    for t in range(T):
+        h_prev, c_prev = h.clone(), c.clone()  # this step's own reading of the states
+        a = _projection(x[t], w_ih, b_ih) + _projection(h_prev, w_hh, b_hh)
+        a_i, a_f, a_g, a_o = a.chunk(4, dim=1)
+        i, f, g, o = torch.sigmoid(a_i), torch.sigmoid(a_f), torch.tanh(a_g), torch.sigmoid(a_o)
+        c = f * c_prev + i * g
+        h = o * torch.tanh(c)
+        named = {"h_prev": h_prev, "c_prev": c_prev, "a": a, "i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
+        for value in named.values():
+            value.retain_grad()
+        steps.append(named)
+    (torch.stack([s["h"] for s in steps]) * dout).sum().backward()
+    lstm = torch.nn.LSTM(x.shape[2], w_hh.shape[1], dtype=x.dtype)
+    with torch.no_grad():
+        for name, w in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), weights, strict=True):
+            getattr(lstm, name).copy_(w)
+    output, _ = lstm(x)
+    (output * dout).sum().backward()
+    numpy = lambda t: t.detach().numpy()  # noqa: E731
+    module = {"output": numpy(output)} | {k: numpy(getattr(lstm, f"{name}_l0").grad) for k, name in (
+        ("w_ih", "weight_ih"), ("w_hh", "weight_hh"), ("b_ih", "bias_ih"), ("b_hh", "bias_hh"))}
+    return [{k: (numpy(v), numpy(v.grad)) for k, v in s.items()} for s in steps], module

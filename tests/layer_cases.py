@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from manual import attention as A
 from manual import functional as M
 from manual import kernels
 from manual import recurrent as R
@@ -577,9 +578,10 @@ def torch_init(hidden_size):
 WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
-def torch_sequence(module):
+def torch_sequence(module, final=False):
     """torch.nn.RNN, LSTM or GRU on the harness's tensors: the module built for the weights' shapes, its
-    parameters replaced by the inputs (torch.func.functional_call), so autograd reaches them -> the output."""
+    parameters replaced by the inputs (torch.func.functional_call), so autograd reaches them -> the output, or with
+    `final` the final states: h_n, or h_n and c_n stacked (2, L, N, H) for the LSTM."""
     states = 2 if module is torch.nn.LSTM else 1
 
     def forward(x, *tensors, bias=True, batch_first=False, **options):
@@ -589,27 +591,11 @@ def torch_sequence(module):
         layer = module(weights[0].shape[1], weights[1].shape[1], layers, bias=bias, batch_first=batch_first,
                        **options).to(x.dtype)
         names = [f"{name}_l{l}" for l in range(layers) for name in WEIGHT_NAMES[:per]]
-        out, _ = torch.func.functional_call(layer, dict(zip(names, weights, strict=True)),
-                                            (x, given if states == 2 else given[0]))
-        return out
-
-    return forward
-
-
-def torch_final_states(module):
-    """The same module's final states: h_n, or h_n and c_n stacked (2, L, N, H) for the LSTM."""
-    states = 2 if module is torch.nn.LSTM else 1
-
-    def forward(x, *tensors, bias=True, batch_first=False, **options):
-        given, weights = tensors[:states], tensors[states:]
-        per = 4 if bias else 2
-        layers = len(weights) // per
-        layer = module(weights[0].shape[1], weights[1].shape[1], layers, bias=bias, batch_first=batch_first,
-                       **options).to(x.dtype)
-        names = [f"{name}_l{l}" for l in range(layers) for name in WEIGHT_NAMES[:per]]
-        _, final = torch.func.functional_call(layer, dict(zip(names, weights, strict=True)),
-                                              (x, given if states == 2 else given[0]))
-        return torch.stack(final) if states == 2 else final
+        out, last = torch.func.functional_call(layer, dict(zip(names, weights, strict=True)),
+                                               (x, given if states == 2 else given[0]))
+        if not final:
+            return out
+        return torch.stack(last) if states == 2 else last
 
     return forward
 
@@ -654,10 +640,10 @@ def recurrent_shapes(gates, T, N, F, H, num_layers=1, bias=True, batch_first=Fal
 rnn = op("rnn", R.rnn_forward, R.rnn_backward, torch_sequence(torch.nn.RNN))
 lstm = op("lstm", R.lstm_forward, R.lstm_backward, torch_sequence(torch.nn.LSTM))
 gru = op("gru", R.gru_forward, R.gru_backward, torch_sequence(torch.nn.GRU))
-rnn_final = op("rnn_final", *final_states(R.rnn_forward, R.rnn_backward), torch_final_states(torch.nn.RNN))
+rnn_final = op("rnn_final", *final_states(R.rnn_forward, R.rnn_backward), torch_sequence(torch.nn.RNN, final=True))
 lstm_final = op("lstm_final", *final_states(R.lstm_forward, R.lstm_backward, cell_state=True),
-                torch_final_states(torch.nn.LSTM))
-gru_final = op("gru_final", *final_states(R.gru_forward, R.gru_backward), torch_final_states(torch.nn.GRU))
+                torch_sequence(torch.nn.LSTM, final=True))
+gru_final = op("gru_final", *final_states(R.gru_forward, R.gru_backward), torch_sequence(torch.nn.GRU, final=True))
 rnn_cell = op("rnn_cell", R.rnn_cell_forward, R.rnn_cell_backward, torch_cell(torch.nn.RNNCell))
 lstm_cell = op("lstm_cell", R.lstm_cell_forward, R.lstm_cell_backward, torch_cell(torch.nn.LSTMCell))
 gru_cell = op("gru_cell", R.gru_cell_forward, R.gru_cell_backward, torch_cell(torch.nn.GRUCell))
@@ -706,3 +692,119 @@ RECURRENT_CASES = [
     gru_cell((1, 3), (1, 2), (6, 3), (6, 2)),  # batch 1, no bias
 ]
 LAYER_CASES += RECURRENT_CASES
+
+# --- attention (issue 10): manual/attention.py, torch's layouts, E = 4 or 6 features, 1 to 3 heads ---------------
+# Masks are data (no gradient) in torch.nn.MultiheadAttention's convention, True = masked out;
+# F.scaled_dot_product_attention reads a bool mask the other way round (True = takes part): torch_sdpa negates.
+
+
+def key_padding(rng, shape):
+    """(N, S) True at the padded tail of each sample: lengths drawn in [S/2, S], the first sample's 2 short
+    (when S > 2), so padding is surely there; never a sample of padding alone."""
+    N, S = shape
+    lengths = rng.integers(max(1, S // 2), S + 1, N)
+    lengths[0] = max(1, S - 2)
+    return np.arange(S)[None, :] >= lengths[:, None]
+
+
+def attention_pairs(rng, shape):
+    """(T, S) True for about a third of the (query, key) pairs, key 0 always allowed (key_padding never pads it)."""
+    mask = rng.random(shape) < 1 / 3
+    mask[:, 0] = False
+    return mask
+
+
+def _merged_mask(q, S, key_padding_mask, attn_mask, causal):
+    """True where query t of sample n may not attend to key s: (N, T, S), or (N, 1, T, S) for heads."""
+    T = q.shape[-2]
+    masked = torch.zeros((q.shape[0], T, S), dtype=torch.bool)
+    if key_padding_mask is not None:
+        masked = masked | key_padding_mask[:, None, :]
+    if attn_mask is not None:
+        masked = masked | attn_mask
+    if causal:
+        masked = masked | torch.ones((T, S), dtype=torch.bool).triu(1)
+    return masked[:, None] if q.dim() == 4 else masked
+
+
+def torch_sdpa(q, k, v, key_padding_mask=None, attn_mask=None, is_causal=False):
+    """F.scaled_dot_product_attention: is_causal alone as torch's own flag, else the masks merged and negated into
+    its bool attn_mask (True = takes part)."""
+    if key_padding_mask is None and attn_mask is None:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+    allowed = ~_merged_mask(q, k.shape[-2], key_padding_mask, attn_mask, is_causal)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+
+
+def torch_mha(x, in_proj_weight, out_proj_weight, in_proj_bias=None, out_proj_bias=None, key_padding_mask=None,
+              num_heads=1, causal=False):
+    """F.multi_head_attention_forward, the function nn.MultiheadAttention runs, on x (N, T, E) as (T, N, E):
+    self-attention, torch's causal attn_mask (upper triangle True) with its is_causal hint."""
+    T, E = x.shape[1:]
+    seq = x.transpose(0, 1)
+    mask = torch.ones((T, T), dtype=torch.bool).triu(1) if causal else None
+    out, _ = F.multi_head_attention_forward(
+        seq, seq, seq, E, num_heads, in_proj_weight, in_proj_bias, None, None, False, 0.0, out_proj_weight,
+        out_proj_bias, training=True, key_padding_mask=key_padding_mask, need_weights=False, attn_mask=mask,
+        is_causal=causal)
+    return out.transpose(0, 1)
+
+
+ENCODER_PARAMETERS = ("self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight",
+                      "self_attn.out_proj.bias", "linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias",
+                      "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias")
+
+
+def torch_encoder_layer(x, *tensors, num_heads, activation="gelu", layer_norm_eps=1e-5, causal=False):
+    """nn.TransformerEncoderLayer(E, num_heads, F, dropout=0, batch_first=True, norm_first=True) run on the given
+    tensors as its state_dict (torch.func.functional_call), the key padding mask after them if given."""
+    T, E = x.shape[1:]
+    layer = torch.nn.TransformerEncoderLayer(E, num_heads, tensors[4].shape[0], dropout=0.0, activation=activation,
+                                             layer_norm_eps=layer_norm_eps, batch_first=True, norm_first=True,
+                                             dtype=x.dtype)
+    padding = tensors[12] if len(tensors) > 12 else None
+    mask = torch.ones((T, T), dtype=torch.bool).triu(1) if causal else None
+    return torch.func.functional_call(layer, dict(zip(ENCODER_PARAMETERS, tensors[:12], strict=True)), (x,),
+                                      {"src_mask": mask, "src_key_padding_mask": padding, "is_causal": causal})
+
+
+# q, k, v[, key_padding_mask[, attn_mask]]
+sdpa = op("sdpa", A.scaled_dot_product_attention_forward, A.scaled_dot_product_attention_backward, torch_sdpa,
+          differentiable=(True, True, True, False, False), draw=(normal, normal, normal, key_padding, attention_pairs))
+# x, in_proj_weight, out_proj_weight[, in_proj_bias, out_proj_bias[, key_padding_mask]]
+mha = op("multihead_attention", A.multihead_attention_forward, A.multihead_attention_backward, torch_mha,
+         differentiable=(True,) * 5 + (False,), draw=(normal,) * 5 + (key_padding,))
+# x, the 12 parameters in TransformerEncoderLayer's state_dict order[, key_padding_mask]
+encoder_layer = op("transformer_encoder_layer", A.transformer_encoder_layer_forward,
+                   A.transformer_encoder_layer_backward, torch_encoder_layer, differentiable=(True,) * 13 + (False,),
+                   draw=(normal,) * 13 + (key_padding,))
+
+
+def encoder_shapes(N, T, E=4, F=8):
+    """x and the 12 parameters of an encoder layer of E features and dim_feedforward F."""
+    return ((N, T, E), (3 * E, E), (3 * E,), (E, E), (E,), (F, E), (F,), (E, F), (E,), (E,), (E,), (E,), (E,))
+
+
+LAYER_CASES += [
+    sdpa((2, 2, 5, 3), (2, 2, 7, 3), (2, 2, 7, 4)),  # S != T, dv != d, no mask
+    sdpa((1, 1, 1, 2), (1, 1, 1, 2), (1, 1, 1, 2)),  # one query, one key: P = 1
+    sdpa((3, 4, 3), (3, 4, 3), (3, 4, 3), is_causal=True),  # no head axis
+    sdpa((2, 2, 6, 3), (2, 2, 6, 3), (2, 2, 6, 3), is_causal=True),
+    sdpa((2, 2, 5, 3), (2, 2, 7, 3), (2, 2, 7, 3), (2, 7)),  # key padding
+    sdpa((3, 2, 6, 2), (3, 2, 6, 2), (3, 2, 6, 2), (3, 6), is_causal=True),  # key padding and causal
+    sdpa((2, 5, 3), (2, 6, 3), (2, 6, 3), (2, 6), (5, 6)),  # key padding and an attn_mask of pairs
+    sdpa((1, 2, 50, 2), (1, 2, 50, 2), (1, 2, 50, 2), (1, 50), is_causal=True),  # long: T = 50
+    mha((2, 5, 4), (12, 4), (4, 4), (12,), (4,), num_heads=1),
+    mha((2, 5, 4), (12, 4), (4, 4), (12,), (4,), num_heads=2),
+    mha((3, 4, 6), (18, 6), (6, 6), num_heads=3),  # no bias
+    mha((1, 1, 4), (12, 4), (4, 4), (12,), (4,), num_heads=2),  # batch 1, one step
+    mha((2, 6, 4), (12, 4), (4, 4), (12,), (4,), num_heads=2, causal=True),
+    mha((3, 5, 4), (12, 4), (4, 4), (12,), (4,), (3, 5), num_heads=2),  # key padding
+    mha((2, 6, 4), (12, 4), (4, 4), (12,), (4,), (2, 6), num_heads=2, causal=True),
+    mha((3, 50, 4), (12, 4), (4, 4), (12,), (4,), (3, 50), num_heads=2, causal=True),  # long: T = 50
+    encoder_layer(*encoder_shapes(2, 5), num_heads=2),
+    encoder_layer(*encoder_shapes(2, 5), num_heads=1, activation="relu", layer_norm_eps=1e-3),
+    encoder_layer(*encoder_shapes(1, 1), num_heads=2),  # batch 1, one step
+    encoder_layer(*encoder_shapes(3, 6, F=5), (3, 6), num_heads=2, causal=True),  # key padding and causal
+    encoder_layer(*encoder_shapes(3, 50), (3, 50), num_heads=2, causal=True),  # long: T = 50
+]

@@ -172,6 +172,120 @@ def test_explain_batchnorm_refuses_a_mistake_outside_batch_norm(capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+# --- explain --layer lstm ------------------------------------------------------------------------------------------
+
+LSTM_FORWARD = ["h_{t-1}: step t-1's hidden state", "c_{t-1}: step t-1's cell state",
+                "i = sigmoid(a_i), the input gate", "f = sigmoid(a_f), the forget gate",
+                "g = tanh(a_g), the candidate cell", "o = sigmoid(a_o), the output gate", "c_t = f * c_{t-1} + i * g",
+                "h_t = o * tanh(c_t)"]
+LSTM_STEP = ["dE/dh_t = dE/dout_t + dh_next", "dE/do = dE/dh_t * tanh(c_t)",
+             "dE/dc_t = dc_next + dE/dh_t o (1 - tanh(c_t)^2)", "dE/di = dE/dc_t * g", "dE/df = dE/dc_t * c_{t-1}",
+             "dE/dg = dE/dc_t * i", "dE/da_i = dE/di * i (1 - i)", "dE/da_f = dE/df * f (1 - f)",
+             "dE/da_g = dE/dg * (1 - g^2)", "dE/da_o = dE/do * o (1 - o)",
+             "dE/da = [da_i da_f da_g da_o], torch's order", "dE/dc_{t-1} = dE/dc_t * f, to step t-1",
+             "dE/dh_{t-1} = dE/da W_hh, to step t-1"]
+LSTM_WEIGHTS = ["dE/dW_ih = sum over t of dE/da_t^T x_t", "dE/dW_hh = sum over t of dE/da_t^T h_{t-1}",
+                "dE/db_ih = sum over t and N of dE/da_t", "dE/db_hh = the same sum"]
+LSTM_LINES = LSTM_FORWARD + LSTM_STEP + LSTM_WEIGHTS
+
+
+def _printed(out, equation, label):
+    """The array printed under `equation` (or in the given block, equation None) on the `label` line -> float64."""
+    block = out.split("\ngiven\n")[1] if equation is None else out.split(f"\n  {equation}")[1]
+    lines = block.splitlines()
+    at = next(k for k, line in enumerate(lines) if line.startswith(f"    {label:<10}"))
+    rows = [lines[at][14:]]
+    for line in lines[at + 1:]:
+        if not line.startswith(" " * 14) or not line.strip():
+            break
+        rows.append(line[14:])
+    values = [[float(v) for v in row.strip(" []").split()] for row in rows]
+    return np.array(values if len(values) > 1 else values[0])
+
+
+@pytest.mark.parametrize("dtype, seed", [("float64", 0), ("float64", 4), ("float32", 2)])
+def test_explain_lstm_walks_one_step_all_agreeing(dtype, seed, capsys):
+    code, out, _ = _run(["explain", "--layer", "lstm", "--dtype", dtype, "--seed", str(seed)], capsys)
+    assert code == 0 and _verdicts(out) == dict.fromkeys(LSTM_LINES, "agree")
+    positions = [out.index(f"\n  {line}") for line in LSTM_LINES]
+    assert positions == sorted(positions) and out.rstrip().endswith("all 25 equations agree")
+    assert f"seed {seed}, {dtype}" in out and "the step walked: t = 1 of 0..2" in out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    # each line points at the line of manual/recurrent.py that computes it
+    source = (ROOT / "manual" / "recurrent.py").read_text().splitlines()
+    for equation, text in (("dE/dc_t = dc_next", "dc = dc_next + dh * o"), ("c_t = f * c_{t-1}", "c = f * c_prev"),
+                           ("dE/dc_{t-1}", "dc_prev = dc * f"), ("dE/da = [", "np.concatenate([da_i"),
+                           ("dE/dh_t = dE/dout_t", "dh = dseq[t] + dnext[0]")):
+        code_line = out.split(f"\n  {equation}")[1].splitlines()[1]
+        where = code_line.split()[1]
+        assert where.startswith("manual/recurrent.py:"), code_line
+        assert text in source[int(where.split(":")[1]) - 1]
+
+
+def test_explain_lstm_prints_the_values_torch_finds(capsys):
+    # the sequence the command draws for seed 6 (the printed x_t and W_ih are its values), then torch.nn.LSTM run
+    # as three modules, one per step, each from the one before's final states: what step 2 sends back to h_1 and
+    # c_1, and what step 1 sends back to h_0 and c_0, are torch.autograd.grad's, nothing of manual/ or reference/
+    _, out, _ = _run(["explain", "--layer", "lstm", "--seed", "6"], capsys)
+    rng = np.random.default_rng(6)
+    weights = [rng.uniform(-0.5 ** 0.5, 0.5 ** 0.5, size=shape) for shape in ((8, 3), (8, 2), (8,), (8,))]
+    x, dout = torch.tensor(rng.normal(size=(3, 2, 3))), torch.tensor(rng.normal(size=(3, 2, 2)))
+    np.testing.assert_allclose(_printed(out, None, "W_ih"), weights[0], atol=5e-5)
+    np.testing.assert_allclose(_printed(out, None, "x_t"), x[1].numpy(), atol=5e-5)
+    modules = [torch.nn.LSTM(3, 2, dtype=torch.float64) for _ in range(3)]
+    with torch.no_grad():
+        for module in modules:
+            for name, w in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), weights, strict=True):
+                getattr(module, name).copy_(torch.tensor(w))
+    E, states, finals = 0, None, []
+    for t, module in enumerate(modules):
+        output, states = module(x[t:t + 1], states)
+        E = E + (output * dout[t:t + 1]).sum()
+        finals.append(states)
+    (h0, c0), (h1, c1) = finals[:2]
+    dh_next, dc_next, dh_prev, dc_prev = torch.autograd.grad(E, (h1, c1, h0, c0), retain_graph=True)
+    for printed, expected in ((_printed(out, None, "dh_next"), dh_next), (_printed(out, None, "dc_next"), dc_next),
+                              (_printed(out, "dE/dc_{t-1} = dE/dc_t * f", "manual"), dc_prev),
+                              (_printed(out, "dE/dh_{t-1} = dE/da W_hh", "autograd"), dh_prev),
+                              (_printed(out, "c_t = f * c_{t-1} + i * g", "manual"), c1),
+                              (_printed(out, "h_t = o * tanh(c_t)", "autograd"), h1)):
+        np.testing.assert_allclose(printed, expected[0].detach().numpy(), atol=5e-5)
+    dw_ih = sum(torch.autograd.grad(E, [m.weight_ih_l0 for m in modules]))
+    np.testing.assert_allclose(_printed(out, "dE/dW_ih = sum over t", "manual"), dw_ih.numpy(), atol=5e-5)
+    from crosscheck.render import explain_lstm_text
+    assert explain_lstm_text(6)[0] == out.rstrip("\n")
+
+
+FUTURE_LEFT_OUT = set(LSTM_STEP[2:10]) - {"dE/da_o = dE/do * o (1 - o)"} | set(LSTM_STEP[10:]) | set(LSTM_WEIGHTS)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name, wrong", [
+    ("lstm-cell-future-left-out", FUTURE_LEFT_OUT),
+    ("lstm-gate-order-ifog", {"dE/da = [da_i da_f da_g da_o], torch's order", "dE/dh_{t-1} = dE/da W_hh, to step t-1",
+                              *LSTM_WEIGHTS}),
+])
+def test_explain_lstm_shows_the_line_a_wrong_step_leaves_autograd(name, wrong, dtype, capsys):
+    code, out, _ = _run(["explain", "--layer", "lstm", "--inject", name, "--dtype", dtype], capsys)
+    assert code == 1 and f"injected wrong derivation: {name}, in every step's backward" in out
+    verdicts = _verdicts(out)
+    assert set(verdicts) == set(LSTM_LINES)
+    assert {text for text, verdict in verdicts.items() if verdict == "DIFFER"} == wrong
+    first = next(line for line in LSTM_LINES if line in wrong)
+    assert out.rstrip().endswith(f"{len(wrong)} of 25 equations differ, the first: {first}")
+    assert "crosscheck/catalogue/recurrent.py:" in out.split(f"\n  {first}")[1].splitlines()[1]
+    if name == "lstm-cell-future-left-out":  # manual's dE/dc_t is autograd's without what arrives from the future
+        manual, autograd = (_printed(out, "dE/dc_t = dc_next", side) for side in ("manual", "autograd"))
+        np.testing.assert_allclose(manual, autograd - _printed(out, None, "dc_next"), atol=3e-4)
+
+
+def test_explain_lstm_refuses_a_mistake_outside_the_lstm_step(capsys):
+    code, _, err = _run(["explain", "--layer", "lstm", "--inject", "gru-bptt-cut-after-one-step"], capsys)
+    assert code == 2 and err.strip().endswith("--inject: got 'gru-bptt-cut-after-one-step', needs a wrong LSTM step "
+                                              "backward: lstm-cell-future-left-out, lstm-gate-order-ifog")
+    assert len(err.strip().splitlines()) == 1
+
+
 # --- diagnose ----------------------------------------------------------------------------------------------
 
 def test_diagnose_list_names_every_entry(capsys):
@@ -183,9 +297,10 @@ def test_diagnose_list_names_every_entry(capsys):
     code, out, _ = _run(["diagnose", "--list", "--json"], capsys)
     listed = json.loads(out)
     assert [e["name"] for e in listed] == [e.name for e in catalogue()]
-    networks = {e["name"]: e["network"] for e in listed}
-    assert networks["scheduler-stepped-early"] == "flatten-linear" and listed[0]["dtypes"] == ["float64"]
-    assert listed[-1]["network"] == "rnn-flatten-linear"  # the recurrent layers' entries last
+    by_name = {e["name"]: e for e in listed}
+    assert by_name["scheduler-stepped-early"]["network"] == "flatten-linear" and listed[0]["dtypes"] == ["float64"]
+    assert by_name["attention-heads-merged-wrong"]["network"] == "multihead_attention-flatten-linear"
+    assert by_name["lstm-cell-future-left-out"]["network"] == "lstm-flatten-linear"
 
 
 def test_help_of_the_subcommands(capsys):
@@ -221,6 +336,33 @@ def test_explain_points_each_equation_into_the_slides_file(capsys):
             assert source.startswith(f"def {what[0].split('(')[0]}("), (place, source)
         else:  # a forward line: it assigns the quantity
             assert source.strip().split(" = ")[0] in ("Z1", "H1", "Z2", "O", "E"), (place, source)
+
+
+# --- diagnose on the sequence examples: the time step, the quantity and the class ------------------------------------
+
+# Walking as the gradient flows (the top of the stack first, from the last step): at the last step no gradient comes
+# from the future yet, so a path from the future left out shows one step earlier, in the quantity it feeds (the cell
+# state's gradient, or h's); gates stacked i, f, o, g are each right by name, and send h_{t-1} a wrong gradient
+# through W_hh. The recurrent layer is layer 1, after the embedding; char-gru-lm's gru has two layers, the top first.
+EXAMPLE_STEPS = [("lstm-classifier", "lstm-cell-future-left-out", 0, 7, "dc", "bptt-cell-future"),
+                 ("lstm-classifier", "lstm-gate-order-ifog", 0, 7, "dh", "gate-order"),
+                 ("char-gru-lm", "gru-bptt-cut-after-one-step", 1, 8, "dh", "bptt-truncated")]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("example, name, stack_layer, steps, quantity, kind", EXAMPLE_STEPS, ids=lambda v: str(v))
+def test_diagnose_localizes_a_recurrent_mistake_in_a_sequence_example(example, name, stack_layer, steps, quantity,
+                                                                       kind, dtype, capsys):
+    spec = str(ROOT / "examples" / f"{example}.toml")
+    code, out, _ = _run(["diagnose", "--spec", spec, "--inject", name, "--dtype", dtype, "--json"], capsys)
+    d = json.loads(out)
+    layer_type = name.split("-")[0]
+    assert code == 1 and d["quantity"] == f"1 {layer_type}: dE/dinput" and d["class"]["kind"] == kind
+    assert d["time_step"] == {"layer": 1, "type": layer_type, "stack_layer": stack_layer, "step": steps - 2,
+                              "steps": steps, "from_end": 1, "quantity": quantity}
+    code, out, _ = _run(["diagnose", "--spec", spec, "--inject", name, "--dtype", dtype], capsys)
+    assert code == 1 and f"layer {stack_layer} of the {layer_type}'s stack, step t = {steps - 2} of {steps} " \
+        "(1 before the last" in " ".join(out.split())
 
 
 # --- diagnose on a residual network: the block and the branch ------------------------------------------------------

@@ -38,7 +38,8 @@ END_TO_END = [
 
 def test_the_examples_are_shipped():
     assert set(EXAMPLES) == {"slides", "lenet5", "small3conv", "small3conv-adam", "residual", "digits-lenet",
-                             "digits-resnet", "normalized", "resnet-small", "depthwise-separable", "text-classifier"}
+                             "digits-resnet", "normalized", "resnet-small", "depthwise-separable", "text-classifier",
+                             "transformer-classifier", "lstm-classifier", "char-gru-lm"}
 
 
 @pytest.mark.parametrize(("spec", "dtype", "seed"), END_TO_END)
@@ -82,7 +83,7 @@ def test_every_layer_and_parameter_is_checked(spec):
         for quantity, shape in zip(inputs, layer.in_shapes, strict=True):
             assert seen[(f"{layer.index} {layer.type}", quantity)] == (spec.batch_size, *shape)
     for name, shape in _sequential_parameters(spec).items():
-        index, kind = name.split(".")
+        index, kind = name.split(".", 1)  # torch's dotted names: "1.self_attn.in_proj_weight"
         where = f"{index} {spec.layers[int(index)].type}"
         assert seen[(where, f"dE/d{kind}")] == shape
         assert seen[(where, f"{kind} after 1 steps")] == shape

@@ -237,12 +237,19 @@ def test_the_real_seed_network_raises_no_alarm(chunk):
     assert not alarms, "\n\n".join(alarms)
 
 
-@pytest.mark.parametrize("chunk", range(CHUNKS))
-def test_real_random_stacks_raise_no_alarm(chunk):
+def diagnosed_without_alarm(specs):
+    """Each description diagnosed at its own seed, float64 and float32 in turn -> the diagnoses; fails with the
+    text of every alarm raised."""
     results = [diagnose_network(spec, seed=SEED_BASE + i, dtype=("float64", "float32")[i % 2])
-               for i, spec in enumerate(stacks(chunk))]
+               for i, spec in enumerate(specs)]
     alarms = [diagnosis_text(d) for d in results if d.wrong]
     assert not alarms, "\n\n".join(alarms)
+    return results
+
+
+@pytest.mark.parametrize("chunk", range(CHUNKS))
+def test_real_random_stacks_raise_no_alarm(chunk):
+    results = diagnosed_without_alarm(stacks(chunk))
     assert all(any(" after step 2" in name for name in d.checked) for d in results)  # the walks reach the updates
 
 
@@ -319,10 +326,7 @@ def recurrent_stacks(chunk):
 
 @pytest.mark.parametrize("chunk", range(RECURRENT_CHUNKS))
 def test_real_recurrent_stacks_raise_no_alarm(chunk):
-    results = [diagnose_network(spec, seed=SEED_BASE + i, dtype=("float64", "float32")[i % 2])
-               for i, spec in enumerate(recurrent_stacks(chunk))]
-    alarms = [diagnosis_text(d) for d in results if d.wrong]
-    assert not alarms, "\n\n".join(alarms)
+    diagnosed_without_alarm(recurrent_stacks(chunk))
 
 
 def test_the_recurrent_cases_cover_the_kinds():

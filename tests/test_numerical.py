@@ -112,10 +112,12 @@ def test_finite_differences_agree_with_the_seed_network(case):
 
 
 ALL_KINKS = {"slides": set(), "small3conv": {"2 max_pool2d: dE/dinput"}, "lenet5": {"5 max_pool2d: dE/dinput"},
-             "normalized": set(), "text-classifier": set()}
+             "normalized": set(), "text-classifier": set(), "lstm-classifier": set(), "char-gru-lm": set()}
+SMALL = ("slides", "text-classifier", "lstm-classifier", "char-gru-lm")  # few enough values for every element
 
 
-@pytest.mark.parametrize("example", ["slides", "small3conv", "lenet5", "normalized", "text-classifier"])
+@pytest.mark.parametrize("example", ["slides", "small3conv", "lenet5", "normalized", "text-classifier",
+                                     "lstm-classifier", "char-gru-lm"])
 def test_finite_differences_agree_with_described_networks(example):
     spec = load_spec(ROOT / "examples" / f"{example}.toml")
     params = netdesc.inputs.init_params(spec, np.float64, seed=0)
@@ -132,7 +134,7 @@ def test_finite_differences_agree_with_described_networks(example):
         for grad in grads[name]:
             result = nm.against(diffs, name, grad, "float64", keep=~diffs.kinks)
             assert result.passed and result.compared == (~diffs.kinks).sum(), result.describe()
-    assert modes == ({"elements"} if example in ("slides", "text-classifier") else {"elements", "directions"})
+    assert modes == ({"elements"} if example in SMALL else {"elements", "directions"})
     # Every random direction through a max-pool whose inputs come from a ReLU crosses a tie (0 = 0 in a window):
     # those sites are the ones finite differences cannot judge, and no others.
     assert all_kinks == ALL_KINKS[example]

@@ -119,9 +119,10 @@ def test_toml_and_json_of_one_description_are_one_spec(tmp_path):
     assert spec_from_json(json.dumps(data)) == toml_spec
 
 
-def _with(path, value):
-    """A copy of BASE with the item at `path` (keys and indices) set to `value`, or deleted if value is DELETE."""
-    data = copy.deepcopy(BASE)
+def _changed(base, path, value):
+    """A copy of the description `base` with the item at `path` (keys and indices) set to `value`, or deleted if
+    value is DELETE."""
+    data = copy.deepcopy(base)
     *parents, last = path
     target = data
     for key in parents:
@@ -131,6 +132,11 @@ def _with(path, value):
     else:
         target[last] = value
     return data
+
+
+def _with(path, value):
+    """A copy of BASE changed at `path` (_changed)."""
+    return _changed(BASE, path, value)
 
 
 DELETE = object()
@@ -156,25 +162,14 @@ SEQUENCE_LABELS = {"input_shape": [3, 4], "batch_size": 2, "layers": [{"type": "
 
 
 def _sequence(path, value):
-    """A copy of SEQUENCE (a "mode" path) or SEQUENCE_LABELS (a "loss" path) with the item at `path` set to `value`."""
-    data = copy.deepcopy(SEQUENCE_LABELS if path[0] == "loss" else SEQUENCE)
-    *parents, last = path
-    target = data
-    for key in parents:
-        target = target[key]
-    target[last] = value
-    return data
+    """A copy of SEQUENCE (a "mode" path) or SEQUENCE_LABELS (a "loss" path) changed at `path`."""
+    return _changed(SEQUENCE_LABELS if path[0] == "loss" else SEQUENCE, path, value)
 
 
 def _text(path, value):
-    """A copy of TEXT with the item at `path` set to `value`."""
-    data = copy.deepcopy(TEXT)
-    *parents, last = path
-    target = data
-    for key in parents:
-        target = target[key]
-    target[last] = value
-    return data
+    """A copy of TEXT changed at `path`."""
+    return _changed(TEXT, path, value)
+
 
 TYPES = ", ".join(LAYER_OPTIONS)
 
@@ -382,6 +377,11 @@ BAD_DESCRIPTIONS = [
      "layer 1 (dropout): p: got 1.5, needs a number in [0, 1]"),
     ("nll-label-out-of-range", _text(["loss", "labels"], [0, -100, 3]),
      "loss (nll): labels[2]: got 3, needs a class in [0, 2] or ignore_index -100"),
+    # attention (more in tests/test_attention.py): on a sequence (T, E), here the embedding's (4, 2)
+    ("attention-on-an-image", _with(["layers", 1], {"type": "multihead_attention", "num_heads": 2}),
+     "layer 1 (multihead_attention): got an input of shape (2, 6, 6) per sample, needs a sequence (T, E)"),
+    ("encoder-heads", _text(["layers", 1], {"type": "transformer_encoder", "num_heads": 4, "dim_feedforward": 3}),
+     "layer 1 (transformer_encoder): num_heads: got 4, needs a divisor of the 2 features E of its input (4, 2)"),
 ]
 EMBEDDING_CASES = {"embedding-without-dim", "embedding-padding-beyond-the-table", "embedding-negative-padding",
                    "embedding-not-first", "indices-read-by-a-linear", "indices-without-a-shape",
@@ -390,34 +390,28 @@ EMBEDDING_CASES = {"embedding-without-dim", "embedding-padding-beyond-the-table"
                    "sequence-labels-per-sample", "sequence-label-out-of-range", "sequence-ignore-index-text"}
 
 # recurrent layers (issue 10): a sequence [T, F] into rnn, lstm or gru
-SEQUENCE = {"input_shape": [5, 3], "layers": [{"type": "lstm", "hidden_size": 4}, {"type": "flatten"},
+RECURRENT_SEQUENCE = {"input_shape": [5, 3], "layers": [{"type": "lstm", "hidden_size": 4}, {"type": "flatten"},
                                               {"type": "linear", "out_features": 2}], "loss": {"type": "mse"}}
 
 
-def _sequence(path, value):
-    """A copy of SEQUENCE with the item at `path` set to `value`."""
-    data = copy.deepcopy(SEQUENCE)
-    *parents, last = path
-    target = data
-    for key in parents:
-        target = target[key]
-    target[last] = value
-    return data
+def _recurrent(path, value):
+    """A copy of RECURRENT_SEQUENCE changed at `path`."""
+    return _changed(RECURRENT_SEQUENCE, path, value)
 
 
 RECURRENT_CASES = {"rnn-nonlinearity", "lstm-without-hidden-size", "gru-on-flat-features", "sequence-input-shape",
                    "lstm-no-layers"}
 BAD_DESCRIPTIONS += [
-    ("rnn-nonlinearity", _sequence(["layers", 0], {"type": "rnn", "hidden_size": 4, "nonlinearity": "gelu"}),
+    ("rnn-nonlinearity", _recurrent(["layers", 0], {"type": "rnn", "hidden_size": 4, "nonlinearity": "gelu"}),
      'layer 0 (rnn): nonlinearity: got \'gelu\', needs "tanh" or "relu"'),
-    ("lstm-without-hidden-size", _sequence(["layers", 0], {"type": "lstm", "num_layers": 2}),
+    ("lstm-without-hidden-size", _recurrent(["layers", 0], {"type": "lstm", "num_layers": 2}),
      "layer 0 (lstm): missing required option 'hidden_size'"),
-    ("lstm-no-layers", _sequence(["layers", 0, "num_layers"], 0),
+    ("lstm-no-layers", _recurrent(["layers", 0, "num_layers"], 0),
      "layer 0 (lstm): num_layers: got 0, needs an integer >= 1"),
-    ("gru-on-flat-features", _sequence(["layers", 2], {"type": "gru", "hidden_size": 2}),
+    ("gru-on-flat-features", _recurrent(["layers", 2], {"type": "gru", "hidden_size": 2}),
      "layer 2 (gru): got an input of shape (20,) per sample, needs a sequence (T, F)"),
-    ("sequence-input-shape", _sequence(["input_shape"], [5]),
-     "input_shape: got [5], needs [T, F], two integers >= 1: the sequence the recurrent layer 0 reads"),
+    ("sequence-input-shape", _recurrent(["input_shape"], [5]),
+     "input_shape: got [5], needs [T, F], two integers >= 1: the sequence a recurrent or attention layer 0 reads"),
 ]
 
 

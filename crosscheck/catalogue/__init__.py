@@ -47,10 +47,10 @@ class WrongDerivation:
 
 
 def catalogue():
-    """Every entry: the slides' network's first, then the general layers', then the recurrent layers'."""
-    from crosscheck.catalogue import layers, recurrent, seed
+    """Every entry: the slides' network's first, then the general layers', the recurrent layers', attention's."""
+    from crosscheck.catalogue import attention, layers, recurrent, seed
 
-    return [*seed.ENTRIES, *layers.ENTRIES, *recurrent.ENTRIES]
+    return [*seed.ENTRIES, *layers.ENTRIES, *recurrent.ENTRIES, *attention.ENTRIES]
 
 
 def find(name, option="--inject"):

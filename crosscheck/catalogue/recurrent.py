@@ -48,6 +48,10 @@ def _gru_step_cut(dh, cache, w_hh):
     return R.gru_step_backward(dh, cache, w_hh) | {"dh_prev": np.zeros_like(dh)}
 
 
+# the wrong LSTM step backwards by entry name: crosscheck explain --layer lstm --inject NAME runs one step with it
+LSTM_STEPS = {"lstm-cell-future-left-out": _lstm_step_without_future_cell,
+              "lstm-gate-order-ifog": _lstm_step_gates_ifog}
+
 # sequences [T, F] (batch first): T, N, F distinct, so that no transpose of an input gradient keeps its shape
 LSTM_SEQUENCE = _stack((6, 3), [{"type": "lstm", "hidden_size": 3}, FLAT, _linear(2)])
 GRU_SEQUENCE = _stack((6, 3), [{"type": "gru", "hidden_size": 4}, FLAT, _linear(2)])
