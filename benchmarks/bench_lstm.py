@@ -1,7 +1,8 @@
 """Time one training step of an LSTM classifier: manual.network (NumPy) against torch eager autograd.
 
-The classifier (issue 10's benchmark): token ids (N, T) -> embedding 32 -> lstm 64 -> sequence_pool "last" ->
-linear -> softmax_cross_entropy, T = 32, N = 32. One step is the forward, the backward and an Adam update:
+The classifier (issue 10's benchmark): examples/lstm-classifier.toml at T = 32, N = 32: token ids (N, T) from 100
+-> embedding 32 -> lstm 64 -> sequence_pool "last" -> linear 3 -> softmax_cross_entropy. One step is the forward,
+the backward and an Adam update (amsgrad, weight decay, the example's settings at a fixed learning rate):
 
     manual: manual.network.run, manual.optim.adam_step
     torch:  reference.network.build's modules (torch.nn.LSTM, ...); opt.zero_grad(); loss.backward();
@@ -17,6 +18,7 @@ block of each side and manual/torch. torch.set_num_threads(1) and threadpoolctl 
 import argparse
 import platform
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,18 +33,13 @@ from bench_resnet import BLOCK_SECONDS, bench, profile  # noqa: E402
 from netdesc.description import parse_spec  # noqa: E402
 
 
-def lstm_classifier(T=32, batch=32, hidden=64, embedding=32, vocabulary=100, classes=5):
-    return parse_spec({
-        "name": "lstm-classifier",
-        "input_shape": [T],
-        "batch_size": batch,
-        "layers": [{"type": "embedding", "num_embeddings": vocabulary, "embedding_dim": embedding},
-                   {"type": "lstm", "hidden_size": hidden},
-                   {"type": "sequence_pool", "mode": "last"},
-                   {"type": "linear", "out_features": classes}],
-        "loss": {"type": "softmax_cross_entropy"},
-        "optimizer": {"type": "adam", "lr": 0.01},
-    })
+def lstm_classifier(T=32, batch=32, hidden=64, embedding=32, vocabulary=100):
+    """examples/lstm-classifier.toml at the benchmark's sizes (its layers, loss and Adam settings kept)."""
+    data = tomllib.loads((ROOT / "examples" / "lstm-classifier.toml").read_text())
+    data["input_shape"], data["batch_size"] = [T], batch
+    data["layers"][0] |= {"num_embeddings": vocabulary, "embedding_dim": embedding}
+    data["layers"][1]["hidden_size"] = hidden
+    return parse_spec(data)
 
 
 def main(argv=None):
@@ -59,8 +56,8 @@ def main(argv=None):
     with threadpoolctl.threadpool_limits(limits=1):
         if args.profile:
             return profile(spec, args.profile, top=25)
-        print(f"- LSTM classifier, N={args.batch}, T={args.T}, token ids -> embedding 32 -> lstm {args.hidden} -> "
-              "last step -> linear 5 -> softmax cross-entropy, Adam, 1 thread")
+        print(f"- lstm-classifier, N={args.batch}, T={args.T}, token ids -> embedding 32 -> lstm {args.hidden} -> "
+              "last step -> linear 3 -> softmax cross-entropy, Adam (amsgrad, weight decay), 1 thread")
         print(f"- Python {platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}; {allocator}")
         print(f"- {args.rounds} rounds x 2 interleaved blocks of ~{BLOCK_SECONDS * 1e3:.0f} ms; medians\n")
         print("| dtype | manual | torch | manual/torch |")
