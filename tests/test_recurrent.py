@@ -90,7 +90,8 @@ def test_the_trace_holds_autograds_per_step_gradients(kind, options, batch_first
     for g, t in zip(grads, tensors, strict=True):
         np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-10, atol=1e-12)
     for l in range(2):
-        assert set(trace[l]) == {f"d{q}" for q in QUANTITIES[kind]}
+        assert set(trace[l]) == {f"d{q}" for q in QUANTITIES[kind]} and len(trace[l]) == len(QUANTITIES[kind])
+        assert trace[l]["dh"] is trace[l]["dh"]  # stacked over time once, when first read
         for q in QUANTITIES[kind]:
             autograd = torch.stack([v.grad for v in steps[l][q]]).numpy()
             np.testing.assert_allclose(trace[l][f"d{q}"], autograd, rtol=1e-10, atol=1e-12, err_msg=f"{l} d{q}")
