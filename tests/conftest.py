@@ -11,7 +11,7 @@ torch.set_num_threads(1)
 
 from hypothesis import settings  # noqa: E402
 
-# "ci" (loaded when CI is set): deterministic, 200 examples per property, the failing example's blob printed.
+# "ci" (loaded when CI is set): deterministic, 1,000 examples per property, the failing example's blob printed.
 # "dev" (the default): quicker, still 50 examples. HYPOTHESIS_PROFILE=<name> picks one explicitly.
 settings.register_profile("ci", max_examples=1000, derandomize=True, database=None, deadline=None, print_blob=True)
 settings.register_profile("dev", max_examples=50, deadline=None, print_blob=True)

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, note, settings
+from hypothesis import given, note
 from hypothesis import strategies as st
 from layer_cases import encoder_layer, encoder_shapes, key_padding, mha, sdpa, torch_mha
 from runs import diagnose_entry, diagnose_network, gradients_by_site
@@ -451,7 +451,6 @@ def attention_layers(draw):
     return mha(*shapes, num_heads=H, causal=causal)
 
 
-@settings(max_examples=100)
 @given(attention_layers(), st.integers(0, 2 ** 31 - 1), st.sampled_from(DTYPES))
 def test_random_attention_layers_match_torch(case, seed, dtype):
     draws = list(case.draw[:len(case.shapes)])
@@ -483,7 +482,6 @@ def attention_stacks(draw):
         "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9, "steps": 3}}
 
 
-@settings(max_examples=25)
 @given(attention_stacks(), st.integers(0, 1000), st.sampled_from(DTYPES))
 def test_random_attention_stacks_verify(description, seed, dtype):
     note(json.dumps(description))

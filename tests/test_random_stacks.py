@@ -440,7 +440,6 @@ def recurrent_stacks(draw):
     return _with_head(draw, description, layers)
 
 
-@settings(max_examples=200)
 @given(recurrent_stacks(), SEEDS)
 def test_random_recurrent_stack_matches_autograd(description, seed):
     note(f"description: {json.dumps(description)}")
