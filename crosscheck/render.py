@@ -98,8 +98,11 @@ def table(header, result):
     if result.injected:
         lines.append(f"injected wrong derivation: {result.injected}")
     layered = any(row.where for row in result.rows)
-    label = (lambda r: f"{r.where:<16} {r.quantity:<22}") if layered else (lambda r: f"{r.quantity:<22}")
-    heading = f"{'layer':<16} {'quantity':<22}" if layered else f"{'quantity':<22}"
+    # the columns as wide as their longest entry, at least 16 and 22 (a transformer's "dE/dself_attn.in_proj_bias")
+    w = max([16, *(len(row.where) for row in result.rows)])
+    q = max([22, *(len(row.quantity) for row in result.rows)])
+    label = (lambda r: f"{r.where:<{w}} {r.quantity:<{q}}") if layered else (lambda r: f"{r.quantity:<{q}}")
+    heading = f"{'layer':<{w}} {'quantity':<{q}}" if layered else f"{'quantity':<{q}}"
     lines += ["", f"{heading} {'shape':<18} {'max abs err':>12} {'max rel err':>12}  result"]
     for row in result.rows:
         r = row.result

@@ -158,3 +158,21 @@ def test_python_dash_m_verify_reproduces_a_spec_json_command():
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.rstrip().endswith("quantities agree")
+
+
+def test_the_columns_widen_to_their_longest_entry(capsys):
+    """A transformer's layer type and parameter names are longer than the usual columns: every row's shape still
+    starts where the heading's "shape" does, and the usual widths stay where nothing is longer."""
+    spec = {"input_shape": [3, 4], "layers": [{"type": "transformer_encoder", "num_heads": 2, "dim_feedforward": 3},
+                                              {"type": "flatten"}, {"type": "linear", "out_features": 2}],
+            "loss": {"type": "mse"}, "optimizer": {"steps": 1}}
+    assert cli.main(["verify", "--spec-json", json.dumps(spec)]) == 0
+    heading, *rows = capsys.readouterr().out.split("\n\n")[1].splitlines()
+    long_where, long_quantity = "0 transformer_encoder", "self_attn.out_proj.weight after 1 steps"
+    assert heading.index("quantity") == len(long_where) + 1
+    assert heading.index("shape") == len(long_where) + 1 + len(long_quantity) + 1
+    assert any(long_where in row and long_quantity in row for row in rows)
+    assert all(row.index("(") == heading.index("shape") for row in rows)
+    assert cli.main(["verify", "--spec", SMALL, "--steps", "1"]) == 0
+    heading = capsys.readouterr().out.split("\n\n")[1].splitlines()[0]
+    assert (heading.index("quantity"), heading.index("shape")) == (17, 40)
