@@ -207,7 +207,8 @@ def test_seed_network_rounding_the_table_failed_agrees_by_the_witness():
     z1 = next(r.result for r in result.rows if r.quantity == "Z1")
     assert result.passed and z1.witnessed and z1.max_abs_error > 1e-6
     assert render.table([], result).splitlines()[-1].startswith(
-        "1 float32 quantities agree by the float64 witness, not by the table alone; Z1: float32 rounding")
+        "1 quantities agree by a second judge (the float64 witness or the lockstep, docs/tolerances.md), not by "
+        "the table alone; Z1: float32 rounding")
     assert diagnose(SeedSubject(case)).first is None  # the diagnosis judges with the same witness
 
 
@@ -446,6 +447,9 @@ def test_an_optimizer_amplifying_rounding_is_excused_only_by_steps_that_agree_on
         f"steps 1..{k} agree one at a time from manual's own parameters (the loss, every gradient and running "
         "statistic at them, and torch's adam stepping with manual's gradients): the runs part by rounding the "
         "optimizer amplifies")
+    summary = render.table([], result).splitlines()[-1]  # float64: the lockstep, no float32 witness named
+    assert summary.startswith(f"{len(excused)} quantities agree by a second judge (the float64 witness or the "
+                              "lockstep, docs/tolerances.md), not by the table alone; ")
     assert diagnose(NetworkSubject(spec, seed=0)).first is None
 
 
