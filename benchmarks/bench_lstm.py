@@ -16,7 +16,6 @@ block of each side and manual/torch. torch.set_num_threads(1) and threadpoolctl 
 """
 
 import argparse
-import platform
 import sys
 import tomllib
 from pathlib import Path
@@ -24,11 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout, installed or not
 
-import numpy as np  # noqa: E402
 import threadpoolctl  # noqa: E402
 import torch  # noqa: E402
 from bench_cnn import keep_freed_memory  # noqa: E402
-from bench_resnet import BLOCK_SECONDS, bench, profile  # noqa: E402
+from bench_resnet import profile, report  # noqa: E402
 
 from netdesc.description import parse_spec  # noqa: E402
 
@@ -56,14 +54,9 @@ def main(argv=None):
     with threadpoolctl.threadpool_limits(limits=1):
         if args.profile:
             return profile(spec, args.profile, top=25)
-        print(f"- lstm-classifier, N={args.batch}, T={args.T}, token ids -> embedding 32 -> lstm {args.hidden} -> "
-              "last step -> linear 3 -> softmax cross-entropy, Adam (amsgrad, weight decay), 1 thread")
-        print(f"- Python {platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}; {allocator}")
-        print(f"- {args.rounds} rounds x 2 interleaved blocks of ~{BLOCK_SECONDS * 1e3:.0f} ms; medians\n")
-        print("| dtype | manual | torch | manual/torch |")
-        print("|---|---:|---:|---:|", flush=True)
-        for dtype in ("float64", "float32"):
-            print(bench(spec, dtype, args.rounds, "bench-lstm"), flush=True)
+        report(f"- lstm-classifier, N={args.batch}, T={args.T}, token ids -> embedding 32 -> lstm {args.hidden} -> "
+               "last step -> linear 3 -> softmax cross-entropy, Adam (amsgrad, weight decay), 1 thread", spec,
+               args.rounds, allocator, "bench-lstm")
 
 
 if __name__ == "__main__":

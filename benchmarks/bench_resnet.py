@@ -120,14 +120,19 @@ def main(argv=None):
     with threadpoolctl.threadpool_limits(limits=1):
         if args.profile:
             return profile(spec, "float64")
-        print(f"- resnet-small, N={args.batch}, {spec.input_shape}, {len(spec.layers)} layers, Adam (amsgrad, "
-              "weight decay), 1 thread")
-        print(f"- Python {platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}; {allocator}")
-        print(f"- {args.rounds} rounds x 2 interleaved blocks of ~{BLOCK_SECONDS * 1e3:.0f} ms; medians\n")
-        print("| dtype | manual | torch | manual/torch |")
-        print("|---|---:|---:|---:|", flush=True)
-        for dtype in ("float64", "float32"):
-            print(bench(spec, dtype, args.rounds), flush=True)
+        report(f"- resnet-small, N={args.batch}, {spec.input_shape}, {len(spec.layers)} layers, Adam (amsgrad, "
+               "weight decay), 1 thread", spec, args.rounds, allocator)
+
+
+def report(title, spec, rounds, allocator, label="bench-resnet"):
+    """The header lines and one table row per dtype (bench), as docs/benchmarks.md shows them."""
+    print(title)
+    print(f"- Python {platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}; {allocator}")
+    print(f"- {rounds} rounds x 2 interleaved blocks of ~{BLOCK_SECONDS * 1e3:.0f} ms; medians\n")
+    print("| dtype | manual | torch | manual/torch |")
+    print("|---|---:|---:|---:|", flush=True)
+    for dtype in ("float64", "float32"):
+        print(bench(spec, dtype, rounds, label), flush=True)
 
 
 if __name__ == "__main__":
