@@ -62,13 +62,15 @@ def _pair(name, value, minimum):
     return tuple(check_positive_int(name, v, minimum) for v in pair)
 
 
-def _check_dout(dout, shape, dtype):
-    """dout must be an array shaped and typed like the forward output (a scalar for a loss)."""
+def _check_dout(dout, shape, dtype, name="dout"):
+    """dout (or another gradient of a forward output, `name`) must be an array shaped and typed like that output
+    (a scalar for a loss)."""
     if shape == () and isinstance(dout, (int, float, np.integer, np.floating)) and not isinstance(dout, bool):
         dout = np.asarray(dout, dtype=dtype)
     if not isinstance(dout, np.ndarray) or dout.shape != shape or dout.dtype != dtype:
         got = f"shape {dout.shape} dtype {dout.dtype}" if isinstance(dout, np.ndarray) else type(dout).__name__
-        raise InputError(f"dout: got {got}, needs an array of shape {shape} and dtype {dtype} (the forward output's)")
+        raise InputError(f"{name}: got {got}, needs an array of shape {shape} and dtype {dtype} (the forward "
+                         "output's)")
     return dout
 
 

@@ -35,8 +35,9 @@ from functools import partial
 
 import numpy as np
 
+from manual.functional import _check_dout
 from manual.kernels import matmul_layout, sigmoid
-from netdesc.checks import InputError, check_float_array, check_same_dtype, check_shape
+from netdesc.checks import InputError, check_flag, check_float_array, check_same_dtype, check_shape
 
 __all__ = [
     "NONLINEARITIES", "gru_backward", "gru_backward_with_trace", "gru_cell_backward", "gru_cell_forward",
@@ -161,19 +162,6 @@ def _kind(name, nonlinearity="tanh"):
     return _Kind("gru", 3, gru_step_forward, gru_step_backward, ("da_r", "da_z", "da_n", "dhw_n"))
 
 
-def _flag(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise InputError(f"{name}: got {value!r}, needs True or False")
-    return bool(value)
-
-
-def _check_dout(name, dout, shape, dtype):
-    if not isinstance(dout, np.ndarray) or dout.shape != shape or dout.dtype != dtype:
-        got = f"shape {dout.shape} dtype {dout.dtype}" if isinstance(dout, np.ndarray) else type(dout).__name__
-        raise InputError(f"{name}: got {got}, needs an array of shape {shape} and dtype {dtype} (the forward's)")
-    return dout
-
-
 def _check_weights(kind, suffix, w_ih, w_hh, b_ih, b_hh, features, dtype, H=None):
     """One layer's (or a cell's) weights, checked against the features it reads -> (w_ih, w_hh, b_ih, b_hh);
     suffix: "_l0", "_l1", ... for a layer of a sequence, "" for a cell."""
@@ -242,7 +230,7 @@ class SequenceCache:
 
 def _sequence_forward(kind, x, states, weights, bias, batch_first):
     """The layers over the time steps -> (output sequence of the last layer, SequenceCache)."""
-    bias, batch_first = _flag("bias", bias), _flag("batch_first", batch_first)
+    bias, batch_first = check_flag("bias", bias), check_flag("batch_first", batch_first)
     x = check_float_array("x", x, ndim=3)
     seq = np.ascontiguousarray(x.swapaxes(0, 1) if batch_first else x)  # time-major (T, N, F) from here on
     T, N, F = seq.shape
@@ -316,8 +304,8 @@ def check_backward(dout, cache, dh_n, dc_n):
     L, N, H = cache.h_n.shape
     T = cache.layers[0][0].shape[0]
     dtype = cache.h_n.dtype
-    dseq = _check_dout("dout", dout, (N, T, H) if cache.batch_first else (T, N, H), dtype)
-    dfinal = [np.zeros((L, N, H), dtype) if d is None else _check_dout(name, d, (L, N, H), dtype)
+    dseq = _check_dout(dout, (N, T, H) if cache.batch_first else (T, N, H), dtype)
+    dfinal = [np.zeros((L, N, H), dtype) if d is None else _check_dout(d, (L, N, H), dtype, name)
               for name, d in (("dh_n", dh_n), ("dc_n", dc_n))[:len(cache.kind.states)]]
     return (dseq.swapaxes(0, 1) if cache.batch_first else dseq), dfinal
 
@@ -415,7 +403,7 @@ def _cell_forward(kind, x, states, w_ih, w_hh, b_ih, b_hh):
 def _cell_backward(dnext, cache):
     kind, x, checked, (w_ih, w_hh, b_ih, b_hh), step = cache
     N, H = checked[0][0].shape
-    dnext = [_check_dout(name, d, (N, H), x.dtype) for name, d in zip(("dh", "dc")[:len(dnext)], dnext, strict=True)]
+    dnext = [_check_dout(d, (N, H), x.dtype, name) for name, d in zip(("dh", "dc")[:len(dnext)], dnext, strict=True)]
     d = kind.step_backward(*dnext, step, w_hh)
     dstates = [d["dh_prev"], d.get("dc_prev")][:len(checked)]
     return (d["da"] @ w_ih, *(ds if given else None for ds, (_, given) in zip(dstates, checked, strict=True)),

@@ -162,7 +162,8 @@ OPTIMIZER_DEFAULTS = {
 SCHEDULER_DEFAULTS = {"step": {"step_size": None, "gamma": 0.1}, "cosine": {"T_max": None, "eta_min": 0.0}}
 
 
-def _flag(name, value):
+def check_flag(name, value):
+    """A true/false option or argument (Python's or NumPy's bool) -> bool."""
     if not isinstance(value, (bool, np.bool_)):
         raise InputError(f"{name}: got {value!r}, needs True or False")
     return bool(value)
@@ -199,9 +200,9 @@ def _fraction(name, value):
 
 SETTING_CHECKS = {
     "lr": lambda name, value: check_learning_rate(value), "momentum": _at_least_zero,
-    "dampening": lambda name, value: check_number(name, value, "a finite number"), "nesterov": _flag,
-    "weight_decay": _at_least_zero, "betas": _betas, "eps": _positive, "amsgrad": _flag, "alpha": _fraction,
-    "centered": _flag, "lr_decay": _at_least_zero, "initial_accumulator_value": _at_least_zero,
+    "dampening": lambda name, value: check_number(name, value, "a finite number"), "nesterov": check_flag,
+    "weight_decay": _at_least_zero, "betas": _betas, "eps": _positive, "amsgrad": check_flag, "alpha": _fraction,
+    "centered": check_flag, "lr_decay": _at_least_zero, "initial_accumulator_value": _at_least_zero,
     "step_size": check_positive_int, "gamma": _positive, "T_max": check_positive_int, "eta_min": _at_least_zero,
 }
 

@@ -198,7 +198,7 @@ def test_bad_input_of_the_rnn_and_the_backward_names_the_argument():
         R.rnn_cell_forward(x[0], np.zeros((1, 3)), w_ih, w_hh)
     out, cache = R.rnn_forward(x, h0, w_ih, w_hh, bias=False)
     with pytest.raises(InputError, match=r"^dout: got shape \(1, 2, 2\) dtype float64, needs an array of shape "
-                                         r"\(2, 1, 2\) and dtype float64 \(the forward's\)$"):
+                                         r"\(2, 1, 2\) and dtype float64 \(the forward output's\)$"):
         R.rnn_backward(out.swapaxes(0, 1), cache)
     with pytest.raises(InputError, match=r"^dh_n: got list, needs an array of shape \(1, 1, 2\)"):
         R.rnn_backward(out, cache, dh_n=[0.0, 0.0])
