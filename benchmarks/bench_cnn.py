@@ -133,16 +133,22 @@ def time_block(step, reps):
     return (time.perf_counter() - start) / reps
 
 
-def bench(threads, dtype, rounds):
-    manual_step, torch_step, read_params = make_steps(dtype)
-    check_agreement(dtype, manual_step, torch_step, read_params)
+def interleaved_medians(manual_step, torch_step, rounds, block_seconds, warmup):
+    """Each round times a block of manual steps and a block of torch steps (about block_seconds each, from `warmup`
+    steps timed first), the order alternating -> (median manual step, median torch step) in seconds."""
     steps = {"manual": manual_step, "torch": torch_step}
-    reps = {side: max(1, round(BLOCK_SECONDS / time_block(step, 5))) for side, step in steps.items()}
+    reps = {side: max(1, round(block_seconds / time_block(step, warmup))) for side, step in steps.items()}
     samples = {"manual": [], "torch": []}
     for r in range(rounds):
         for side in ("manual", "torch") if r % 2 == 0 else ("torch", "manual"):
             samples[side].append(time_block(steps[side], reps[side]))
-    m, t = statistics.median(samples["manual"]), statistics.median(samples["torch"])
+    return statistics.median(samples["manual"]), statistics.median(samples["torch"])
+
+
+def bench(threads, dtype, rounds):
+    manual_step, torch_step, read_params = make_steps(dtype)
+    check_agreement(dtype, manual_step, torch_step, read_params)
+    m, t = interleaved_medians(manual_step, torch_step, rounds, BLOCK_SECONDS, warmup=5)
     return f"| {threads} | {dtype} | {m * 1e3:.2f} ms | {t * 1e3:.2f} ms | {m / t:.2f} |"
 
 

@@ -18,7 +18,6 @@ import argparse
 import cProfile
 import platform
 import pstats
-import statistics
 import sys
 import tomllib
 from pathlib import Path
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, installed or not
 import numpy as np  # noqa: E402
 import threadpoolctl  # noqa: E402
 import torch  # noqa: E402
-from bench_cnn import keep_freed_memory, time_block  # noqa: E402
+from bench_cnn import interleaved_medians, keep_freed_memory  # noqa: E402
 
 from crosscheck.compare import assert_close  # noqa: E402
 from manual import network as manual_net  # noqa: E402
@@ -89,13 +88,7 @@ def bench(spec, dtype, rounds, label="bench-resnet"):
     """The agreement checked, then the interleaved timing -> one row of the table."""
     manual_step, torch_step, read_params = make_steps(spec, dtype)
     check_agreement(dtype, manual_step, torch_step, read_params, label)
-    steps = {"manual": manual_step, "torch": torch_step}
-    reps = {side: max(1, round(BLOCK_SECONDS / time_block(step, 3))) for side, step in steps.items()}
-    samples = {"manual": [], "torch": []}
-    for r in range(rounds):
-        for side in ("manual", "torch") if r % 2 == 0 else ("torch", "manual"):
-            samples[side].append(time_block(steps[side], reps[side]))
-    m, t = statistics.median(samples["manual"]), statistics.median(samples["torch"])
+    m, t = interleaved_medians(manual_step, torch_step, rounds, BLOCK_SECONDS, warmup=3)
     return f"| {dtype} | {m * 1e3:.2f} ms | {t * 1e3:.2f} ms | {m / t:.2f} |"
 
 
