@@ -237,9 +237,10 @@ def jump(m, a):
 
 def _decided(m, a, central, dtype):
     """Per probe away from the detected kinks, whether manual and autograd differ where finite differences could
-    tell them apart: not where they agree, nor where the central difference lies strictly between them with a gap
+    tell them apart: not where they agree within finite differences' own tolerance (`fd_tolerance`: a smaller gap is
+    below what a difference of E resolves), nor where the central difference lies strictly between them with a gap
     smaller than a kink's jump (`jump`): a ReLU at 0 under an upstream gradient too small to show its kink."""
-    differ = ~(excess(m, a, tolerance_for(dtype)) <= 1)
+    differ = ~(excess(m, a, fd_tolerance(dtype)) <= 1)
     hidden_kink = (np.minimum(m, a) < central) & (central < np.maximum(m, a)) & ~jump(m, a)
     return differ & ~hidden_kink
 

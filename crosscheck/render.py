@@ -350,7 +350,9 @@ BATCH_NORM_SHAPE = (4, 3)  # N samples by C channels (a BatchNorm1d): every valu
 
 def _where_in_manual(function, containing=None):
     """"manual/functional.py:LINE name" of a function (of manual/, or the catalogue's wrong one): its first line, or
-    with `containing`, the first of its lines containing that text."""
+    with `containing`, the first of its lines containing that text. A decorated function (functools.wraps) is
+    found where its original is written."""
+    function = inspect.unwrap(function)
     path = pathlib.Path(function.__code__.co_filename).relative_to(pathlib.Path(F.__file__).parents[1])
     line = function.__code__.co_firstlineno
     if containing is not None:

@@ -432,3 +432,24 @@ def test_diagnose_inject_needs_a_description(capsys):
     code, _, err = _run(["diagnose", "--wrong", "conv2d-dw-flipped", "--inject", "scaled@1"], capsys)
     assert code == 2 and err.strip().endswith("--inject: got 'scaled@1' without --spec, needs --spec FILE, the "
                                               "description it changes (--wrong brings its own network)")
+
+
+@pytest.mark.source
+def test_a_decorated_equation_is_found_where_its_original_is_written():
+    """A function wrapped by a decorator (functools.wraps, as profilers and mutation testers do) points at the line
+    of its own def in manual/, not at the wrapper's file."""
+    import functools
+
+    from crosscheck.render import _where_in_manual
+    from manual import functional as F
+
+    @functools.wraps(F._normalize_backward)
+    def wrapper(*args, **kwargs):
+        return F._normalize_backward(*args, **kwargs)
+
+    line = F._normalize_backward.__code__.co_firstlineno
+    assert _where_in_manual(wrapper) == f"manual/functional.py:{line} _normalize_backward"
+    lines = (ROOT / "manual" / "functional.py").read_text().splitlines()
+    assert lines[line - 1].startswith("def _normalize_backward(")
+    found = _where_in_manual(wrapper, containing="through_mean")
+    assert found.startswith("manual/functional.py:") and "through_mean" in lines[int(found.split()[0][21:]) - 1]

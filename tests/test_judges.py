@@ -624,6 +624,12 @@ def _kinked_differences(forward, backward):
     (1.0, 1.0, 1.001, "autograd"),          # a smooth probe where manual is off: finite differences decide
     (2e-6, 0.0, 2e-6, "unreliable"),        # a kink too small to be seen as one (gap 2e-6 < KINK_ATOL): between
     (2e-5, 0.0, 2e-5, "unreliable"),        # a gap above KINK_ATOL is a detected kink: a second kink probe
+    # a ReLU at exactly 0 under an upstream gradient of 5e-10 (fresh seed 147470): E moves by 2 ulps one way, none
+    # the other; manual and autograd part by less than finite differences resolve, so nothing is decided
+    (9.43689570931383e-10, 0.0, 4.620707196609008e-10, "unreliable"),
+    # a smooth probe, manual off by just more or less than finite differences' tolerance relative to autograd
+    (1.0, 1.0, 1.0 + 1.01 * (FD_ATOL + FD_RTOL), "autograd"),
+    (1.0, 1.0, 1.0 + 0.99 * (FD_ATOL + FD_RTOL), "unreliable"),
 ])
 def test_differences_at_a_kink_too_small_to_see_decide_nothing(forward, backward, manual, supports):
     diffs = _kinked_differences(forward, backward)
