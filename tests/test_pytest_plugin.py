@@ -201,6 +201,8 @@ def test_the_summary_gathers_the_checks_of_xdist_workers(pytester, monkeypatch):
     """Each worker attaches its checks to the test reports it sends; the controller prints the summary."""
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # this checkout's crosscheck, in the worker processes too
+    # under mutmut the workers run in pytester's directory, where mutmut finds no configuration to record in
+    monkeypatch.delenv("MUTANT_UNDER_TEST", raising=False)
     pytester.makepyfile(test_layers=SUMMARY_TESTS)
     result = pytester.runpytest_subprocess("-p", "xdist.plugin", "-n", "2", "-p", "crosscheck.pytest_plugin",
                                            "-p", "no:cacheprovider", timeout=300)
