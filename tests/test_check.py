@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from crosscheck.check import GROWTH, chaos, check, inject, overrides
+from crosscheck.check import GROWTH, chaos, check, inject, module_subject, overrides
 from crosscheck.subjects import NetworkSubject
 from netdesc import InputError
 from netdesc.description import load_spec, parse_spec
@@ -121,3 +121,14 @@ def test_a_gradient_of_another_dtype_cannot_be_stepped_with():
     update = next(r for r in rows if r.quantity == "weight after step 1")
     assert update.result.problem == ("manual side failed: no gradient to step with for 3.weight: got dtype float32, "
                                      "needs float64, the parameter's")
+
+
+def test_an_equation_of_two_arguments_taking_one_is_named_with_both(tmp_path):
+    """A user's module replacing dE_dW (two arguments in manual.seed_network) by a function of one: the one line
+    names what it must take, the arguments separated as in a signature."""
+    path = tmp_path / "one_argument.py"
+    path.write_text("def dE_dW(dE_dZ2):\n    return dE_dZ2\nLAYER_BACKWARD = {'dE_dW': dE_dW}\n")
+    with pytest.raises(InputError) as info:
+        module_subject(path)
+    assert str(info.value) == (f"{path}: LAYER_BACKWARD['dE_dW'] is dE_dW(dE_dZ2) ({path}:1), needs to take "
+                               "(dE_dZ2, dZ2_dW) as manual.seed_network.dE_dW does")

@@ -10,9 +10,9 @@ from runs import diagnose_entry, diagnose_network, diagnose_seed, scaled_at
 
 from crosscheck import diagnose
 from crosscheck.catalogue import find
-from crosscheck.check import overrides
+from crosscheck.check import inject, overrides
 from crosscheck.compare import ManualFailure
-from crosscheck.hypotheses import batch_scales, classify
+from crosscheck.hypotheses import batch_scales, classify, optimizer_hypotheses
 from crosscheck.render import diagnosis_text
 from crosscheck.subjects import NetworkSubject, SeedCase, SeedSubject, Step
 from manual import functional as F
@@ -344,3 +344,80 @@ def test_a_normalization_without_its_mean_path_is_named(norm, affine):
     result = diagnose.diagnose(NetworkSubject(spec, wrong=overrides({index: backward}, {index: forward})))
     assert result.quantity == f"{index} {norm}: dE/dinput", diagnosis_text(result)
     assert result.classification.kind == "normalization-mean-path", diagnosis_text(result)
+
+
+# --- catalogued mistakes moved to layers with other options: each hypothesis reads the layer's own options ------
+
+CONV3 = {"type": "conv2d", "out_channels": 2, "kernel_size": 3, "padding": 1}
+
+
+def _moved(name, layers, input_shape, batch_size=2):
+    """The catalogued mistake `name` moved (crosscheck verify --inject) to a network of these layers -> diagnosis."""
+    spec = parse_spec({"input_shape": input_shape, "batch_size": batch_size, "layers": layers,
+                       "loss": {"type": "mse"}})
+    return diagnose.diagnose(NetworkSubject(spec, wrong=inject(name, spec)))
+
+
+@pytest.mark.parametrize("padding", [[1, 1], [1, 0], [0, 1]], ids=["both-axes", "rows-only", "columns-only"])
+def test_overlapping_windows_assigned_are_named_on_a_padded_pool(padding):
+    """The catalogue's pool is unpadded: here 3x3 windows at stride 2 overlap both ways on a padded, non-square
+    input, so the hypothesis must take the windows (and torch's argmax) where the padding puts them."""
+    layers = [CONV3, {"type": "tanh"}, {"type": "max_pool2d", "kernel_size": 3, "stride": 2, "padding": padding},
+              {"type": "flatten"}, {"type": "linear", "out_features": 3}]
+    result = _moved("maxpool-overlap-assign", layers, [1, 9, 8])
+    assert result.quantity == "2 max_pool2d: dE/dinput", diagnosis_text(result)
+    assert result.classification.kind == "overlap-assign", diagnosis_text(result)
+
+
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+def test_a_group_norm_over_interleaved_channels_is_named_with_its_own_eps_and_without_affine(affine):
+    """eps = 0.1, not torch's default 1e-5: at the variance of the conv's output the two differ far beyond
+    the tolerance, so the hypothesis must normalize with the layer's eps; without affine there is no gamma or beta."""
+    layers = [CONV3 | {"out_channels": 4}, {"type": "group_norm", "num_groups": 2, "affine": affine, "eps": 0.1},
+              {"type": "tanh"}, {"type": "flatten"}, {"type": "linear", "out_features": 3}]
+    result = _moved("groupnorm-wrong-axes", layers, [1, 5, 5])
+    assert result.quantity == "1 group_norm: output", diagnosis_text(result)
+    assert result.classification.kind == "normalization-axes", diagnosis_text(result)
+
+
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+def test_a_layer_norm_over_the_batch_axis_is_named_with_and_without_affine(affine):
+    layers = [{"type": "flatten"}, {"type": "linear", "out_features": 5},
+              {"type": "layer_norm", "elementwise_affine": affine, "eps": 0.1}, {"type": "tanh"},
+              {"type": "linear", "out_features": 2}]
+    result = _moved("layernorm-wrong-axes", layers, [1, 2, 3], batch_size=4)
+    assert result.quantity == "2 layer_norm: output", diagnosis_text(result)
+    assert result.classification.kind == "normalization-axes", diagnosis_text(result)
+
+
+def _rmsprop_eps_inside_by_hand(p, grads, lr, alpha, eps, weight_decay, momentum, centered):
+    """torch's RMSprop (docs' algorithm) over the gradients `grads` of steps 1, 2, ..., with eps moved inside the
+    root: g / sqrt(v - centered * g_avg^2 + eps) -> the parameter after the last step."""
+    v = g_avg = buf = 0.0
+    for g in grads:
+        g = g + weight_decay * p
+        v = alpha * v + (1 - alpha) * g * g
+        g_avg = alpha * g_avg + (1 - alpha) * g
+        buf = momentum * buf + g / np.sqrt(v - centered * g_avg * g_avg + eps)
+        p = p - lr * buf
+    return p
+
+
+@pytest.mark.parametrize(("momentum", "weight_decay", "centered"), [(0.9, 0.1, False), (0.5, 0.3, True),
+                                                                    (0.0, 0.1, True)])
+def test_the_eps_inside_hypothesis_replays_three_steps_of_the_described_rmsprop(momentum, weight_decay, centered):
+    """The candidate at step 3 carries the eps-inside momentum buffer and the weight decay from step to step (at
+    step 1, with every buffer at zero, momentum could not show)."""
+    optimizer = {"type": "rmsprop", "lr": 0.05, "alpha": 0.9, "eps": 0.01, "momentum": momentum,
+                 "weight_decay": weight_decay, "centered": centered}
+    spec = parse_spec({"input_shape": [1, 3, 3], "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 2}],
+                       "loss": {"type": "mse"}, "optimizer": optimizer})
+    rng = np.random.default_rng(3)
+    params = {"1.weight": rng.standard_normal((2, 9)), "1.bias": rng.standard_normal(2)}
+    grads = {j: {k: rng.standard_normal(v.shape) for k, v in params.items()} for j in (1, 2, 3)}
+    (epsilon,) = [h for h in optimizer_hypotheses(spec, grads.get, params, 3, "1.weight") if h.kind == "epsilon"]
+    [(_, candidate)] = epsilon.pairs(None, None)
+    settings = {k: optimizer[k] for k in ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")}
+    expected = _rmsprop_eps_inside_by_hand(params["1.weight"], [grads[j]["1.weight"] for j in (1, 2, 3)],
+                                           **settings)
+    np.testing.assert_allclose(candidate, expected, rtol=1e-12, atol=0)
