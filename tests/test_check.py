@@ -132,3 +132,27 @@ def test_an_equation_of_two_arguments_taking_one_is_named_with_both(tmp_path):
         module_subject(path)
     assert str(info.value) == (f"{path}: LAYER_BACKWARD['dE_dW'] is dE_dW(dE_dZ2) ({path}:1), needs to take "
                                "(dE_dZ2, dZ2_dW) as manual.seed_network.dE_dW does")
+
+
+def test_an_optimizer_step_without_the_described_settings_is_named(tmp_path):
+    """OPTIMIZER_STEP takes (params, grads, state) but none of the settings passed to it by keyword (lr, momentum,
+    ...): refused before it runs, as one that takes too few positional arguments is."""
+    path = tmp_path / "no_settings.py"
+    path.write_text("SPEC = {'input_shape': [1, 2, 2], 'layers': [{'type': 'flatten'}, {'type': 'linear', "
+                    "'out_features': 2}], 'loss': {'type': 'mse'}}\n"
+                    "def step(params, grads, state):\n    return params, state\nOPTIMIZER_STEP = step\n")
+    with pytest.raises(InputError) as info:
+        module_subject(path)
+    assert str(info.value) == (f"{path}: OPTIMIZER_STEP is step(params, grads, state) ({path}:2), needs to take "
+                               "(params, grads, state, **settings) as manual.optim.sgd_step does")
+
+
+def test_a_callable_object_of_the_wrong_signature_is_named_by_its_class(tmp_path):
+    """An instance with __call__ has no __name__ and no __code__: the line names its class and no file."""
+    path = tmp_path / "callable_object.py"
+    path.write_text("class Equation:\n    def __call__(self, O, extra):\n        return O\n"
+                    "LAYER_BACKWARD = {'dO_dZ2': Equation()}\n")
+    with pytest.raises(InputError) as info:
+        module_subject(path)
+    assert str(info.value) == (f"{path}: LAYER_BACKWARD['dO_dZ2'] is Equation(O, extra), needs to take (O) as "
+                               "manual.seed_network.dO_dZ2 does")

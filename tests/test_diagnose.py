@@ -19,6 +19,7 @@ from manual import functional as F
 from manual import network as manual_net
 from manual import optim
 from netdesc.description import load_spec, parse_spec
+from netdesc.inputs import init_params, random_batch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)
@@ -270,10 +271,12 @@ def test_a_normalization_with_only_its_direct_path_is_named(norm, affine):
     assert result.classification.kind == "normalization-paths", diagnosis_text(result)
 
 
+@pytest.mark.parametrize("eps", [1e-5, 0.1], ids=["default-eps", "eps-0.1"])
 @pytest.mark.parametrize("norm", NORMS)
-def test_a_normalization_that_forgets_gamma_in_dx_is_named(norm):
+def test_a_normalization_that_forgets_gamma_in_dx_is_named(norm, eps):
+    """eps 0.1, far from torch's default 1e-5 at these variances: the hypothesis normalizes with the layer's own."""
     layer, where = NORMS[norm]
-    spec = _norm_spec(layer)
+    spec = _norm_spec(layer | {"eps": eps})
     index = int(where.split()[0]) + (norm == "batch_norm1d")
     wrong = _gamma_forgotten(F.batch_norm_backward if norm.startswith("batch") else manual_net.BACKWARD[norm])
     if norm.startswith("batch"):  # the network's batch norm backward returns (dx, dgamma, dbeta)
@@ -421,3 +424,53 @@ def test_the_eps_inside_hypothesis_replays_three_steps_of_the_described_rmsprop(
     expected = _rmsprop_eps_inside_by_hand(params["1.weight"], [grads[j]["1.weight"] for j in (1, 2, 3)],
                                            **settings)
     np.testing.assert_allclose(candidate, expected, rtol=1e-12, atol=0)
+
+
+# --- attention's hypotheses: without the causal mask, without biases, at large scores ---------------------------
+
+ATTENTION_MISTAKES = {"attention-softmax-no-row-sum": "softmax-diagonal",
+                      "attention-scale-forgotten": "attention-scale", "attention-heads-merged-wrong": "heads-order"}
+
+
+def _attention_spec(**options):
+    """The catalogue's attention network (T 5, E 4, 2 heads of d = 2) with other options."""
+    return parse_spec({"input_shape": [5, 4], "batch_size": 2, "layers": [
+        {"type": "multihead_attention", "num_heads": 2} | options, {"type": "flatten"},
+        {"type": "linear", "out_features": 3}], "loss": {"type": "mse"}})
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("name", ATTENTION_MISTAKES)
+def test_an_attention_mistake_is_named_on_a_layer_without_mask_or_biases(name, bias):
+    """The catalogue's layer is causal with biases: here every key is attended (no mask at all) and, without
+    biases, the layer has no in_proj_bias or out_proj.bias for the hypotheses to read."""
+    spec = _attention_spec(bias=bias)
+    result = diagnose.diagnose(NetworkSubject(spec, wrong=inject(name, spec)))
+    assert result.quantity == "0 multihead_attention: dE/dinput", diagnosis_text(result)
+    assert result.classification.kind == ATTENTION_MISTAKES[name], diagnosis_text(result)
+
+
+@pytest.mark.parametrize("name", ATTENTION_MISTAKES)
+def test_an_attention_mistake_is_named_where_a_querys_scores_share_a_large_offset(name):
+    """A key bias b_k adds q_i . b_k / sqrt(d) to every score of query i: the softmax is blind to it, so are torch
+    and the manual side, and so must the hypotheses be. Here the offsets reach past 709 / 2 and span more than 745,
+    so exp of the scores overflows (or underflows to 0 for a whole row) unless each row's own maximum is
+    subtracted."""
+    spec = _attention_spec(causal=True)
+    params, (x, target) = init_params(spec, np.float64, 0), random_batch(spec, np.float64, 0)
+    W, b = params["0.in_proj_weight"], params["0.in_proj_bias"]
+    b[4:8] = [400, 400, -400, 400]  # the key bias, heads (0, 1)
+    q = x @ W[:4].T + b[:4]
+    offsets = np.stack([q[..., :2] @ b[4:6], q[..., 2:] @ b[6:8]]) / np.sqrt(2)  # (head, N, T)
+    assert offsets.max() > 709 / 2 and offsets.max() - offsets.min() > 745
+    result = diagnose.diagnose(NetworkSubject(spec, wrong=inject(name, spec), data=(x, target, params)))
+    assert result.quantity == "0 multihead_attention: dE/dinput", diagnosis_text(result)
+    assert result.classification.kind == ATTENTION_MISTAKES[name], diagnosis_text(result)
+
+
+def test_the_heads_that_differ_inside_an_attention_are_listed_in_one_line():
+    result = diagnose_entry(find("attention-scale-forgotten"))
+    assert result.inside["heads"] == [0, 1]
+    assert diagnose.inside_text(result.inside) == (
+        "inside the attention: dq (projections) is the first of its intermediates to leave autograd, in head 0 of 2 "
+        "(heads 0, 1 differ)")
