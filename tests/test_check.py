@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from crosscheck.check import GROWTH, chaos, check, inject, overrides
+from crosscheck.check import GROWTH, chaos, check, inject, module_subject, overrides
 from crosscheck.subjects import NetworkSubject
 from netdesc import InputError
 from netdesc.description import load_spec, parse_spec
@@ -121,3 +121,99 @@ def test_a_gradient_of_another_dtype_cannot_be_stepped_with():
     update = next(r for r in rows if r.quantity == "weight after step 1")
     assert update.result.problem == ("manual side failed: no gradient to step with for 3.weight: got dtype float32, "
                                      "needs float64, the parameter's")
+
+
+def test_an_equation_of_two_arguments_taking_one_is_named_with_both(tmp_path):
+    """A user's module replacing dE_dW (two arguments in manual.seed_network) by a function of one: the one line
+    names what it must take, the arguments separated as in a signature."""
+    path = tmp_path / "one_argument.py"
+    path.write_text("def dE_dW(dE_dZ2):\n    return dE_dZ2\nLAYER_BACKWARD = {'dE_dW': dE_dW}\n")
+    with pytest.raises(InputError) as info:
+        module_subject(path)
+    assert str(info.value) == (f"{path}: LAYER_BACKWARD['dE_dW'] is dE_dW(dE_dZ2) ({path}:1), needs to take "
+                               "(dE_dZ2, dZ2_dW) as manual.seed_network.dE_dW does")
+
+
+def test_an_optimizer_step_without_the_described_settings_is_named(tmp_path):
+    """OPTIMIZER_STEP takes (params, grads, state) but none of the settings passed to it by keyword (lr, momentum,
+    ...): refused before it runs, as one that takes too few positional arguments is."""
+    path = tmp_path / "no_settings.py"
+    path.write_text("SPEC = {'input_shape': [1, 2, 2], 'layers': [{'type': 'flatten'}, {'type': 'linear', "
+                    "'out_features': 2}], 'loss': {'type': 'mse'}}\n"
+                    "def step(params, grads, state):\n    return params, state\nOPTIMIZER_STEP = step\n")
+    with pytest.raises(InputError) as info:
+        module_subject(path)
+    assert str(info.value) == (f"{path}: OPTIMIZER_STEP is step(params, grads, state) ({path}:2), needs to take "
+                               "(params, grads, state, **settings) as manual.optim.sgd_step does")
+
+
+def test_a_callable_object_of_the_wrong_signature_is_named_by_its_class(tmp_path):
+    """An instance with __call__ has no __name__ and no __code__: the line names its class and no file."""
+    path = tmp_path / "callable_object.py"
+    path.write_text("class Equation:\n    def __call__(self, O, extra):\n        return O\n"
+                    "LAYER_BACKWARD = {'dO_dZ2': Equation()}\n")
+    with pytest.raises(InputError) as info:
+        module_subject(path)
+    assert str(info.value) == (f"{path}: LAYER_BACKWARD['dO_dZ2'] is Equation(O, extra), needs to take (O) as "
+                               "manual.seed_network.dO_dZ2 does")
+
+
+def _module(tmp_path, name, text):
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    return path
+
+
+def test_a_seed_module_is_read_into_the_subject_it_names(tmp_path):
+    """Its CASE, the seed and dtype given (float64 by default), and a WrongDerivation that says it is a user's
+    module for the slides' network, with no expected first quantity or class; a check names it as injected."""
+    path = _module(tmp_path, "seed_module", "def dE_dO(O, Y, n):\n    return 2 * (O - Y)\n"
+                                            "LAYER_BACKWARD = {'dE_dO': dE_dO}\nCASE = {'batch': 2}\n")
+    subject = module_subject(path, seed=3)
+    assert (subject.dtype, subject.seed, subject.case.batch) == ("float64", 3, 2)
+    wrong = subject.wrong
+    assert (wrong.name, wrong.description, wrong.network, wrong.first_wrong, wrong.kind) == (
+        str(path), "a user's module", "seed", "", "")
+    assert wrong.on_seed and list(wrong.backward) == ["dE_dO"] and wrong.optimizer_step is None
+    result = check(subject, train=False)
+    assert result.injected == f"{path} (a user's module)" and not result.passed
+
+
+NETWORK_MODULE = ("SPEC = {'input_shape': [1, 2, 2], 'batch_size': 3, 'layers': [{'type': 'flatten'}, "
+                  "{'type': 'linear', 'out_features': 2}], 'loss': {'type': 'mse'}, "
+                  "'optimizer': {'lr': 0.1, 'momentum': 0.5}}\n")
+
+
+def test_a_network_module_overriding_only_the_optimizer_step_is_read_and_its_step_checked(tmp_path):
+    """An OPTIMIZER_STEP of (params, grads, state, **settings) is an override on its own; here it doubles lr, so the
+    first update differs. The description is named after the module's file, in the dtype given."""
+    path = _module(tmp_path, "double_lr", NETWORK_MODULE + (
+        "from manual import optim\n"
+        "def step(params, grads, state, **settings):\n"
+        "    return optim.sgd_step(params, grads, state, **(settings | {'lr': 2 * settings['lr']}))\n"
+        "OPTIMIZER_STEP = step\n"))
+    subject = module_subject(path, "float32")
+    assert (subject.spec.name, subject.dtype, subject.seed) == ("double_lr", "float32", 0)
+    wrong = subject.wrong
+    assert (wrong.name, wrong.description, wrong.network, wrong.first_wrong, wrong.kind) == (
+        str(path), "a user's module", "double_lr", "", "")
+    assert not wrong.on_seed and wrong.backward == {} and wrong.forward == {}
+    first = next(row for row in check(subject, train=False).rows if not row.passed)
+    assert (first.where, first.quantity) == ("1 linear", "weight after step 1")
+
+
+def test_a_network_module_is_refused_past_the_memory_budget_given(tmp_path):
+    path = _module(tmp_path, "small", NETWORK_MODULE + "LAYER_BACKWARD = {1: lambda dout, cache: None}\n")
+    with pytest.raises(InputError) as info:
+        module_subject(path, max_memory=64)
+    assert str(info.value).startswith("memory: network 'small' with batch 3 needs about ")
+    assert str(info.value).endswith(", more than the budget of 64 bytes (--max-memory SIZE sets it)")
+
+
+def test_a_loss_forward_of_the_wrong_signature_is_named_with_the_losss_arguments(tmp_path):
+    path = _module(tmp_path, "loss_forward", NETWORK_MODULE + "def mse(pred, target):\n    return pred\n"
+                                                            "LAYER_FORWARD = {'loss': mse}\n")
+    with pytest.raises(InputError) as info:
+        module_subject(path)
+    assert str(info.value) == (f"{path}: LAYER_FORWARD['loss'] is mse(pred, target) ({path}:2), needs to take "
+                               "(pred, target, reduction)")

@@ -10,15 +10,16 @@ from runs import diagnose_entry, diagnose_network, diagnose_seed, scaled_at
 
 from crosscheck import diagnose
 from crosscheck.catalogue import find
-from crosscheck.check import overrides
+from crosscheck.check import inject, overrides
 from crosscheck.compare import ManualFailure
-from crosscheck.hypotheses import batch_scales, classify
+from crosscheck.hypotheses import batch_scales, classify, optimizer_hypotheses
 from crosscheck.render import diagnosis_text
 from crosscheck.subjects import NetworkSubject, SeedCase, SeedSubject, Step
 from manual import functional as F
 from manual import network as manual_net
 from manual import optim
 from netdesc.description import load_spec, parse_spec
+from netdesc.inputs import init_params, random_batch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)
@@ -270,10 +271,12 @@ def test_a_normalization_with_only_its_direct_path_is_named(norm, affine):
     assert result.classification.kind == "normalization-paths", diagnosis_text(result)
 
 
+@pytest.mark.parametrize("eps", [1e-5, 0.1], ids=["default-eps", "eps-0.1"])
 @pytest.mark.parametrize("norm", NORMS)
-def test_a_normalization_that_forgets_gamma_in_dx_is_named(norm):
+def test_a_normalization_that_forgets_gamma_in_dx_is_named(norm, eps):
+    """eps 0.1, far from torch's default 1e-5 at these variances: the hypothesis normalizes with the layer's own."""
     layer, where = NORMS[norm]
-    spec = _norm_spec(layer)
+    spec = _norm_spec(layer | {"eps": eps})
     index = int(where.split()[0]) + (norm == "batch_norm1d")
     wrong = _gamma_forgotten(F.batch_norm_backward if norm.startswith("batch") else manual_net.BACKWARD[norm])
     if norm.startswith("batch"):  # the network's batch norm backward returns (dx, dgamma, dbeta)
@@ -344,3 +347,130 @@ def test_a_normalization_without_its_mean_path_is_named(norm, affine):
     result = diagnose.diagnose(NetworkSubject(spec, wrong=overrides({index: backward}, {index: forward})))
     assert result.quantity == f"{index} {norm}: dE/dinput", diagnosis_text(result)
     assert result.classification.kind == "normalization-mean-path", diagnosis_text(result)
+
+
+# --- catalogued mistakes moved to layers with other options: each hypothesis reads the layer's own options ------
+
+CONV3 = {"type": "conv2d", "out_channels": 2, "kernel_size": 3, "padding": 1}
+
+
+def _moved(name, layers, input_shape, batch_size=2):
+    """The catalogued mistake `name` moved (crosscheck verify --inject) to a network of these layers -> diagnosis."""
+    spec = parse_spec({"input_shape": input_shape, "batch_size": batch_size, "layers": layers,
+                       "loss": {"type": "mse"}})
+    return diagnose.diagnose(NetworkSubject(spec, wrong=inject(name, spec)))
+
+
+@pytest.mark.parametrize("padding", [[1, 1], [1, 0], [0, 1]], ids=["both-axes", "rows-only", "columns-only"])
+def test_overlapping_windows_assigned_are_named_on_a_padded_pool(padding):
+    """The catalogue's pool is unpadded: here 3x3 windows at stride 2 overlap both ways on a padded, non-square
+    input, so the hypothesis must take the windows (and torch's argmax) where the padding puts them."""
+    layers = [CONV3, {"type": "tanh"}, {"type": "max_pool2d", "kernel_size": 3, "stride": 2, "padding": padding},
+              {"type": "flatten"}, {"type": "linear", "out_features": 3}]
+    result = _moved("maxpool-overlap-assign", layers, [1, 9, 8])
+    assert result.quantity == "2 max_pool2d: dE/dinput", diagnosis_text(result)
+    assert result.classification.kind == "overlap-assign", diagnosis_text(result)
+
+
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+def test_a_group_norm_over_interleaved_channels_is_named_with_its_own_eps_and_without_affine(affine):
+    """eps = 0.1, not torch's default 1e-5: at the variance of the conv's output the two differ far beyond
+    the tolerance, so the hypothesis must normalize with the layer's eps; without affine there is no gamma or beta."""
+    layers = [CONV3 | {"out_channels": 4}, {"type": "group_norm", "num_groups": 2, "affine": affine, "eps": 0.1},
+              {"type": "tanh"}, {"type": "flatten"}, {"type": "linear", "out_features": 3}]
+    result = _moved("groupnorm-wrong-axes", layers, [1, 5, 5])
+    assert result.quantity == "1 group_norm: output", diagnosis_text(result)
+    assert result.classification.kind == "normalization-axes", diagnosis_text(result)
+
+
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+def test_a_layer_norm_over_the_batch_axis_is_named_with_and_without_affine(affine):
+    layers = [{"type": "flatten"}, {"type": "linear", "out_features": 5},
+              {"type": "layer_norm", "elementwise_affine": affine, "eps": 0.1}, {"type": "tanh"},
+              {"type": "linear", "out_features": 2}]
+    result = _moved("layernorm-wrong-axes", layers, [1, 2, 3], batch_size=4)
+    assert result.quantity == "2 layer_norm: output", diagnosis_text(result)
+    assert result.classification.kind == "normalization-axes", diagnosis_text(result)
+
+
+def _rmsprop_eps_inside_by_hand(p, grads, lr, alpha, eps, weight_decay, momentum, centered):
+    """torch's RMSprop (docs' algorithm) over the gradients `grads` of steps 1, 2, ..., with eps moved inside the
+    root: g / sqrt(v - centered * g_avg^2 + eps) -> the parameter after the last step."""
+    v = g_avg = buf = 0.0
+    for g in grads:
+        g = g + weight_decay * p
+        v = alpha * v + (1 - alpha) * g * g
+        g_avg = alpha * g_avg + (1 - alpha) * g
+        buf = momentum * buf + g / np.sqrt(v - centered * g_avg * g_avg + eps)
+        p = p - lr * buf
+    return p
+
+
+@pytest.mark.parametrize(("momentum", "weight_decay", "centered"), [(0.9, 0.1, False), (0.5, 0.3, True),
+                                                                    (0.0, 0.1, True)])
+def test_the_eps_inside_hypothesis_replays_three_steps_of_the_described_rmsprop(momentum, weight_decay, centered):
+    """The candidate at step 3 carries the eps-inside momentum buffer and the weight decay from step to step (at
+    step 1, with every buffer at zero, momentum could not show)."""
+    optimizer = {"type": "rmsprop", "lr": 0.05, "alpha": 0.9, "eps": 0.01, "momentum": momentum,
+                 "weight_decay": weight_decay, "centered": centered}
+    spec = parse_spec({"input_shape": [1, 3, 3], "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 2}],
+                       "loss": {"type": "mse"}, "optimizer": optimizer})
+    rng = np.random.default_rng(3)
+    params = {"1.weight": rng.standard_normal((2, 9)), "1.bias": rng.standard_normal(2)}
+    grads = {j: {k: rng.standard_normal(v.shape) for k, v in params.items()} for j in (1, 2, 3)}
+    (epsilon,) = [h for h in optimizer_hypotheses(spec, grads.get, params, 3, "1.weight") if h.kind == "epsilon"]
+    [(_, candidate)] = epsilon.pairs(None, None)
+    settings = {k: optimizer[k] for k in ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")}
+    expected = _rmsprop_eps_inside_by_hand(params["1.weight"], [grads[j]["1.weight"] for j in (1, 2, 3)],
+                                           **settings)
+    np.testing.assert_allclose(candidate, expected, rtol=1e-12, atol=0)
+
+
+# --- attention's hypotheses: without the causal mask, without biases, at large scores ---------------------------
+
+ATTENTION_MISTAKES = {"attention-softmax-no-row-sum": "softmax-diagonal",
+                      "attention-scale-forgotten": "attention-scale", "attention-heads-merged-wrong": "heads-order"}
+
+
+def _attention_spec(**options):
+    """The catalogue's attention network (T 5, E 4, 2 heads of d = 2) with other options."""
+    return parse_spec({"input_shape": [5, 4], "batch_size": 2, "layers": [
+        {"type": "multihead_attention", "num_heads": 2} | options, {"type": "flatten"},
+        {"type": "linear", "out_features": 3}], "loss": {"type": "mse"}})
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("name", ATTENTION_MISTAKES)
+def test_an_attention_mistake_is_named_on_a_layer_without_mask_or_biases(name, bias):
+    """The catalogue's layer is causal with biases: here every key is attended (no mask at all) and, without
+    biases, the layer has no in_proj_bias or out_proj.bias for the hypotheses to read."""
+    spec = _attention_spec(bias=bias)
+    result = diagnose.diagnose(NetworkSubject(spec, wrong=inject(name, spec)))
+    assert result.quantity == "0 multihead_attention: dE/dinput", diagnosis_text(result)
+    assert result.classification.kind == ATTENTION_MISTAKES[name], diagnosis_text(result)
+
+
+@pytest.mark.parametrize("name", ATTENTION_MISTAKES)
+def test_an_attention_mistake_is_named_where_a_querys_scores_share_a_large_offset(name):
+    """A key bias b_k adds q_i . b_k / sqrt(d) to every score of query i: the softmax is blind to it, so are torch
+    and the manual side, and so must the hypotheses be. Here the offsets reach past 709 / 2 and span more than 745,
+    so exp of the scores overflows (or underflows to 0 for a whole row) unless each row's own maximum is
+    subtracted."""
+    spec = _attention_spec(causal=True)
+    params, (x, target) = init_params(spec, np.float64, 0), random_batch(spec, np.float64, 0)
+    W, b = params["0.in_proj_weight"], params["0.in_proj_bias"]
+    b[4:8] = [400, 400, -400, 400]  # the key bias, heads (0, 1)
+    q = x @ W[:4].T + b[:4]
+    offsets = np.stack([q[..., :2] @ b[4:6], q[..., 2:] @ b[6:8]]) / np.sqrt(2)  # (head, N, T)
+    assert offsets.max() > 709 / 2 and offsets.max() - offsets.min() > 745
+    result = diagnose.diagnose(NetworkSubject(spec, wrong=inject(name, spec), data=(x, target, params)))
+    assert result.quantity == "0 multihead_attention: dE/dinput", diagnosis_text(result)
+    assert result.classification.kind == ATTENTION_MISTAKES[name], diagnosis_text(result)
+
+
+def test_the_heads_that_differ_inside_an_attention_are_listed_in_one_line():
+    result = diagnose_entry(find("attention-scale-forgotten"))
+    assert result.inside["heads"] == [0, 1]
+    assert diagnose.inside_text(result.inside) == (
+        "inside the attention: dq (projections) is the first of its intermediates to leave autograd, in head 0 of 2 "
+        "(heads 0, 1 differ)")

@@ -270,8 +270,8 @@ def _layer_norm_mean_path_left_out(dout, cache):
 
 def _layer_norm_batch_axis_forward(x, p, o):
     x_hat, inv_std = F._normalize(x, (0,), o["eps"])  # over the batch axis, where each sample's features were meant
-    shape = o["normalized_shape"]
-    return F._affine(x_hat, p["weight"], p["bias"], shape), (x_hat, inv_std, p["weight"], p["bias"], shape)
+    gamma, beta, shape = p.get("weight"), p.get("bias"), o["normalized_shape"]  # none without elementwise_affine
+    return F._affine(x_hat, gamma, beta, shape), (x_hat, inv_std, gamma, beta, shape)
 
 
 def _layer_norm_batch_axis_backward(dout, cache):
@@ -283,8 +283,8 @@ def _layer_norm_batch_axis_backward(dout, cache):
 def _group_norm_interleaved_forward(x, p, o):
     G = o["num_groups"]
     x_hat, inv_std = F._normalize(_interleaved(x, G), (1, 3), o["eps"])
-    x_hat = x_hat.reshape(x.shape)
-    return F._affine(x_hat, p["weight"], p["bias"], F._channels(x)), (x_hat, inv_std, p["weight"], p["bias"], G)
+    x_hat, gamma, beta = x_hat.reshape(x.shape), p.get("weight"), p.get("bias")  # none without affine
+    return F._affine(x_hat, gamma, beta, F._channels(x)), (x_hat, inv_std, gamma, beta, G)
 
 
 def _group_norm_interleaved_backward(dout, cache):
