@@ -11,6 +11,7 @@ from crosscheck.catalogue import attention as wrong_attention
 from crosscheck.catalogue import find
 from crosscheck.catalogue import layers as wrong_layers
 from crosscheck.catalogue import seed as wrong_seed
+from manual import attention as A
 from manual import functional as F
 from netdesc.description import parse_spec
 from netdesc.inputs import random_batch
@@ -285,41 +286,78 @@ def test_group_norm_over_interleaved_channels_is_autograd_of_its_own_forward():
     assert np.allclose(channel_groups[0, :, 0, 0].numpy(), [-1, -1, 1, 1], atol=1e-4)  # {0, 2} and {1, 3}
 
 
-# --- attention: the mask applied after the softmax, forward and backward torch's autograd of that forward -------
+# --- attention: the layer's backward put together from its heads' terms, and the mask after the softmax --------
+
+N_, T_, E_, H_ = 2, 5, 4, 2
+
+
+def _attention_autograd(mask_after):
+    """Causal self-attention in torch, its mask applied to the scores (-inf before the softmax) or, `mask_after`,
+    to the probabilities (softmax over every key, then 0 above the diagonal) -> (arrays, dout, out, cache of
+    torch's intermediates with their gradients kept)."""
+    rng = np.random.default_rng(9)
+    arrays = {"x": rng.standard_normal((N_, T_, E_)), "in_proj_weight": rng.standard_normal((3 * E_, E_)) / 2,
+              "in_proj_bias": rng.standard_normal(3 * E_), "out_proj.weight": rng.standard_normal((E_, E_)) / 2,
+              "out_proj.bias": rng.standard_normal(E_)}
+    dout = rng.standard_normal((N_, T_, E_))
+    t = {k: _t(a) for k, a in arrays.items()}
+    qkv = t["x"] @ t["in_proj_weight"].T + t["in_proj_bias"]
+    q, k, v = (a.reshape(N_, T_, H_, E_ // H_).transpose(1, 2) for a in qkv.split(E_, dim=-1))
+    scores = q @ k.transpose(-1, -2) / np.sqrt(E_ // H_)
+    later = torch.ones(T_, T_, dtype=torch.bool).triu(1)
+    P = torch.softmax(scores, dim=-1) * ~later if mask_after else torch.softmax(scores.masked_fill(later, -np.inf),
+                                                                                 dim=-1)
+    heads = P @ v
+    merged = heads.transpose(1, 2).reshape(N_, T_, E_)
+    out = merged @ t["out_proj.weight"].T + t["out_proj.bias"]
+    for a in (q, k, v, scores, P, heads, merged):
+        a.retain_grad()
+    out.backward(torch.from_numpy(dout))
+    return arrays, dout, out.detach().numpy(), t | {"q": q, "k": k, "v": v, "scores": scores, "P": P,
+                                                    "heads": heads, "merged": merged}
+
+
+def _backward_is_autograds(backward, dout, cache, t):
+    """backward's gradients (dx, the in projection's, the out projection's) and every intermediate its ``terms``
+    names torch's."""
+    grads = backward(dout, cache)
+    for mine, name in zip(grads, ["x", "in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"],
+                          strict=True):
+        _close(mine, t[name].grad.numpy())
+    g = backward.terms(dout, cache)
+    qkv_grad = torch.cat([a.grad.transpose(1, 2).reshape(N_, T_, E_) for a in (t["q"], t["k"], t["v"])], dim=-1)
+    want = {"dq": t["q"], "dk": t["k"], "dv": t["v"], "dscores": t["scores"], "dP": t["P"], "dheads": t["heads"],
+            "dmerged": t["merged"], "dx": t["x"], "din_proj_weight": t["in_proj_weight"],
+            "din_proj_bias": t["in_proj_bias"], "dout_proj_weight": t["out_proj.weight"],
+            "dout_proj_bias": t["out_proj.bias"]}
+    for name, a in want.items():
+        _close(g[name], a.grad.numpy())
+    _close(g["dqkv"], qkv_grad.numpy())
+
+
+def test_the_attention_backward_from_the_true_terms_and_merge_is_autograds():
+    """_mha_backward_with's defaults (manual.attention's terms, merge_heads) put the layer back together right: the
+    base every attention entry changes one piece of."""
+    arrays, dout, out_t, t = _attention_autograd(mask_after=False)
+    p = {k: a for k, a in arrays.items() if k != "x"}
+    out, cache = A.multihead_attention_forward(arrays["x"], p["in_proj_weight"], p["out_proj.weight"],
+                                               p["in_proj_bias"], p["out_proj.bias"], num_heads=H_, causal=True)
+    _close(out, out_t)
+    _backward_is_autograds(wrong_attention._mha_backward_with(), dout, cache, t)
+
 
 def test_the_mask_after_the_softmax_is_autograd_of_softmax_then_zeroed_later_keys():
     """P = softmax(q k^T / sqrt(d)) over every key, then 0 above the diagonal, out = merge(P v) W_out^T + b_out;
     the backward's every gradient (the layer's and its named intermediates, which the diagnosis localizes with) and
     the forward's cached heads and merged heads torch's autograd of that forward, through both projections' biases."""
-    rng = np.random.default_rng(9)
-    N, T, E, H = 2, 5, 4, 2
-    arrays = {"x": rng.standard_normal((N, T, E)), "in_proj_weight": rng.standard_normal((3 * E, E)) / 2,
-              "in_proj_bias": rng.standard_normal(3 * E), "out_proj.weight": rng.standard_normal((E, E)) / 2,
-              "out_proj.bias": rng.standard_normal(E)}
-    dout = rng.standard_normal((N, T, E))
-    t = {k: _t(a) for k, a in arrays.items()}
-    qkv = t["x"] @ t["in_proj_weight"].T + t["in_proj_bias"]
-    q, k, v = (a.reshape(N, T, H, E // H).transpose(1, 2) for a in qkv.split(E, dim=-1))
-    scores = q @ k.transpose(-1, -2) / np.sqrt(E // H)
-    kept = torch.softmax(scores, dim=-1) * torch.ones(T, T, dtype=torch.float64).tril()
-    heads = kept @ v
-    merged = heads.transpose(1, 2).reshape(N, T, E)
-    out_t = merged @ t["out_proj.weight"].T + t["out_proj.bias"]
-    for a in (q, k, v, scores, kept):
-        a.retain_grad()
-    out_t.backward(torch.from_numpy(dout))
-
+    arrays, dout, out_t, t = _attention_autograd(mask_after=True)
     entry = find("attention-mask-after-softmax")
+    assert entry.network["layers"][0]["causal"] is True
     p = {k: a for k, a in arrays.items() if k != "x"}
-    out, cache = entry.forward[0](arrays["x"], p, {"num_heads": H})
-    _close(out, out_t.detach().numpy())
-    _close(cache["heads"], heads.detach().numpy())
-    _close(cache["merged"], merged.detach().numpy())
-    grads = entry.backward[0](dout, cache)
-    for mine, name in zip(grads, ["x", "in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"],
-                          strict=True):
-        _close(mine, t[name].grad.numpy())
-    terms = entry.backward[0].terms(dout, cache)
-    for name, a in {"dq": q, "dk": k, "dv": v, "dscores": scores, "dP": kept}.items():
-        _close(terms[name], a.grad.numpy())
-    assert wrong_attention.ATTENTION["layers"][0]["causal"] is True
+    out, cache = entry.forward[0](arrays["x"], p, {"num_heads": H_})
+    _close(out, out_t)
+    _close(cache["heads"], t["heads"].detach().numpy())
+    _close(cache["merged"], t["merged"].detach().numpy())
+    _backward_is_autograds(wrong_attention._mha_backward_with(wrong_attention._mask_after_softmax_terms), dout,
+                           cache, t)
+    _backward_is_autograds(entry.backward[0], dout, cache, t)
