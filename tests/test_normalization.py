@@ -222,3 +222,9 @@ def test_the_explained_paths_sum_to_the_backward_that_runs(shape):
     y = torch.nn.functional.batch_norm(tx, None, None, torch.from_numpy(gamma), torch.from_numpy(beta), training=True)
     np.testing.assert_allclose(dx, torch.autograd.grad(y, tx, torch.from_numpy(dout))[0].numpy(), rtol=1e-10,
                                atol=1e-12)
+    # without gamma (affine=False): dx_hat is dout itself, and the paths still add up
+    _, cache = M.batch_norm_forward(x, training=True)
+    terms = M.batch_norm_backward_terms(dout, cache)
+    np.testing.assert_array_equal(terms["dx_hat"], dout)
+    np.testing.assert_allclose(terms["direct"] + terms["through_mean"] + terms["through_var"],
+                               M.batch_norm_backward(dout, cache)[0], rtol=1e-12, atol=1e-14)

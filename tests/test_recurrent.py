@@ -223,6 +223,9 @@ def test_bad_input_of_the_lstm_and_of_a_cell_names_the_argument():
     with pytest.raises(InputError) as info:
         R.gru_cell_forward(x[0].tolist(), None, np.zeros((6, 2)), np.zeros((6, 2)))
     assert str(info.value) == "x: got list, needs a NumPy array"
+    with pytest.raises(InputError) as info:
+        R.gru_cell_forward(x, None, np.zeros((6, 2)), np.zeros((6, 2)))  # the whole sequence, (T, N, F)
+    assert str(info.value) == "x: got 3-D array of shape (2, 1, 2), needs 2-D"
 
 
 # --- descriptions: rnn, lstm and gru layers in a described network ----------------------------------------
