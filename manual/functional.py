@@ -922,8 +922,8 @@ def batch_norm_backward(dout, cache):
 def batch_norm_backward_terms(dout, cache):
     """Training mode's dx taken apart (crosscheck explain --layer batchnorm) -> {"dx_hat": dout * gamma, "direct",
     "through_mean", "through_var"}: dx is the sum of the three paths (_normalize_backward_terms)."""
-    x_hat, inv_std, gamma, beta, _, _ = cache
-    dx_hat, _, _ = _affine_backward(dout, x_hat, gamma, beta, _channels(x_hat), (0, *range(2, x_hat.ndim)))
+    x_hat, inv_std, gamma, _, _, _ = cache
+    dx_hat = dout if gamma is None else dout * gamma.reshape(_channels(x_hat))  # (dgamma and dbeta are not terms)
     return {"dx_hat": dx_hat} | _normalize_backward_terms(dx_hat, x_hat, inv_std, (0, *range(2, x_hat.ndim)))
 
 

@@ -232,6 +232,17 @@ BAD_INPUT = [
      "linear2_weight: got shape (8, 4), needs (4, 8) (torch's layout for E = 4 features of x (2, 4, 4))"),
     ("norm2", lambda: A.transformer_encoder_layer_forward(*ENC[:11], ENC[2], ENC[12], num_heads=2),
      "norm2_weight: got shape (12,), needs (4,) (torch's layout for E = 4 features of x (2, 4, 4))"),
+    # every parameter named where the dtypes differ (the last one float32)
+    ("bias-dtype", lambda: A.multihead_attention_forward(X, W_IN, W_OUT, np.zeros(18), np.zeros(6, np.float32),
+                                                         num_heads=2),
+     "mixed dtypes: got x float64, in_proj_weight float64, out_proj_weight float64, in_proj_bias float64, "
+     "out_proj_bias float32, needs one dtype (all float32 or all float64)"),
+    ("encoder-dtype", lambda: A.transformer_encoder_layer_forward(*ENC[:12], ENC[12].astype(np.float32), num_heads=2),
+     "mixed dtypes: got x float64, linear1_weight float64, linear1_bias float64, linear2_weight float64, linear2_bias "
+     "float64, norm1_weight float64, norm1_bias float64, norm2_weight float64, norm2_bias float32, needs one dtype "
+     "(all float32 or all float64)"),
+    ("encoder-x-2d", lambda: A.transformer_encoder_layer_forward(ENC[0][0], *ENC[1:], num_heads=2),
+     "x: got 2-D array of shape (4, 4), needs 3-D"),
 ]
 
 

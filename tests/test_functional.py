@@ -334,6 +334,21 @@ def test_bad_merge_input_is_named(call, message):
     assert str(info.value) == message
 
 
+BAD_ARRAYS = [
+    ("dropout-x-int", lambda: M.dropout_forward(np.zeros((2, 3), int), np.ones((2, 3), bool)),
+     "x: got dtype int64, needs float32 or float64"),
+    ("nll-log-probs-1d", lambda: M.nll_forward(np.zeros(3), np.array([0])),
+     "log_probs: got 1-D array of shape (3,), needs 2-D or 3-D"),
+]
+
+
+@pytest.mark.parametrize(("call", "message"), [b[1:] for b in BAD_ARRAYS], ids=[b[0] for b in BAD_ARRAYS])
+def test_a_bad_array_is_named_whole(call, message):
+    with pytest.raises(InputError) as info:
+        call()
+    assert str(info.value) == message
+
+
 def _cache(forward, *inputs, **kwargs):
     return forward(*inputs, **kwargs)[1]
 

@@ -46,8 +46,10 @@ def test_filter_gradient_equals_its_plain_twin(x, k, dtype, seed):
 def test_patches_equal_their_plain_twin(x, k, dtype, seed):
     (X,) = _draw(np.random.default_rng(seed), dtype, x)
     view = kernels.patches(X, k)
-    np.testing.assert_array_equal(view, kernels.patches_plain(X, k))
+    plain = kernels.patches_plain(X, k)
+    np.testing.assert_array_equal(view, plain)
     assert view.dtype == X.dtype and not view.flags.writeable and np.shares_memory(view, X)
+    assert plain.dtype == X.dtype  # the twin keeps the dtype too (float32 values compare equal as float64)
 
 
 def test_patches_of_a_non_contiguous_X():
@@ -173,6 +175,7 @@ def test_im2col_equals_its_plain_twin(x, kernel, stride, padding, dilation, dtyp
     plain, plain_RW = kernels.im2col_plain(X, kernel, stride, padding, dilation, out)
     whole_rows = stride == (1, 1) and OW < kernels.WHOLE_ROWS_BELOW
     assert cols.dtype == X.dtype and plain_RW == OW and RW == (x[3] + 2 * padding[1] if whole_rows else OW)
+    assert plain.dtype == X.dtype  # the twin keeps the dtype too (float32 values compare equal as float64)
     assert cols.shape == (x[0], x[1] * kernel[0] * kernel[1], OH * RW) and np.isfinite(cols).all()
     # the columns ow < OW are the windows, exactly; the others belong to no output
     np.testing.assert_array_equal(cols.reshape(*cols.shape[:2], OH, RW)[..., :OW], plain.reshape(*plain.shape[:2],
@@ -189,8 +192,12 @@ def test_col2im_equals_its_plain_twin(x, kernel, stride, padding, dilation, dtyp
     wide = np.zeros((x[0], K, OH, RW), DTYPES[dtype])  # im2col's layout, 0 in the columns of no output
     wide[..., :OW] = dcols.reshape(x[0], K, OH, OW)
     dx = kernels.col2im(wide.reshape(x[0], K, OH * RW), x, kernel, stride, padding, dilation, out)
-    assert dx.shape == x and dx.dtype == dcols.dtype
+    assert dx.shape == plain.shape == x and dx.dtype == plain.dtype == dcols.dtype
     assert_close(dx, plain, "col2im", str(x), dtype)  # the same sums, added in another order
+    # the twin's result is the crop of the padded grid (H + 2 ph, W + 2 pw) it added onto, as its docstring says:
+    # a view with that grid's strides (a grid padded wider than that gives the same values, other strides)
+    grid = (x[0], x[1], x[2] + 2 * padding[0], x[3] + 2 * padding[1])
+    assert plain.strides == np.zeros(grid, DTYPES[dtype]).strides
 
 
 @pytest.mark.parametrize(("x", "kernel", "stride", "padding", "dilation", "dtype"), IM2COL_CASES)

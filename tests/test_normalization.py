@@ -157,6 +157,21 @@ BAD = [
     ("softmax-dim", lambda: M.softmax_forward(X, dim=3),
      "dim: got 3, needs one of the 3 per-sample axes of x (shape (2, 6, 3, 4), the batch axis first)"),
     ("log-softmax-dim", lambda: M.log_softmax_forward(X, dim=-1), "dim: got -1, needs an integer >= 0"),
+    # x itself, and beta, named in each layer's own message
+    ("layer-norm-x-list", lambda: M.layer_norm_forward([[1.0, 2.0]], normalized_shape=2),
+     "x: got list, needs a NumPy array"),
+    ("layer-norm-beta", lambda: M.layer_norm_forward(X, None, np.ones(3), normalized_shape=(3, 4)),
+     "beta: got shape (3,), needs (3, 4) (normalized_shape)"),
+    ("group-norm-x-int", lambda: M.group_norm_forward(np.zeros((2, 6), int), num_groups=2),
+     "x: got dtype int64, needs float32 or float64"),
+    ("running-stats-x-1d", lambda: M.batch_norm_running_stats(np.zeros(6), C6, C6),
+     "x: got 1-D array of shape (6,), needs 2-D or 3-D or 4-D"),
+    ("gelu-x-int", lambda: M.gelu_forward(np.arange(3)), "x: got dtype int64, needs float32 or float64"),
+    ("silu-x-list", lambda: M.silu_forward([0.0]), "x: got list, needs a NumPy array"),
+    ("softmax-x-nan", lambda: M.softmax_forward(np.array([[0.0, np.nan]])),
+     "x: got non-finite value nan at index (0, 1), needs finite values"),
+    ("log-softmax-x-int", lambda: M.log_softmax_forward(np.zeros((2, 3), int)),
+     "x: got dtype int64, needs float32 or float64"),
 ]
 
 
@@ -207,3 +222,9 @@ def test_the_explained_paths_sum_to_the_backward_that_runs(shape):
     y = torch.nn.functional.batch_norm(tx, None, None, torch.from_numpy(gamma), torch.from_numpy(beta), training=True)
     np.testing.assert_allclose(dx, torch.autograd.grad(y, tx, torch.from_numpy(dout))[0].numpy(), rtol=1e-10,
                                atol=1e-12)
+    # without gamma (affine=False): dx_hat is dout itself, and the paths still add up
+    _, cache = M.batch_norm_forward(x, training=True)
+    terms = M.batch_norm_backward_terms(dout, cache)
+    np.testing.assert_array_equal(terms["dx_hat"], dout)
+    np.testing.assert_allclose(terms["direct"] + terms["through_mean"] + terms["through_var"],
+                               M.batch_norm_backward(dout, cache)[0], rtol=1e-12, atol=1e-14)

@@ -170,6 +170,34 @@ def test_bad_params_grads_state_are_named_by_the_step(args, message):
         optimizer.step(params, grads)
 
 
+@pytest.mark.parametrize("which", ["params", "grads", "state"])
+def test_a_params_grads_or_state_that_is_no_dict_is_named_whole(which):
+    args = {"params": W2, "grads": W2, "state": {}} | {which: [np.zeros(2)]}
+    optimizer = SGD(lr=0.1)
+    optimizer.state = args["state"]
+    with pytest.raises(InputError) as info:
+        optimizer.step(args["params"], args["grads"])
+    assert str(info.value) == f"{which}: got list, needs a dict of arrays by parameter name"
+
+
+def test_sgd_class_defaults_are_torchs():
+    # SGD(lr) alone steps as torch.optim.SGD(lr) alone: no momentum, dampening, nesterov or weight decay unless asked
+    rng = np.random.default_rng(4)
+    params = _draw(rng, "float64")
+    opt = SGD(lr=0.1)
+    t_params = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    t_opt = torch.optim.SGD(list(t_params.values()), lr=0.1)
+    for step in range(3):
+        grads = _draw(rng, "float64")
+        params = opt.step(params, grads)
+        for k, p in t_params.items():
+            p.grad = torch.from_numpy(grads[k])
+        t_opt.step()
+        for k, p in t_params.items():
+            assert_close(params[k], p.detach().numpy(), k, f"SGD-defaults-step{step}", "float64")
+    assert opt.state == {}
+
+
 def test_a_missed_dampening_is_reported():
     # Proof the comparison can fail: forgetting (1 - dampening) drifts away from torch within a few steps.
     rng = np.random.default_rng(0)

@@ -207,6 +207,27 @@ def test_bad_input_of_the_rnn_and_the_backward_names_the_argument():
         R.rnn_cell_backward(h.astype(np.float32), cell)
 
 
+def test_bad_input_of_the_lstm_and_of_a_cell_names_the_argument():
+    rng = np.random.default_rng(9)
+    x, h0, c0, w_ih, w_hh = _inputs("lstm", rng, T=2, N=1, F=2, H=2, num_layers=1, bias=False)
+    out, cache = R.lstm_forward(x, h0, c0, w_ih, w_hh, bias=False)
+    with pytest.raises(InputError) as info:
+        R.lstm_backward(out, cache, dh_n=np.zeros((1, 1, 2)), dc_n=np.zeros((1, 2)))
+    assert str(info.value) == ("dc_n: got shape (1, 2) dtype float64, needs an array of shape (1, 1, 2) and dtype "
+                               "float64 (the forward output's)")
+    (h, c), cell = R.lstm_cell_forward(x[0], h0[0], c0[0], w_ih, w_hh)
+    with pytest.raises(InputError) as info:
+        R.lstm_cell_backward((h, c.astype(np.float32)), cell)
+    assert str(info.value) == ("dc: got shape (1, 2) dtype float32, needs an array of shape (1, 2) and dtype float64 "
+                               "(the forward output's)")
+    with pytest.raises(InputError) as info:
+        R.gru_cell_forward(x[0].tolist(), None, np.zeros((6, 2)), np.zeros((6, 2)))
+    assert str(info.value) == "x: got list, needs a NumPy array"
+    with pytest.raises(InputError) as info:
+        R.gru_cell_forward(x, None, np.zeros((6, 2)), np.zeros((6, 2)))  # the whole sequence, (T, N, F)
+    assert str(info.value) == "x: got 3-D array of shape (2, 1, 2), needs 2-D"
+
+
 # --- descriptions: rnn, lstm and gru layers in a described network ----------------------------------------
 
 def _description(kind, num_layers=1, dtype_steps=5, **options):
