@@ -226,6 +226,8 @@ def test_an_exception_without_a_message_is_named(monkeypatch, capsys):
         in capsys.readouterr().err
     assert cli.raised(KeyError(), shown=True) == (
         "crosscheck itself failed with KeyError (a bug in crosscheck, please report it)", 4)
+    assert cli.raised(KeyError()) == (
+        "crosscheck itself failed with KeyError (a bug in crosscheck, please report it); --traceback shows where", 4)
 
 
 def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
