@@ -12,6 +12,8 @@ import operator
 import os
 import pathlib
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from xml.etree import ElementTree as ET
 
@@ -248,6 +250,36 @@ def test_a_report_that_cannot_be_written_is_said_on_the_error_line(tmp_path, mon
                         f"such file or directory\n")
 
 
+def test_a_summary_that_cannot_be_appended_is_said_on_the_error_line(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "reports"
+    folder.mkdir()
+
+    def vanishing(args):
+        folder.rmdir()
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(cli.RUN, "seed", vanishing)
+    code, _, err = _run(["--markdown", str(folder / "summary.md")], capsys)
+    assert code == 3
+    assert err.endswith(f"; --traceback shows where; and --markdown: got '{folder}/summary.md', cannot append to it: "
+                        f"No such file or directory\n")
+
+
+def test_the_error_report_is_stamped_when_the_run_started(tmp_path):
+    outputs = reports.Outputs("seed", junit=str(tmp_path / "junit.xml"))
+    outputs.started = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=2)))
+    outputs.error("boom", 3)
+    assert _parse(tmp_path / "junit.xml").get("timestamp") == "2024-05-06T07:08:09+02:00"
+
+
+def test_the_error_report_takes_its_time_start_and_host():
+    started = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=2)))
+    suite = ET.fromstring(reports.junit_error_xml("boom", 4, reports.About("seed"), 0.25, started, "ci"))[0]
+    assert (suite.get("time"), suite.get("timestamp"), suite.get("hostname")) == ("0.250", "2024-05-06T07:08:09+02:00",
+                                                                                  "ci")
+    assert ET.fromstring(reports.junit_error_xml("boom", 4, reports.About("seed")))[0].get("time") == "0.000"
+
+
 def test_a_report_that_cannot_be_written_after_the_check_is_bad_input(tmp_path, monkeypatch, capsys):
     def full(source, target):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -263,6 +295,20 @@ def test_a_report_that_cannot_be_written_after_the_check_is_bad_input(tmp_path, 
 def test_appending_to_a_missing_folder_names_the_option(tmp_path):
     with pytest.raises(reports.InputError, match=r"^--markdown: got '.*/gone/s\.md', cannot append to it: No such "):
         reports.append_markdown(tmp_path / "gone" / "s.md", "text", "--markdown")
+    with pytest.raises(reports.InputError) as info:  # called as the module's docstring shows
+        reports.append_markdown(tmp_path / "gone" / "s.md", "text")
+    assert str(info.value) == f"path: got '{tmp_path}/gone/s.md', cannot append to it: No such file or directory"
+
+
+def test_the_summary_is_utf8_whatever_the_locale(tmp_path):
+    """A runner whose locale is ASCII (or cp1252) still gets the summary's ✅ and é, in UTF-8 as GitHub reads it."""
+    summary = tmp_path / "summary.md"
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", "import sys; from crosscheck import reports; "
+                    "reports.append_markdown(sys.argv[1], '## \\u2705 caf\\u00e9\\n')", str(summary)],
+                   env=env, check=True, capture_output=True)
+    assert summary.read_bytes() == "## ✅ café\n".encode()
 
 
 # --- bad input and Ctrl-C write nothing ------------------------------------------------------------------
