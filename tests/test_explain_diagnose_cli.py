@@ -11,10 +11,11 @@ import pytest
 import torch
 from torch.nn import functional as TF
 
-from crosscheck import cli
+from crosscheck import cli, render
 from crosscheck.catalogue import catalogue
 from crosscheck.render import first_wrong
 from crosscheck.subjects import SeedCase
+from manual import seed_network
 from reference import network as reference_net
 from reference import seed_network as reference_seed
 
@@ -288,6 +289,16 @@ def test_explain_lstm_refuses_a_mistake_outside_the_lstm_step(capsys):
 
 # --- diagnose ----------------------------------------------------------------------------------------------
 
+def test_the_catalogue_reads_as_a_table_by_default():
+    (entry,) = [e for e in catalogue() if e.name == "sgd-wrong-sign"]
+    assert render.catalogue_text([entry]) == (
+        "1 wrong derivations; crosscheck diagnose --wrong NAME runs one\n"
+        "\n"
+        "name                             first wrong quantity             class\n"
+        "sgd-wrong-sign                   W after step 1                   update-sign\n"
+        "    seed: w <- w + alpha dE/dw: the update climbs the error")
+
+
 def test_diagnose_list_names_every_entry(capsys):
     code, out, _ = _run(["diagnose", "--list"], capsys)
     assert code == 0
@@ -295,6 +306,7 @@ def test_diagnose_list_names_every_entry(capsys):
     for entry in catalogue():
         assert f"\n{entry.name:<32} {first_wrong(entry):<32} {entry.kind}\n" in out
     code, out, _ = _run(["diagnose", "--list", "--json"], capsys)
+    assert out.startswith('[\n  {\n    "name": "')  # indented by two, as every --json document
     listed = json.loads(out)
     assert [e["name"] for e in listed] == [e.name for e in catalogue()]
     by_name = {e["name"]: e for e in listed}
@@ -336,6 +348,17 @@ def test_explain_points_each_equation_into_the_slides_file(capsys):
             assert source.startswith(f"def {what[0].split('(')[0]}("), (place, source)
         else:  # a forward line: it assigns the quantity
             assert source.strip().split(" = ")[0] in ("Z1", "H1", "Z2", "O", "E"), (place, source)
+
+
+def test_each_forward_quantity_points_at_its_own_line():
+    """Z1 .. E each at the line of manual/seed_network.py that assigns it (these survive mutation testing's rewrite
+    of the file: the forward's own lines are read where they stand)."""
+    places = render.in_slides_file()
+    lines = pathlib.Path(seed_network.__file__).read_text().splitlines()
+    for quantity in ("Z1", "H1", "Z2", "O", "E"):
+        file, number = places[quantity].split(":")
+        assert file == "manual/seed_network.py"
+        assert lines[int(number) - 1].strip().startswith(f"{quantity} = "), (quantity, places[quantity])
 
 
 # --- diagnose on the sequence examples: the time step, the quantity and the class ------------------------------------
