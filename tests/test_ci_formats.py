@@ -12,6 +12,8 @@ import operator
 import os
 import pathlib
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from xml.etree import ElementTree as ET
 
@@ -248,6 +250,36 @@ def test_a_report_that_cannot_be_written_is_said_on_the_error_line(tmp_path, mon
                         f"such file or directory\n")
 
 
+def test_a_summary_that_cannot_be_appended_is_said_on_the_error_line(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "reports"
+    folder.mkdir()
+
+    def vanishing(args):
+        folder.rmdir()
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(cli.RUN, "seed", vanishing)
+    code, _, err = _run(["--markdown", str(folder / "summary.md")], capsys)
+    assert code == 3
+    assert err.endswith(f"; --traceback shows where; and --markdown: got '{folder}/summary.md', cannot append to it: "
+                        f"No such file or directory\n")
+
+
+def test_the_error_report_is_stamped_when_the_run_started(tmp_path):
+    outputs = reports.Outputs("seed", junit=str(tmp_path / "junit.xml"))
+    outputs.started = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=2)))
+    outputs.error("boom", 3)
+    assert _parse(tmp_path / "junit.xml").get("timestamp") == "2024-05-06T07:08:09+02:00"
+
+
+def test_the_error_report_takes_its_time_start_and_host():
+    started = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=2)))
+    suite = ET.fromstring(reports.junit_error_xml("boom", 4, reports.About("seed"), 0.25, started, "ci"))[0]
+    assert (suite.get("time"), suite.get("timestamp"), suite.get("hostname")) == ("0.250", "2024-05-06T07:08:09+02:00",
+                                                                                  "ci")
+    assert ET.fromstring(reports.junit_error_xml("boom", 4, reports.About("seed")))[0].get("time") == "0.000"
+
+
 def test_a_report_that_cannot_be_written_after_the_check_is_bad_input(tmp_path, monkeypatch, capsys):
     def full(source, target):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -263,6 +295,20 @@ def test_a_report_that_cannot_be_written_after_the_check_is_bad_input(tmp_path, 
 def test_appending_to_a_missing_folder_names_the_option(tmp_path):
     with pytest.raises(reports.InputError, match=r"^--markdown: got '.*/gone/s\.md', cannot append to it: No such "):
         reports.append_markdown(tmp_path / "gone" / "s.md", "text", "--markdown")
+    with pytest.raises(reports.InputError) as info:  # called as the module's docstring shows
+        reports.append_markdown(tmp_path / "gone" / "s.md", "text")
+    assert str(info.value) == f"path: got '{tmp_path}/gone/s.md', cannot append to it: No such file or directory"
+
+
+def test_the_summary_is_utf8_whatever_the_locale(tmp_path):
+    """A runner whose locale is ASCII (or cp1252) still gets the summary's ✅ and é, in UTF-8 as GitHub reads it."""
+    summary = tmp_path / "summary.md"
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", "import sys; from crosscheck import reports; "
+                    "reports.append_markdown(sys.argv[1], '## \\u2705 caf\\u00e9\\n')", str(summary)],
+                   env=env, check=True, capture_output=True)
+    assert summary.read_bytes() == "## ✅ café\n".encode()
 
 
 # --- bad input and Ctrl-C write nothing ------------------------------------------------------------------
@@ -308,6 +354,62 @@ def _comparison(name, passed=True, error=1e-17, problem="", note="", shape=(2, 3
 
 def _result(rows, title="seed network 4x4-k2-out1-N1-sum-float64-seed0", injected=""):
     return Result(title, "float64", tuple(rows), injected)
+
+
+def test_a_failure_without_an_injection_says_only_what_differs_and_the_rule():
+    rows = [Row("", "dE/dW", _comparison("dE/dW", False, error=0.5))]
+    failure = ET.fromstring(reports.junit_xml(_result(rows), reports.About("seed")))[0].find("testcase/failure")
+    assert failure.text == ("dE/dW differs; worst element at index (1, 2): manual 0.5, autograd 0.25, abs error "
+                            "5.000e-01, rel error 1.000e+00\n"
+                            "pass when |manual - autograd| <= 1e-12 + 1e-10 * |autograd| (float64)")
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(0.25, "0.250"), (-0.5, "0.000")])
+def test_the_time_is_the_runs_in_seconds_never_negative(seconds, shown):
+    for text in (reports.junit_xml(_result([Row("", "a", _comparison("a"))]), reports.About("seed"), seconds),
+                 reports.junit_error_xml("boom", 3, reports.About("seed"), seconds)):
+        assert ET.fromstring(text)[0].get("time") == shown
+    assert ET.fromstring(reports.junit_xml(_result([]), reports.About("seed")))[0].get("time") == "0.000"
+
+
+def test_a_report_file_gets_the_usual_permissions(tmp_path):
+    """rw for everyone the umask lets through, as any file a program creates (0o666 & ~umask), never executable."""
+    old = os.umask(0o022)
+    try:
+        reports.write_atomically(tmp_path / "junit.xml", "<testsuites/>")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "junit.xml").stat().st_mode & 0o777 == 0o644
+
+
+def test_writing_into_a_missing_folder_names_the_path():
+    with pytest.raises(reports.InputError) as info:  # called as the module's docstring shows
+        reports.write_atomically("/nonexistent/report.xml", "text")
+    assert str(info.value) == "path: got '/nonexistent/report.xml', cannot write it: No such file or directory"
+
+
+def test_the_junit_report_is_utf8_whatever_the_locale(tmp_path):
+    report = tmp_path / "junit.xml"
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", "import sys; from crosscheck import reports; "
+                    "reports.write_atomically(sys.argv[1], 'caf\\u00e9 \\u2713')", str(report)],
+                   env=env, check=True, capture_output=True)
+    assert report.read_bytes() == "café ✓".encode()
+
+
+def test_a_summary_may_go_to_a_file_that_is_not_regular():
+    """--markdown appends, so /dev/null or a pipe will do; --junit-xml replaces its file whole, so it needs a regular
+    one (tests/test_hostile_input.py)."""
+    assert reports.output_path("/dev/null", "--markdown") == pathlib.Path("/dev/null")
+    assert reports.Outputs("seed", markdown="/dev/null").markdown == pathlib.Path("/dev/null")
+
+
+def test_markdown_states_the_rule_of_the_results_dtype():
+    result = Result("seed network 4x4-k2-out1-N1-sum-float32-seed0", "float32", (Row("", "Z1", _comparison("Z1")),))
+    assert reports.markdown(result, reports.About("seed")).splitlines()[2] == (
+        "seed network 4x4-k2-out1-N1-sum-float32-seed0, float32: hand-derived NumPy against PyTorch autograd; pass "
+        "when `|manual - autograd| <= 1e-06 + 0.0001 * |autograd|`.")
 
 
 HOSTILE = "a<b & c>\"d\" 'e' \x00\x07\x1b\x7f αβγ ✓ \U0001f600 \ufffe"

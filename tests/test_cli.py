@@ -11,6 +11,7 @@ import pytest
 
 from crosscheck import cli
 from crosscheck.catalogue import seed as wrong
+from crosscheck.subjects import SeedCase
 from manual import seed_network
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -41,14 +42,29 @@ def test_injected_wrong_derivation_exits_1(entry, capsys):
 def test_json_output(capsys):
     assert cli.main(["--json", "--shape", "5x7", "--k", "2x3", "--n-out", "3", "-N", "2", "--dtype", "float32",
                      "--reduction", "mean", "--seed", "4", "--lr", "0.1", "--steps", "5"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert out.startswith('{\n  "case": {\n    "input_shape": [\n      5,\n')  # indented by two
+    result = json.loads(out)
+    assert list(result) == ["case", "id", "subject", "dtype", "injected", "tolerance", "passed", "compared",
+                            "quantities"]
     assert result["passed"] is True
     assert result["id"] == "5x7-k2x3-out3-N2-mean-float32-seed4"
+    assert result["subject"] == "seed network 5x7-k2x3-out3-N2-mean-float32-seed4" and result["injected"] is None
+    assert result["case"] == {"input_shape": [5, 7], "kernel_shape": [2, 3], "n_out": 3, "batch": 2, "seed": 4,
+                              "dtype": "float32", "reduction": "mean", "lr": 0.1, "steps": 5}
+    # the 17 quantities of the slides' walk, 3 parameters after one step, the loss and 3 parameters after 5 steps
+    assert result["compared"] == len(result["quantities"]) == 24
     assert result["tolerance"] == {"rtol": 1e-4, "atol": 1e-6}
     names = [q["name"] for q in result["quantities"]]
     assert names[:5] == ["Z1", "H1", "Z2", "O", "E"] and names[-1] == "f after 5 steps"
     dW = next(q for q in result["quantities"] if q["name"] == "dE/dW")
     assert dW["shape"] == [20, 3] and dW["passed"] and dW["max_abs_error"] < 1e-5
+
+
+def test_a_case_as_a_dict_holds_lists_as_json_reads_back():
+    """case.as_dict() is what --json writes and reads back: the shapes are lists, so the two compare equal."""
+    data = SeedCase(input_shape=(5, 7), kernel_shape=(2, 3)).as_dict()
+    assert json.loads(json.dumps(data)) == data and data["input_shape"] == [5, 7]
 
 
 def test_json_mismatch_has_no_infinities(capsys):
@@ -226,6 +242,8 @@ def test_an_exception_without_a_message_is_named(monkeypatch, capsys):
         in capsys.readouterr().err
     assert cli.raised(KeyError(), shown=True) == (
         "crosscheck itself failed with KeyError (a bug in crosscheck, please report it)", 4)
+    assert cli.raised(KeyError()) == (
+        "crosscheck itself failed with KeyError (a bug in crosscheck, please report it); --traceback shows where", 4)
 
 
 def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):

@@ -11,10 +11,11 @@ import pytest
 import torch
 from torch.nn import functional as TF
 
-from crosscheck import cli
+from crosscheck import cli, render
 from crosscheck.catalogue import catalogue
 from crosscheck.render import first_wrong
 from crosscheck.subjects import SeedCase
+from manual import seed_network
 from reference import network as reference_net
 from reference import seed_network as reference_seed
 
@@ -72,6 +73,17 @@ def test_explain_shows_where_a_wrong_derivation_breaks_the_chain(capsys):
     assert "  dE/dZ1 = dE/dH1 * dH1/dZ1                 DIFFER" in out
     assert "  dE/dH1 = dE/dZ2 W^T                       agree" in out
     assert out.rstrip().endswith("4 of 20 equations differ, the first: dH1/dZ1 = H1 (1 - H1)")
+
+
+def test_explain_in_float32_judges_every_equation_by_float32s_tolerance(capsys):
+    code, out, _ = _run(["explain", "--dtype", "float32", "--k", "1x2", "--shape", "3x3"], capsys)
+    assert code == 0 and out.rstrip().endswith("all 20 equations agree")
+    assert out.splitlines()[2:4] == ["  f 1x2, W 6x1, b 1; N = 1, seed 0, float32, alpha = 0.5",
+                                     "  agree: |manual - autograd| <= 1e-06 + 0.0001 |autograd|"]  # docs/tolerances.md
+    # the update's "before" is the given f, printed the same way
+    given = next(line for line in out.splitlines() if line.startswith("    f         "))
+    update = out.split("f <- f - alpha dE/df")[1].splitlines()
+    assert update[2] == given.replace("    f         ", "    before    ")
 
 
 def test_explain_summarizes_large_arrays(capsys):
@@ -163,6 +175,14 @@ def test_explain_batchnorm_shows_the_paths_a_wrong_backward_leaves_out(name, wro
     if name == "batchnorm-no-mean-variance-paths":  # the two paths left out: manual's rows are 0
         block = out.split("through mu: -mean(dE/dx_hat) / s")[1].split("autograd")[0]
         assert "manual    [[ 0.  0.  0.]" in block
+
+
+def test_explain_batchnorm_by_default_walks_seed_0_under_the_dtypes_tolerance():
+    text, agree = render.explain_batchnorm_text(dtype="float32")
+    assert agree and text.splitlines()[:3] == [
+        f"Batch norm in training mode by hand (NumPy) and by autograd (PyTorch {torch.__version__}):",
+        "  x 4x3 (N = 4 samples, C = 3 channels): each channel normalized over its 4 values, eps 1e-5; seed 0, float32",
+        "  E = sum(dE/dy * y), dE/dy drawn at random; agree: |manual - autograd| <= 1e-06 + 0.0001 |autograd|"]
 
 
 def test_explain_batchnorm_refuses_a_mistake_outside_batch_norm(capsys):
@@ -279,6 +299,22 @@ def test_explain_lstm_shows_the_line_a_wrong_step_leaves_autograd(name, wrong, d
         np.testing.assert_allclose(manual, autograd - _printed(out, None, "dc_next"), atol=3e-4)
 
 
+def test_explain_lstm_by_default_walks_seed_0_in_three_sections():
+    text, agree = render.explain_lstm_text(dtype="float32")
+    assert agree and text.splitlines()[:5] == [
+        f"One LSTM step by hand (NumPy) and by autograd (PyTorch {torch.__version__}):",
+        "  x: T = 3 steps of N = 2 samples by F = 3 features, H = 2, h and c from 0; seed 0, float32",
+        "  a = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh (N x 4H): the gates i, f, g, o in torch's order",
+        "  E = sum over t of dE/dout_t * h_t, dE/dout drawn at random; the step walked: t = 1 of 0..2",
+        "  agree: |manual - autograd| <= 1e-06 + 0.0001 |autograd|"]
+    assert [line for line in text.splitlines() if line and not line.startswith(" ")][1:] == [
+        "given",
+        "forward: step t (the steps before it the same way, from h = c = 0)",
+        "backward: step t, from dE/dh_t and the cell state's gradient from the future",
+        "over the whole sequence: every step's dE/da summed (autograd: torch.nn.LSTM)",
+        "all 25 equations agree"]
+
+
 def test_explain_lstm_refuses_a_mistake_outside_the_lstm_step(capsys):
     code, _, err = _run(["explain", "--layer", "lstm", "--inject", "gru-bptt-cut-after-one-step"], capsys)
     assert code == 2 and err.strip().endswith("--inject: got 'gru-bptt-cut-after-one-step', needs a wrong LSTM step "
@@ -288,6 +324,16 @@ def test_explain_lstm_refuses_a_mistake_outside_the_lstm_step(capsys):
 
 # --- diagnose ----------------------------------------------------------------------------------------------
 
+def test_the_catalogue_reads_as_a_table_by_default():
+    (entry,) = [e for e in catalogue() if e.name == "sgd-wrong-sign"]
+    assert render.catalogue_text([entry]) == (
+        "1 wrong derivations; crosscheck diagnose --wrong NAME runs one\n"
+        "\n"
+        "name                             first wrong quantity             class\n"
+        "sgd-wrong-sign                   W after step 1                   update-sign\n"
+        "    seed: w <- w + alpha dE/dw: the update climbs the error")
+
+
 def test_diagnose_list_names_every_entry(capsys):
     code, out, _ = _run(["diagnose", "--list"], capsys)
     assert code == 0
@@ -295,6 +341,7 @@ def test_diagnose_list_names_every_entry(capsys):
     for entry in catalogue():
         assert f"\n{entry.name:<32} {first_wrong(entry):<32} {entry.kind}\n" in out
     code, out, _ = _run(["diagnose", "--list", "--json"], capsys)
+    assert out.startswith('[\n  {\n    "name": "')  # indented by two, as every --json document
     listed = json.loads(out)
     assert [e["name"] for e in listed] == [e.name for e in catalogue()]
     by_name = {e["name"]: e for e in listed}
@@ -336,6 +383,17 @@ def test_explain_points_each_equation_into_the_slides_file(capsys):
             assert source.startswith(f"def {what[0].split('(')[0]}("), (place, source)
         else:  # a forward line: it assigns the quantity
             assert source.strip().split(" = ")[0] in ("Z1", "H1", "Z2", "O", "E"), (place, source)
+
+
+def test_each_forward_quantity_points_at_its_own_line():
+    """Z1 .. E each at the line of manual/seed_network.py that assigns it (these survive mutation testing's rewrite
+    of the file: the forward's own lines are read where they stand)."""
+    places = render.in_slides_file()
+    lines = pathlib.Path(seed_network.__file__).read_text().splitlines()
+    for quantity in ("Z1", "H1", "Z2", "O", "E"):
+        file, number = places[quantity].split(":")
+        assert file == "manual/seed_network.py"
+        assert lines[int(number) - 1].strip().startswith(f"{quantity} = "), (quantity, places[quantity])
 
 
 # --- diagnose on the sequence examples: the time step, the quantity and the class ------------------------------------

@@ -2,8 +2,11 @@
 the size, what makes it and the budget (exit 2); descriptions nested too deeply are refused as bad input; and the
 frames of the code under test are told from the harness's and the libraries'."""
 
+import argparse
 import json
 import os
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -65,6 +68,21 @@ def test_a_bad_budget_is_bad_input(size, message, capsys):
     assert _error([f"--max-memory={size}"], capsys) == (2, f"crosscheck: error: {message}\n")
 
 
+@pytest.mark.parametrize(("size", "n"), [
+    ("800k", 800_000), ("800K", 800_000), ("2m", 2_000_000), ("2M", 2_000_000), ("12g", 12 * 10**9),
+    ("12G", 12 * 10**9), ("2t", 2 * 10**12), ("2T", 2 * 10**12), ("1.5k", 1500), ("800000", 800_000),
+    ("1", 1),  # the smallest budget there is
+])
+def test_budget_sizes_read_in_decimal_units(size, n):
+    assert cli._memory(size) == n
+
+
+def test_a_budget_under_one_byte_is_refused():
+    with pytest.raises(argparse.ArgumentTypeError) as info:
+        cli._memory("0.9")
+    assert str(info.value) == "got '0.9', needs a size in bytes such as 512M, 12G or 800000"
+
+
 def test_the_budget_boundary():
     """Exactly the budget passes; one byte less refuses."""
     check_memory(1000, "x", budget=1000 * BYTES_PER_ELEMENT)
@@ -78,8 +96,9 @@ def test_the_default_budget_is_half_the_machines_memory():
     assert memory_budget() == physical // 2 > 0
 
 
-@pytest.mark.parametrize(("n", "text"), [(800, "800 bytes"), (1000, "1 kB"), (1_500_000, "1.5 MB"),
-                                         (12_600_000_000, "12.6 GB"), (39 * 10**12, "39 TB")])
+@pytest.mark.parametrize(("n", "text"), [(800, "800 bytes"), (999, "999 bytes"), (1000, "1 kB"), (10**6, "1 MB"),
+                                         (1_500_000, "1.5 MB"), (12_600_000_000, "12.6 GB"), (10**12, "1 TB"),
+                                         (39 * 10**12, "39 TB")])
 def test_sizes_read_short(n, text):
     assert size_text(n) == text
 
@@ -119,6 +138,26 @@ def test_a_huge_number_in_a_description_is_refused_not_allocated():
 ])
 def test_which_frames_are_the_code_under_test(filename, under_test):
     assert frames.under_test(filename) is under_test
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_numpy_and_torch_loaded_from_elsewhere_are_libraries(library, monkeypatch):
+    """A numpy or torch imported from a folder outside site-packages (a source build on PYTHONPATH): its frames,
+    and those of its neighbours in that folder, are still a library's."""
+    monkeypatch.setitem(sys.modules, library, types.SimpleNamespace(__file__=f"/opt/build/{library}/__init__.py"))
+    assert frames.under_test(f"/opt/build/{library}/linalg.py") is False
+    assert frames.under_test("/opt/build/other.py") is False
+    assert frames.under_test("/opt/elsewhere/my_layer.py") is True
+
+
+@pytest.mark.parametrize(("error", "text"), [
+    (ValueError("two\nlines"), "ValueError: two lines"),
+    (ValueError("SIZE MAX"), "ValueError: SIZE MAX"),
+    (KeyError(), "KeyError"),
+    (ValueError(""), "ValueError"),
+])
+def test_an_error_is_named_on_one_line(error, text):
+    assert frames.what(error) == text
 
 
 @pytest.mark.parametrize("argv", [["--steps", "100001"],

@@ -205,6 +205,23 @@ def test_a_wrong_stateful_layer_object_is_reported():
     assert {r.quantity for r in check.failures} == {"dw", "gradcheck"}
 
 
+class Leaky:
+    """A layer object whose forward takes a keyword option and keeps it for its backward."""
+
+    def forward(self, x, negative_slope=0.01):
+        self.x, self.slope = x, negative_slope
+        return np.where(x > 0, x, negative_slope * x)
+
+    def backward(self, dy):
+        return np.where(self.x > 0, dy, self.slope * dy)
+
+
+def test_a_stateful_layer_object_gets_the_keyword_options_in_both_passes():
+    check = check_layer(Leaky(), torch_fn=F.leaky_relu, shapes=[(3, 4)], kwargs={"negative_slope": 0.5})
+    assert check.layer == "Leaky(3x4, negative_slope=0.5)"
+    assert check.passed and {r.quantity for r in check.rows} == {"out", "dx"}
+
+
 def test_a_layer_object_with_the_pair_contract_is_accepted():
     layer = types.SimpleNamespace(forward=M.conv2d_forward, backward=M.conv2d_backward)
     check = check_layer(layer, torch_fn=torch_conv2d, shapes=[(1, 2, 5, 5), (3, 2, 2, 2), (3,)], kwargs={"padding": 1})
