@@ -300,15 +300,20 @@ def test_appending_to_a_missing_folder_names_the_option(tmp_path):
     assert str(info.value) == f"path: got '{tmp_path}/gone/s.md', cannot append to it: No such file or directory"
 
 
-def test_the_summary_is_utf8_whatever_the_locale(tmp_path):
-    """A runner whose locale is ASCII (or cp1252) still gets the summary's ✅ and é, in UTF-8 as GitHub reads it."""
-    summary = tmp_path / "summary.md"
+def _under_an_ascii_locale(call, path):
+    """Run `from crosscheck import reports; <call>` with sys.argv[1] = path in a Python whose locale is ASCII."""
     env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    subprocess.run([sys.executable, "-c", "import sys; from crosscheck import reports; "
-                    "reports.append_markdown(sys.argv[1], '## \\u2705 caf\\u00e9\\n')", str(summary)],
+    subprocess.run([sys.executable, "-c", f"import sys; from crosscheck import reports; {call}", str(path)],
                    env=env, check=True, capture_output=True)
-    assert summary.read_bytes() == "## ✅ café\n".encode()
+    return path.read_bytes()
+
+
+def test_the_summary_is_utf8_whatever_the_locale(tmp_path):
+    """A runner whose locale is ASCII (or cp1252) still gets the summary's ✅ and é, in UTF-8 as GitHub reads it."""
+    written = _under_an_ascii_locale("reports.append_markdown(sys.argv[1], '## \\u2705 caf\\u00e9\\n')",
+                                     tmp_path / "summary.md")
+    assert written == "## ✅ café\n".encode()
 
 
 # --- bad input and Ctrl-C write nothing ------------------------------------------------------------------
@@ -389,13 +394,9 @@ def test_writing_into_a_missing_folder_names_the_path():
 
 
 def test_the_junit_report_is_utf8_whatever_the_locale(tmp_path):
-    report = tmp_path / "junit.xml"
-    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    subprocess.run([sys.executable, "-c", "import sys; from crosscheck import reports; "
-                    "reports.write_atomically(sys.argv[1], 'caf\\u00e9 \\u2713')", str(report)],
-                   env=env, check=True, capture_output=True)
-    assert report.read_bytes() == "café ✓".encode()
+    written = _under_an_ascii_locale("reports.write_atomically(sys.argv[1], 'caf\\u00e9 \\u2713')",
+                                     tmp_path / "junit.xml")
+    assert written == "café ✓".encode()
 
 
 def test_a_summary_may_go_to_a_file_that_is_not_regular():
