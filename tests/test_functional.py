@@ -327,13 +327,6 @@ BAD_MERGES = [
 ]
 
 
-@pytest.mark.parametrize(("call", "message"), [b[1:] for b in BAD_MERGES], ids=[b[0] for b in BAD_MERGES])
-def test_bad_merge_input_is_named(call, message):
-    with pytest.raises(InputError) as info:
-        call()
-    assert str(info.value) == message
-
-
 BAD_ARRAYS = [
     ("dropout-x-int", lambda: M.dropout_forward(np.zeros((2, 3), int), np.ones((2, 3), bool)),
      "x: got dtype int64, needs float32 or float64"),
@@ -342,8 +335,9 @@ BAD_ARRAYS = [
 ]
 
 
-@pytest.mark.parametrize(("call", "message"), [b[1:] for b in BAD_ARRAYS], ids=[b[0] for b in BAD_ARRAYS])
-def test_a_bad_array_is_named_whole(call, message):
+@pytest.mark.parametrize(("call", "message"), [b[1:] for b in BAD_MERGES + BAD_ARRAYS],
+                         ids=[b[0] for b in BAD_MERGES + BAD_ARRAYS])
+def test_bad_input_is_named_whole(call, message):
     with pytest.raises(InputError) as info:
         call()
     assert str(info.value) == message
