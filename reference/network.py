@@ -173,11 +173,14 @@ class Graph(nn.ModuleList):
         super().__init__(MODULES[layer.type](layer, layer.options) for layer in spec.layers)
         self.spec = spec
 
-    def forward(self, x, inputs=None, masks=None):
+    def forward(self, x, inputs=None, masks=None, values=None):
         """-> every layer's output, in order. Given a list `inputs`, each layer reads its own alias (a view) of
         each tensor it reads, appended there per layer: autograd's gradient for an alias is that layer's share
         alone, where the tensor itself gets the sum over all the layers that read it. ``masks``: {dropout layer
-        index: its mask of this step} (netdesc.inputs.dropout_masks); a dropout without one is the identity."""
+        index: its mask of this step} (netdesc.inputs.dropout_masks); a dropout without one is the identity.
+        ``values``: per layer, the value its output takes instead of torch's own (another run's forward, equal but
+        for rounding), its gradient passed through unchanged: autograd's derivatives are then taken at those values,
+        every max and ReLU deciding as that run decided."""
         outputs, masks = [], masks or {}
         for layer, module in zip(self.spec.layers, self, strict=True):
             sources = [x if j < 0 else outputs[j] for j in layer.inputs]
@@ -185,7 +188,10 @@ class Graph(nn.ModuleList):
                 sources = [t.view_as(t) for t in sources]
                 inputs.append(sources)
             mask = [torch.from_numpy(masks[layer.index])] if layer.index in masks else []
-            outputs.append(module(*sources, *mask))
+            out = module(*sources, *mask)
+            if values is not None:
+                out = out + (torch.from_numpy(np.asarray(values[layer.index])) - out).detach()
+            outputs.append(out)
         return outputs
 
 
@@ -246,15 +252,15 @@ def _tensors(spec, params, x, target):
     return build(spec, params, dtype), torch.from_numpy(x), torch.from_numpy(target)
 
 
-def run(spec, params, x, target, masks=None):
+def run(spec, params, x, target, masks=None, values=None):
     """Forward and backward by autograd -> manual.network.Backprop's fields as a dict of NumPy values, plus
     "output_grads": dE/d(output of layer i), summed over the layers that read it. input_grads[i] is layer i's
     share of dE/d(its input), a tuple of one per input for a merge layer, None for an embedding's integer indices
-    (no gradient); ``masks`` as in Graph.forward. The inputs are not checked here:
+    (no gradient); ``masks`` and ``values`` as in Graph.forward. The inputs are not checked here:
     netdesc.inputs.check_inputs checks them once, where they enter (crosscheck's subjects, manual.network.train)."""
     net, x, target = _tensors(spec, params, x, target)
     inputs = []
-    outputs = net(x if spec.indexed else x.requires_grad_(), inputs, masks)
+    outputs = net(x if spec.indexed else x.requires_grad_(), inputs, masks, values)
     E = loss(spec, outputs[-1], target)
     names = [name for name, _ in net.named_parameters()]
     flat = [t for layer, sources in zip(spec.layers, inputs, strict=True) if layer.type not in INDEXED

@@ -521,6 +521,65 @@ def test_the_lockstep_compares_every_steps_gradient_at_manuals_own_parameters():
     assert subject.lockstep(1).startswith("steps 1..1 agree") and subject.lockstep(2) == ""
 
 
+# A max decided by rounding: manual's conv rounds its output to 17 bits (within the table), which ties two values of a
+# max pool's window that differ by 2**-20; manual routes the tie to the first, torch's own forward to the larger
+# (fresh seed base 157908: digits-lenet in float32, a tie at step 9 of 20). The two pixels read different input
+# channels, so the conv's weight gradient differs by the whole gradient.
+TIE = {"name": "tie", "input_shape": [2, 2, 2], "batch_size": 1,
+       "layers": [{"type": "conv2d", "out_channels": 1, "kernel_size": 1}, {"type": "relu"},
+                  {"type": "max_pool2d", "kernel_size": 2}, {"type": "flatten"}, {"type": "linear", "out_features": 2}],
+       "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"type": "sgd", "lr": 0.1, "steps": 2}}
+
+
+def _tie_subject(conv_bits=17, pool_last=False, larger=1):
+    """The TIE network in float32, its conv's output rounded to `conv_bits` mantissa bits; pool_last: a max pool
+    routing a tie to its last maximum (a wrong tie rule); larger: the pixel 2**-20 above the other before rounding."""
+    spec = parse_spec(TIE)
+    x = np.zeros((1, 2, 2, 2), np.float32)
+    x[0, 0, 0, 0] = x[0, 1, 0, 1] = 1  # pixel (0, 0) reads channel 0, pixel (0, 1) channel 1
+    weight = np.ones(2, np.float32)
+    weight[larger] += 2 ** -20
+    params = {"0.weight": weight.reshape(1, 2, 1, 1),
+              "0.bias": np.zeros(1, np.float32), "4.weight": np.array([[1], [-1]], np.float32),
+              "4.bias": np.zeros(2, np.float32)}
+
+    def rounded_conv(x, p, options):
+        out, cache = manual_network.FORWARD["conv2d"](x, p, options)
+        return (out.view(np.uint32) & np.uint32(~((1 << (23 - conv_bits)) - 1) & 0xFFFFFFFF)).view(np.float32), cache
+
+    def last_max(x, p, options):
+        out, (_, *rest) = manual_network.FORWARD["max_pool2d"](x, p, options)
+        flat = x.reshape(*x.shape[:2], -1)
+        return out, ((flat.shape[-1] - 1 - flat[..., ::-1].argmax(-1)).reshape(out.shape), *rest)
+    forward = {0: rounded_conv} | ({2: last_max} if pool_last else {})
+    return NetworkSubject(spec, dtype="float32", wrong=overrides(forward=forward),
+                          data=(x, np.array([0]), params))
+
+
+def test_a_max_decided_by_rounding_is_excused_where_manual_agrees_at_its_own_forward_values():
+    subject = _tie_subject()
+    walk = {s.name: s for s in subject.walk()}
+    gradient = walk["0 conv2d: dE/dweight"]  # autograd's forward takes pixel (0, 1), manual's the first of a tie
+    assert not compare("dw", gradient.manual, gradient.autograd, "float32").passed
+    assert compare("out", walk["0 conv2d: output"].manual, walk["0 conv2d: output"].autograd, "float32").passed
+    assert subject.lockstep(2) == (
+        "steps 1..2 agree one at a time from manual's own parameters (the loss, every gradient and running statistic "
+        "at them, and torch's sgd stepping with manual's gradients): the runs part by rounding the optimizer "
+        "amplifies; at step 1 a max or a kink decided the other way under rounding: every layer's output agrees, "
+        "and every gradient agrees with autograd's taken at manual's own forward values")
+
+
+@pytest.mark.parametrize(("conv_bits", "pool_last", "larger"), [(6, False, 1), (17, True, 0)],
+                         ids=["forward-off", "tie-to-last"])
+def test_a_max_is_excused_only_where_the_forward_agrees_and_the_tie_rule_is_torchs(conv_bits, pool_last, larger):
+    """A conv rounded to 6 bits (2**-7 relative, past the table) is a forward that differs; a pool routing a tie to
+    its last maximum (pixel 1, where torch's own forward takes the larger pixel 0) is wrong at manual's own values
+    too, where autograd takes the first."""
+    assert _tie_subject(conv_bits, pool_last, larger).lockstep(2) == ""
+    if pool_last:  # the same tie rule where the larger pixel is the last: no decision differs, nothing to excuse
+        assert _tie_subject(conv_bits, pool_last, larger=1).lockstep(2).endswith("the optimizer amplifies")
+
+
 # --- the SGD step owns its arrays -----------------------------------------------------------------------
 
 SGD_SETTINGS = [dict(lr=0.1), dict(lr=0.1, momentum=0.9), dict(lr=0.1, momentum=0.9, nesterov=True),
