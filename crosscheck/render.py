@@ -122,9 +122,11 @@ def table(header, result):
         lines.append(f"all {n} quantities agree")
     witnessed = [row.result for row in result.rows if row.result.witnessed]
     if witnessed:
-        # float32's float64 witness, or (a training row, either dtype) the lockstep: the text says which
-        lines.append(f"{len(witnessed)} quantities agree by a second judge (the float64 witness or the lockstep, "
-                     f"docs/tolerances.md), not by the table alone; {witnessed[0].name}: {witnessed[0].witnessed}")
+        # float32's float64 witness, (a training row, either dtype) the lockstep, or (a described network's gradient)
+        # autograd at manual's own forward values: the text says which
+        lines.append(f"{len(witnessed)} quantities agree by a second judge (the float64 witness, the lockstep or "
+                     "manual's own forward values, docs/tolerances.md), not by the table alone; "
+                     f"{witnessed[0].name}: {witnessed[0].witnessed}")
     return "\n".join(lines)
 
 

@@ -15,10 +15,11 @@ WrongDerivation, or a user's module read into one) applies to either through ``w
 
 import itertools
 import math
+import operator
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from functools import cache
+from functools import cache, reduce
 
 import numpy as np
 import torch
@@ -121,7 +122,8 @@ def check_dtype(dtype):
 class Step:
     """One quantity of a walk: where ("" on the slides' network, "3 conv2d" or "loss") and what ("dE/dZ1",
     "dE/dweight", "W after step 1"); site: () -> numerical.Site (gradients only); before: an update's parameter
-    before the step; scales: (value, kind, meaning) a fitted constant is read against."""
+    before the step; scales: (value, kind, meaning) a fitted constant is read against; own: () -> autograd's value
+    taken at manual's own forward values, None where a layer's output differs (a described network's gradients)."""
 
     where: str
     quantity: str
@@ -132,6 +134,7 @@ class Step:
     before: object = None
     scales: tuple = ()
     steps: int = 0  # the optimizer steps behind the quantity (an update's, a training run's); 0 for the rest
+    own: Callable | None = None
 
     def __post_init__(self):  # what a hand-written side gave instead of numbers is a finding on this row
         object.__setattr__(self, "manual", unusable(self.manual, "the manual side") or self.manual)
@@ -412,6 +415,7 @@ class NetworkSubject:
                            hooks["accumulate"], masks)
         a = reference_net.run(spec, params, x, target, masks)
         sites = cache(lambda: numerical.network_sites(spec, params, x, target, masks))
+        own = cache(lambda: self._at_own_values(params, m.outputs, a["outputs"], masks))
         batch = H.batch_scales(spec.batch_size)
         for layer in spec.layers:
             j = layer.inputs[0]
@@ -421,28 +425,31 @@ class NetworkSubject:
                        hypotheses=hypotheses)
         yield Step("loss", "E", m.loss, a["loss"])
         yield Step("loss", "dE/dinput", m.loss_grad, a["loss_grad"], lambda: sites()["loss: dE/dinput"],
-                   H.loss_hypotheses(spec, a["outputs"][-1], target), scales=batch + H.loss_scales(spec, target))
+                   H.loss_hypotheses(spec, a["outputs"][-1], target), scales=batch + H.loss_scales(spec, target),
+                   own=lambda: _held(own(), ("loss_grad",)))
         for layer in reversed(spec.layers):
             i, where, j = layer.index, _where(layer), layer.inputs[0]
             x_i = np.asarray(x if j < 0 else a["outputs"][j], None if layer.type in INDEXED else np.float64)
             up = np.asarray(a["output_grads"][i], np.float64)  # autograd's dE/d(output of layer i)
+            # (kind, manual, autograd, where autograd's run at manual's own forward values holds it)
             if layer.merge:  # one input gradient per input
-                gradients = [(f"input[{k}]", mg, ag)
+                gradients = [(f"input[{k}]", mg, ag, ("input_grads", i, k))
                              for k, (mg, ag) in enumerate(zip(m.input_grads[i], a["input_grads"][i], strict=True))]
             elif layer.type in INDEXED:  # integer indices: no gradient, no row (the header says so)
                 gradients = []
             else:
-                gradients = [("input", m.input_grads[i], a["input_grads"][i])]
-            gradients += [(kind, m.param_grads[f"{i}.{kind}"], a["param_grads"][f"{i}.{kind}"])
-                          for kind in layer.param_shapes()]
+                gradients = [("input", m.input_grads[i], a["input_grads"][i], ("input_grads", i))]
+            gradients += [(kind, m.param_grads[f"{i}.{kind}"], a["param_grads"][f"{i}.{kind}"],
+                           ("param_grads", f"{i}.{kind}")) for kind in layer.param_shapes()]
             scales = batch + ((H.window(layer), "scaled", "the window size KH*KW of the pool"),) \
                 if layer.type in ("max_pool2d", "avg_pool2d") else batch
             scales += H.dropout_scales(layer)
-            for kind, mg, ag in gradients:
+            for kind, mg, ag, path in gradients:
                 name = f"{where}: dE/d{kind}"
                 hypotheses = H.fan_out_hypotheses(spec, layer, kind, x_i, params, a) \
                     + H.layer_hypotheses(layer, kind, x_i, params, up)
-                yield Step(where, f"dE/d{kind}", mg, ag, lambda name=name: sites()[name], hypotheses, scales=scales)
+                yield Step(where, f"dE/d{kind}", mg, ag, lambda name=name: sites()[name], hypotheses, scales=scales,
+                           own=lambda path=path: _held(own(), path))
         yield from self._update_steps()
 
     def manual_steps(self, batches, buffers=None):
@@ -538,6 +545,13 @@ class NetworkSubject:
                        "manual's own forward values")
         return reason
 
+    def _at_own_values(self, params, outputs, autograd_outputs, masks):
+        """Autograd's run (reference.network.run) taken at manual's own forward values `outputs`, None where a
+        layer's output differs from autograd's `autograd_outputs` (a forward that differs excuses nothing)."""
+        if not self._agree(zip(outputs, autograd_outputs, strict=True)):
+            return None
+        return reference_net.run(self.spec, params, self.x, self.target, masks, values=outputs)
+
     def _agree(self, pairs):
         return all(compare("", m, a, self.dtype).passed for m, a in pairs)
 
@@ -549,11 +563,9 @@ class NetworkSubject:
         masks = self.masks(step, len(x))
         mine = manual_net.run(spec, params, x, target, hooks["layer_backward"], hooks["layer_forward"],
                               hooks["accumulate"], masks)
-        plain = reference_net.run(spec, params | buffers, x, target, masks)
-        if not self._agree(zip(mine.outputs, plain["outputs"], strict=True)):
-            return False
-        own = reference_net.run(spec, params | buffers, x, target, masks, values=mine.outputs)
-        return self._agree([(grads[n], own["param_grads"][n]) for n in own["param_grads"]])
+        own = self._at_own_values(params | buffers, mine.outputs,
+                                  reference_net.run(spec, params | buffers, x, target, masks)["outputs"], masks)
+        return own is not None and self._agree([(grads[n], own["param_grads"][n]) for n in own["param_grads"]])
 
     def witnesses(self):
         """Autograd in float64 on this subject's own values, by quantity name -> {name: value}: float32's witness
@@ -566,6 +578,11 @@ class NetworkSubject:
         return [Step("loss", f"E at steps 1..{k}", losses, ref_losses, steps=k)] + [
             Step(_where(layer), f"{kind} after {k} steps", final[key], ref_final[key], steps=k)
             for layer, kind, key in self._parameters() + self._buffers()]
+
+
+def _held(run, path):
+    """The value at `path` (keys, then indices) of a reference run, None for no run."""
+    return None if run is None else reduce(operator.getitem, path, run)
 
 
 def _where(layer):
