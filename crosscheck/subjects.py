@@ -540,9 +540,8 @@ class NetworkSubject:
                   "the runs part by rounding the optimizer amplifies")
         if decided:
             reason += (f"; at step{'s' * (len(decided) > 1)} {', '.join(map(str, decided))} a max or a kink "
-                       "decided the other way under "
-                       "rounding: every layer's output agrees, and every gradient agrees with autograd's taken at "
-                       "manual's own forward values")
+                       "decided the other way under rounding: every layer's output agrees, and every gradient agrees "
+                       "with autograd's taken at manual's own forward values")
         return reason
 
     def _at_own_values(self, params, outputs, autograd_outputs, masks):

@@ -531,10 +531,10 @@ TIE = {"name": "tie", "input_shape": [2, 2, 2], "batch_size": 1,
        "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"type": "sgd", "lr": 0.1, "steps": 2}}
 
 
-def _tie_subject(conv_bits=17, pool_last=False, larger=1):
+def _tie_subject(conv_bits=17, pool_last=False, larger=1, lr=0.1):
     """The TIE network in float32, its conv's output rounded to `conv_bits` mantissa bits; pool_last: a max pool
     routing a tie to its last maximum (a wrong tie rule); larger: the pixel 2**-20 above the other before rounding."""
-    spec = parse_spec(TIE)
+    spec = parse_spec(TIE | {"optimizer": TIE["optimizer"] | {"lr": lr}})
     x = np.zeros((1, 2, 2, 2), np.float32)
     # pixel (0, 0) reads channel 0, pixel (0, 1) channel 1; 17 bits hold the value exactly, 6 bits are 1% off
     x[0, 0, 0, 0] = x[0, 1, 0, 1] = 1 + 2 ** -7 + 2 ** -9
@@ -573,6 +573,10 @@ def test_a_max_decided_by_rounding_is_excused_where_manual_agrees_at_its_own_for
     assert DECIDED == ("a max or a kink decided the other way under rounding: every layer's output agrees, and this "
                        "gradient agrees with autograd's taken at manual's own forward values")
     assert diagnose(_tie_subject()).first is None  # the diagnosis judges the same way
+    # at lr 1e-12 no weight moves in float32: the tie, and the decision, are there at both steps
+    assert _tie_subject(lr=1e-12).lockstep(2).endswith(
+        "; at steps 1, 2 a max or a kink decided the other way under rounding: every layer's output agrees, and every "
+        "gradient agrees with autograd's taken at manual's own forward values")
     assert subject.lockstep(2) == (
         "steps 1..2 agree one at a time from manual's own parameters (the loss, every gradient and running statistic "
         "at them, and torch's sgd stepping with manual's gradients): the runs part by rounding the optimizer "
