@@ -1,6 +1,8 @@
 """A described network's inputs: parameters and a batch drawn from a seed, and user-supplied ones checked against
 the description (NumPy only). Both sides of a comparison get the same arrays from here."""
 
+import math
+
 import numpy as np
 
 from netdesc.checks import InputError, check_float_array, check_labels, check_same_dtype, check_shape
@@ -70,7 +72,8 @@ def random_batch(spec, dtype=np.float64, seed=0):
     is one; and a target: the description's labels or labels drawn in [0, classes) for softmax_cross_entropy and
     nll (int64, (N,), or (N, T) on a sequence's output (T, classes); with an ignore_index (nll's always,
     softmax_cross_entropy's when given) a quarter of them, at least one, set to it when there are two labels or
-    more), else values in [0, 1] shaped like the output."""
+    more, the others drawn from the other classes: never every label ignored, where torch's mean is NaN), else
+    values in [0, 1] shaped like the output."""
     rng = np.random.default_rng([seed, 1])
     N = spec.batch_size
     if spec.indexed:
@@ -85,9 +88,15 @@ def random_batch(spec, dtype=np.float64, seed=0):
         return x, rng.uniform(size=(N, *spec.output_shape)).astype(dtype)
     if spec.loss.labels is not None:
         return x, np.array(spec.loss.labels, dtype=np.int64)
-    labels = rng.integers(0, spec.output_shape[-1], size=(N, *spec.label_shape))
-    if spec.loss.ignore_index is not None and labels.size > 1:
-        labels.flat[rng.permutation(labels.size)[:max(1, labels.size // 4)]] = spec.loss.ignore_index
+    classes, ignore = spec.output_shape[-1], spec.loss.ignore_index
+    ignoring = ignore is not None and N * math.prod(spec.label_shape) > 1
+    if ignoring and 0 <= ignore < classes and classes > 1:  # the counted labels are drawn from the other classes
+        labels = rng.integers(0, classes - 1, size=(N, *spec.label_shape))
+        labels += labels >= ignore
+    else:
+        labels = rng.integers(0, classes, size=(N, *spec.label_shape))
+    if ignoring:
+        labels.flat[rng.permutation(labels.size)[:max(1, labels.size // 4)]] = ignore
     return x, labels
 
 
