@@ -57,17 +57,29 @@ def excess(manual, autograd, tol):
     return np.abs(a - d) / (tol.atol + tol.rtol * np.abs(d))
 
 
-def within_rounding(manual, autograd, witness, tol):
-    """Whether manual is as close to the float64 witness as autograd's own rounding allows (crosscheck.tolerances)
-    -> the reason as text, or "" where it is not (or the witness is missing, of another shape, not finite)."""
+WITNESSES = {  # what w is, and what max |autograd - w| then measures
+    "float64": ("float32 rounding", "autograd in float64 on the same values", "autograd's own largest error"),
+    "nudged": ("float64 rounding", "autograd on the inputs and parameters nudged by one rounding",
+               "the largest change of autograd's own value: a quantity that is rounding noise, as a gradient that is "
+               "0 in exact arithmetic"),
+}
+
+
+def within_rounding(manual, autograd, witness, tol, rounding=None, kind="float64"):
+    """Whether manual is as close to the witness w as autograd's own rounding allows (crosscheck.tolerances):
+    |manual - w| <= atol + rtol * |w| + rounding * max |autograd - w| on every element (rounding: the tolerance's
+    own factor by default) -> the reason as text, or "" where it is not (or the witness is missing, of another
+    shape, not finite). kind: what w is (WITNESSES): float32's float64 witness, or float64's nudged run."""
     if witness is None or np.shape(witness) != np.shape(autograd):
         return ""
+    rounding = tol.rounding if rounding is None else rounding
     a, d, w = (np.asarray(v, np.float64) for v in (manual, autograd, witness))
     own = float(np.max(np.abs(d - w)))  # autograd's own rounding error on this quantity
-    if not np.isfinite(own) or not np.all(np.abs(a - w) <= tol.atol + tol.rtol * np.abs(w) + tol.rounding * own):
+    if not np.isfinite(own) or not np.all(np.abs(a - w) <= tol.atol + tol.rtol * np.abs(w) + rounding * own):
         return ""
-    return (f"float32 rounding: manual is within {tol.atol:g} + {tol.rtol:g} * |w| + {tol.rounding:g} * "
-            f"{own:.3e} of w, autograd in float64 on the same values ({own:.3e}: autograd's own largest error)")
+    title, what, measure = WITNESSES[kind]
+    return (f"{title}: manual is within {tol.atol:g} + {tol.rtol:g} * |w| + {rounding:g} * {own:.3e} of w, {what} "
+            f"({own:.3e}: {measure})")
 
 
 def compare(name, manual, autograd, dtype=None, tol=None, witness=None):

@@ -123,9 +123,9 @@ def table(header, result):
     witnessed = [row.result for row in result.rows if row.result.witnessed]
     if witnessed:
         # float32's float64 witness, (a training row, either dtype) the lockstep, or (a described network's gradient)
-        # autograd at manual's own forward values: the text says which
-        lines.append(f"{len(witnessed)} quantities agree by a second judge (the float64 witness, the lockstep or "
-                     "manual's own forward values, docs/tolerances.md), not by the table alone; "
+        # autograd at manual's own forward values or, in float64, at inputs nudged by one rounding: the text says which
+        lines.append(f"{len(witnessed)} quantities agree by a second judge (the float64 witness, the nudged run, the "
+                     "lockstep or manual's own forward values, docs/tolerances.md), not by the table alone; "
                      f"{witnessed[0].name}: {witnessed[0].witnessed}")
     return "\n".join(lines)
 

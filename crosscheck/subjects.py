@@ -123,7 +123,8 @@ class Step:
     """One quantity of a walk: where ("" on the slides' network, "3 conv2d" or "loss") and what ("dE/dZ1",
     "dE/dweight", "W after step 1"); site: () -> numerical.Site (gradients only); before: an update's parameter
     before the step; scales: (value, kind, meaning) a fitted constant is read against; own: () -> autograd's value
-    taken at manual's own forward values, None where a layer's output differs (a described network's gradients)."""
+    taken at manual's own forward values, None where a layer's output differs (a described network's gradients);
+    nudged: () -> autograd's value with the inputs and parameters nudged by one rounding (the same, in float64)."""
 
     where: str
     quantity: str
@@ -135,6 +136,7 @@ class Step:
     scales: tuple = ()
     steps: int = 0  # the optimizer steps behind the quantity (an update's, a training run's); 0 for the rest
     own: Callable | None = None
+    nudged: Callable | None = None
 
     def __post_init__(self):  # what a hand-written side gave instead of numbers is a finding on this row
         object.__setattr__(self, "manual", unusable(self.manual, "the manual side") or self.manual)
@@ -416,6 +418,9 @@ class NetworkSubject:
         a = reference_net.run(spec, params, x, target, masks)
         sites = cache(lambda: numerical.network_sites(spec, params, x, target, masks))
         own = cache(lambda: self._at_own_values(params, m.outputs, a["outputs"], masks))
+        nudged = cache(lambda: self._nudged_run(masks)) if self.dtype == "float64" else None
+        held = {"own": lambda path: _held(own(), path),
+                "nudged": None if nudged is None else lambda path: _held(nudged(), path)}
         batch = H.batch_scales(spec.batch_size)
         for layer in spec.layers:
             j = layer.inputs[0]
@@ -426,7 +431,7 @@ class NetworkSubject:
         yield Step("loss", "E", m.loss, a["loss"])
         yield Step("loss", "dE/dinput", m.loss_grad, a["loss_grad"], lambda: sites()["loss: dE/dinput"],
                    H.loss_hypotheses(spec, a["outputs"][-1], target), scales=batch + H.loss_scales(spec, target),
-                   own=lambda: _held(own(), ("loss_grad",)))
+                   **_values_at(held, ("loss_grad",)))
         for layer in reversed(spec.layers):
             i, where, j = layer.index, _where(layer), layer.inputs[0]
             x_i = np.asarray(x if j < 0 else a["outputs"][j], None if layer.type in INDEXED else np.float64)
@@ -449,7 +454,7 @@ class NetworkSubject:
                 hypotheses = H.fan_out_hypotheses(spec, layer, kind, x_i, params, a) \
                     + H.layer_hypotheses(layer, kind, x_i, params, up)
                 yield Step(where, f"dE/d{kind}", mg, ag, lambda name=name: sites()[name], hypotheses, scales=scales,
-                           own=lambda path=path: _held(own(), path))
+                           **_values_at(held, path))
         yield from self._update_steps()
 
     def manual_steps(self, batches, buffers=None):
@@ -551,6 +556,14 @@ class NetworkSubject:
             return None
         return reference_net.run(self.spec, params, self.x, self.target, masks, values=outputs)
 
+    def _nudged_run(self, masks):
+        """Autograd's run with every parameter and the input (not token ids) nudged by one rounding: how far
+        autograd's own values move with their inputs' last bit (crosscheck.check.judge's float64 second judge)."""
+        dtype = DTYPES[self.dtype]
+        params = _nudged(self.params, self.seed, dtype)
+        x = self.x if self.spec.indexed else _nudged({"x": self.x}, self.seed + 1, dtype)["x"]
+        return reference_net.run(self.spec, params, x, self.target, masks)
+
     def _agree(self, pairs):
         return all(compare("", m, a, self.dtype).passed for m, a in pairs)
 
@@ -577,6 +590,11 @@ class NetworkSubject:
         return [Step("loss", f"E at steps 1..{k}", losses, ref_losses, steps=k)] + [
             Step(_where(layer), f"{kind} after {k} steps", final[key], ref_final[key], steps=k)
             for layer, kind, key in self._parameters() + self._buffers()]
+
+
+def _values_at(held, path):
+    """Step's own= and nudged= for the quantity at `path` of the reference runs in `held` (None: no such run)."""
+    return {name: None if at is None else (lambda at=at: at(path)) for name, at in held.items()}
 
 
 def _held(run, path):

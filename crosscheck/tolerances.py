@@ -8,7 +8,9 @@ their rounding. Where the table fails a float32 quantity, a witness of higher pr
 float64 on the same float32 values (w). The quantity still passes when every element has
 |manual - w| <= atol + rtol * |w| + rounding * e, where e = max |autograd - w| over the quantity is autograd's own
 float32 rounding error there: manual is then as close to the exact value as autograd itself. crosscheck.compare
-applies it; the Comparison says so in ``witnessed``.
+applies it; the Comparison says so in ``witnessed``. A described network's float64 gradients have the same rule
+with w autograd's value at inputs nudged by one rounding (crosscheck.check.judge): a gradient that is 0 in exact
+arithmetic is noise that moves by its own size.
 """
 
 from dataclasses import dataclass, field

@@ -12,11 +12,11 @@ from layer_cases import LAYER_CASES
 from crosscheck import check_layer, render
 from crosscheck import numerical as nm
 from crosscheck.check import DECIDED, chaos, check, overrides
-from crosscheck.compare import compare, excess
+from crosscheck.compare import compare, excess, within_rounding
 from crosscheck.diagnose import diagnose
 from crosscheck.hypotheses import classify
 from crosscheck.subjects import NetworkSubject, SeedCase, SeedSubject, Step
-from crosscheck.tolerances import Tolerance
+from crosscheck.tolerances import Tolerance, tolerance_for
 from manual import network as manual_network
 from manual import optim
 from manual import seed_network as manual_seed
@@ -226,8 +226,8 @@ def test_seed_network_rounding_the_table_failed_agrees_by_the_witness():
     assert result.passed and z1.max_abs_error == alone.max_abs_error > 1e-6
     assert bool(z1.witnessed) == (not alone.passed)
     assert render.table([], result).splitlines()[-1].startswith(
-        "1 quantities agree by a second judge (the float64 witness, the lockstep or manual's own forward values, "
-        "docs/tolerances.md), not by the table alone; Z1: float32 rounding") == (not alone.passed)
+        "1 quantities agree by a second judge (the float64 witness, the nudged run, the lockstep or manual's own "
+        "forward values, docs/tolerances.md), not by the table alone; Z1: float32 rounding") == (not alone.passed)
     assert diagnose(SeedSubject(case)).first is None  # the diagnosis judges with the same witness
 
 
@@ -258,6 +258,65 @@ def test_a_torch_fn_that_cannot_run_in_float64_gives_no_witness():
     assert with_witness.passed and out.witnessed
     alone = run(_float32_only(lambda x: x.sum(dim=1)))
     assert not alone.passed and [r.quantity for r in alone.rows if not r.passed] == ["out"]
+
+
+# --- float64's second judge: autograd's own change under a one-rounding nudge ------------------------------------
+
+def _float64_edge(w, own):
+    """The last float64 above w that |manual - w| <= atol + rtol * |w| + ROUNDING * own lets pass, and the next."""
+    rtol, atol = TABLE["float64"]
+    allowed = atol + rtol * abs(w) + ROUNDING * own
+    m = w + allowed
+    while m - w > allowed:
+        m = np.nextafter(m, -np.inf)
+    while np.nextafter(m, np.inf) - w <= allowed:
+        m = np.nextafter(m, np.inf)
+    return m, np.nextafter(m, np.inf)
+
+
+@pytest.mark.parametrize(("w", "own"), [(0.0, 1e-12), (3.0, 5e-13)], ids=["zero-in-exact-arithmetic", "large"])
+def test_the_nudged_run_allows_ten_times_autograds_own_change_relative_to_it(w, own):
+    """Element 0 carries autograd's change under the nudge (own, the largest); element 1 is judged against the
+    nudged value w with that allowance: just inside passes, just outside fails, and the reason says what w is."""
+    inside, outside = _float64_edge(w, own)
+    tol = tolerance_for("float64")
+    autograd, nudged = np.array([own, w]), np.array([0.0, w])  # own: exact in float64
+    reason = within_rounding(np.array([own, inside]), autograd, nudged, tol, ROUNDING, "nudged")
+    assert reason == (f"float64 rounding: manual is within 1e-12 + 1e-10 * |w| + 10 * {own:.3e} of w, autograd on the "
+                      f"inputs and parameters nudged by one rounding ({own:.3e}: the largest change of autograd's own "
+                      "value: a quantity that is rounding noise, as a gradient that is 0 in exact arithmetic)")
+    assert within_rounding(np.array([own, outside]), autograd, nudged, tol, ROUNDING, "nudged") == ""
+
+
+# A conv's bias in front of a layer norm has a gradient that is 0 in exact arithmetic (the norm subtracts the mean):
+# both sides hold float64 noise, past atol 1e-12 at fresh seed base 653996 (Hypothesis' random stacks, seed 1).
+ZERO_BIAS = {"name": "zero-bias", "input_shape": [1, 1, 3], "batch_size": 1,
+             "layers": [{"type": "conv_transpose2d", "out_channels": 1, "kernel_size": 1},
+                        {"type": "layer_norm", "elementwise_affine": False}], "loss": {"type": "mse"}}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_gradient_that_is_rounding_noise_agrees_by_the_nudged_run_where_the_table_fails_it(seed):
+    subject = NetworkSubject(parse_spec(ZERO_BIAS), seed)
+    bias = next(s for s in subject.walk() if s.name == "0 conv_transpose2d: dE/dbias")
+    assert np.abs(bias.autograd).max() < 1e-10 and np.abs(bias.manual).max() < 1e-10  # noise, both sides
+    alone = compare("db", bias.manual, bias.autograd, "float64")  # the table's verdict (BLAS-dependent)
+    result = check(subject)
+    row = next(r.result for r in result.rows if r.result.name == bias.name)
+    assert result.passed and row.witnessed.startswith("float64 rounding") == (not alone.passed)
+
+
+def test_the_nudged_run_excuses_no_bias_off_by_1e_9_and_no_float32_row():
+    """A bias gradient off by 1e-9 (a thousand times the noise) fails; float32 rows have no nudged run (their
+    witness is float64)."""
+    def backward(dout, cache):
+        dx, dw, db = manual_network.BACKWARD["conv_transpose2d"](dout, cache)
+        return dx, dw, db + 1e-9
+    spec = parse_spec(ZERO_BIAS)
+    result = check(NetworkSubject(spec, 1, wrong=overrides(backward={0: backward})))
+    row = next(r.result for r in result.rows if r.result.name == "0 conv_transpose2d: dE/dbias")
+    assert not result.passed and not row.passed and row.witnessed == "" and row.max_abs_error > 9e-10
+    assert all(step.nudged is None for step in NetworkSubject(spec, 1, "float32").walk())
 
 
 # --- the finite-difference witness: its step and its tolerance -------------------------------------------
@@ -485,8 +544,9 @@ def test_an_optimizer_amplifying_rounding_is_excused_only_by_steps_that_agree_on
         "statistic at them, and torch's adam stepping with manual's gradients): the runs part by rounding the "
         "optimizer amplifies")
     summary = render.table([], result).splitlines()[-1]  # float64: the lockstep, no float32 witness named
-    assert summary.startswith(f"{len(excused)} quantities agree by a second judge (the float64 witness, the "
-                              "lockstep or manual's own forward values, docs/tolerances.md), not by the table alone; ")
+    assert summary.startswith(f"{len(excused)} quantities agree by a second judge (the float64 witness, the nudged "
+                              "run, the lockstep or manual's own forward values, docs/tolerances.md), not by the "
+                              "table alone; ")
     assert diagnose(NetworkSubject(spec, seed=0)).first is None
 
 
