@@ -91,7 +91,9 @@ def judge(subject, step, witnesses):
     witness() makes it), and a quantity that steps an optimizer (an update, a training run) excused where its steps
     agree one at a time from manual's own parameters (the subject's lockstep: rounding the optimizer amplifies),
     and a described network's gradient excused where it agrees with autograd's taken at manual's own forward values,
-    every layer's output agreeing (a max or a ReLU at 0 decided the other way by rounding: DECIDED)."""
+    every layer's output agreeing (a max or a ReLU at 0 decided the other way by rounding: DECIDED), or, in float64,
+    where it is within ROUNDING times autograd's own change under a one-rounding nudge of the inputs and parameters
+    (a gradient that is 0 in exact arithmetic, rounding noise on both sides: crosscheck.tolerances)."""
     result = compare(step.name, step.manual, step.autograd, subject.dtype, witness=lambda: witnesses().get(step.name))
     if result.passed or result.problem:
         return result
