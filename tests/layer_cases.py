@@ -62,7 +62,8 @@ def labels_below(n_classes):
 
 def indices_with(size, *first):
     """Integers in [0, size), the first entries (in C order) set to `first`: a repeated index, a padding index
-    or an ignored label is then surely there, whatever the seed."""
+    or an ignored label is then surely there, whatever the seed (and, with a kept label among `first`, never every
+    label ignored, where torch's mean is NaN: fresh seed bases 357203 and 614261 drew nll's six labels all 1)."""
     def indices(rng, shape):
         a = rng.integers(0, size, shape)
         a.flat[:len(first)] = first
@@ -495,7 +496,7 @@ LAYER_CASES = [
             cross_entropy((8, 10), (8,), reduction=reduction, draw=(huge, labels_below(10)), tag="huge"),
             # nll on log-probabilities, the mean over the labels kept: ignored labels (torch's -100, or a class)
             nll((5, 4), (5,), reduction=reduction, draw=(log_probabilities, indices_with(4, -100, 3, -100))),
-            nll((6, 3), (6,), reduction=reduction, ignore_index=1, draw=(log_probabilities, indices_with(3, 1))),
+            nll((6, 3), (6,), reduction=reduction, ignore_index=1, draw=(log_probabilities, indices_with(3, 1, 0))),
             nll((1, 1), (1,), reduction=reduction, draw=(log_probabilities, labels_below(1))),
         ]
     ],
@@ -557,7 +558,7 @@ LAYER_CASES += [
             nll_steps((3, 4, 5), (3, 4), reduction=reduction,
                       draw=(log_probabilities_last, indices_with(5, -100, 2, -100)), tag="ignored"),
             nll_steps((2, 3, 4), (2, 3), reduction=reduction, ignore_index=3,
-                      draw=(log_probabilities_last, indices_with(4, 3))),
+                      draw=(log_probabilities_last, indices_with(4, 3, 0))),
         ]
     ],
     nll_steps((2, 3, 4), (2, 3), reduction="none", draw=(log_probabilities_last, indices_with(4, -100, 1))),
