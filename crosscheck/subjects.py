@@ -419,8 +419,6 @@ class NetworkSubject:
         sites = cache(lambda: numerical.network_sites(spec, params, x, target, masks))
         own = cache(lambda: self._at_own_values(params, m.outputs, a["outputs"], masks))
         nudged = cache(lambda: self._nudged_run(masks)) if self.dtype == "float64" else None
-        held = {"own": lambda path: _held(own(), path),
-                "nudged": None if nudged is None else lambda path: _held(nudged(), path)}
         batch = H.batch_scales(spec.batch_size)
         for layer in spec.layers:
             j = layer.inputs[0]
@@ -431,7 +429,7 @@ class NetworkSubject:
         yield Step("loss", "E", m.loss, a["loss"])
         yield Step("loss", "dE/dinput", m.loss_grad, a["loss_grad"], lambda: sites()["loss: dE/dinput"],
                    H.loss_hypotheses(spec, a["outputs"][-1], target), scales=batch + H.loss_scales(spec, target),
-                   **_values_at(held, ("loss_grad",)))
+                   own=_at(own, ("loss_grad",)), nudged=_at(nudged, ("loss_grad",)))
         for layer in reversed(spec.layers):
             i, where, j = layer.index, _where(layer), layer.inputs[0]
             x_i = np.asarray(x if j < 0 else a["outputs"][j], None if layer.type in INDEXED else np.float64)
@@ -454,7 +452,7 @@ class NetworkSubject:
                 hypotheses = H.fan_out_hypotheses(spec, layer, kind, x_i, params, a) \
                     + H.layer_hypotheses(layer, kind, x_i, params, up)
                 yield Step(where, f"dE/d{kind}", mg, ag, lambda name=name: sites()[name], hypotheses, scales=scales,
-                           **_values_at(held, path))
+                           own=_at(own, path), nudged=_at(nudged, path))
         yield from self._update_steps()
 
     def manual_steps(self, batches, buffers=None):
@@ -592,14 +590,12 @@ class NetworkSubject:
             for layer, kind, key in self._parameters() + self._buffers()]
 
 
-def _values_at(held, path):
-    """Step's own= and nudged= for the quantity at `path` of the reference runs in `held` (None: no such run)."""
-    return {name: None if at is None else (lambda at=at: at(path)) for name, at in held.items()}
-
-
-def _held(run, path):
-    """The value at `path` (keys, then indices) of a reference run, None for no run."""
-    return None if run is None else reduce(operator.getitem, path, run)
+def _at(run, path):
+    """() -> the value at `path` (keys, then indices) of the reference run `run()` returns (None where it returns
+    None), for Step's own= and nudged=; None where there is no such run."""
+    if run is None:
+        return None
+    return lambda: None if run() is None else reduce(operator.getitem, path, run())
 
 
 def _where(layer):
