@@ -30,6 +30,7 @@ import netdesc.seed
 from crosscheck import frames, numerical
 from crosscheck import hypotheses as H
 from crosscheck.compare import ManualFailure, compare
+from crosscheck.tolerances import nudge
 from manual import network as manual_net
 from manual import optim as manual_optim
 from manual import seed_network as manual_seed
@@ -203,13 +204,6 @@ def _float64(value):
 def _witnesses(twin):
     """{name: autograd's value} over the twin's walk and training run."""
     return {step.name: step.autograd for step in (*twin.walk(), *twin.training())}
-
-
-def _nudged(params, seed, dtype):
-    """Every parameter moved by one rounding error (a relative eps of the dtype, random signs)."""
-    rng = np.random.default_rng(seed)
-    eps = np.finfo(dtype).eps
-    return {k: v * (1 + eps * rng.choice([-1, 1], v.shape)).astype(v.dtype) for k, v in params.items()}
 
 
 # --- the slides' network ------------------------------------------------------------------------------------
@@ -558,8 +552,8 @@ class NetworkSubject:
         """Autograd's run with every parameter and the input (not token ids) nudged by one rounding: how far
         autograd's own values move with their inputs' last bit (crosscheck.check.judge's float64 second judge)."""
         dtype = DTYPES[self.dtype]
-        params = _nudged(self.params, self.seed, dtype)
-        x = self.x if self.spec.indexed else _nudged({"x": self.x}, self.seed + 1, dtype)["x"]
+        params = nudge(self.params, self.seed, dtype)
+        x = self.x if self.spec.indexed else nudge({"x": self.x}, self.seed + 1, dtype)["x"]
         return reference_net.run(self.spec, params, x, self.target, masks)
 
     def _agree(self, pairs):
@@ -607,5 +601,5 @@ def wobble(subject):
     training Steps of the nudged run against the plain run. A stable run stays within the tolerance; a chaotic
     one (too large a learning rate) does not, and then no comparison of training runs can tell a wrong gradient
     from rounding."""
-    nudged = _nudged(subject.params, subject.seed, DTYPES[subject.dtype])
+    nudged = nudge(subject.params, subject.seed, DTYPES[subject.dtype])
     return subject._training_steps(*subject.reference_training(nudged), *subject.reference_training(subject.params))

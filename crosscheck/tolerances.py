@@ -8,9 +8,9 @@ their rounding. Where the table fails a float32 quantity, a witness of higher pr
 float64 on the same float32 values (w). The quantity still passes when every element has
 |manual - w| <= atol + rtol * |w| + rounding * e, where e = max |autograd - w| over the quantity is autograd's own
 float32 rounding error there: manual is then as close to the exact value as autograd itself. crosscheck.compare
-applies it; the Comparison says so in ``witnessed``. A described network's float64 gradients have the same rule
-with w autograd's value at inputs nudged by one rounding (crosscheck.check.judge): a gradient that is 0 in exact
-arithmetic is noise that moves by its own size.
+applies it; the Comparison says so in ``witnessed``. A described network's float64 gradients and check_layer's
+float64 rows have the same rule with w autograd's value at inputs nudged by one rounding (`nudge`;
+crosscheck.check.judge, crosscheck.api): a gradient that is 0 in exact arithmetic is noise that moves by its own size.
 """
 
 from dataclasses import dataclass, field
@@ -62,3 +62,11 @@ TOLERANCES = {
 def tolerance_for(dtype):
     """The Tolerance for a float32 or float64 dtype."""
     return TOLERANCES[np.dtype(dtype)]
+
+
+def nudge(arrays, seed, dtype):
+    """{name: array} with every array moved by one rounding error (a relative eps of `dtype`, random signs drawn
+    from `seed`): float64's nudged run (crosscheck.compare.within_rounding) takes autograd again on these."""
+    rng = np.random.default_rng(seed)
+    eps = np.finfo(dtype).eps
+    return {k: v * (1 + eps * rng.choice([-1, 1], v.shape)).astype(v.dtype) for k, v in arrays.items()}
