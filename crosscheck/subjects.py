@@ -202,8 +202,9 @@ def _float64(value):
 
 
 def _witnesses(twin):
-    """{name: autograd's value} over the twin's walk and training run."""
-    return {step.name: step.autograd for step in (*twin.walk(), *twin.training())}
+    """{name: autograd's value} over the twin's walk and autograd's training run (the twin's manual side does not
+    train: its values are not used, and a run that diverges would leave the floats there for nothing)."""
+    return {step.name: step.autograd for step in (*twin.walk(), *twin.training(manual=False))}
 
 
 # --- the slides' network ------------------------------------------------------------------------------------
@@ -325,14 +326,17 @@ class SeedSubject:
     def reference_steps(self, batches, buffers=None):
         return reference_seed.training(batches, self.params, self.case.lr, self.case.reduction)
 
-    def training(self):
+    def training(self, manual=True):
+        """The training run's Steps; manual=False: autograd's run on both sides (the float64 witness's)."""
         c = self.case
+        ref_errors, ref_final = self.reference_training(self.params)
+        if not manual:
+            return self._training_steps(ref_errors, ref_final, ref_errors, ref_final)
         try:
             errors, final = manual_seed.train(self.X, self.Y, self.params, c.lr, c.steps, c.reduction,
                                               self._equations(), self._step())
         except BrokenChain as err:
             errors, final = ManualFailure(str(err)), _failed(self.params, err)
-        ref_errors, ref_final = self.reference_training(self.params)
         return self._training_steps(errors, final, ref_errors, ref_final)
 
     def reference_training(self, params):
@@ -397,11 +401,20 @@ class NetworkSubject:
                 "masks": self.masks}
 
     def _manual_train(self, steps):
-        """The manual side's run of `steps` steps -> (losses, final params), a ManualFailure where it broke."""
+        """The manual side's run of `steps` steps -> (losses, final params), a ManualFailure where it broke. A run
+        that diverges can leave the floats (a log_softmax under a squared error at lr 0.1 grows past 1e38 in 20
+        float32 steps, fresh seed base 220930): its overflow is its values, compared and judged by crosscheck.check's
+        chaos rule, not NumPy's warning; a manual layer that then refuses a non-finite value breaks this run, which
+        made it (its inputs were checked when the subject was made)."""
+        names = [*self.params, *(key for _, _, key in self._buffers())]
         try:
-            return manual_net.train(self.spec, self.params, self.x, self.target, steps, **self._hooks())
+            with np.errstate(over="ignore", invalid="ignore"):
+                return manual_net.train(self.spec, self.params, self.x, self.target, steps, **self._hooks())
         except BrokenChain as err:
-            return ManualFailure(str(err)), _failed([*self.params, *(key for _, _, key in self._buffers())], err)
+            return ManualFailure(str(err)), _failed(names, err)
+        except InputError as err:
+            reason = f"the manual run left the floats ({err})"
+            return ManualFailure(reason), _failed(names, reason)
 
     def walk(self):
         spec, params, x, target = self.spec, self.params, self.x, self.target
@@ -491,12 +504,12 @@ class NetworkSubject:
         return [(layer, name, f"{layer.index}.{name}") for layer in reversed(self.spec.layers)
                 if layer.type in BATCH_NORMS for name in reference_net.BUFFERS]
 
-    def training(self):
+    def training(self, manual=True):
+        """The training run's Steps; manual=False: autograd's run on both sides (the float64 witness's)."""
         if not self.params:  # nothing trains: the loss stays where the walk compared it
             return []
-        losses, final = self._manual_train(self.steps)
-        ref_losses, ref_final = self.reference_training(self.params)
-        return self._training_steps(losses, final, ref_losses, ref_final)
+        ref = self.reference_training(self.params)
+        return self._training_steps(*(self._manual_train(self.steps) if manual else ref), *ref)
 
     def reference_training(self, params):
         return reference_net.train(self.spec, params, self.x, self.target, self.steps, self.masks)
