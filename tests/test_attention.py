@@ -462,16 +462,47 @@ def attention_layers(draw):
     return mha(*shapes, num_heads=H, causal=causal)
 
 
+def _key_bias_as_zero(case, seen):
+    """The case with the key part of in_proj_bias's gradient compared as 0 on both sides, manual's own appended to
+    `seen` (with the largest of the bias's gradient) before it is set to 0: for float32 only. That gradient is 0 in
+    exact arithmetic (a softmax ignores a constant added to a row of scores) and rounding noise on both sides. In
+    float64 check_layer's nudged run judges it; in float32 torch can round it to exactly 0 while manual holds 8.2e-6
+    (an encoder layer at E = 1, fresh seed base 176350), and the float64 witness, also about 0, then has no error of
+    autograd's own to allow for (docs/tolerances.md). A case without the bias is returned as it is."""
+    E = case.shapes[0][-1]
+    i = next((i for i, shape in enumerate(case.shapes) if shape == (3 * E,)), None)
+    if i is None:
+        return case
+
+    def torch_fn(*tensors, **options):
+        b = tensors[i]
+        return case.torch_fn(*tensors[:i], torch.cat([b[:E], b[E:2 * E].detach(), b[2 * E:]]), *tensors[i + 1:],
+                             **options)
+
+    def backward(dout, cache):
+        grads = list(case.backward(dout, cache))
+        db = grads[i].copy()
+        seen.append((db[E:2 * E].copy(), np.abs(db).max()))
+        db[E:2 * E] = 0
+        return (*grads[:i], db, *grads[i + 1:])
+    return dataclasses.replace(case, torch_fn=torch_fn, backward=backward)
+
+
 @given(attention_layers(), st.integers(0, 2 ** 31 - 1), st.sampled_from(DTYPES))
 def test_random_attention_layers_match_torch(case, seed, dtype):
     """The key part of in_proj_bias's gradient is 0 in exact arithmetic (a softmax ignores a constant added to a row
     of scores): rounding noise on both sides, in float64 at T = 12, E = 9 up to 1.5e-12, past the table's atol 1e-12
-    (fresh seed base 529408). check_layer's nudged run judges it (crosscheck.tolerances)."""
+    (fresh seed base 529408), where check_layer's nudged run judges it (crosscheck.tolerances); in float32 it is
+    compared as 0 (_key_bias_as_zero)."""
+    draws, seen = list(case.draw[:len(case.shapes)]), []
+    if dtype == "float32":
+        case = _key_bias_as_zero(case, seen)
     result = check_layer(case.forward, case.backward, case.torch_fn, case.shapes, seeds=(seed,), dtypes=(dtype,),
-                         kwargs=case.options, differentiable=case.differentiable,
-                         input_factory=list(case.draw[:len(case.shapes)]))
+                         kwargs=case.options, differentiable=case.differentiable, input_factory=draws)
     note(str(case))
     assert result.passed, result.report(failures_only=True)
+    for key_bias, largest in seen:  # manual's key bias gradient is noise: sqrt(eps) of the bias's largest or of 1
+        assert np.abs(key_bias).max() <= np.sqrt(np.finfo(np.float32).eps) * max(1.0, largest), (key_bias, largest)
 
 
 @st.composite
