@@ -458,12 +458,12 @@ def _float64_side(torch_fn, inputs, wants, kwargs, dout):
     return out.detach().numpy(), [g.numpy() for g in grads]
 
 
-def _nudged(inputs, wants, kwargs, dout, seed):
-    """_float64_side's arguments with the floating inputs and the upstream gradient each nudged by one rounding
-    (crosscheck.tolerances.nudge), labels as they are: where float64's nudged run takes autograd again."""
+def _nudged_side(torch_fn, inputs, wants, kwargs, dout, seed):
+    """_float64_side with the floating inputs and the upstream gradient each nudged by one rounding
+    (crosscheck.tolerances.nudge), labels as they are: float64's nudged run."""
     moved = nudge({i: a for i, a in enumerate((*inputs, dout)) if np.issubdtype(a.dtype, np.floating)}, seed + 1,
                   np.float64)
-    return [moved.get(i, a) for i, a in enumerate(inputs)], wants, kwargs, moved[len(inputs)]
+    return _float64_side(torch_fn, [moved.get(i, a) for i, a in enumerate(inputs)], wants, kwargs, moved[len(inputs)])
 
 
 def _manual_forward(forward, inputs, kwargs):
@@ -503,7 +503,7 @@ def _run(layer, torch_fn, names, inputs, wants, rng, case, judge, kwargs):
         # A random upstream gradient, never ones: a backward that forgets to multiply by dout cannot pass.
         dout = np.asarray(rng.standard_normal(desired.shape), dtype=dtype)
         witness = functools.cache(lambda: _float64_side(torch_fn, inputs, wants, kwargs, dout))
-        nudged = functools.cache(lambda: _float64_side(torch_fn, *_nudged(inputs, wants, kwargs, dout, seed))) \
+        nudged = functools.cache(lambda: _nudged_side(torch_fn, inputs, wants, kwargs, dout, seed)) \
             if np.dtype(dtype) == np.float64 else lambda: None
         rows += judge.rows(seed, dtype, "out", out, desired, lambda: witness() and witness()[0],
                            lambda: nudged() and nudged()[0])
