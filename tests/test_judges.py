@@ -12,11 +12,11 @@ from layer_cases import LAYER_CASES
 from crosscheck import check_layer, render
 from crosscheck import numerical as nm
 from crosscheck.check import DECIDED, chaos, check, overrides
-from crosscheck.compare import compare, excess, within_rounding
+from crosscheck.compare import assert_close, compare, excess, within_rounding
 from crosscheck.diagnose import diagnose
 from crosscheck.hypotheses import classify
 from crosscheck.subjects import NetworkSubject, SeedCase, SeedSubject, Step
-from crosscheck.tolerances import Tolerance, tolerance_for
+from crosscheck.tolerances import Tolerance, nudge, tolerance_for
 from manual import network as manual_network
 from manual import optim
 from manual import seed_network as manual_seed
@@ -70,6 +70,15 @@ def test_excess_divides_by_the_allowance_of_autograd():
     manual, autograd = np.array([0.0, 2.0, 3.0, 1.0]), np.array([2.0, 0.0, 1.0, -4.0])
     # |m - a| / (1 + 0.5 |a|), by hand
     np.testing.assert_allclose(excess(manual, autograd, tol), [2 / 2, 2 / 1, 2 / 1.5, 5 / 3], rtol=1e-15)
+
+
+def test_excess_reads_float32_values_in_float64():
+    """An error exactly at float32's allowance for autograd's float32 values, computed in float64, is an excess of 1
+    to float64's precision; the allowance rounded to float32 (1e-4 * 0.1 is not a float32) would be off by ~1e-8."""
+    tol = tolerance_for("float32")
+    autograd = np.array([0.1, 3.0, -7.0], np.float32)
+    manual = autograd.astype(np.float64) + (1e-6 + 1e-4 * np.abs(autograd.astype(np.float64)))
+    np.testing.assert_allclose(excess(manual, autograd, tol), 1.0, rtol=1e-12, atol=0)
 
 
 def test_the_rule_passes_an_error_exactly_at_the_allowance():
@@ -258,6 +267,65 @@ def test_a_torch_fn_that_cannot_run_in_float64_gives_no_witness():
     assert with_witness.passed and out.witnessed
     alone = run(_float32_only(lambda x: x.sum(dim=1)))
     assert not alone.passed and [r.quantity for r in alone.rows if not r.passed] == ["out"]
+
+
+# --- compare's other verdicts, boundaries a mutation run found untested (mutmut over crosscheck/compare.py) ----------
+
+def test_a_comparison_that_cannot_compare_keeps_its_name_and_autograds_shape():
+    autograd = np.ones((2, 3))
+    failed = compare("dW", None, autograd)
+    assert (failed.name, failed.shape, failed.passed, failed.compared) == ("dW", (2, 3), False, 0)
+    assert failed.problem == "manual side failed: the manual side returned None, needs an array of numbers"
+    wrong_dtype = compare("dW", autograd.astype(np.float32), autograd)
+    assert (wrong_dtype.name, wrong_dtype.shape, wrong_dtype.passed) == ("dW", (2, 3), False)
+    assert wrong_dtype.problem == "dtype mismatch: manual float32, autograd float64, expected float64"
+    empty = compare("dW", np.ones((0, 3)), np.ones((0, 3)))
+    assert (empty.name, empty.shape, empty.problem) == ("dW", (0, 3), "nothing to compare: 0 elements")
+
+
+@pytest.mark.parametrize(("scale", "rel", "off", "hinted"), [
+    (1e4, 5e-11, 0.0, True),  # inside rtol 1e-10 * |autograd| (5e-7 off at 1e4: past 1e-8 + 1e-12 * |autograd|)
+    (1e4, 2e-10, 0.0, False),  # outside it
+    (1e-6, 0.0, 5e-13, True),  # inside atol 1e-12 near 0
+    (1e-6, 0.0, 1e-9, False),  # outside it (numpy's default atol, 1e-8, would call it transposed)
+])
+def test_the_transpose_hint_holds_exactly_where_the_table_would_pass_the_transposed_values(scale, rel, off, hinted):
+    desired = scale * np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    result = compare("dW", desired.T * (1 + rel) + off, desired)
+    hint = "; manual equals autograd transposed" if hinted else ""
+    assert result.problem == f"shape mismatch: manual (3, 2), autograd (2, 3){hint}"
+
+
+def test_assert_close_names_the_quantity_the_case_and_the_dtypes_allowance():
+    autograd = np.array([1.0, 2.0], np.float32)
+    with pytest.raises(AssertionError) as raised:
+        assert_close(autograd + np.float32(0.5), autograd, "dE/dO")
+    assert str(raised.value) == ("dE/dO differs; worst element at index (0,): manual 1.5, autograd 1.0, abs error "
+                                 "5.000e-01, rel error 5.000e-01 (allowed 1e-06 + 0.0001 * |autograd|)")
+    with pytest.raises(AssertionError, match=r"^case 7: dE/dO: dtype mismatch: manual float64, autograd float64, "
+                                             r"expected float32 \(allowed 1e-06 \+ 0.0001 \* \|autograd\|\)$"):
+        assert_close(np.ones(2), np.ones(2), "dE/dO", case="7", dtype="float32")
+    # float32 past the table but within autograd's own rounding of its float64 witness: passed by the witness
+    witness = np.array([0.0, 2.0])
+    result = assert_close(np.array([3e-6, 2.0], np.float32), np.array([1e-6, 2.0], np.float32), "dE/dO",
+                          witness=lambda: witness)
+    assert result.passed and result.witnessed.startswith("float32 rounding: manual is within 1e-06 + 0.0001 * |w|")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_nudge_moves_every_value_by_one_rounding_either_way(dtype):
+    """Ones become 1 - eps or 1 + eps (both exact), with both signs drawn, in the array's own dtype, the same for the
+    same seed. Which sign falls where is the draw's: multiplying by 1 - eps * s instead, or dividing by 1 + eps * s,
+    moves each value by one rounding too (the two mutants of `nudge` judged equivalent in issue 8's note)."""
+    eps = np.finfo(dtype).eps
+    ones = {"x": np.ones(200, dtype), "w": np.ones((4, 5), dtype)}
+    nudged = nudge(ones, 3, dtype)
+    for name, v in nudged.items():
+        assert v.dtype == dtype and v.shape == ones[name].shape
+        assert set(np.unique(v).tolist()) == {1 - eps, 1 + eps}
+    again, other = nudge(ones, 3, dtype), nudge(ones, 4, dtype)
+    assert all(np.array_equal(again[k], nudged[k]) for k in ones)
+    assert not np.array_equal(other["x"], nudged["x"])
 
 
 # --- float64's second judge: autograd's own change under a one-rounding nudge ------------------------------------
