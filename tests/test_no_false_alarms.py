@@ -205,7 +205,7 @@ def _no_collapse_before_normalizations(description, layers):
     """No layer before a normalization that makes its statistics over copies of one value, variance 0: the gradients
     before it are then sums of terms near 1/sqrt(eps) that cancel, 0 in exact arithmetic but float32 rounding, which
     torch may round to exactly 0, leaving the float64 witness no error of autograd's own to allow for
-    (docs/tolerances.md, the blind spot). tests/test_random_stacks.py (float64) draws both routes.
+    (docs/tolerances.md, the blind spot). tests/test_random_stacks.py (float64) draws dropouts before batch norms.
 
     - A dropout before a batch norm keeps every value (p = 0): its mask can zero a layer for every sample of the batch
       (p ** (samples * width): 0.73 at p = 0.9 over three samples of one feature), and the batch reaches the batch
@@ -214,8 +214,8 @@ def _no_collapse_before_normalizations(description, layers):
     - A softmax or log_softmax over an axis of size 1 is the constant 1 (or 0) whatever its input, for every sample
       and every position, so a normalization after it can see copies of one value: it is taken over the largest axis
       instead, or becomes a tanh where every axis has size 1 (fresh seed base 529586: linear to one feature, softmax,
-      linear to three, batch_norm1d over three samples; the last linear's weight gradient is a sum of three terms
-      near 100 that cancel, manual 7.6e-6, one float32 rounding of them, against torch's 0)."""
+      linear to three, batch_norm1d over three samples; the last linear's weight gradient is a sum over the batch
+      that cancels, manual 7.63e-6 = 2^-17, one float32 rounding of terms between 64 and 128, against torch's 0)."""
     for i, layer in enumerate(layers):
         if layer["type"] == "dropout" and any(after["type"] in BATCH_NORMS for after in layers[i + 1:]):
             layer["p"] = 0.0
