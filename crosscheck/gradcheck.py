@@ -90,6 +90,8 @@ def gradcheck_pair(forward, backward, inputs, *, kwargs=None, differentiable=Non
     options: passed to gradcheck (eps, atol, rtol, ...). -> True, or False / GradcheckError on a mismatch.
     """
     differentiable = differentiable or [np.issubdtype(np.asarray(x).dtype, np.floating) for x in inputs]
+    if len(differentiable) != len(inputs):
+        raise InputError(f"differentiable: got {len(differentiable)} entries, needs one per input ({len(inputs)})")
     tensors = []
     for i, (x, wanted) in enumerate(zip(inputs, differentiable, strict=True)):
         x = np.asarray(x)

@@ -13,7 +13,7 @@ Step and thresholds, with the reason beside each number: EPS, FD_TOLERANCE, KINK
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -96,9 +96,9 @@ def channel_folded(fn, reduce):
     return value
 
 
-def mapped(site, name, x, to_site):
+def mapped(site, x, to_site):
     """The same E seen through another array x: to_site maps points (P, *x.shape) to (P, *site.x.shape)."""
-    return Site(name, np.asarray(x, np.float64), lambda xs: site.value(to_site(xs)), site.cost)
+    return Site(site.name, np.asarray(x, np.float64), lambda xs: site.value(to_site(xs)), site.cost)
 
 
 # --- probing ------------------------------------------------------------------------------------------
@@ -314,7 +314,7 @@ def _through(spec, params, x, outputs, layer, k, masks):
     return fn
 
 
-def _param_value(spec, params, layer, kind, h, reduce, coupled):
+def _param_value(params, layer, kind, h, reduce, coupled):
     """Site value of one parameter of `layer` (input h): the points stacked along its output channels, the
     layer's other parameter tiled alongside, one forward call per chunk; reduce maps (P, N, F, ...) to (P,).
     A normalization's gamma and beta, a grouped conv's parameters (stacked filters would be re-split among its
@@ -369,7 +369,7 @@ def network_sites(spec, params, x, target, masks=None):
             name = f"{where}: dE/d{kind}"
             after = fold(_after(spec, params, x, outputs, layer.index, masks), losses)
             h = x if layer.inputs[0] < 0 else outputs[layer.inputs[0]]
-            value = _param_value(spec, params, layer, kind, h, after, coupled)
+            value = _param_value(params, layer, kind, h, after, coupled)
             sites[name] = Site(name, params[f"{layer.index}.{kind}"], value, cost[layer.index])
     return sites
 
@@ -407,14 +407,15 @@ def seed_sites(X, Y, params, reduction):
     torch_names = {"0.weight": params["f"][None, None], "3.weight": params["W"].T, "3.bias": params["b"]}
     s = network_sites(spec, torch_names, X[:, None], Y)
     Z1 = s["1 sigmoid: dE/dinput"].x[:, 0]
-    return {
+    sites = {
         "dE_dO": s["loss: dE/dinput"],
         "dE_dZ2": s["4 sigmoid: dE/dinput"],
         "dE_dH1": s["3 linear: dE/dinput"],
-        "dE_dZ1": mapped(s["1 sigmoid: dE/dinput"], "dE_dZ1", Z1, lambda zs: zs[:, :, None]),
-        "dE_dW": mapped(s["3 linear: dE/dweight"], "dE_dW", params["W"], lambda ws: ws.transpose(0, 2, 1)),
+        "dE_dZ1": mapped(s["1 sigmoid: dE/dinput"], Z1, lambda zs: zs[:, :, None]),
+        "dE_dW": mapped(s["3 linear: dE/dweight"], params["W"], lambda ws: ws.transpose(0, 2, 1)),
         "dE_db": s["3 linear: dE/dbias"],
-        "dE_df": mapped(s["0 conv2d: dE/dweight"], "dE_df", params["f"], lambda fs: fs[:, None, None]),
-        "dO_dZ2": Site("dO_dZ2", s["4 sigmoid: dE/dinput"].x, _sigmoid_sum),
-        "dH1_dZ1": Site("dH1_dZ1", Z1, _sigmoid_sum),
+        "dE_df": mapped(s["0 conv2d: dE/dweight"], params["f"], lambda fs: fs[:, None, None]),
+        "dO_dZ2": Site("", s["4 sigmoid: dE/dinput"].x, _sigmoid_sum),
+        "dH1_dZ1": Site("", Z1, _sigmoid_sum),
     }
+    return {name: replace(site, name=name) for name, site in sites.items()}  # named as the slides name them

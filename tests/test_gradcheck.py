@@ -263,6 +263,26 @@ def test_gradcheck_pair_needs_float64_for_differentiable_inputs():
         gradcheck_pair(M.tanh_forward, M.tanh_backward, [x])
 
 
+def test_gradcheck_pair_needs_one_differentiable_flag_per_input():
+    x = np.ones((2, 3))
+    for flags in ([True], [True, False, True]):
+        with pytest.raises(InputError) as err:
+            gradcheck_pair(M.linear_forward, M.linear_backward, [x, np.ones((4, 3))], differentiable=flags)
+        assert str(err.value) == f"differentiable: got {len(flags)} entries, needs one per input (2)"
+
+
+def test_gradcheck_pair_checks_every_element_of_the_jacobian_by_default():
+    # fast mode compares one random projection of the Jacobian; the default compares it whole, so its failure
+    # shows the whole numerical and analytical Jacobians (3 x 3 for tanh of three elements)
+    x = np.array([0.1, 0.2, 0.3])
+    with pytest.raises(GradcheckError) as err:
+        gradcheck_pair(M.tanh_forward, _scaled(M.tanh_backward, 0), [x])
+    assert "fast mode" not in str(err.value)
+    assert str(err.value).startswith("Jacobian mismatch for output 0 with respect to input 0,\nnumerical:tensor([[")
+    with pytest.raises(GradcheckError, match="fast mode"):
+        gradcheck_pair(M.tanh_forward, _scaled(M.tanh_backward, 0), [x], fast_mode=True)
+
+
 def test_gradcheck_pair_skips_integer_labels_by_default():
     rng = np.random.default_rng(0)
     logits, labels = rng.standard_normal((4, 5)), rng.integers(0, 5, 4)

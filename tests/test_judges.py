@@ -12,7 +12,7 @@ from layer_cases import LAYER_CASES
 from crosscheck import check_layer, render
 from crosscheck import numerical as nm
 from crosscheck.check import DECIDED, chaos, check, overrides
-from crosscheck.compare import assert_close, compare, excess, within_rounding
+from crosscheck.compare import ManualFailure, assert_close, compare, excess, within_rounding
 from crosscheck.diagnose import diagnose
 from crosscheck.hypotheses import classify
 from crosscheck.subjects import NetworkSubject, SeedCase, SeedSubject, Step
@@ -512,6 +512,97 @@ def test_finite_differences_step_by_eps_times_max_one_and_x():
     np.testing.assert_allclose((diffs.forward - diffs.backward) / 2, FD_EPS * np.maximum(1, np.abs(X_FD)), rtol=1e-3)
 
 
+@pytest.mark.parametrize("scale", [0.5, 3.0])
+def test_the_fast_mode_steps_by_eps_times_max_one_and_the_largest_x_along_seed_0s_unit_directions(scale):
+    x = np.random.default_rng(4).uniform(-scale, scale, 600)
+    x[7] = scale  # the largest |x|
+    w = np.random.default_rng(5).standard_normal(600)
+    seen = []
+    site = nm.Site("linear", x, lambda xs: seen.append(xs.copy()) or (xs * w).sum(axis=1))
+    diffs = nm.differences(site)  # 600 elements > FULL_LIMIT (512): random directions
+    v = np.random.default_rng(0).standard_normal((6, 600))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    np.testing.assert_array_equal(diffs.directions, v)
+    points = np.concatenate(seen[:-1])  # the 12 moved points, then E at x itself
+    step = FD_EPS * max(1.0, scale)
+    # (x + h v) - x is h v but for the rounding of x + h v: half an ulp of |x| <= 3 (2.2e-16)
+    np.testing.assert_allclose(points[0::2] - x, step * v, rtol=0, atol=3e-16)
+    np.testing.assert_allclose(points[1::2] - x, -step * v, rtol=0, atol=3e-16)
+    np.testing.assert_allclose(diffs.central, v @ w, rtol=1e-7)
+
+
+@pytest.mark.parametrize("size", [6, 600])  # elements one by one, and random directions
+def test_differences_evaluated_a_chunk_at_a_time_are_the_same_numbers(size):
+    x = np.random.default_rng(6).standard_normal(size)
+    w = np.random.default_rng(7).standard_normal(size)
+    calls = []
+
+    def value(xs):
+        calls.append(len(xs))
+        return (xs * np.tanh(xs) * w).sum(axis=1)
+    whole = nm.differences(nm.Site("q", x, value))
+    assert calls == [12, 1]  # the 12 moved points (6 elements or 6 directions, each way) in one call, then x
+    calls.clear()
+    chunked = nm.differences(nm.Site("q", x, value, cost=nm.CHUNK_ELEMENTS // 5))  # 5 points a call
+    assert calls == [5, 5, 2, 1]
+    for kind in ("central", "forward", "backward"):
+        np.testing.assert_array_equal(getattr(chunked, kind), getattr(whole, kind))
+
+
+def test_a_gradient_against_finite_differences_is_read_as_an_array_and_a_failure_keeps_its_words():
+    diffs = nm.Differences("q", (3,), np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0]),
+                           indices=np.arange(3))
+    assert nm.against(diffs, "q", [1.0, 2.0, 3.0], "float64").passed  # a list, as a user's backward may return
+    failed = nm.against(diffs, "q", ManualFailure("backward raised ValueError: boom"), "float64")
+    assert not failed.passed and failed.problem == "manual side failed: backward raised ValueError: boom"
+
+
+def test_a_looped_site_value_is_float64_whatever_its_function_returns():
+    value = nm.looped(lambda x: np.float32(x.sum()) / np.float32(3))
+    assert value(np.array([[1.0, 0.0], [0.5, 0.5]])).dtype == np.float64
+
+
+def test_the_batch_sizes_hypotheses_are_named_in_their_whole_sentences():
+    from crosscheck.hypotheses import batch_scales
+    assert batch_scales(1) == ()
+    assert batch_scales(4) == ((4, "batch-reduction", "the batch size N: a sum where the mean was meant"),
+                               (0.25, "batch-reduction", "1/N for the batch size N = 4: a mean where the sum was meant"))
+
+
+UNRELIABLE = ("finite differences unreliable here: a kink (ReLU at 0, a max-pool tie) lies within the step where the "
+              "two sides differ")
+
+
+@pytest.mark.parametrize(("smooth", "manual", "autograd", "dtype", "supports"), [
+    # probe 0 a kink (one-sided slopes 1 and 0, central 0.5) unless smooth; probe 1 central 1, probe 2 central 2
+    (False, [1.0, 1.0, 2.0], [0.0, 1.001, 2.0], "float64", "manual"),  # manual agrees but at the kink: manual
+    (False, [1.0, 1.001, 2.0], [0.0, 1.0, 2.0], "float64", "autograd"),
+    (False, [1.0, 1.0, 2.0, 9.0], [0.0, 1.0, 2.0], "float64", "autograd"),  # a manual of the wrong shape fails
+    (False, [1.0, 1.0, 2.0], [0.0, 1.0, 2.0], "float64", "unreliable"),
+    # no kink: float32's table entry (rtol 1e-4) is finite differences' tolerance for either side
+    (True, [1.0, 1.0 + 1e-5, 2.0], [1.0, 1.0, 2.0], "float32", "both"),
+    (True, [1.0, 1.0, 2.0], [1.0, 1.0 + 1e-5, 2.0], "float32", "both"),
+    (True, [1.0, 1.0 + 1e-5, 2.0], [1.0, 1.0, 2.0], "float64", "autograd"),
+    (True, [1.0, 1.0, 2.0], [1.0, 1.0 + 1e-5, 2.0], "float64", "manual"),
+])
+def test_a_verdict_names_its_comparisons_and_leaves_out_the_kinks(smooth, manual, autograd, dtype, supports):
+    diffs = _kinked_differences(1.0, 1.0)
+    if smooth:
+        diffs = nm.Differences("q", (3,), np.array([1.0, 1.0, 2.0]), np.array([1.0, 1.0, 2.0]),
+                               np.array([1.0, 1.0, 2.0]), indices=np.arange(3))
+    result = nm.verdict(diffs, np.array(manual), np.array(autograd), dtype)
+    assert (result.supports, result.probes, result.kinks) == (supports, 3, 0 if smooth else 1)
+    if supports == "unreliable":
+        assert result.detail == UNRELIABLE and result.vs_manual is None
+        return
+    assert result.detail == nm.SUPPORTS[supports == "manual" or supports == "both",
+                                        supports == "autograd" or supports == "both"][1]
+    assert (result.vs_manual.name, result.vs_autograd.name) == ("q (manual vs finite differences)",
+                                                                "q (autograd vs finite differences)")
+    assert (result.vs_manual.compared, result.vs_autograd.compared) == ((3, 3) if smooth else (0 if len(manual) == 4
+                                                                                             else 2, 2))
+
+
 @pytest.mark.parametrize("where", range(len(X_FD)))
 @pytest.mark.parametrize(("fraction", "agrees"), [(0.9, True), (1.1, False)])
 def test_finite_differences_judge_at_their_own_tolerance(where, fraction, agrees):
@@ -992,3 +1083,26 @@ def test_a_jump_is_what_finite_differences_see_as_a_kink():
     assert not nm.jump(1.0 + edge * (1 - 1e-9), 1.0) and nm.jump(1.0 + edge * (1 + 1e-6), 1.0)
     edge = 1e-5 / (1 - 1e-3)  # a = 0: x <= KINK_RTOL x + KINK_ATOL
     assert not nm.jump(edge * (1 - 1e-9), 0.0) and nm.jump(edge * (1 + 1e-6), 0.0)
+    # at the edge itself: a float where |m - 0| and KINK_RTOL |m| + KINK_ATOL round to the same number
+    m = 1.0010010010010011e-05
+    assert abs(m - 0.0) == 1e-3 * abs(m) + 1e-5
+    assert not nm.jump(m, 0.0) and nm.jump(np.nextafter(m, 1.0), 0.0)
+
+
+@pytest.mark.parametrize(("manual", "autograd", "central", "dtype", "supports"), [
+    # away from the kink: manual off by exactly finite differences' tolerance (1e-6 + 1e-6 * |0|) is undecided
+    (1e-6, 0.0, 0.0, "float64", "unreliable"),
+    (np.nextafter(1e-6, 1.0), 0.0, 0.0, "float64", "autograd"),
+    # float32's table entry (rtol 1e-4) is wider than finite differences' own: 1e-5 apart decides only in float64
+    (1.0 + 1e-5, 1.0, 1.0, "float32", "unreliable"),
+    (1.0 + 1e-5, 1.0, 1.0, "float64", "autograd"),
+    # central strictly between the two with a gap below a kink's jump: a hidden kink; on either side's value: decided
+    (2e-6, 0.0, 1e-6, "float64", "unreliable"),
+    (2e-6, 0.0, 2e-6, "float64", "manual"),
+    (2e-6, 0.0, 0.0, "float64", "autograd"),
+])
+def test_finite_differences_decide_only_outside_their_tolerance_and_off_a_hidden_kink(manual, autograd, central,
+                                                                                     dtype, supports):
+    diffs = _kinked_differences(central, central)  # probe 0 a kink, probe 1 smooth with this central difference
+    result = nm.verdict(diffs, np.array([1.0, manual, 2.0]), np.array([0.0, autograd, 2.0]), dtype)
+    assert result.supports == supports

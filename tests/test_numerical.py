@@ -10,6 +10,7 @@ import torch
 from layer_cases import LAYER_CASES
 from runs import gradients_by_site
 
+import netdesc.description
 import netdesc.inputs
 import netdesc.seed
 from crosscheck import numerical as nm
@@ -95,6 +96,25 @@ SEED_CASES = [
 ]
 
 
+def test_the_seed_network_is_differenced_as_the_slides_draw_it():
+    # X (N, H, W) -> conv with one (KH, KW) filter f, no bias -> Z1 (N, H - KH + 1, W - KW + 1) -> sigmoid -> H1
+    # flattened -> Z2 = W^T H1 + b (N, n_out) -> sigmoid -> O
+    spec = nm.seed_spec((9, 14), (2, 3), 3, 16, "mean")
+    assert [layer.type for layer in spec.layers] == ["conv2d", "sigmoid", "flatten", "linear", "sigmoid"]
+    assert [(layer.in_shape, layer.out_shape) for layer in spec.layers] == [
+        ((1, 9, 14), (1, 8, 12)), ((1, 8, 12), (1, 8, 12)), ((1, 8, 12), (96,)), ((96,), (3,)), ((3,), (3,))]
+    assert spec.layers[0].param_shapes() == {"weight": (1, 1, 2, 3)}
+    assert (spec.name, spec.batch_size, spec.loss.type, spec.loss.reduction) == ("slides", 16, "half_squared_error",
+                                                                                 "mean")
+
+
+def test_a_mapped_site_keeps_the_name_and_the_cost_of_the_site_it_maps():
+    site = nm.Site("q", np.arange(6.0).reshape(2, 3), lambda xs: (xs[:, 0] * xs[:, 1]).sum(axis=1), cost=7)
+    seen = nm.mapped(site, np.arange(6, dtype=np.float32).reshape(3, 2), lambda xs: xs.transpose(0, 2, 1))
+    assert (seen.name, seen.cost, seen.x.dtype) == ("q", 7, np.float64)
+    assert seen.value(seen.x[None]).tolist() == [0 * 1 + 2 * 3 + 4 * 5]
+
+
 @pytest.mark.parametrize("case", SEED_CASES, ids=str)
 def test_finite_differences_agree_with_the_seed_network(case):
     X, Y, params = case.inputs()
@@ -105,7 +125,7 @@ def test_finite_differences_agree_with_the_seed_network(case):
     assert set(sites) == {"dE_dO", "dE_dZ2", "dE_dH1", "dE_dZ1", "dE_dW", "dE_db", "dE_df", "dO_dZ2", "dH1_dZ1"}
     for name, site in sites.items():
         diffs = nm.differences(site)
-        assert not diffs.kinks.any(), name
+        assert diffs.site == name and not diffs.kinks.any(), name  # differenced under the slides' names
         for grads in (manual, autograd):
             result = nm.against(diffs, name, grads[name], case.dtype)
             assert result.passed, result.describe()
@@ -150,6 +170,66 @@ def test_chunks_give_the_values_of_one_call(monkeypatch):
     piecewise = nm.element_differences(site)
     # The same sums in another BLAS blocking: equal to rounding (a difference of 1e-16 |E| / EPS).
     np.testing.assert_allclose(whole.central, piecewise.central, rtol=0, atol=1e-9)
+
+
+def _calls(monkeypatch, layer_type):
+    """The number of times manual.network's forward of layer_type is called, from now on."""
+    from manual import network as manual_net
+    calls, forward = [], manual_net.FORWARD[layer_type]
+    monkeypatch.setitem(manual_net.FORWARD, layer_type,
+                        lambda *args, **kwargs: calls.append(1) or forward(*args, **kwargs))
+    return calls
+
+
+@pytest.mark.parametrize(("layers", "site", "calls"), [
+    # a flat linear's and an ungrouped conv's parameters: every point stacked along the output channels, one call
+    ([{"type": "flatten"}, {"type": "linear", "out_features": 3}], "1 linear: dE/dweight", 1),
+    ([{"type": "conv2d", "out_channels": 2, "kernel_size": 2}, {"type": "flatten"}], "0 conv2d: dE/dweight", 1),
+    ([{"type": "conv2d", "out_channels": 2, "kernel_size": 2}, {"type": "flatten"}], "0 conv2d: dE/dbias", 1),
+    # a grouped conv, a linear over (T, F) features, a batch norm's coupled samples: one call per point
+    ([{"type": "conv2d", "out_channels": 2, "kernel_size": 2, "groups": 2}, {"type": "flatten"}],
+     "0 conv2d: dE/dweight", 5),
+    ([{"type": "linear", "out_features": 3}, {"type": "flatten"}], "0 linear: dE/dweight", 5),
+    ([{"type": "conv2d", "out_channels": 2, "kernel_size": 2}, {"type": "batch_norm2d"}, {"type": "flatten"}],
+     "0 conv2d: dE/dweight", 5),
+    # an input: every point's samples in one batch, unless a batch norm couples them
+    ([{"type": "flatten"}, {"type": "linear", "out_features": 3}], "1 linear: dE/dinput", 1),
+    ([{"type": "conv2d", "out_channels": 2, "kernel_size": 2}, {"type": "batch_norm2d"}, {"type": "flatten"}],
+     "0 conv2d: dE/dinput", 5),
+])
+def test_parameter_points_go_through_one_forward_where_they_fold_into_the_output_channels(monkeypatch, layers, site,
+                                                                                          calls):
+    spec = netdesc.description.parse_spec({"input_shape": [2, 3, 3], "batch_size": 2, "layers": layers,
+                                           "loss": {"type": "mse"}})
+    params = netdesc.inputs.init_params(spec, np.float64, seed=1)
+    x, target = netdesc.inputs.random_batch(spec, np.float64, seed=1)
+    sites = nm.network_sites(spec, params, x, target)
+    assert all(s.name == name for name, s in sites.items())
+    # cost: the elements a point computes, N times the output sizes of the layer and every layer after it
+    sizes = [int(np.prod(layer.out_shape)) for layer in spec.layers]
+    assert {name: s.cost for name, s in sites.items()} == {
+        name: 2 * sum(sizes[int(name.split(" ")[0]):]) if name[0].isdigit() else 0 for name in sites}
+    s = sites[site]
+    points = s.x[None] + np.random.default_rng(2).standard_normal((5, *s.x.shape))
+    kind = site.split(" ")[1].rstrip(":")
+    counted = _calls(monkeypatch, kind)
+    values = s.value(points)
+    assert len(counted) == calls
+    one_by_one = np.concatenate([s.value(p[None]) for p in points])
+    np.testing.assert_allclose(values, one_by_one, rtol=1e-12)
+
+
+def test_the_loss_site_is_the_descriptions_loss_with_its_ignore_index():
+    spec = netdesc.description.parse_spec({
+        "input_shape": [1, 2, 2], "batch_size": 6,
+        "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 3}],
+        "loss": {"type": "softmax_cross_entropy", "ignore_index": 1}})
+    params = netdesc.inputs.init_params(spec, np.float64, seed=0)
+    x = np.random.default_rng(0).standard_normal((6, 1, 2, 2))
+    labels = np.array([0, 1, 2, 1, 0, 2])
+    site = nm.network_sites(spec, params, x, labels)["loss: dE/dinput"]
+    expected = torch.nn.functional.cross_entropy(torch.from_numpy(site.x), torch.from_numpy(labels), ignore_index=1)
+    assert site.value(site.x[None])[0] == pytest.approx(expected.item(), rel=1e-12)
 
 
 def test_folding_and_looping_give_the_same_differences():
