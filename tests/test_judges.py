@@ -565,8 +565,9 @@ def test_a_looped_site_value_is_float64_whatever_its_function_returns():
 def test_the_batch_sizes_hypotheses_are_named_in_their_whole_sentences():
     from crosscheck.hypotheses import batch_scales
     assert batch_scales(1) == ()
-    assert batch_scales(4) == ((4, "batch-reduction", "the batch size N: a sum where the mean was meant"),
-                               (0.25, "batch-reduction", "1/N for the batch size N = 4: a mean where the sum was meant"))
+    assert batch_scales(4) == (
+        (4, "batch-reduction", "the batch size N: a sum where the mean was meant"),
+        (0.25, "batch-reduction", "1/N for the batch size N = 4: a mean where the sum was meant"))
 
 
 UNRELIABLE = ("finite differences unreliable here: a kink (ReLU at 0, a max-pool tie) lies within the step where the "
