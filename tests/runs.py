@@ -8,6 +8,7 @@ from crosscheck.catalogue import find
 from crosscheck.check import check, entry_subject, overrides, scaled, witness
 from crosscheck.diagnose import diagnose
 from crosscheck.subjects import NetworkSubject, SeedSubject
+from manual import attention as manual_attention
 from manual import network as manual_net
 from netdesc.inputs import seeded_masks
 from reference import network as reference_net
@@ -85,3 +86,28 @@ def gradients_by_site(spec, params, x, target):
             key = f"{layer.index}.{kind}"
             grads[f"{where}: dE/d{kind}"] = (m.param_grads[key], a["param_grads"][key])
     return grads, numerical.network_sites(spec, params, x, target, masks)
+
+
+def attention_terms_changed(change):
+    """manual/network's multihead_attention backward whose named per-head gradients `change` changes (a dict -> a
+    dict); the backward returns the changed dx and parameter gradients and exposes the terms as .terms."""
+    def terms(dout, cache):
+        return change(manual_attention.multihead_attention_backward_terms(dout, cache))
+
+    def backward(dout, cache):
+        g = terms(dout, cache)
+        return g["dx"], g["din_proj_weight"], g["din_proj_bias"], g["dout_proj_weight"], g["dout_proj_bias"]
+    backward.terms = terms
+    return backward
+
+
+def encoder_terms_changed(change):
+    """manual/network's transformer_encoder_layer backward whose named terms `change` changes: its dx the changed
+    one, its parameter gradients the right ones; the terms exposed as .terms."""
+    def terms(dout, cache):
+        return change(manual_attention.transformer_encoder_layer_backward_terms(dout, cache))
+
+    def backward(dout, cache):
+        return (terms(dout, cache)["dx"], *manual_attention.transformer_encoder_layer_backward(dout, cache)[1:13])
+    backward.terms = terms
+    return backward

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, note
 from hypothesis import strategies as st
 from layer_cases import encoder_layer, encoder_shapes, key_padding, mha, sdpa, torch_mha
-from runs import diagnose_entry, diagnose_network, gradients_by_site
+from runs import attention_terms_changed, diagnose_entry, diagnose_network, encoder_terms_changed, gradients_by_site
 
 import netdesc.inputs
 from crosscheck import check_layer, cli
@@ -397,18 +397,6 @@ def test_each_attention_entry_is_localized_to_its_quantity(name, dtype):
     assert json.loads(json.dumps(result.as_dict()))["inside"]["quantity"] == quantity
 
 
-def _backward_breaking(wrong_terms):
-    """manual/network's multihead_attention backward whose per-head terms wrong_terms changes."""
-    def terms(dout, cache):
-        return wrong_terms(A.multihead_attention_backward_terms(dout, cache))
-
-    def backward(dout, cache):
-        g = terms(dout, cache)
-        return g["dx"], g["din_proj_weight"], g["din_proj_bias"], g["dout_proj_weight"], g["dout_proj_bias"]
-    backward.terms = terms
-    return backward
-
-
 def _second_head_dv_doubled(g):
     """Head 1's dv twice what it is, and the sums below it recomputed from it (as a backward would carry it on)."""
     dv = g["dv"].copy()
@@ -422,7 +410,7 @@ def _second_head_dv_doubled(g):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_a_mistake_in_one_head_is_localized_to_that_head(dtype):
     spec = parse_spec(find("attention-scale-forgotten").network)
-    result = diagnose_network(spec, dtype=dtype, layer_backward={0: _backward_breaking(_second_head_dv_doubled)})
+    result = diagnose_network(spec, dtype=dtype, layer_backward={0: attention_terms_changed(_second_head_dv_doubled)})
     assert result.quantity == "0 multihead_attention: dE/dinput"
     assert result.inside == {"quantity": "dv", "part": "values", "heads": [1], "head": 1, "num_heads": 2}
     assert "in head 1 of 2 (heads 1 differ)" in diagnosis_text(result).replace("\n    ", " ")
@@ -437,10 +425,10 @@ def test_no_place_inside_without_named_intermediates_or_where_they_all_agree():
     result = diagnose_network(spec, layer_backward={0: plain})
     assert result.quantity == "0 multihead_attention: dE/dinput" and result.inside is None
     # the intermediates right, the returned input gradient off by 1 %: they all agree, only dx differs
-    result = diagnose_network(spec, layer_backward={0: _backward_breaking(lambda g: g | {"dx": g["dx"] * 1.01})})
+    result = diagnose_network(spec, layer_backward={0: attention_terms_changed(lambda g: g | {"dx": g["dx"] * 1.01})})
     assert result.inside == {"quantity": "dx", "part": "projections", "heads": None, "head": None, "num_heads": 2}
     assert "in a quantity without heads" in diagnosis_text(result).replace("\n    ", " ")
-    result = diagnose_network(spec, layer_backward={0: _backward_breaking(
+    result = diagnose_network(spec, layer_backward={0: attention_terms_changed(
         lambda g: g | {"din_proj_weight": g["din_proj_weight"] * 1.01})})  # every intermediate agrees
     assert result.quantity == "0 multihead_attention: dE/din_proj_weight" and result.inside is None
 
@@ -555,16 +543,6 @@ def test_every_encoder_intermediate_gradient_is_autograds(activation, dtype):
                                    err_msg=name)
 
 
-def _encoder_backward_breaking(wrong_terms):
-    def terms(dout, cache):
-        return wrong_terms(A.transformer_encoder_layer_backward_terms(dout, cache))
-
-    def backward(dout, cache):
-        return (terms(dout, cache)["dx"], *A.transformer_encoder_layer_backward(dout, cache)[1:13])
-    backward.terms = terms
-    return backward
-
-
 def _self_attn(g, name, head, factor=2.0):
     """g with self_attn's `name` of one head scaled, and dx shifted (the wrong value carried down)."""
     value = g["self_attn"][name].copy()
@@ -586,7 +564,7 @@ ENCODER_INSIDE = [
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("wrong", "inside"), ENCODER_INSIDE, ids=["feed-forward", "softmax-head-1", "input"])
 def test_a_wrong_encoder_backward_is_localized_inside(wrong, inside, dtype):
-    backward = {0: _encoder_backward_breaking(wrong)}
+    backward = {0: encoder_terms_changed(wrong)}
     result = diagnose_network(parse_spec(ENCODER_NET), dtype=dtype, layer_backward=backward)
     assert result.quantity == "0 transformer_encoder: dE/dinput" and result.inside == inside
 

@@ -11,10 +11,8 @@ from decimal import Decimal
 import numpy as np
 import pytest
 import torch
-from runs import diagnose_entry
 from torch.nn import functional as TF
 
-from crosscheck.catalogue import find
 from crosscheck.hypotheses import (
     Classification,
     Hypothesis,
@@ -39,45 +37,6 @@ def _input_grad(fn, x, upstream):
 
 # --- whole sentences ---------------------------------------------------------------------------------------------
 
-SENTENCES = {
-    "attention-softmax-no-row-sum": (
-        "0 multihead_attention: dE/dinput",
-        "softmax-diagonal",
-        "manual = autograd with attention's softmax normalizer held constant: dscores = P * dP, the softmax's "
-        "backward without its row-sum term (only the diagonal of its Jacobian diag(P) - P P^T)",
-    ),
-    "attention-scale-forgotten": (
-        "0 multihead_attention: dE/dinput",
-        "attention-scale",
-        "manual = autograd with the scores' 1/sqrt(d) held out of the gradient: dq and dk not scaled by 1/sqrt(d) "
-        "in the backward",
-    ),
-    "attention-heads-merged-wrong": (
-        "0 multihead_attention: dE/dinput",
-        "heads-order",
-        "manual = autograd with each head's dq, dk, dv merged as (d, H) instead of (H, d): feature h*d + j of head h "
-        "put at j*H + h",
-    ),
-    "relu-ge-instead-of-gt": (
-        "1 relu: dE/dinput",
-        "kink",
-        "manual and autograd differ only where finite differences find a kink (ReLU at 0, a max-pool tie): a "
-        "different convention at a non-differentiable point",
-    ),
-    "flipped-kernel-dE_df": (
-        "dE/df",
-        "kernel-flipped",
-        "manual slides dE/d(output) flipped over the input: a true convolution instead of the cross-correlation",
-    ),
-}
-
-
-@pytest.mark.parametrize("name", SENTENCES)
-def test_each_diagnosis_names_its_class_in_the_whole_sentence(name):
-    quantity, kind, detail = SENTENCES[name]
-    result = diagnose_entry(find(name))
-    assert result.quantity == quantity
-    assert (result.classification.kind, result.classification.detail) == (kind, detail)
 
 
 def test_a_gradient_no_hypothesis_fits_is_unclassified_in_the_whole_sentence():

@@ -10,14 +10,13 @@ import json
 
 import numpy as np
 import pytest
-from runs import diagnose_entry, diagnose_seed
+from runs import attention_terms_changed, diagnose_entry, diagnose_seed
 
 from crosscheck import numerical
 from crosscheck.catalogue import find
 from crosscheck.check import overrides, scaled_backward
 from crosscheck.diagnose import diagnose, residual_place
 from crosscheck.subjects import NetworkSubject, SeedCase, Step
-from manual import attention as A
 from manual import network as manual_net
 from netdesc.description import parse_spec
 from netdesc.inputs import dropout_masks, init_params, random_batch
@@ -173,20 +172,6 @@ def test_a_layer_named_empty_in_its_description_has_no_name_in_its_place():
     assert residual_place(spec, 1)["name"] == "t"
 
 
-def _terms_changed(change):
-    """manual's multihead_attention backward with its named gradients changed by `change`."""
-
-    def terms(dout, cache):
-        return change(A.multihead_attention_backward_terms(dout, cache))
-
-    def backward(dout, cache):
-        g = terms(dout, cache)
-        return g["dx"], g["din_proj_weight"], g["din_proj_bias"], g["dout_proj_weight"], g["dout_proj_bias"]
-
-    backward.terms = terms
-    return backward
-
-
 def _head_1_dp_doubled(g):
     dP = g["dP"].copy()
     dP[:, 1] *= 2
@@ -212,7 +197,7 @@ def test_an_attention_after_another_layer_is_localized_on_that_layers_output(cha
             "loss": {"type": "mse"},
         }
     )
-    d = diagnose(NetworkSubject(spec, wrong=overrides({1: _terms_changed(change)})))
+    d = diagnose(NetworkSubject(spec, wrong=overrides({1: attention_terms_changed(change)})))
     assert d.quantity == "1 multihead_attention: dE/dinput" and d.inside == inside
 
 
@@ -247,7 +232,7 @@ def test_an_attention_between_dropouts_is_localized_on_the_masks_of_the_runs_fir
     on both sides and only dx differs. The first dropout drops some of the attention's input, on both sides."""
     first, second = (dropout_masks(DROPOUT_SPEC, 1, seed, step) for step in (0, 1))
     assert (first[2].sum(), second[2].sum()) == kept and 0 < first[0].sum() < first[0].size
-    wrong = overrides({1: _terms_changed(_head_1_dp_doubled_dx_shifted)})
+    wrong = overrides({1: attention_terms_changed(_head_1_dp_doubled_dx_shifted)})
     d = diagnose(NetworkSubject(DROPOUT_SPEC, seed, wrong=wrong))
     assert d.quantity == "1 multihead_attention: dE/dinput" and d.inside == inside
 

@@ -9,14 +9,13 @@ import dataclasses
 
 import numpy as np
 import pytest
-from runs import diagnose_entry, scaled_at
+from runs import attention_terms_changed, diagnose_entry, encoder_terms_changed, scaled_at
 
 from crosscheck.catalogue import find
 from crosscheck.check import overrides
 from crosscheck.diagnose import diagnose, inside_text, place_text, residual_place, time_step_text
 from crosscheck.subjects import NetworkSubject
 from crosscheck.tolerances import tolerance_for
-from manual import attention as A
 from manual import functional as F
 from manual import network as manual_net
 from netdesc.description import parse_spec
@@ -207,20 +206,6 @@ ATTENTION_NET = find("attention-scale-forgotten").network  # (T 5, E 4), 2 heads
 E, D = 4, 2
 
 
-def _attention_terms_changed(change):
-    """manual/network's multihead_attention backward with its named gradients changed by `change`, dx shifted."""
-
-    def terms(dout, cache):
-        return change(A.multihead_attention_backward_terms(dout, cache))
-
-    def backward(dout, cache):
-        g = terms(dout, cache)
-        return g["dx"], g["din_proj_weight"], g["din_proj_bias"], g["dout_proj_weight"], g["dout_proj_bias"]
-
-    backward.terms = terms
-    return backward
-
-
 def _shifted(g, name, columns):
     """g with its `name` moved by 1e-3 on these feature columns (the last axis), and dx moved likewise."""
     value = g[name].copy()
@@ -241,7 +226,7 @@ ONE_HEAD = [
 @pytest.mark.parametrize(("name", "columns", "part"), ONE_HEAD, ids=["dqkv-k", "dqkv-q", "dqkv-v", "dmerged"])
 def test_qkv_and_merged_features_belong_to_their_head(name, columns, part):
     spec = parse_spec(ATTENTION_NET)
-    backward = _attention_terms_changed(lambda g: _shifted(g, name, columns))
+    backward = attention_terms_changed(lambda g: _shifted(g, name, columns))
     d = diagnose(NetworkSubject(spec, wrong=overrides({0: backward})))
     assert d.quantity == "0 multihead_attention: dE/dinput"
     assert d.inside == {"quantity": name, "part": part, "heads": [1], "head": 1, "num_heads": 2}
@@ -274,17 +259,6 @@ ENCODER_NET = {
 }
 
 
-def _encoder_terms_changed(change):
-    def terms(dout, cache):
-        return change(A.transformer_encoder_layer_backward_terms(dout, cache))
-
-    def backward(dout, cache):
-        return (terms(dout, cache)["dx"], *A.transformer_encoder_layer_backward(dout, cache)[1:13])
-
-    backward.terms = terms
-    return backward
-
-
 def _second_head_dp_doubled(g):
     dP = g["self_attn"]["dP"].copy()
     dP[:, 1] *= 2
@@ -309,7 +283,7 @@ def test_an_encoder_backward_is_localized_on_its_own_options(change, inside):
     """relu, layer_norm_eps 0.1 and causal: autograd's intermediates on the defaults (gelu, 1e-5, no mask) would
     differ from the right ones before the changed one. The encoder's own quantities and the input's gradient have
     no heads; its attention's are split by head."""
-    d = diagnose(NetworkSubject(parse_spec(ENCODER_NET), wrong=overrides({0: _encoder_terms_changed(change)})))
+    d = diagnose(NetworkSubject(parse_spec(ENCODER_NET), wrong=overrides({0: encoder_terms_changed(change)})))
     assert d.quantity == "0 transformer_encoder: dE/dinput" and d.inside == inside
 
 

@@ -225,6 +225,70 @@ MESSAGES = {
         "schedule",
         "the scheduler stepped before the optimizer: step t used the learning rate meant for step t + 1",
     ),
+    "tanh-of-output": (
+        "2 tanh: dE/dinput",
+        "activation-wrong-point",
+        "manual = dE/d(output) * the derivative taken at the output instead of at the input",
+    ),
+    "attention-mask-after-softmax": (
+        "0 multihead_attention: output",
+        "mask-after-softmax",
+        "manual = attention with the softmax over every key and the masked probabilities then set to 0 (rows no "
+        "longer summing to 1), where the masked scores must be -inf before it",
+    ),
+    "layernorm-wrong-axes": (
+        "2 layer_norm: output",
+        "normalization-axes",
+        "manual = layer norm with the mean and variance over the batch axis (each element across the samples) "
+        "instead of over each sample's normalized_shape",
+    ),
+    "groupnorm-wrong-axes": (
+        "1 group_norm: output",
+        "normalization-axes",
+        "manual = group norm over interleaved channels (group g holding channels g, g + G, ...): the channel axis "
+        "split as (C/G, G) instead of (G, C/G)",
+    ),
+    "cross-entropy-onehot-forgotten": (
+        "loss: dE/dinput",
+        "one-hot",
+        "manual = softmax / N: the one-hot term of softmax - onehot(labels) left out",
+    ),
+    # 10 labels over the tagger's steps, 2 of them ignored
+    "cross-entropy-ignored-counted": (
+        "loss: dE/dinput",
+        "batch-reduction",
+        "manual = c * autograd with c = 0.8, 8/10: the mean over all N = 10 labels, the 2 ignored included, where "
+        "torch divides by the 8 kept",
+    ),
+    "attention-softmax-no-row-sum": (
+        "0 multihead_attention: dE/dinput",
+        "softmax-diagonal",
+        "manual = autograd with attention's softmax normalizer held constant: dscores = P * dP, the softmax's "
+        "backward without its row-sum term (only the diagonal of its Jacobian diag(P) - P P^T)",
+    ),
+    "attention-scale-forgotten": (
+        "0 multihead_attention: dE/dinput",
+        "attention-scale",
+        "manual = autograd with the scores' 1/sqrt(d) held out of the gradient: dq and dk not scaled by 1/sqrt(d) "
+        "in the backward",
+    ),
+    "attention-heads-merged-wrong": (
+        "0 multihead_attention: dE/dinput",
+        "heads-order",
+        "manual = autograd with each head's dq, dk, dv merged as (d, H) instead of (H, d): feature h*d + j of head h "
+        "put at j*H + h",
+    ),
+    "relu-ge-instead-of-gt": (
+        "1 relu: dE/dinput",
+        "kink",
+        "manual and autograd differ only where finite differences find a kink (ReLU at 0, a max-pool tie): a "
+        "different convention at a non-differentiable point",
+    ),
+    "flipped-kernel-dE_df": (
+        "dE/df",
+        "kernel-flipped",
+        "manual slides dE/d(output) flipped over the input: a true convolution instead of the cross-correlation",
+    ),
 }
 
 

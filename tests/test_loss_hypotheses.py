@@ -10,10 +10,8 @@ torch on the test's own equations, never by the code under test."""
 import numpy as np
 import pytest
 import torch
-from runs import diagnose_entry
 from torch.nn import functional as TF
 
-from crosscheck.catalogue import find
 from crosscheck.hypotheses import classify, layer_hypotheses, loss_hypotheses, loss_scales
 from crosscheck.subjects import Step
 from netdesc.description import parse_spec
@@ -56,51 +54,6 @@ def test_an_activation_layers_derivative_left_out_or_applied_twice_is_named_in_i
 
 # --- the words of the output and loss hypotheses, as a diagnosis of the catalogue's mistakes names them -----------
 
-MESSAGES = {
-    "tanh-of-output": (
-        "2 tanh: dE/dinput",
-        "activation-wrong-point",
-        "manual = dE/d(output) * the derivative taken at the output instead of at the input",
-    ),
-    "attention-mask-after-softmax": (
-        "0 multihead_attention: output",
-        "mask-after-softmax",
-        "manual = attention with the softmax over every key and the masked probabilities then set to 0 (rows no "
-        "longer summing to 1), where the masked scores must be -inf before it",
-    ),
-    "layernorm-wrong-axes": (
-        "2 layer_norm: output",
-        "normalization-axes",
-        "manual = layer norm with the mean and variance over the batch axis (each element across the samples) "
-        "instead of over each sample's normalized_shape",
-    ),
-    "groupnorm-wrong-axes": (
-        "1 group_norm: output",
-        "normalization-axes",
-        "manual = group norm over interleaved channels (group g holding channels g, g + G, ...): the channel axis "
-        "split as (C/G, G) instead of (G, C/G)",
-    ),
-    "cross-entropy-onehot-forgotten": (
-        "loss: dE/dinput",
-        "one-hot",
-        "manual = softmax / N: the one-hot term of softmax - onehot(labels) left out",
-    ),
-    # 10 labels over the tagger's steps, 2 of them ignored
-    "cross-entropy-ignored-counted": (
-        "loss: dE/dinput",
-        "batch-reduction",
-        "manual = c * autograd with c = 0.8, 8/10: the mean over all N = 10 labels, the 2 ignored included, where "
-        "torch divides by the 8 kept",
-    ),
-}
-
-
-@pytest.mark.parametrize("name", MESSAGES)
-def test_each_output_and_loss_class_is_named_in_its_whole_sentence(name):
-    quantity, kind, detail = MESSAGES[name]
-    result = diagnose_entry(find(name))
-    assert result.quantity == quantity
-    assert (result.classification.kind, result.classification.detail) == (kind, detail)
 
 
 # --- the loss: the one-hot term left out, and the labels that count ----------------------------------------------
