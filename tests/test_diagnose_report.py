@@ -16,7 +16,7 @@ from crosscheck import numerical
 from crosscheck.catalogue import find
 from crosscheck.check import overrides, scaled_backward
 from crosscheck.diagnose import diagnose, residual_place
-from crosscheck.subjects import NetworkSubject, SeedCase, Step
+from crosscheck.subjects import NetworkSubject, SeedCase, SeedSubject, Step
 from manual import network as manual_net
 from netdesc.description import parse_spec
 from netdesc.inputs import dropout_masks, init_params, random_batch
@@ -310,4 +310,5 @@ def test_the_json_form_of_a_diagnosis_of_a_catalogued_mistake():
 def test_the_json_form_of_a_correct_network_names_nothing_injected():
     d = diagnose_seed(SeedCase(batch=1)).as_dict()
     assert set(d) == KEYS
+    assert d["subject"] == SeedSubject(SeedCase(batch=1)).title  # a diagnosis that finds nothing names its subject
     assert d["injected"] is None and d["numerical"] is None and d["inside"] is None and d["dtype"] == "float64"
