@@ -23,6 +23,8 @@ import subprocess
 import sys
 from collections import Counter
 
+from mutation_sample import DETECTED, NAMES  # mutmut's exit codes, read the same way by both scripts
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHECKS = "tests/test_judges.py", "tests/test_suite_can_fail.py"  # the judges' own tests: in every group
 GROUPS = {
@@ -46,8 +48,6 @@ GROUPS = {
                  "cli", "verify_cli", "ci_formats", "limits", "runfile", "spec", "train", "plots", "pytest_plugin",
                  "catalogue", "explain_diagnose_cli", "diagnose", "docs"]),
 }
-DETECTED = {1, 3, 24, -24, 36, 152, 255, -9, -11}  # mutmut's exit codes: killed, timeout, segfault
-NAMES = {0: "survived", 33: "no tests", 5: "no tests", None: "not checked"}
 
 
 def configured(pyproject, group):
