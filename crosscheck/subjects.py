@@ -575,8 +575,8 @@ class NetworkSubject:
     def _gradients_agree(self, step, params, buffers, grads, ref_grads):
         """Whether manual's gradients at a lockstep's step agree with autograd's as the walk judges them: by the
         table, or in float32 by the float64 witness, autograd in float64 at the same parameters and batch (fresh seed
-        base 763694: an attention layer's in_proj gradients 2.1e-6 off, as in the walk, where the witness passes
-        them, while a step that cancels, 0.1 - 0.05 * 1.9, took the update rows past the table)."""
+        base 763694 on an AVX2 machine: an attention layer's in_proj gradients 2.1e-6 off, as in the walk, where the
+        witness passes them, while a step that cancels, 0.1 - 0.05 * 1.9, took the update rows past the table)."""
         if self._agree([(grads[n], ref_grads[n]) for n in ref_grads]):
             return True
         if self.dtype != "float32":

@@ -466,9 +466,10 @@ def test_a_one_step_mismatch_in_a_run_that_leaves_the_floats_is_not_excused():
     assert [r.quantity for r in result.rows if not r.passed][0] == "weight after step 1"
 
 
-# The lockstep judges each step's gradients as the walk does: in float32 with the float64 witness. Fresh seed base
-# 763694: layer 0's in_proj gradients are 2.1e-6 off at step 1, which the witness passes in the walk, and layer 1's
-# out_proj.weight after step 1 cancels (about 0.1 - 0.05 * 1.9 = 0.0035), past the table by 9.4e-6.
+# The lockstep judges each step's gradients as the walk does: in float32 with the float64 witness. Which seeds of
+# this attention network give a float32 gradient past the table depends on the CPU's kernels (torch takes other
+# code paths with AVX-512 than with AVX2: seed 356 is one on an AVX2 machine and not on an AVX-512 one, 306 the
+# reverse), so the test looks for the first such seed from 300 on: about one seed in 30 on both machines seen.
 CANCELLING_STEP = {"name": "attention", "input_shape": [6, 2], "batch_size": 2, "layers": [
     {"type": "multihead_attention", "num_heads": 1, "causal": False, "bias": True},
     {"type": "multihead_attention", "num_heads": 1, "causal": True, "bias": False},
@@ -477,15 +478,26 @@ CANCELLING_STEP = {"name": "attention", "input_shape": [6, 2], "batch_size": 2, 
     "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9, "steps": 3}}
 
 
+def _past_the_table(spec, seeds):
+    """The first float32 subject among `seeds` with a parameter's gradient the table alone fails, and that gradient's
+    walk step."""
+    for seed in seeds:
+        subject = NetworkSubject(spec, seed, "float32")
+        for step in subject.walk():
+            if ": dE/d" in step.name and "dE/dinput" not in step.name and not compare(
+                    "g", step.manual, step.autograd, "float32").passed:
+                return subject, step
+    raise AssertionError(f"no float32 gradient past the table for seeds {seeds}")
+
+
 def test_the_lockstep_judges_a_steps_float32_gradients_with_the_float64_witness():
-    subject = NetworkSubject(parse_spec(CANCELLING_STEP), 356, "float32")
-    walk = {step.name: step for step in subject.walk()}
-    gradient = walk["0 multihead_attention: dE/din_proj_weight"]
-    assert not compare("g", gradient.manual, gradient.autograd, "float32").passed  # the table alone fails it
+    subject, gradient = _past_the_table(parse_spec(CANCELLING_STEP), range(300, 500))
+    witnessed = compare("g", gradient.manual, gradient.autograd, "float32", witness=lambda: subject.witnesses()[
+        gradient.name]).witnessed
+    assert witnessed.startswith("float32 rounding: manual is within")  # the walk's float64 witness passes it
+    assert subject.lockstep(1).startswith("steps 1..1 agree one at a time from manual's own parameters")
     result = check(subject)
-    row = next(r.result for r in result.rows if r.quantity == "out_proj.weight after step 1")
-    assert result.passed and row.witnessed == subject.lockstep(1) and row.witnessed.startswith("steps 1..1 agree")
-    assert not compare("u", row.worst_manual, row.worst_autograd, "float32").passed
+    assert result.passed and next(r.result for r in result.rows if r.result.name == gradient.name).witnessed
 
 
 def test_the_lockstep_excuses_no_float32_gradient_past_the_witness():
@@ -728,7 +740,7 @@ def test_the_kink_rule_sets_aside_differences_too_small_to_show_a_jump(factor, k
 
 # --- the chaos rule excuses only multi-step training rows, and only when every one-step row agrees ------
 
-CHAOTIC_SEED = SeedCase(lr=5.0)  # 8x8, 50 steps: a one-ulp nudge moves autograd's own run past the tolerance
+CHAOTIC_SEED = SeedCase(lr=7.0)  # 8x8, 50 steps: a one-ulp nudge moves autograd's own run by 20 % (lr=5: by 4e-11)
 MLP = {"input_shape": [1, 3, 3], "batch_size": 4, "loss": {"type": "mse", "reduction": "sum"},
        "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 6}, {"type": "tanh"},
                   {"type": "linear", "out_features": 2}], "optimizer": {"lr": 1.0, "steps": 60}}  # diverges
@@ -754,12 +766,21 @@ def _db_off_by(factor):
     return lambda dE_dZ2: factor * manual_seed.EQUATIONS["dE_db"](dE_dZ2)
 
 
-def test_a_chaotic_run_excuses_only_its_training_rows():
-    subject = SeedSubject(CHAOTIC_SEED)
+def _seed_sgd_rounded_otherwise(params, grads, lr):
+    """The slides' update with every gradient taken through *3 and /3: off from autograd's by at most one rounding
+    per step on every machine, where the two sides' own runs part by rounding only where the CPU's kernels happen to
+    sum in another order (they do with AVX2, not with AVX-512)."""
+    return manual_seed.sgd_step(params, {k: g * 3 / 3 for k, g in grads.items()}, lr)
+
+
+@pytest.mark.parametrize("rounded_otherwise", [False, True], ids=["plain", "rounded-otherwise"])
+def test_a_chaotic_run_excuses_only_its_training_rows(rounded_otherwise):
+    wrong = overrides(optimizer_step=_seed_sgd_rounded_otherwise, network="seed") if rounded_otherwise else None
+    subject = SeedSubject(CHAOTIC_SEED, wrong)
     assert chaos(subject)  # the premise of the tests below
     result = check(subject)
-    assert result.passed and result.unstable
-    assert all(_training(r, 50) for r in result.unstable)
+    assert result.passed and all(_training(r, 50) for r in result.unstable)
+    assert result.unstable or not rounded_otherwise  # one rounding a step, amplified past the table in 50 steps
 
 
 @pytest.mark.parametrize(("wrong", "first"), [
