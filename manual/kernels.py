@@ -352,8 +352,9 @@ _math_erf = np.frompyfunc(math.erf, 1, 1)
 
 
 def erf_plain(x):
-    """math.erf on every element (in float64), back in x's dtype."""
-    return _math_erf(np.asarray(x, np.float64)).astype(np.asarray(x).dtype)
+    """math.erf on every element (in float64), back in x's dtype; a 0-d x gives a 0-d array (frompyfunc gives a
+    Python float there)."""
+    return np.asarray(_math_erf(np.asarray(x, np.float64))).astype(np.asarray(x).dtype)
 
 
 def im2col_plain(x, kernel, stride, padding, dilation, out_size):

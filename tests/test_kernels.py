@@ -111,7 +111,9 @@ def test_erf_equals_its_plain_twin(dtype):
     np.testing.assert_allclose(fast, plain, rtol=2e-15 if dtype == "float64" else 1e-6, atol=0)
     assert np.array_equal(np.signbit(fast), np.signbit(x))  # erf is odd, -0.0 included
     assert np.isnan(kernels.erf(np.array([np.nan], dtype))).all()
-    assert kernels.erf(np.array(0.5, dtype)).shape == ()  # a 0-d array stays one
+    for erf in kernels.erf, kernels.erf_plain:  # a 0-d array stays one, in its dtype, and the twins agree on it
+        half = erf(np.array(0.5, dtype))
+        assert half.shape == () and half.dtype == dtype and half == erf(np.array([0.5], dtype))[0]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
