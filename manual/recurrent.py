@@ -225,6 +225,7 @@ class SequenceCache:
     h_n: np.ndarray
     c_n: np.ndarray | None = None
     x_shape: tuple = field(default=())
+    bias: bool = True  # the forward's bias flag: four weights per layer (a bias may be None), else two
     trace: list | None = None  # the last backward's trace, left here for a diagnosis (crosscheck.diagnose)
 
 
@@ -248,7 +249,7 @@ def _sequence_forward(kind, x, states, weights, bias, batch_first):
     checked = [_check_state(name, s, (L, N, H), x.dtype, "(num_layers, N, H), torch's layout")
                for name, s in zip(kind.states, states, strict=True)]
     states0 = [s for s, _ in checked]
-    cache = SequenceCache(kind, batch_first, tuple(g for _, g in checked), [], None, x_shape=x.shape)
+    cache = SequenceCache(kind, batch_first, tuple(g for _, g in checked), [], None, x_shape=x.shape, bias=bias)
     finals = []
     inputs = seq
     for l, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
@@ -288,10 +289,9 @@ def layer_backward(kind, layer, dseq, dnext):
             values[t] = dh if q == "dh" else d[q]
     da = np.stack(per_step["da"])
     da_h = np.stack(per_step["da_h"]) if kind.name == "gru" else da
-    # the weights: summed over every step and sample, one matmul each; the biases' sum taken once where da_h is da
-    # (a layer has both biases or neither)
+    # the weights: summed over every step and sample, one matmul each; either bias may be None (no gradient)
     db_ih = None if b_ih is None else da.sum(axis=(0, 1))
-    db_hh = None if b_hh is None else db_ih.copy() if da_h is da else da_h.sum(axis=(0, 1))
+    db_hh = None if b_hh is None else da_h.sum(axis=(0, 1))
     weight_grads = (da.reshape(-1, G_H).T @ inputs.reshape(T * N, -1), da_h.reshape(-1, G_H).T @ h_prev.reshape(-1, H),
                     db_ih, db_hh)
     trace = StackedOverTime({q: per_step[q] for q in ("dh", *kind.trace)})
@@ -314,8 +314,7 @@ def gradients(cache, dseq, dstates0, weight_grads):
     """The gradients in the forward's order: (dx, dh0[, dc0], *dweights) -> one tuple, dx in the input's layout,
     None for an initial state not given and a bias left out."""
     dx = np.ascontiguousarray(dseq.swapaxes(0, 1)) if cache.batch_first else dseq
-    has_bias = cache.layers[0][1][2] is not None
-    flat = [g for layer in weight_grads for g in (layer if has_bias else layer[:2])]
+    flat = [g for layer in weight_grads for g in (layer if cache.bias else layer[:2])]
     dstates = [np.stack(d) if given else None for d, given in zip(zip(*dstates0, strict=True), cache.given,
                                                                   strict=True)]
     return (dx, *dstates, *flat)

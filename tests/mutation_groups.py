@@ -38,7 +38,8 @@ GROUPS = {
     "manual": (["manual/*"],
                ["functional", "kernels", "network", "optim", "recurrent", "attention", "seed_network",
                 "normalization", "dropout", "embedding", "sequences", "graph", "bad_input", "hostile_input",
-                "readme", "user_api", "conv_transpose_checks", "functional_edges", "recurrent_optim_edges"]),
+                "readme", "user_api", "conv_transpose_checks", "functional_edges", "recurrent_optim_edges",
+                "recurrent_sequence_edges", "recurrent_backward_edges"]),
     # everything else the harness is: walks, the user API and its adapters, training runs, reports, the CLI
     "harness": (["crosscheck/check.py", "crosscheck/api.py", "crosscheck/adapters.py", "crosscheck/subjects.py",
                  "crosscheck/train.py", "crosscheck/cli.py", "crosscheck/render.py", "crosscheck/reports.py",
