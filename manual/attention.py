@@ -90,6 +90,8 @@ def scaled_dot_product_attention_forward(q, k, v, key_padding_mask=None, attn_ma
     S = k.shape[-2]
     check_shape("k", k, (*lead, S, d), "the batch (and head) axes and the features d of q")
     check_shape("v", v, (*lead, S, v.shape[-1]), "the batch (and head) axes and the keys S of k")
+    if S == 0:  # a softmax over no keys has no value
+        raise InputError(f"k: got shape {k.shape}, needs at least one key (S >= 1)")
     if not isinstance(is_causal, bool):
         raise InputError(f"is_causal: got {is_causal!r}, needs True or False")
     masked = attention_mask(q.shape[0], T, S, key_padding_mask, attn_mask, is_causal)
@@ -181,6 +183,8 @@ def multihead_attention_forward(x, in_proj_weight, out_proj_weight, in_proj_bias
     """
     x = check_float_array("x", x, ndim=3)
     N, T, E = x.shape
+    if min(N, T, E) == 0:  # as the recurrent layers: no sample, position or feature to attend over
+        raise InputError(f"x: got shape {x.shape}, needs at least one sample, one position and one feature")
     H = _heads(num_heads, E, x)
     _check_params(x, {"in_proj_weight": (in_proj_weight, (3 * E, E)), "out_proj_weight": (out_proj_weight, (E, E)),
                       "in_proj_bias": (in_proj_bias, (3 * E,)), "out_proj_bias": (out_proj_bias, (E,))})

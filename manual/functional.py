@@ -859,6 +859,12 @@ def _batch_norm_stats(running_mean, running_var, x):
             raise InputError(f"running_var: got {running_var.min()}, needs variances >= 0")
 
 
+def _check_channels(x):
+    """Batch statistics need a channel to be taken over (torch gives an empty result for none)."""
+    if x.shape[1] == 0:
+        raise InputError(f"x: got shape {x.shape}, needs at least one channel (axis 1) for batch statistics")
+
+
 def _check_momentum(momentum):
     momentum = check_number("momentum", momentum, "a number in [0, 1]", minimum=0)
     if momentum > 1:
@@ -883,6 +889,7 @@ def batch_norm_forward(x, running_mean=None, running_var=None, gamma=None, beta=
     _check_momentum(momentum)
     eps, axes, broadcast = _check_eps(eps), (0, *range(2, x.ndim)), _channels(x)
     if training:
+        _check_channels(x)
         if x.size // x.shape[1] < 2:
             raise InputError(f"x: got shape {x.shape} in training mode, needs more than one value per channel "
                              "(the batch variance of one value is 0)")
@@ -936,6 +943,7 @@ def batch_norm_running_stats(x, running_mean, running_var, momentum=0.1):
     if running_mean is None:
         raise InputError("running_mean: got None, needs the running statistics to update")
     momentum = _check_momentum(momentum)
+    _check_channels(x)
     axes, M = (0, *range(2, x.ndim)), x.size // x.shape[1]
     if M < 2:
         raise InputError(f"x: got shape {x.shape}, needs more than one value per channel (an unbiased variance)")

@@ -39,7 +39,8 @@ GROUPS = {
                ["functional", "kernels", "network", "optim", "recurrent", "attention", "seed_network",
                 "normalization", "dropout", "embedding", "sequences", "graph", "bad_input", "hostile_input",
                 "readme", "user_api", "conv_transpose_checks", "functional_edges", "recurrent_optim_edges",
-                "recurrent_sequence_edges", "recurrent_backward_edges"]),
+                "recurrent_sequence_edges", "recurrent_backward_edges", "attention_checks_edges", "batch_norm_edges",
+                "functional_input_edges", "recurrent_weight_checks"]),
     # everything else the harness is: walks, the user API and its adapters, training runs, reports, the CLI
     "harness": (["crosscheck/check.py", "crosscheck/api.py", "crosscheck/adapters.py", "crosscheck/subjects.py",
                  "crosscheck/train.py", "crosscheck/cli.py", "crosscheck/render.py", "crosscheck/reports.py",
