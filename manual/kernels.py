@@ -279,13 +279,15 @@ def erf(x):
     approximations (above), each evaluated over the whole array on |x| clipped into its range, the right one chosen
     per element (masked indexing of the three ranges measured 5x slower), the sign put back at the end."""
     x = np.asarray(x)
+    if x.dtype == np.float16:  # the middle range's polynomials overflow float16 (65504): computed in float32
+        return erf(x.astype(np.float32)).astype(np.float16)
     y = np.abs(x)
     with np.errstate(under="ignore", over="ignore"):  # far out, exp(-y^2) -> 0 and erf -> +-1, its limit
         ys = np.minimum(y, 0.46875)
         small = ys * _rational(_ERF_SMALL, ys * ys)
         ym = np.clip(y, 0.46875, 4)
         middle = 1 - np.exp(-ym * ym) * _rational(_ERFC_MIDDLE, ym)
-        if x.itemsize < 8:  # float32, float16: erfc(4) = 1.5e-8 is below half an ulp of 1, so erf = 1 above 4
+        if x.itemsize < 8:  # float32: erfc(4) = 1.5e-8 is below half an ulp of 1, so erf = 1 above 4
             large = 1
         else:
             yl = np.maximum(y, 4)
