@@ -65,3 +65,15 @@ def test_conv_transpose2d_output_padding_rule_is_torchs(output_padding, stride, 
         return
     out, _ = M.conv_transpose2d_forward(x, w, **kwargs)
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv2d_forward_names_a_bias_of_the_wrong_length_whole(groups):
+    """conv2d_forward's bias check, as conv_transpose2d's: one bias per output channel of w, said in the message;
+    torch refuses the same bias."""
+    x, w, b = np.zeros((2, 4, 5, 5)), np.zeros((2, 4 // groups, 3, 3)), np.zeros(3)
+    with pytest.raises(RuntimeError):
+        F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), groups=groups)
+    with pytest.raises(InputError) as raised:
+        M.conv2d_forward(x, w, b, groups=groups)
+    assert str(raised.value) == "b: got shape (3,), needs (2,) (one bias per output channel of w)"
