@@ -410,8 +410,9 @@ def sigmoid_backward(dout, cache):
 def flatten_forward(x):
     """(N, ...) -> (N, prod(...)), row-major, as torch.flatten(x, 1)."""
     x = check_float_array("x", x)
-    if x.ndim < 1:
-        raise InputError("x: got a 0-D array, needs at least 1-D (N, ...)")
+    if x.ndim < 2:  # torch.flatten(x, 1) has no axis 1 to start from
+        raise InputError(f"x: got {x.ndim}-D array of shape {x.shape}, needs at least 2-D (N, ...), as "
+                         "torch.flatten(x, 1)")
     return x.reshape(x.shape[0], -1), (x.shape, x.dtype)
 
 

@@ -107,6 +107,19 @@ def test_nll_with_every_label_ignored_is_torchs(reduction, dtype):
     np.testing.assert_array_equal(dlog_probs, np.zeros((3, 2), dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_softmax_cross_entropy_with_every_label_ignored_is_torchs(reduction, dtype):
+    """The same for softmax cross-entropy: "sum" 0, "mean" nan (0/0), as torch.nn.functional.cross_entropy's, in the
+    logits' dtype (a float64 nan for float32 logits was a dtype change torch does not make)."""
+    logits = np.random.default_rng(0).normal(size=(3, 2)).astype(dtype)
+    labels = np.full(3, 1)
+    out, _ = F.softmax_cross_entropy_forward(logits, labels, reduction, ignore_index=1)
+    expected = TF.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels), reduction=reduction, ignore_index=1)
+    assert out.shape == () and out.dtype == dtype == expected.numpy().dtype
+    np.testing.assert_array_equal(out, expected.numpy())
+
+
 # --- dropout ---------------------------------------------------------------------------------------------------------
 
 def test_dropout_default_p_is_torchs_one_half():

@@ -491,7 +491,11 @@ API = [
     ("sigmoid-dout-shape", lambda: F.sigmoid_backward(np.zeros(3), F.sigmoid_forward(np.zeros(2))[1]),
      "dout: got shape (3,) dtype float64, needs an array of shape (2,) and dtype float64 (the forward output's)"),
     ("flatten-a-scalar", lambda: F.flatten_forward(np.float64(1.0)), "x: got float64, needs a NumPy array"),
-    ("flatten-0d", lambda: F.flatten_forward(np.array(1.0)), "x: got a 0-D array, needs at least 1-D (N, ...)"),
+    ("flatten-0d", lambda: F.flatten_forward(np.array(1.0)),
+     "x: got 0-D array of shape (), needs at least 2-D (N, ...), as torch.flatten(x, 1)"),
+    # torch.flatten(torch.zeros(3), 1): "Dimension out of range"; (3,) -> (3, 1) was manual's answer before
+    ("flatten-1d", lambda: F.flatten_forward(np.zeros(3)),
+     "x: got 1-D array of shape (3,), needs at least 2-D (N, ...), as torch.flatten(x, 1)"),
     ("flatten-dout-shape", lambda: F.flatten_backward(np.zeros((2, 6)), F.flatten_forward(np.zeros((2, 3, 3)))[1]),
      "dout: got shape (2, 6) dtype float64, needs an array of shape (2, 9) and dtype float64 (the forward output's)"),
     ("layer-shapes-negative", _layer(shapes=[(2, -3)]),

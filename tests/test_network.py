@@ -15,6 +15,7 @@ import netdesc.inputs
 import netdesc.seed
 from crosscheck.check import scaled_backward
 from crosscheck.compare import assert_close
+from manual import functional as F
 from manual import network as manual_net
 from manual import seed_network
 from netdesc import InputError
@@ -248,3 +249,34 @@ def test_importing_the_network_builder_does_not_import_torch():
     code = "import sys, manual.network, netdesc.description; assert 'torch' not in sys.modules, 'manual imported torch'"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_train_hands_its_scheduler_and_running_stats_hooks_to_every_step():
+    """train's hooks reach the steps: a scheduler that gives lr 0 leaves every parameter where it started (Adam at
+    lr 0 moves nothing), and the running-statistics hook is what updates the batch
+    norm's buffers, once per step."""
+    spec, params, x, target = _inputs("depthwise-separable")
+    norms = sum(layer.type.startswith("batch_norm") for layer in spec.layers)
+    assert spec.optimizer.scheduler is not None and norms == 4
+    calls = []
+
+    def running_stats(*args, **kwargs):
+        calls.append(args[0].shape)
+        return F.batch_norm_running_stats(*args, **kwargs)
+
+    _, final = manual_net.train(spec, params, x, target, steps=2, scheduler=lambda lr, epoch, **options: 0.0,
+                                running_stats=running_stats)
+    for name, value in params.items():
+        np.testing.assert_array_equal(final[name], value, err_msg=name)
+    assert len(calls) == 2 * norms
+    _, moved = manual_net.train(spec, params, x, target, steps=2)
+    assert any(not np.array_equal(moved[name], value) for name, value in params.items())  # the default lr moves
+
+
+def test_training_without_a_buffers_dict_keeps_its_own():
+    """manual.network.training called without `buffers` (as crosscheck.train's data-set runs do) keeps the running
+    statistics in a dict of its own: its steps are train's, step for step."""
+    spec, params, x, target = _inputs("depthwise-separable")
+    losses, _ = manual_net.train(spec, params, x, target, steps=2)
+    done = list(manual_net.training(spec, params, [(x, target)] * 2))
+    np.testing.assert_array_equal([E for E, _, _ in done], losses)
