@@ -280,3 +280,17 @@ def test_training_without_a_buffers_dict_keeps_its_own():
     losses, _ = manual_net.train(spec, params, x, target, steps=2)
     done = list(manual_net.training(spec, params, [(x, target)] * 2))
     np.testing.assert_array_equal([E for E, _, _ in done], losses)
+
+
+def test_an_embedding_before_a_batch_norm_keeps_the_running_statistics_in_the_tables_dtype():
+    """Token indices (int64) into an embedding, then a batch norm: its running statistics start in the embedding
+    table's dtype, not the indices' (an InputError "running_mean: got dtype int64" on the first step otherwise),
+    and training agrees with autograd row by row, the buffers included."""
+    text = tomllib.loads((ROOT / "examples" / "text-classifier.toml").read_text())
+    text["layers"] = [text["layers"][0], {"type": "flatten"}, {"type": "batch_norm1d"},
+                      {"type": "linear", "out_features": 5}, {"type": "log_softmax"}]
+    spec = parse_spec(text | {"name": "embedding-batch-norm"})
+    for dtype in ("float32", "float64"):
+        rows = network_rows(spec, SEED_BASE, dtype)
+        assert {row.quantity for row in rows} >= {"running_mean after step 1", "running_var after step 1"}
+        assert [row.result.describe("") for row in rows if not row.passed] == []
