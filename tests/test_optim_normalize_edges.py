@@ -1,12 +1,12 @@
-"""An L2 weight decay of exactly 1 in SGD (with and without momentum), Adam and AdamW: the value where a test of
-`weight_decay != 0` and one of `weight_decay != 1` part, which the broader suites (decays of 0, 1e-3, 0.01, 0.1,
-0.3) pass by. Every expectation comes from torch.optim, the parameters and the state compared after each step."""
+"""An L2 weight decay of exactly 1 in SGD (with and without momentum), Adam, AdamW, RMSprop and Adagrad: where a
+test of `weight_decay != 0` and one of `weight_decay != 1` part, which the broader suites (decays of 0, 1e-3, 0.01,
+0.1, 0.3) pass by. Every expectation comes from torch.optim, the parameters and the state compared after each step."""
 
 import numpy as np
 import pytest
 import torch
 
-from manual.optim import adam_step, adamw_step, sgd_step
+from manual.optim import adagrad_step, adam_step, adamw_step, rmsprop_step, sgd_step
 
 
 def _t(a, grad=False):
@@ -49,3 +49,13 @@ def test_adam_adds_a_weight_decay_of_exactly_one_to_the_gradient_as_torch(amsgra
 def test_adamw_decays_the_parameter_by_exactly_one_times_lr_as_torch():
     """adamw_step, weight_decay = 1: p * (1 - lr * 1) before the update, the moments untouched, as torch.optim.AdamW."""
     _steps(adamw_step, torch.optim.AdamW, {"lr": 0.1, "weight_decay": 1.0}, ["exp_avg", "exp_avg_sq"])
+
+
+@pytest.mark.parametrize(("step", "torch_optimizer", "settings"), [
+    (rmsprop_step, torch.optim.RMSprop, {"lr": 0.1, "weight_decay": 1.0}),
+    (rmsprop_step, torch.optim.RMSprop, {"lr": 0.1, "weight_decay": 1.0, "momentum": 0.5}),
+    (adagrad_step, torch.optim.Adagrad, {"lr": 0.1, "weight_decay": 1.0}),
+], ids=["rmsprop", "rmsprop-momentum", "adagrad"])
+def test_rmsprop_and_adagrad_add_a_weight_decay_of_exactly_one_as_torch(step, torch_optimizer, settings):
+    """weight_decay = 1 in RMSprop and Adagrad: g + 1 * p, the decay as torch applies it, over three steps."""
+    _steps(step, torch_optimizer, settings, ())

@@ -1,7 +1,7 @@
-"""Corners of manual.recurrent, manual.network and manual.optim that the broader suites pass by: a step function's
-default nonlinearity, relu's derivative exactly at a = 0, the network's recurrent backward without the initial
-states' gradients (built at test time, not read from the table filled at import), and an L2 weight decay of
-exactly 1 in RMSprop and Adagrad. Every expectation comes from torch."""
+"""Corners of manual.recurrent and manual.network that the broader suites pass by: a step function's default
+nonlinearity, relu's derivative exactly at a = 0, and the network's recurrent backward without the initial states'
+gradients (built at test time, not read from the table filled at import). Every expectation comes from torch.
+(A weight decay of exactly 1 in every optimizer: tests/test_optim_normalize_edges.py.)"""
 
 import numpy as np
 import pytest
@@ -9,7 +9,6 @@ import torch
 
 from manual import network
 from manual import recurrent as R
-from manual.optim import adagrad_step, rmsprop_step
 
 
 def _t(a, grad=False):
@@ -91,24 +90,3 @@ def test_without_states_gives_dx_and_the_weights_gradients_as_torch(kind, states
     for got, want in zip(grads, expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
-
-OPTIMIZERS = [(rmsprop_step, torch.optim.RMSprop, {"lr": 0.1, "weight_decay": 1.0}),
-              (rmsprop_step, torch.optim.RMSprop, {"lr": 0.1, "weight_decay": 1.0, "momentum": 0.5}),
-              (adagrad_step, torch.optim.Adagrad, {"lr": 0.1, "weight_decay": 1.0})]
-
-
-@pytest.mark.parametrize(("step", "torch_optimizer", "settings"), OPTIMIZERS,
-                         ids=["rmsprop", "rmsprop-momentum", "adagrad"])
-def test_a_weight_decay_of_exactly_one_is_applied_as_torchs(step, torch_optimizer, settings):
-    """weight_decay = 1: g + 1 * p, the decay as torch applies it, over three steps (with the state carried)."""
-    rng = np.random.default_rng(3)
-    p0 = rng.standard_normal((2, 3))
-    grads = [rng.standard_normal((2, 3)) for _ in range(3)]
-    tp = _t(p0, grad=True)
-    opt = torch_optimizer([tp], **settings)
-    params, state = {"w": p0}, {}
-    for g in grads:
-        params, state = step(params, {"w": g}, state, **settings)
-        tp.grad = _t(g)
-        opt.step()
-        np.testing.assert_allclose(params["w"], tp.detach().numpy(), rtol=1e-12, atol=1e-12)
