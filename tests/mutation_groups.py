@@ -1,6 +1,7 @@
 """Mutation testing one group of modules at a time, each group with the test files that exercise it.
 
     python tests/mutation_groups.py GROUP [MUTANT ...] [--max-children C]      (tox -e mutation-group -- judges)
+    python tests/mutation_groups.py GROUP MUTANT ... --fresh [--tests NAME ...]
 
 `tox -e mutation` mutates all of manual/ and crosscheck/ at once: its first pass runs the whole suite serially under
 mutmut's trampolines, and every mutant of a helper that most tests call runs most of the suite. On two cores that is
@@ -13,14 +14,28 @@ changes included) whose [tool.mutmut] gets the group's `only_mutate` and `pytest
 .mutation/GROUP/mutants/ keeps every verdict: a second call tests only the functions whose text changed, and
 mutants named on the command line (after a new test) are tested again. At the end it prints each module's counts
 and every survivor; `cd .mutation/GROUP && python -m mutmut show NAME` shows one.
+
+mutmut 3 forgets every verdict when the list of test files changes. A list that only grew cannot save a mutant that
+was killed (every test that killed it still runs), so the group keeps the killed verdicts (selection.json records the
+list) and tests again only those that were not killed.
+
+Code that runs when a module is imported (the catalogue's entries are built at import) escapes mutmut's workers:
+they are forked from a process that imported the module before a mutant was chosen, and the stats credit the call
+to whichever test imported it first. `--fresh` tests each named mutant (wildcards as mutmut's) in a new pytest
+process started with the mutant chosen, over the group's test files or `--tests`; the verdicts go to fresh.json with
+the mutated function's hash, and count in the report instead of mutmut's while that function's text is unchanged.
 """
 
 import argparse
+import fnmatch
+import hashlib
 import json
+import os
 import pathlib
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections import Counter
 
 from mutation_sample import DETECTED, NAMES  # mutmut's exit codes, read the same way by both scripts
@@ -77,12 +92,40 @@ def copy_checkout(dest):
             shutil.copy2(src, dst)
 
 
+def _where_from(name):
+    """A mutant's module path and mangled function: 'crosscheck.a.x_f__mutmut_3' -> ('crosscheck/a.py', 'x_f')."""
+    module, _, function = name.rpartition("__mutmut_")[0].rpartition(".")
+    return module.replace(".", "/") + ".py", function
+
+
+def function_hash(metas, name):
+    """The hash mutmut keeps of the text of the function a mutant changes (None if it keeps none)."""
+    module, function = _where_from(name)
+    return metas.get(module, {}).get("hash_by_function_name", {}).get(function)
+
+
+def fresh_verdicts(where, metas):
+    """{mutant name: exit code} of where/fresh.json, each kept while its function's hash is still the meta's."""
+    path = where / "fresh.json"
+    found = json.loads(path.read_text()) if path.is_file() else {}
+    return {name: code for name, (code, digest) in found.items() if function_hash(metas, name) == digest}
+
+
+def read_metas(where):
+    """{module path: the meta's JSON} over where/mutants/**.meta."""
+    return {meta.relative_to(where / "mutants").as_posix().removesuffix(".meta"): json.loads(meta.read_text())
+            for meta in sorted((where / "mutants").rglob("*.meta"))}
+
+
 def summary(where):
-    """{module path: Counter of verdicts}, [(verdict, mutant name)] not detected, over where/mutants/**.meta."""
+    """{module path: Counter of verdicts}, [(verdict, mutant name)] not detected, over where/mutants/**.meta, with
+    where/fresh.json's verdicts in place of mutmut's."""
     counts, missed = {}, []
-    for meta in sorted((where / "mutants").rglob("*.meta")):
-        module = meta.relative_to(where / "mutants").as_posix().removesuffix(".meta")
-        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+    metas = read_metas(where)
+    fresh = fresh_verdicts(where, metas)
+    for module, data in metas.items():
+        for name, code in data["exit_code_by_key"].items():
+            code = fresh.get(name, code)
             verdict = "killed" if code in DETECTED else NAMES.get(code, f"exit {code}")
             counts.setdefault(module, Counter())[verdict] += 1
             if verdict != "killed":
@@ -100,17 +143,100 @@ def report(counts, missed):
     return lines + [f"  {verdict}: {name}" for verdict, name in missed]
 
 
+def selection_hash(files):
+    """mutmut's fingerprint of a list of test files (its Config.config_fingerprint()["test_selection"])."""
+    return hashlib.sha256(repr(tuple(files)).encode()).hexdigest()[:12]
+
+
+def keep_killed(where, files):
+    """Before a run whose test files are `files`: if where/selection.json's earlier list is a part of them, keep the
+    killed verdicts (mutmut would forget them all) and set every other decided one back to untested -> a line to
+    print, or None when there is nothing to keep."""
+    stats_path, chosen = where / "mutants" / "mutmut-stats.json", where / "selection.json"
+    if not (stats_path.is_file() and chosen.is_file()):
+        return None
+    before = json.loads(chosen.read_text())
+    stats = json.loads(stats_path.read_text())
+    fingerprint = stats.get("config_fingerprint", {})
+    if (before == files or not set(before) <= set(files)
+            or fingerprint.get("test_selection") != selection_hash(before)):
+        return None
+    again = 0
+    for module, data in read_metas(where).items():
+        codes = data["exit_code_by_key"]
+        retest = [name for name, code in codes.items() if code is not None and code not in DETECTED]
+        codes.update(dict.fromkeys(retest, None))
+        again += len(retest)
+        (where / "mutants" / f"{module}.meta").write_text(json.dumps(data, indent=4))
+    fingerprint["test_selection"] = selection_hash(files)
+    stats_path.write_text(json.dumps(stats))
+    return (f"the test files grew from {len(before)} to {len(files)}: killed verdicts kept, {again} others "
+            "to test again")
+
+
+def pytest_command(where, files):
+    """The pytest command line of a fresh run: mutmut's own options (-x, the table's pytest_add_cli_args)."""
+    table = tomllib.loads((where / "pyproject.toml").read_text())["tool"]["mutmut"]
+    return [sys.executable, "-m", "pytest", "-x", "-q", *table.get("pytest_add_cli_args", []), *files]
+
+
+def fresh(where, patterns, files, timeout):
+    """Test each mutant matching `patterns` in a new pytest process over `files` started with the mutant chosen;
+    each verdict is saved to where/fresh.json as it comes, with the function's hash. Pytest's own exit code is the
+    verdict (0 survived, 5 no tests); any other failure is a kill, because the same command passes without a
+    mutant (checked first). Returns the number tested."""
+    metas = read_metas(where)
+    names = [name for data in metas.values() for name in data["exit_code_by_key"]
+             if any(fnmatch.fnmatch(name, pattern) for pattern in patterns)]
+    command, path = pytest_command(where, files), where / "fresh.json"
+    found = json.loads(path.read_text()) if path.is_file() else {}
+
+    def run(mutant):
+        env = os.environ | {"MUTANT_UNDER_TEST": mutant, "PYTHONPATH": str(where / "mutants")}
+        try:
+            return subprocess.run(command, cwd=where / "mutants", env=env, capture_output=True,
+                                  timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            return 36  # mutmut's timeout
+
+    if names and run("") != 0:
+        raise SystemExit(f"the tests fail without a mutant: {' '.join(command)} in {where / 'mutants'}")
+    for i, name in enumerate(names, 1):
+        code = run(name)
+        code = {0: 0, 5: 33, 36: 36}.get(code, 1)
+        found[name] = [code, function_hash(metas, name)]
+        path.write_text(json.dumps(found, indent=1))
+        print(f"{i}/{len(names)} {name}: {NAMES.get(code, 'killed')}", flush=True)
+    return len(names)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("group", choices=sorted(GROUPS))
-    parser.add_argument("mutants", nargs="*", help="mutant names to test again")
+    parser.add_argument("mutants", nargs="*", help="mutant names to test again (wildcards as mutmut's)")
     parser.add_argument("--max-children", type=int, default=2)
+    parser.add_argument("--fresh", action="store_true",
+                        help="test the named mutants each in a new pytest process (code that runs at import)")
+    parser.add_argument("--tests", nargs="+", metavar="NAME", help="with --fresh: these tests/test_NAME.py files")
+    parser.add_argument("--timeout", type=float, default=600, help="with --fresh: seconds a mutant may take")
     args = parser.parse_args(argv)
+    if args.fresh and not args.mutants:
+        parser.error("--fresh needs the names of the mutants to test")
     where = ROOT / ".mutation" / args.group
     copy_checkout(where)
     (where / "pyproject.toml").write_text(configured((ROOT / "pyproject.toml").read_text(), args.group))
-    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children), *args.mutants],
-                   cwd=where)
+    files = tomllib.loads((where / "pyproject.toml").read_text())["tool"]["mutmut"][
+        "pytest_add_cli_args_test_selection"]
+    if args.fresh:
+        fresh(where, args.mutants, [f"tests/test_{name}.py" for name in args.tests] if args.tests else files,
+              args.timeout)
+    else:
+        kept = keep_killed(where, files)
+        if kept:
+            print(kept)
+        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children),
+                        *args.mutants], cwd=where)
+        (where / "selection.json").write_text(json.dumps(files))
     print("\n".join(report(*summary(where))))
     return 0
 

@@ -93,3 +93,125 @@ def test_a_group_reports_each_module_and_every_mutant_not_detected(tmp_path):
         "  not checked: crosscheck.b.c.x_g__mutmut_2",
         "  survived: manual.a.x_f__mutmut_2",
     ]
+
+
+def _metas(where, codes, hashes):
+    """mutmut's .meta files under where/mutants: {module path: {mutant: exit code}}, {module path: {function: hash}}."""
+    for module, by_key in codes.items():
+        path = where / "mutants" / f"{module}.meta"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"exit_code_by_key": by_key, "hash_by_function_name": hashes.get(module, {}),
+                                    "durations_by_key": {}}))
+
+
+def test_the_selection_fingerprint_is_the_one_mutmut_recorded():
+    from mutation_groups import selection_hash
+    # the manual group's 21 test files of 48b1156, and the fingerprint mutmut 3.8.1 wrote for them in its stats
+    names = ["functional", "kernels", "network", "optim", "recurrent", "attention", "seed_network", "normalization",
+             "dropout", "embedding", "sequences", "graph", "bad_input", "hostile_input", "readme", "user_api",
+             "conv_transpose_checks", "functional_edges", "recurrent_optim_edges"]
+    files = ["tests/test_judges.py", "tests/test_suite_can_fail.py", *(f"tests/test_{n}.py" for n in names)]
+    assert selection_hash(files) == "cd1e3fe8ceff"
+
+
+@pytest.mark.parametrize(("before", "after", "kept"), [
+    (["tests/a.py"], ["tests/a.py", "tests/b.py"], True),   # grew: nothing killed can come back to life
+    (["tests/a.py", "tests/b.py"], ["tests/a.py"], False),  # shrank: a verdict may rest on the file dropped
+    (["tests/a.py"], ["tests/b.py"], False),                # replaced
+    (["tests/a.py"], ["tests/a.py"], False),                # the same: mutmut keeps everything itself
+])
+def test_a_group_keeps_killed_verdicts_only_when_its_test_files_grew(tmp_path, before, after, kept):
+    from mutation_groups import keep_killed, selection_hash
+    codes = {"manual/a.py": {"manual.a.x_f__mutmut_1": 1, "manual.a.x_f__mutmut_2": 0, "manual.a.x_f__mutmut_3": 33,
+                             "manual.a.x_f__mutmut_4": None, "manual.a.x_f__mutmut_5": 36}}
+    _metas(tmp_path, codes, {})
+    stats = {"config_fingerprint": {"test_selection": selection_hash(before), "timeout": "t"}, "other": [1]}
+    (tmp_path / "mutants" / "mutmut-stats.json").write_text(json.dumps(stats))
+    (tmp_path / "selection.json").write_text(json.dumps(before))
+    line = keep_killed(tmp_path, after)
+    meta = json.loads((tmp_path / "mutants/manual/a.py.meta").read_text())["exit_code_by_key"]
+    written = json.loads((tmp_path / "mutants" / "mutmut-stats.json").read_text())
+    if kept:
+        assert line == "the test files grew from 1 to 2: killed verdicts kept, 2 others to test again"
+        assert meta == {"manual.a.x_f__mutmut_1": 1, "manual.a.x_f__mutmut_2": None, "manual.a.x_f__mutmut_3": None,
+                        "manual.a.x_f__mutmut_4": None, "manual.a.x_f__mutmut_5": 36}
+        assert written == {"config_fingerprint": {"test_selection": selection_hash(after), "timeout": "t"},
+                           "other": [1]}
+    else:
+        assert line is None
+        assert meta == codes["manual/a.py"] and written == stats
+
+
+def test_a_group_keeps_nothing_without_a_record_or_with_a_fingerprint_of_another_list(tmp_path):
+    from mutation_groups import keep_killed
+    _metas(tmp_path, {"manual/a.py": {"manual.a.x_f__mutmut_1": 0}}, {})
+    assert keep_killed(tmp_path, ["tests/a.py", "tests/b.py"]) is None  # no stats, no selection.json
+    stats = {"config_fingerprint": {"test_selection": "0123456789ab"}}
+    (tmp_path / "mutants" / "mutmut-stats.json").write_text(json.dumps(stats))
+    assert keep_killed(tmp_path, ["tests/a.py", "tests/b.py"]) is None
+    (tmp_path / "selection.json").write_text(json.dumps(["tests/a.py"]))  # the stats are of another list
+    assert keep_killed(tmp_path, ["tests/a.py", "tests/b.py"]) is None
+    assert json.loads((tmp_path / "mutants/manual/a.py.meta").read_text())["exit_code_by_key"] == {
+        "manual.a.x_f__mutmut_1": 0}
+
+
+def test_a_fresh_verdict_counts_while_its_function_is_unchanged(tmp_path):
+    from mutation_groups import report, summary
+    _metas(tmp_path, {"crosscheck/b.py": {"crosscheck.b.x_f__mutmut_1": 0, "crosscheck.b.x_f__mutmut_2": 0,
+                                          "crosscheck.b.x_g__mutmut_1": 0, "crosscheck.b.xǁCǁm__mutmut_1": 0}},
+           {"crosscheck/b.py": {"x_f": "aaa", "x_g": "bbb", "xǁCǁm": "ccc"}})
+    (tmp_path / "fresh.json").write_text(json.dumps({
+        "crosscheck.b.x_f__mutmut_1": [1, "aaa"],      # killed in a fresh process: counts
+        "crosscheck.b.x_f__mutmut_2": [0, "aaa"],      # survived there too
+        "crosscheck.b.x_g__mutmut_1": [1, "old"],      # x_g changed since: mutmut's verdict stands
+        "crosscheck.b.xǁCǁm__mutmut_1": [36, "ccc"]}))  # a method's mutant, timed out
+    assert report(*summary(tmp_path)) == [
+        "crosscheck/b.py: 4 mutants, 2 killed (50.0%); survived 2",
+        "  survived: crosscheck.b.x_f__mutmut_2",
+        "  survived: crosscheck.b.x_g__mutmut_1",
+    ]
+
+
+def test_fresh_tests_each_mutant_in_a_new_process_that_imports_it(tmp_path, capsys):
+    """demo.VALUE is computed when demo is imported, as the catalogue's entries are: a worker forked after the import
+    cannot see mutant 1; a new process does."""
+    from mutation_groups import fresh
+    (tmp_path / "pyproject.toml").write_text('[tool.mutmut]\npytest_add_cli_args = ["-p", "no:cacheprovider"]\n')
+    (tmp_path / "mutants" / "tests").mkdir(parents=True)
+    (tmp_path / "mutants" / "demo.py").write_text(
+        "import os\n"
+        "MUTANT = os.environ.get('MUTANT_UNDER_TEST')\n"
+        "VALUE = 2 if MUTANT == 'demo.x_f__mutmut_1' else 1\n"
+        "if MUTANT == 'demo.x_f__mutmut_3':\n"
+        "    raise ImportError('broken at import')\n")
+    (tmp_path / "mutants" / "tests" / "test_demo.py").write_text(
+        "import demo\n\n\ndef test_value():\n    assert demo.VALUE == 1\n")
+    codes = {f"demo.x_f__mutmut_{i}": 0 for i in (1, 2, 3)} | {"demo.x_g__mutmut_1": 0}
+    _metas(tmp_path, {"demo.py": codes}, {"demo.py": {"x_f": "fff", "x_g": "ggg"}})
+    assert fresh(tmp_path, ["demo.x_f__*"], ["tests/test_demo.py"], timeout=120) == 3
+    assert json.loads((tmp_path / "fresh.json").read_text()) == {
+        "demo.x_f__mutmut_1": [1, "fff"], "demo.x_f__mutmut_2": [0, "fff"], "demo.x_f__mutmut_3": [1, "fff"]}
+    assert capsys.readouterr().out.splitlines() == [
+        "1/3 demo.x_f__mutmut_1: killed", "2/3 demo.x_f__mutmut_2: survived", "3/3 demo.x_f__mutmut_3: killed"]
+
+
+def test_fresh_refuses_tests_that_fail_without_a_mutant_and_counts_a_timeout(tmp_path, monkeypatch):
+    import subprocess
+
+    from mutation_groups import fresh
+    (tmp_path / "pyproject.toml").write_text("[tool.mutmut]\n")
+    _metas(tmp_path, {"demo.py": {"demo.x_f__mutmut_1": 0}}, {"demo.py": {"x_f": "fff"}})
+
+    def failing(command, **kwargs):
+        return subprocess.CompletedProcess(command, 1)
+    monkeypatch.setattr(subprocess, "run", failing)
+    with pytest.raises(SystemExit, match=r"^the tests fail without a mutant: .* -m pytest -x -q tests/t.py in "):
+        fresh(tmp_path, ["demo.*"], ["tests/t.py"], timeout=1)
+
+    def slow(command, env, **kwargs):
+        if env["MUTANT_UNDER_TEST"]:
+            raise subprocess.TimeoutExpired(command, kwargs["timeout"])
+        return subprocess.CompletedProcess(command, 0)
+    monkeypatch.setattr(subprocess, "run", slow)
+    assert fresh(tmp_path, ["demo.*"], ["tests/t.py"], timeout=1) == 1
+    assert json.loads((tmp_path / "fresh.json").read_text()) == {"demo.x_f__mutmut_1": [36, "fff"]}
