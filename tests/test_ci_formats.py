@@ -399,11 +399,13 @@ def test_the_junit_report_is_utf8_whatever_the_locale(tmp_path):
     assert written == "café ✓".encode()
 
 
-def test_a_summary_may_go_to_a_file_that_is_not_regular():
+def test_a_summary_may_go_to_a_file_that_is_not_regular(tmp_path):
     """--markdown appends, so /dev/null or a pipe will do; --junit-xml replaces its file whole, so it needs a regular
-    one (tests/test_hostile_input.py)."""
-    assert reports.output_path("/dev/null", "--markdown") == pathlib.Path("/dev/null")
-    assert reports.Outputs("seed", markdown="/dev/null").markdown == pathlib.Path("/dev/null")
+    one (tests/test_hostile_input.py). A pipe of the test's own: a mutant must never get to replace /dev/null."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    assert reports.output_path(str(pipe), "--markdown") == pipe
+    assert reports.Outputs("seed", markdown=str(pipe)).markdown == pipe
 
 
 def test_markdown_states_the_rule_of_the_results_dtype():

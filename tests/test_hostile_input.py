@@ -134,8 +134,9 @@ CLI = [
     ("junit-xml-under-a-file", "--junit-xml {tmp}/bad.toml/junit.xml", 2,
      "--junit-xml: got '{tmp}/bad.toml/junit.xml', needs a file in an existing folder; '{tmp}/bad.toml' is not a "
      "folder"),
-    ("junit-xml-not-a-regular-file", "--junit-xml /dev/null", 2,
-     "--junit-xml: got '/dev/null', not a regular file, needs a file path (the report replaces it)"),
+    # a named pipe of the test's own, never /dev/null: a mutant that skips this check would replace /dev/null
+    ("junit-xml-not-a-regular-file", "--junit-xml {tmp}/pipe", 2,
+     "--junit-xml: got '{tmp}/pipe', not a regular file, needs a file path (the report replaces it)"),
     ("junit-xml-empty", ["--junit-xml", ""], 2, "--junit-xml: got '', needs a file path"),
     ("markdown-a-folder", "--markdown {tmp}", 2, "--markdown: got '{tmp}', a directory, needs a file path"),
     ("markdown-in-a-missing-folder", "--markdown {tmp}/missing/summary.md", 2,
@@ -360,6 +361,7 @@ def tmp(tmp_path_factory):
     for name, content in FILES.items():
         (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     (folder / "folder.png").mkdir()
+    os.mkfifo(folder / "pipe")
     return str(folder)
 
 
