@@ -237,9 +237,9 @@ def backward(spec, caches, loss_cache, layer_backward=None, accumulate=None):
         else:
             result = _gradients(layer, replaced.get(layer.index, BACKWARD[layer.type])(dout, caches[layer.index]),
                                 len(layer.inputs) + len(names))
-            n = len(layer.inputs)
-            missing = ManualFailure(f"{layer}'s backward returned no such gradient")
-            dxs, dparams = (*result[:n], *[missing] * (n - len(result[:n]))), result[n:]
+            n, missing = len(layer.inputs), ManualFailure(f"{layer}'s backward returned no such gradient")
+            result = (*result, *[missing] * (n + len(names) - len(result)))  # each gradient it owes and left out
+            dxs, dparams = result[:n], result[n:]
         input_grads[layer.index] = dxs if layer.merge else dxs[0]
         for name, grad in zip(names, dparams, strict=False):
             param_grads[name] = grad
@@ -251,8 +251,7 @@ def backward(spec, caches, loss_cache, layer_backward=None, accumulate=None):
             dx = dx if isinstance(dx, ManualFailure) else \
                 _wrong_shape(str(layer), quantity, dx, (spec.batch_size, *shape)) or dx
             grads[j] = _add(grads[j], dx, accumulate)
-    missing = ManualFailure("the backward returned no such gradient")
-    return loss_grad, input_grads, {name: param_grads.get(name, missing) for name in spec.param_shapes()}
+    return loss_grad, input_grads, {name: param_grads[name] for name in spec.param_shapes()}
 
 
 def _gradients(layer, returned, count):

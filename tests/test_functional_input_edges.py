@@ -91,3 +91,16 @@ def test_transformer_encoder_backward_returns_dx_and_the_12_parameter_gradients(
     assert len(grads) == 13 and not any(g is None for g in grads)
     for k, (grad, t) in enumerate(zip(grads, tensors, strict=True)):
         np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=f"gradient {k}")
+
+
+# --- linear_forward: each argument named in its message --------------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((np.array([[1, 2]]), np.ones((3, 2))), "x: got dtype int64, needs float32 or float64"),
+    ((np.ones((2, 2), np.float32), np.ones((3, 2))),
+     "mixed dtypes: got x float32, w float64, needs one dtype (all float32 or all float64)"),
+    ((np.ones((2, 2)), np.ones((3, 2)), np.ones(3, np.float32)),
+     "mixed dtypes: got x float64, w float64, b float32, needs one dtype (all float32 or all float64)"),
+], ids=["x-int", "w-other-dtype", "b-other-dtype"])
+def test_linear_forward_names_the_argument_that_is_wrong(args, message):
+    _raises(message, F.linear_forward, *args)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import netdesc.inputs
+from manual import functional as manual_functional
 from manual import network as manual_net
 from netdesc.checks import ManualFailure
 from netdesc.description import parse_spec
@@ -89,3 +90,53 @@ def test_updated_buffers_use_each_batch_norms_own_momentum():
     bn(torch.tensor(np.asarray(outputs[1], dtype=np.float64)))
     np.testing.assert_allclose(new["2.running_mean"], bn.running_mean.numpy(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(new["2.running_var"], bn.running_var.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_a_backward_that_leaves_gradients_out_names_the_layer_for_each_one():
+    """A linear backward returning (dx,) or () owes the rest: each missing gradient is a ManualFailure naming the
+    layer; what it did return is used as it is."""
+    dx = np.full((2, 6), 0.5)
+    _, m = _run(LINEAR, layer_backward={1: lambda dout, cache: (dx,)})
+    message = "layer 1 (linear)'s backward returned no such gradient"
+    assert m.input_grads[1] is dx
+    for grad in (m.param_grads["1.weight"], m.param_grads["1.bias"]):
+        assert isinstance(grad, ManualFailure) and str(grad) == message
+    _, m = _run(LINEAR, layer_backward={1: lambda dout, cache: ()})
+    for grad in (m.input_grads[1], m.param_grads["1.weight"], m.param_grads["1.bias"]):
+        assert isinstance(grad, ManualFailure) and str(grad) == message
+    assert list(m.param_grads) == ["1.weight", "1.bias"]  # the description's order, as torch's named_parameters
+
+
+def test_a_backward_that_returns_a_bare_array_is_named_by_its_type():
+    _, m = _run(LINEAR, layer_backward={1: lambda dout, cache: np.zeros((2, 6))})
+    for grad in (m.input_grads[1], m.param_grads["1.weight"], m.param_grads["1.bias"]):
+        assert str(grad) == "layer 1 (linear)'s backward returned ndarray, needs a tuple of gradients"
+
+
+def test_a_wrong_shaped_input_gradient_names_its_quantity_below_it():
+    """dE/dinput of the wrong shape: the layer below gets a ManualFailure naming the quantity; a merge layer's
+    inputs are numbered, dE/dinput[k]."""
+    _, m = _run(LINEAR, layer_backward={1: lambda dout, cache: (np.zeros((2, 5)), None, None)})
+    assert str(m.input_grads[0]) == ("not computed: layer 1 (linear)'s backward returned dE/dinput of shape (2, 5), "
+                                     "needs (2, 6)")
+    added = {**LINEAR, "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 6},
+                                  {"type": "add", "inputs": [1, 0]}]}
+    _, m = _run(added, layer_backward={2: lambda dout, cache: (dout, np.zeros((2, 4)))})
+    assert str(m.input_grads[0]) == ("not computed: layer 2 (add)'s backward returned dE/dinput[1] of shape (2, 4), "
+                                     "needs (2, 6)")
+
+
+def test_a_replaced_loss_forward_is_the_one_run():
+    """layer_forward's "loss" entry replaces the loss's forward: its E is the one reported, and its cache is the one
+    the backward reads (here torch's sum-reduced MSE in place of the description's mean)."""
+    spec, m = _run(LINEAR, layer_forward={"loss": lambda pred, target, reduction: manual_functional.mse_forward(
+        pred, target, "sum")})
+    x, target = netdesc.inputs.random_batch(spec)
+    params = netdesc.inputs.init_params(spec)
+    pred = torch.nn.functional.linear(torch.tensor(x).flatten(1), torch.tensor(params["1.weight"]),
+                                      torch.tensor(params["1.bias"]))
+    pred.requires_grad_()
+    E = torch.nn.functional.mse_loss(pred, torch.tensor(target), reduction="sum")
+    E.backward()
+    np.testing.assert_allclose(m.loss, E.item(), rtol=1e-12)
+    np.testing.assert_allclose(m.loss_grad, pred.grad.numpy(), rtol=1e-12)
