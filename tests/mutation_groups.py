@@ -180,15 +180,18 @@ def pytest_command(where, files):
     return [sys.executable, "-m", "pytest", "-x", "-q", *table.get("pytest_add_cli_args", []), *files]
 
 
-def fresh(where, patterns, files, timeout):
-    """Test each mutant matching `patterns` in a new pytest process over `files` started with the mutant chosen;
-    each verdict is saved to where/fresh.json as it comes, with the function's hash. Pytest's own exit code is the
+def fresh(where, patterns, files, timeout, keyword=None):
+    """Test each mutant matching `patterns` in a new pytest process over `files` (the tests matching `keyword`, as
+    pytest's -k, if given) started with the mutant chosen; each verdict is saved to where/fresh.json as it comes,
+    with the function's hash; a kill that is still current is not tested again. Pytest's own exit code is the
     verdict (0 survived, 5 no tests); any other failure is a kill, because the same command passes without a
     mutant (checked first). Returns the number tested."""
     metas = read_metas(where)
+    path = where / "fresh.json"
+    done = {name for name, code in fresh_verdicts(where, metas).items() if code in DETECTED}
     names = [name for data in metas.values() for name in data["exit_code_by_key"]
-             if any(fnmatch.fnmatch(name, pattern) for pattern in patterns)]
-    command, path = pytest_command(where, files), where / "fresh.json"
+             if any(fnmatch.fnmatch(name, pattern) for pattern in patterns) and name not in done]
+    command = pytest_command(where, files) + ([] if keyword is None else ["-k", keyword])
     found = json.loads(path.read_text()) if path.is_file() else {}
 
     def run(mutant):
@@ -218,6 +221,7 @@ def main(argv=None):
     parser.add_argument("--fresh", action="store_true",
                         help="test the named mutants each in a new pytest process (code that runs at import)")
     parser.add_argument("--tests", nargs="+", metavar="NAME", help="with --fresh: these tests/test_NAME.py files")
+    parser.add_argument("--keyword", "-k", help="with --fresh: only the tests pytest's -k selects")
     parser.add_argument("--timeout", type=float, default=600, help="with --fresh: seconds a mutant may take")
     args = parser.parse_args(argv)
     if args.fresh and not args.mutants:
@@ -229,7 +233,7 @@ def main(argv=None):
         "pytest_add_cli_args_test_selection"]
     if args.fresh:
         fresh(where, args.mutants, [f"tests/test_{name}.py" for name in args.tests] if args.tests else files,
-              args.timeout)
+              args.timeout, args.keyword)
     else:
         kept = keep_killed(where, files)
         if kept:

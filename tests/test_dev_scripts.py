@@ -182,10 +182,12 @@ def test_fresh_tests_each_mutant_in_a_new_process_that_imports_it(tmp_path, caps
         "import os\n"
         "MUTANT = os.environ.get('MUTANT_UNDER_TEST')\n"
         "VALUE = 2 if MUTANT == 'demo.x_f__mutmut_1' else 1\n"
+        "OTHER = 2 if MUTANT == 'demo.x_g__mutmut_1' else 1\n"
         "if MUTANT == 'demo.x_f__mutmut_3':\n"
         "    raise ImportError('broken at import')\n")
     (tmp_path / "mutants" / "tests" / "test_demo.py").write_text(
-        "import demo\n\n\ndef test_value():\n    assert demo.VALUE == 1\n")
+        "import demo\n\n\ndef test_value():\n    assert demo.VALUE == 1\n\n\ndef test_other():\n"
+        "    assert demo.OTHER == 1\n")
     codes = {f"demo.x_f__mutmut_{i}": 0 for i in (1, 2, 3)} | {"demo.x_g__mutmut_1": 0}
     _metas(tmp_path, {"demo.py": codes}, {"demo.py": {"x_f": "fff", "x_g": "ggg"}})
     assert fresh(tmp_path, ["demo.x_f__*"], ["tests/test_demo.py"], timeout=120) == 3
@@ -193,6 +195,14 @@ def test_fresh_tests_each_mutant_in_a_new_process_that_imports_it(tmp_path, caps
         "demo.x_f__mutmut_1": [1, "fff"], "demo.x_f__mutmut_2": [0, "fff"], "demo.x_f__mutmut_3": [1, "fff"]}
     assert capsys.readouterr().out.splitlines() == [
         "1/3 demo.x_f__mutmut_1: killed", "2/3 demo.x_f__mutmut_2: survived", "3/3 demo.x_f__mutmut_3: killed"]
+    # -k leaves test_other out, the one test that sees x_g's mutant: it survives; then, named again without -k,
+    # the survivors are tested again (x_f's 2 and x_g's 1) and the current kills are not
+    assert fresh(tmp_path, ["demo.x_g*"], ["tests/test_demo.py"], timeout=120, keyword="value") == 1
+    assert json.loads((tmp_path / "fresh.json").read_text())["demo.x_g__mutmut_1"] == [0, "ggg"]
+    assert fresh(tmp_path, ["demo.*"], ["tests/test_demo.py"], timeout=120) == 2
+    assert json.loads((tmp_path / "fresh.json").read_text()) == {
+        "demo.x_f__mutmut_1": [1, "fff"], "demo.x_f__mutmut_2": [0, "fff"], "demo.x_f__mutmut_3": [1, "fff"],
+        "demo.x_g__mutmut_1": [1, "ggg"]}
 
 
 def test_fresh_refuses_tests_that_fail_without_a_mutant_and_counts_a_timeout(tmp_path, monkeypatch):
