@@ -21,7 +21,14 @@ import itertools
 import numpy as np
 
 from manual import kernels
-from netdesc.checks import InputError, check_float_array, check_learning_rate, check_positive_int, check_shape
+from netdesc.checks import (
+    InputError,
+    check_float_array,
+    check_learning_rate,
+    check_positive_int,
+    check_reduction,
+    check_shape,
+)
 from netdesc.seed import PARAM_NAMES, check_inputs
 
 
@@ -41,8 +48,8 @@ def forward(X, params, Y, reduction="sum"):
 
 
 def n_of(X, reduction):
-    """What E is divided by: the batch size N for "mean", 1 for "sum"."""
-    return len(X) if reduction == "mean" else 1
+    """What E is divided by: the batch size N for "mean", 1 for "sum" (InputError naming reduction otherwise)."""
+    return len(X) if check_reduction(reduction) == "mean" else 1
 
 
 # --- the equations of the backward pass, as the slides write them --------------------------------------------

@@ -11,6 +11,7 @@ from runs import SEED_BASE, seed_pairs
 from crosscheck.compare import assert_close, compare
 from crosscheck.subjects import SEED_BACKWARD, SeedCase, slide_name
 from manual import seed_network
+from netdesc.checks import InputError
 from reference import seed_network as reference_net
 
 INPUT_SHAPES = [(2, 2), (5, 3), (6, 6), (9, 14), (28, 20), (32, 32)]
@@ -144,3 +145,27 @@ def test_backward_never_indexes_a_cache_by_position():
         assert not isinstance(node, ast.Starred), ast.unparse(node)  # no unpacking of a tuple by position
         if isinstance(node, ast.Assign) and not isinstance(node.value, ast.Tuple):  # a, b = x, y names both
             assert all(isinstance(t, (ast.Name, ast.Subscript)) for t in node.targets), ast.unparse(node)
+
+
+def test_the_reduction_is_sum_unless_told_and_no_other_word_is_taken():
+    """forward, backward, train and training reduce E by "sum" when no reduction is given, as the slides' E is the
+    batch's summed half squared error (autograd of the sum reduction is the judge, on a batch of 4 where the mean
+    differs); a reduction other than "sum" or "mean" is refused by name, never read as "sum"."""
+    X, Y, params = SeedCase(input_shape=(5, 5), kernel_shape=(2, 2), n_out=2, batch=4, seed=SEED_BASE).inputs()
+    values, grads = reference_net.run(X, params, Y, reduction="sum")
+    manual_values = seed_network.forward(X, params, Y)
+    assert_close(manual_values["E"], values["E"], "E")
+    manual_grads = seed_network.backward(X, Y, params, manual_values)
+    for name in ("dE_dO", "dE_df", "dE_dW", "dE_db"):
+        assert_close(manual_grads[name], grads[name], name)
+    E, final = seed_network.train(X, Y, params, 0.1, 3)
+    E_ref, final_ref = reference_net.train(X, Y, params, 0.1, 3, reduction="sum")
+    assert_close(E, E_ref, "E per step")
+    for name in final_ref:
+        assert_close(final[name], final_ref[name], name)
+    (E0, _, _), = seed_network.training([(X, Y)], params, 0.1)
+    assert_close(E0, values["E"], "E of the first step")
+    for call in (lambda: seed_network.forward(X, params, Y, "Sum"),
+                 lambda: seed_network.backward(X, Y, params, manual_values, "total")):
+        with pytest.raises(InputError, match=r"^reduction: got '(Sum|total)', needs one of sum, mean$"):
+            call()
