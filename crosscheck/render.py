@@ -19,7 +19,7 @@ from crosscheck.subjects import DTYPES, check_dtype, slide_name
 from crosscheck.tolerances import tolerance_for
 from manual import functional as F
 from manual import seed_network
-from netdesc.checks import InputError
+from netdesc.checks import InputError, ManualFailure
 from netdesc.description import DROPOUTS
 from reference import network as reference_net
 
@@ -256,7 +256,10 @@ LABEL = 10  # width of the value labels, so that every array starts in the same 
 
 
 def _format(a, batch):
-    """A value as a few aligned lines: the batch axis dropped for one sample, a column (n, 1) as a row ^T."""
+    """A value as a few aligned lines: the batch axis dropped for one sample, a column (n, 1) as a row ^T; a value
+    the manual side failed to produce (a ManualFailure) as what it says."""
+    if isinstance(a, ManualFailure):
+        return textwrap.wrap(f"not computed: {a}", 78)
     a = np.asarray(a, dtype=np.float64)
     if batch == 1 and a.ndim > 1 and a.shape[0] == 1:
         a = a[0]

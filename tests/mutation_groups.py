@@ -65,7 +65,8 @@ GROUPS = {
                  "crosscheck/frames.py", "crosscheck/__init__.py", "crosscheck/__main__.py", "crosscheck/catalogue/*"],
                 ["check", "user_api", "user_api_findings", "adapters", "bad_input", "hostile_input", "wrong_shapes",
                  "cli", "verify_cli", "ci_formats", "limits", "runfile", "spec", "train", "plots", "pytest_plugin",
-                 "catalogue", "explain_diagnose_cli", "diagnose", "docs"]),
+                 "catalogue", "explain_diagnose_cli", "diagnose", "docs", "check_api_edges", "adapters_edges",
+                 "pytest_plugin_reports_edges", "render_cli_edges"]),
 }
 
 
