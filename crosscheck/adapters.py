@@ -128,9 +128,10 @@ def _mapping(mapping, model_params, module):
     for side, names, mapped in (("the model's params", model_params, [p[0] for p in pairs]),
                                 ("the module's parameters", torch_params, [p[1] for p in pairs])):
         unmapped = [n for n in names if n not in mapped]
-        if unmapped or len(set(mapped)) != len(mapped):
-            raise InputError(f"mapping: needs every one of {side} mapped exactly once; "
-                             f"{'unmapped: ' + ', '.join(unmapped) if unmapped else 'mapped twice'}")
+        twice = [n for n in names if mapped.count(n) > 1]
+        if unmapped or twice:
+            found = f"unmapped: {', '.join(unmapped)}" if unmapped else f"mapped twice: {', '.join(twice)}"
+            raise InputError(f"mapping: needs every one of {side} mapped exactly once; {found}")
     return pairs
 
 

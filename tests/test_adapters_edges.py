@@ -84,11 +84,12 @@ def test_every_unmapped_name_is_listed_with_a_comma():
 
 
 def test_a_torch_parameter_mapped_twice_with_none_left_out_says_mapped_twice():
-    """Three manual names on a module of two parameters: every torch parameter is mapped, one of them twice."""
+    """Three manual names on a module of two parameters: every torch parameter is mapped, one of them twice, and the
+    message names it."""
     with pytest.raises(InputError) as raised_error:
         check_model(Softmax(extra=("c",)), TorchSoftmax(), {**MAPPING, "c": "fc.bias"}, *_data(), _ce)
     assert str(raised_error.value) == ("mapping: needs every one of the module's parameters mapped exactly once; "
-                                       "mapped twice")
+                                       "mapped twice: fc.bias")
 
 
 # --- the data: integer inputs kept, floating ones cast to the case's dtype -------------------------------------

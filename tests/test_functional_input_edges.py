@@ -101,6 +101,7 @@ def test_transformer_encoder_backward_returns_dx_and_the_12_parameter_gradients(
      "mixed dtypes: got x float32, w float64, needs one dtype (all float32 or all float64)"),
     ((np.ones((2, 2)), np.ones((3, 2)), np.ones(3, np.float32)),
      "mixed dtypes: got x float64, w float64, b float32, needs one dtype (all float32 or all float64)"),
-], ids=["x-int", "w-other-dtype", "b-other-dtype"])
+    ((np.ones((2, 2)), np.ones((3, 2)), np.ones((3, 1))), "b: got 2-D array of shape (3, 1), needs 1-D"),
+], ids=["x-int", "w-other-dtype", "b-other-dtype", "b-2d"])
 def test_linear_forward_names_the_argument_that_is_wrong(args, message):
     _raises(message, F.linear_forward, *args)
