@@ -267,6 +267,20 @@ def _input_names(fn, n, names):
     return params[:n] if len(params) >= n else [f"input{i}" for i in range(n)]
 
 
+def _check_arity(fn, n, kwargs):
+    """The number of shapes against the forward's positional parameters that kwargs does not give, where the
+    forward has a fixed number of them: a count outside them is the caller's mistake, not a row of the layer's."""
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return
+    positional = [p for p in params if p.kind in POSITIONAL and p.name not in kwargs]
+    least = sum(p.default is inspect.Parameter.empty for p in positional)
+    if not least <= n <= len(positional):
+        needs = f"{least}" if least == len(positional) else f"{least} to {len(positional)}"
+        raise InputError(f"shapes: got {n} shape{'s' * (n != 1)}, needs {needs}, one per input of "
+                         f"forward({', '.join(p.name for p in positional)})")
+
+
 # --- the other arguments -----------------------------------------------------------------------------
 
 def _check_shapes(shapes):
@@ -614,6 +628,7 @@ def check_layer(forward=None, backward=None, torch_fn=None, shapes=None, *, fact
         except _Raised as error:  # the factory itself raised: one row, nothing else can run
             return LayerCheck(_label(name or getattr(factory, "__name__", "factory"), shapes, kwargs),
                               (error.row(seeds[0], dtypes[0]),))
+    _check_arity(layer.signature_of, len(shapes), kwargs)
     names = _input_names(layer.signature_of, len(shapes), names)
 
     rows = []

@@ -1,8 +1,9 @@
-"""Edges of the adapters (crosscheck.adapters) that the examples leave open: check_model's mapping messages (two
-names unmapped, a torch parameter mapped twice), integer and float32 data, a module parameter the loss never uses,
-what torch_loss raises, dtype_policy, a model without params or loss; assert_model_matches' options and its hidden
-frame; params_layer's keyword options, a one-input backward that returns a list, empty names; closure_layer's name
-for a callable object and its message for a backprop that is not callable."""
+"""Edges of the adapters (crosscheck.adapters) that the examples leave open: check_model's mapping messages (two names
+unmapped, a torch parameter mapped twice), integer and float32 data, a module parameter the loss never uses, what
+torch_loss raises, dtype_policy, a model without params or loss; assert_model_matches' options and its hidden frame;
+params_layer's keyword options, its shapes counted against the layer's inputs and parameters, a one-input backward
+that returns a list, empty names; closure_layer's name for a callable object and its message for a backprop that is
+not callable."""
 
 import numpy as np
 import pytest
@@ -290,6 +291,16 @@ def test_a_one_input_layer_may_return_its_gradient_as_a_list():
     check = check_layer(params_layer(ListGrad, ["W"]), torch_fn=lambda x, W: x @ W, shapes=[(3, 4), (4, 2)],
                         seeds=[0], dtypes=["float64"])
     assert check.passed and [r.quantity for r in check.rows] == ["out", "dx", "dW"]
+
+
+@pytest.mark.parametrize("shapes, count", [([(3, 4)], "1 shape"), ([(3, 4), (4, 2), (2,)], "3 shapes")],
+                         ids=["too-few", "too-many"])
+def test_shapes_not_one_per_input_and_parameter_of_a_params_layer_is_an_input_error(shapes, count):
+    """The layer's inputs (x) and its parameters (W) are the adapter's forward(x, W): one shape each."""
+    with pytest.raises(InputError) as raised_error:
+        check_layer(params_layer(Scaled, ["W"], values="{}", grads="d{}"), torch_fn=lambda x, W: x @ W,
+                    shapes=shapes)
+    assert str(raised_error.value) == f"shapes: got {count}, needs 2, one per input of forward(x, W)"
 
 
 @pytest.mark.parametrize("params", [["W", ""], ["W", 3]], ids=["empty-name", "not-a-string"])

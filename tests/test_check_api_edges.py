@@ -233,3 +233,52 @@ def test_seed_inject_names_the_option_it_was_given():
     with pytest.raises(InputError) as info:
         seed_inject("no-such-mistake", option="--wrong")
     assert str(info.value).startswith("--wrong: got 'no-such-mistake', needs one of ")
+
+
+# --- the number of shapes against the forward's positional parameters ---------------------------------------
+
+def _scale_forward(x, w, scale=None):
+    s = 1.0 if scale is None else scale
+    return s * x * w, (x, w, s, scale is not None)
+
+
+def _scale_backward(dout, cache):
+    x, w, s, scale_is_input = cache
+    return (s * dout * w, s * dout * x) + (((dout * x * w).sum(),) if scale_is_input else ())
+
+
+def _torch_scale(x, w, scale=None):
+    return (1.0 if scale is None else scale) * x * w
+
+
+@pytest.mark.parametrize("shapes", [[(3,), (3,)], [(3,), (3,), ()]], ids=["the-required-two", "all-three"])
+def test_a_shape_count_between_the_required_and_all_positional_parameters_runs(shapes):
+    """The third input, scale, has a default: two or three shapes are both calls the forward takes."""
+    check = check_layer(_scale_forward, _scale_backward, _torch_scale, shapes, **ONE)
+    assert check.passed and [r.quantity for r in check.rows] == ["out", "dx", "dw", "dscale"][:len(shapes) + 1]
+
+
+@pytest.mark.parametrize("shapes, kwargs, message", [
+    ([(3,)], {}, "shapes: got 1 shape, needs 2 to 3, one per input of forward(x, w, scale)"),
+    ([(3,)] * 4, {}, "shapes: got 4 shapes, needs 2 to 3, one per input of forward(x, w, scale)"),
+    ([(3,)] * 3, {"scale": 2.0}, "shapes: got 3 shapes, needs 2, one per input of forward(x, w)"),
+    ([(3,)], {"scale": 2.0}, "shapes: got 1 shape, needs 2, one per input of forward(x, w)"),
+], ids=["one-too-few", "one-too-many", "a-kwarg-is-not-an-input", "too-few-beside-a-kwarg"])
+def test_a_shape_count_the_forward_cannot_take_is_an_input_error(shapes, kwargs, message):
+    """Just outside the range the forward's signature allows (an option given in kwargs is not an input): an
+    InputError naming the count, never a row blaming the layer for a TypeError the caller made."""
+    with pytest.raises(InputError) as raised_error:
+        check_layer(_scale_forward, _scale_backward, _torch_scale, shapes, kwargs=kwargs, **ONE)
+    assert str(raised_error.value) == message
+
+
+def test_a_variadic_forward_takes_any_number_of_shapes():
+    def forward(*xs):
+        return sum(xs), len(xs)
+
+    def backward(dout, n):
+        return (dout,) * n
+
+    check = check_layer(forward, backward, lambda *xs: sum(xs), [(2,)] * 3, **ONE)
+    assert check.passed and [r.quantity for r in check.rows] == ["out", "dinput0", "dinput1", "dinput2"]
+
