@@ -617,7 +617,7 @@ SHAPE_RULES = {
 def _layer(index, kind, raw, in_shape, name, inputs):
     options = _options(raw, LAYER_OPTIONS[kind], skip=LAYER_KEYS)
     for option, value in options.items():
-        if value is not None:
+        if value is not None or LAYER_OPTIONS[kind][option] is REQUIRED:  # null is "the default", and has none
             options[option] = OPTION_CHECKS[option](option, value)
     if options.get("stride", 1) is None:  # a pool's stride defaults to its kernel size
         options["stride"] = options["kernel_size"]

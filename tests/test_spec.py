@@ -508,3 +508,30 @@ def test_bad_indices_and_labels_are_named(x, labels, message):
     with pytest.raises(InputError) as info:
         check_inputs(spec, init_params(spec), x, labels)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("input_shape, layer, message", [
+    ([1, 6, 6], {"type": "conv2d", "out_channels": None, "kernel_size": 3},
+     "layer 0 (conv2d): out_channels: got None, needs an integer >= 1"),
+    ([1, 6, 6], {"type": "max_pool2d", "kernel_size": None},
+     "layer 0 (max_pool2d): kernel_size: got None, needs an integer >= 1 or a pair [h, w] of them"),
+    ([1, 2, 3], {"type": "linear", "out_features": None},
+     "layer 0 (linear): out_features: got None, needs an integer >= 1"),
+    ([4, 6], {"type": "lstm", "hidden_size": None}, "layer 0 (lstm): hidden_size: got None, needs an integer >= 1"),
+    ([4, 6], {"type": "transformer_encoder", "num_heads": 2, "dim_feedforward": None},
+     "layer 0 (transformer_encoder): dim_feedforward: got None, needs an integer >= 1"),
+], ids=["conv-out-channels", "pool-kernel", "linear-out-features", "lstm-hidden-size", "encoder-feedforward"])
+def test_a_required_option_given_as_null_is_refused_like_any_other_wrong_value(input_shape, layer, message):
+    """JSON's null for an option with a default means that default (a pool's stride, a linear's in_features); a
+    required option has none, and null there is a wrong value, never an out_shape of (None,)."""
+    with pytest.raises(InputError) as raised_error:
+        parse_spec({"input_shape": input_shape, "layers": [layer], "loss": {"type": "mse"}}, "x")
+    assert str(raised_error.value) == message
+
+
+def test_null_for_an_option_with_a_default_takes_the_default():
+    spec = parse_spec({"input_shape": [1, 6, 6], "layers": [{"type": "max_pool2d", "kernel_size": 2, "stride": None},
+                                                            {"type": "flatten"},
+                                                            {"type": "linear", "out_features": 2, "in_features": None}],
+                       "loss": {"type": "mse"}}, "x")
+    assert spec.layers[0].out_shape == (1, 3, 3) and spec.layers[2].out_shape == (2,)
