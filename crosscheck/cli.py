@@ -252,9 +252,12 @@ def _explain(args):
         explain = render.explain_batchnorm_text if args.layer == "batchnorm" else render.explain_lstm_text
         text, agree = explain(args.seed, args.dtype, args.inject)
         return agree, text
-    case = SeedCase(input_shape=args.shape, kernel_shape=args.k, n_out=1, batch=1, seed=args.seed, dtype=args.dtype,
-                    lr=args.lr, steps=1)
     wrong = None if args.inject is None else seed_inject(args.inject)
+    settings = {} if wrong is None else wrong.case  # the SeedCase fields the wrong derivation needs to show
+    # one sample, or two under a mean: over one sample the mean is the sum, and a forgotten 1/N could not show
+    batch = 2 if settings.get("reduction") == "mean" else 1
+    case = SeedCase(input_shape=args.shape, kernel_shape=args.k, n_out=1, batch=batch, seed=args.seed,
+                    dtype=args.dtype, lr=args.lr, steps=1, **settings)
     text, agree = render.explain_text(SeedSubject(case, wrong, args.max_memory))
     return agree, text
 

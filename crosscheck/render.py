@@ -314,7 +314,8 @@ def _tallied(lines, total, differ):
 
 
 def explain_text(subject):
-    """The walk through the slides' derivation for a SeedSubject (one sample) -> (text, all equations agree)."""
+    """The walk through the slides' derivation for a SeedSubject (one sample, or two under a mean reduction) ->
+    (text, all equations agree)."""
     pairs = {step.name: (step.manual, step.autograd) for step in subject.walk()}
     case, X, Y, params = subject.case, subject.X, subject.Y, subject.params
     N, (H, W), (KH, KW) = case.batch, case.input_shape, case.kernel_shape
@@ -324,7 +325,7 @@ def explain_text(subject):
         f"The slides' network by hand (NumPy) and by autograd (PyTorch {torch.__version__}):",
         f"  X {H}x{W} -> Z1 {H - KH + 1}x{W - KW + 1} -> H1 {n_hidden} -> Z2 -> O {case.n_out} -> E",
         f"  f {KH}x{KW}, W {n_hidden}x{case.n_out}, b {case.n_out}; N = {N}, seed {case.seed}, {case.dtype}, "
-        f"alpha = {case.lr:g}",
+        f"alpha = {case.lr:g}" + ("; E is the mean over the N samples" if case.reduction == "mean" else ""),
         f"  agree: |manual - autograd| <= {tol.atol:g} + {tol.rtol:g} |autograd|",
     ]
     if subject.wrong is not None:

@@ -201,14 +201,25 @@ def test_float32_values_are_printed_as_their_exact_value_to_four_decimals(capsys
                        rtol=0, atol=1e-6)
 
 
-# explain walks one sample, where the mean is the sum: the mean's forgotten 1/N cannot show there
-@pytest.mark.parametrize("entry", [e.name for e in wrong_seed.ENTRIES if e.name != "mean-forgotten-dE_dO"])
+@pytest.mark.parametrize("entry", [e.name for e in wrong_seed.ENTRIES])
 def test_explain_walks_every_wrong_derivation_of_the_slides_to_a_mismatch(entry, capsys):
     """Each of the slides' wrong derivations walked by `explain --inject` ends in exit 1 (a mismatch), never 4 (a
     crash in crosscheck): a value the manual side could not produce is printed as what went wrong."""
     code, lines = _explain(["--inject", entry], capsys)
     assert code == 1
     assert re.fullmatch(r"\d+ of \d+ equations differ, the first: .+", lines[-1])
+
+
+def test_explain_walks_a_forgotten_mean_on_two_samples_where_the_mean_is_not_the_sum(capsys):
+    """mean-forgotten-dE_dO needs a mean reduction over more than one sample (over one, the mean is the sum): explain
+    walks two samples under the mean, and dE/dO differs by exactly N = 2, autograd's being (O - Y) / 2."""
+    code, lines = _explain(["--inject", "mean-forgotten-dE_dO", "--shape", "4x4"], capsys)
+    assert code == 1
+    assert "  f 2x2, W 9x1, b 1; N = 2, seed 0, float64, alpha = 0.5; E is the mean over the N samples" in lines
+    manual, autograd = (np.array(_numbers(_value(lines, "  dE/dO = O - Y", side))) for side in ("manual", "autograd"))
+    assert manual.shape == (2,) and np.allclose(manual, 2 * autograd, rtol=0, atol=2e-4)
+    # dE/dO, the six gradients after it and the three updates differ; the forward and the local factors agree
+    assert lines[-1] == "10 of 20 equations differ, the first: dE/dO = O - Y"
 
 
 def test_an_update_with_no_gradient_to_step_with_says_so_in_place_of_the_value(capsys):
