@@ -66,7 +66,9 @@ GROUPS = {
                 ["check", "user_api", "user_api_findings", "adapters", "bad_input", "hostile_input", "wrong_shapes",
                  "cli", "verify_cli", "ci_formats", "limits", "runfile", "spec", "train", "plots", "pytest_plugin",
                  "catalogue", "explain_diagnose_cli", "diagnose", "docs", "check_api_edges", "adapters_edges",
-                 "pytest_plugin_reports_edges", "render_cli_edges"]),
+                 "pytest_plugin_reports_edges", "render_cli_edges", "catalogue_formulas", "catalogue_layer_formulas",
+                 "catalogue_optimizer_formulas", "catalogue_sequence_formulas", "catalogue_networks",
+                 "plots_train_edges", "render_diagnose_edges", "subjects_check_edges"]),
 }
 
 
