@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from crosscheck.tolerances import tolerance_for
+from crosscheck.tolerances import crossed_a_jump, tolerance_for
 from netdesc.checks import ManualFailure, unusable
 
 __all__ = ["Comparison", "ManualFailure", "assert_close", "compare", "excess"]
@@ -69,12 +69,15 @@ def within_rounding(manual, autograd, witness, tol, rounding=None, kind="float64
     """Whether manual is as close to the witness w as autograd's own rounding allows (crosscheck.tolerances):
     |manual - w| <= atol + rtol * |w| + rounding * max |autograd - w| on every element (rounding: the tolerance's
     own factor by default) -> the reason as text, or "" where it is not (or the witness is missing, of another
-    shape, not finite). kind: what w is (WITNESSES): float32's float64 witness, or float64's nudged run."""
+    shape, not finite, or a nudged run that crossed a jump: crosscheck.tolerances.crossed_a_jump). kind: what w is
+    (WITNESSES): float32's float64 witness, or float64's nudged run."""
     if witness is None or np.shape(witness) != np.shape(autograd):
         return ""
     rounding = tol.rounding if rounding is None else rounding
     a, d, w = (np.asarray(v, np.float64) for v in (manual, autograd, witness))
     own = float(np.max(np.abs(d - w)))  # autograd's own rounding error on this quantity
+    if kind == "nudged" and crossed_a_jump(d, w):  # the nudge crossed a jump: its change is no rounding
+        return ""
     if not np.isfinite(own) or not np.all(np.abs(a - w) <= tol.atol + tol.rtol * np.abs(w) + rounding * own):
         return ""
     title, what, measure = WITNESSES[kind]

@@ -11,6 +11,8 @@ float32 rounding error there: manual is then as close to the exact value as auto
 applies it; the Comparison says so in ``witnessed``. A described network's float64 gradients and check_layer's
 float64 rows have the same rule with w autograd's value at inputs nudged by one rounding (`nudge`;
 crosscheck.check.judge, crosscheck.api): a gradient that is 0 in exact arithmetic is noise that moves by its own size.
+Only noise: where the nudge moves autograd by more than float32's tolerance it crossed a jump of the function (a tie
+in a max at integer inputs), and the nudged run excuses nothing (`crossed_a_jump`).
 """
 
 from dataclasses import dataclass, field
@@ -62,6 +64,15 @@ TOLERANCES = {
 def tolerance_for(dtype):
     """The Tolerance for a float32 or float64 dtype."""
     return TOLERANCES[np.dtype(dtype)]
+
+
+def crossed_a_jump(autograd, nudged):
+    """Whether a one-rounding nudge moved autograd's own float64 value by more than float32's tolerance anywhere:
+    that is no rounding noise but a jump the nudge crossed (a tie in a max, a floor at a whole number, a step at 0),
+    and the nudged run is then no evidence for any element of the quantity."""
+    jump = TOLERANCES[np.dtype(np.float32)]
+    d, w = np.asarray(autograd, np.float64), np.asarray(nudged, np.float64)
+    return bool(np.any(np.abs(d - w) > jump.atol + jump.rtol * np.abs(w)))
 
 
 def nudge(arrays, seed, dtype):

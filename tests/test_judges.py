@@ -356,6 +356,60 @@ def test_the_nudged_run_allows_ten_times_autograds_own_change_relative_to_it(w, 
     assert within_rounding(np.array([own, outside]), autograd, nudged, tol, ROUNDING, "nudged") == ""
 
 
+
+def _jump_edge(w):
+    """The last float64 autograd value above the nudged w that float32's table allows (|autograd - w| <= 1e-6 +
+    1e-4 * |w|), and the next: a nudge that moves autograd that far is rounding, one float further a jump."""
+    rtol, atol = TABLE["float32"]
+    allowed = atol + rtol * abs(w)
+    d = w + allowed
+    while d - w > allowed:
+        d = np.nextafter(d, -np.inf)
+    while np.nextafter(d, np.inf) - w <= allowed:
+        d = np.nextafter(d, np.inf)
+    return d, np.nextafter(d, np.inf)
+
+
+@pytest.mark.parametrize("w", [0.0, 3.0], ids=["zero", "three"])
+def test_a_nudge_that_moves_autograd_past_float32s_tolerance_crossed_a_jump_and_excuses_nothing(w):
+    """Up to float32's allowance relative to the nudged value, autograd's change is rounding and the nudged run
+    excuses a manual that sits on w; one float further it crossed a jump (a tie, a floor), and nothing is excused
+    on any element, even where manual equals w exactly."""
+    tol = tolerance_for("float64")
+    rounding, jump = _jump_edge(w)
+    for d, excused in ((rounding, True), (jump, False)):
+        autograd, nudged, manual = np.array([d, w]), np.array([w, w]), np.array([w, w])
+        assert bool(within_rounding(manual, autograd, nudged, tol, ROUNDING, "nudged")) is excused
+
+
+def test_the_float32_witness_is_never_refused_as_a_jump():
+    """The float64 witness of float32 runs on the same values, nothing nudged: a change of autograd past float32's
+    tolerance is float32's own error there, allowed ROUNDING times."""
+    tol = tolerance_for("float32")
+    autograd, witness = np.array([1.0, 0.0], np.float32), np.array([1.0, 1e-3])
+    assert within_rounding(np.array([1.0, 5e-3]), autograd, witness, tol) != ""
+
+
+def _max_with_last_tie_tripled(x):
+    return x.max(-1), x
+
+
+def _wrong_max_backward(dout, x):
+    """3 times the gradient, at the last of the tied maxima (torch's goes to one of them once)."""
+    tied = x == x.max(-1, keepdims=True)
+    last = tied & (np.cumsum(tied[..., ::-1], -1)[..., ::-1] == 1)
+    return (3 * last * dout[..., None],)
+
+
+def test_a_wrong_max_backward_at_integer_ties_fails_every_float64_seed():
+    """Integer inputs tie in the max; the nudged run breaks the ties, autograd's gradient moves by 1, and ten times
+    that once excused an error of 4.65 as float64 rounding at seeds 0 and 1."""
+    check = check_layer(_max_with_last_tie_tripled, _wrong_max_backward, lambda x: x.max(-1).values, [(4, 6)],
+                        dtypes=["float64"], input_factory=lambda rng, shape: rng.integers(0, 3, shape).astype(float))
+    assert [(r.seed, r.quantity, r.passed) for r in check.rows] == [
+        (seed, quantity, quantity == "out") for seed in (0, 1, 2) for quantity in ("out", "dx")]
+    assert not any(r.result.witnessed for r in check.rows)
+
 # A conv's bias in front of a layer norm has a gradient that is 0 in exact arithmetic (the norm subtracts the mean):
 # both sides hold float64 noise, past atol 1e-12 at fresh seed base 653996 (Hypothesis' random stacks, seed 1).
 ZERO_BIAS = {"name": "zero-bias", "input_shape": [1, 1, 3], "batch_size": 1,
