@@ -68,7 +68,8 @@ GROUPS = {
                  "catalogue", "explain_diagnose_cli", "diagnose", "docs", "check_api_edges", "adapters_edges",
                  "pytest_plugin_reports_edges", "render_cli_edges", "catalogue_formulas", "catalogue_layer_formulas",
                  "catalogue_optimizer_formulas", "catalogue_sequence_formulas", "catalogue_networks",
-                 "plots_train_edges", "render_diagnose_edges", "subjects_check_edges"]),
+                 "plots_train_edges", "render_diagnose_edges", "subjects_check_edges", "check_layer_run_edges",
+                 "check_layer_arguments_edges"]),
 }
 
 
