@@ -168,13 +168,21 @@ def summary_of(run):
     return json.loads(str(run["summary"]))
 
 
+def _finite_number(text):
+    """json's parse_float and parse_constant: a number JSON can hold, never NaN or a float out of range."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is no finite number, and JSON holds no other")
+    return value
+
+
 def _check_summary(run, label):
     """The run's summary as a dict, checked: a 0-d unicode array of JSON text with SUMMARY_FIELDS."""
     a = run["summary"]
     _need(a.dtype.kind == "U" and a.ndim == 0, label, "summary", f"dtype {a.dtype} shape {a.shape}",
           "a 0-d unicode array of JSON text")
     try:
-        summary = json.loads(str(a))
+        summary = json.loads(str(a), parse_float=_finite_number, parse_constant=_finite_number)
     except ValueError as err:
         raise InputError(f"{label('summary')}: not JSON: {err}") from None
     _need(isinstance(summary, dict), label, "summary", type(summary).__name__, "a JSON object (a dict)")

@@ -160,6 +160,10 @@ BAD_RUNS = [
      "unicode array of JSON text"),
     ("summary-not-json", _changed(summary=np.array("{")), "arrays['summary']: not JSON: Expecting property name "
      "enclosed in double quotes: line 1 column 2 (char 1)"),
+    ("summary-nan", _with_summary(_changed(), note=float("nan")), "arrays['summary']: not JSON: NaN is no finite "
+     "number, and JSON holds no other"),
+    ("summary-out-of-range", _changed(summary=np.array('{"note": 1e999}')), "arrays['summary']: not JSON: 1e999 is "
+     "no finite number, and JSON holds no other"),
     ("summary-a-list", _changed(summary=np.array("[]")), "arrays['summary']: got list, needs a JSON object (a dict)"),
     ("summary-fields", _changed(summary=np.array('{"title": "t"}')), "arrays['summary']: got no dtype, epochs, "
      "steps, stopped_at, needs the fields title, dtype, epochs, steps, stopped_at"),
