@@ -110,9 +110,9 @@ class Slides:
         self.dtype, self.seed, self.wrong = check_dtype(dtype), seed, wrong
         self.classes = 2 if n_out == 1 else 10
         self.task = "odd or even" if n_out == 1 else "the ten digits"
+        SeedCase(IMAGE, kernel, n_out, 1, seed, dtype, reduction, lr, 1)  # the kernel checked before the title
         self.title = f"the slides' network (3x3 filter -> sigmoid -> linear -> sigmoid, n_out {n_out})" \
             if kernel == (3, 3) else f"the slides' network ({kernel[0]}x{kernel[1]} filter, n_out {n_out})"
-        SeedCase(IMAGE, kernel, n_out, 1, seed, dtype, reduction, lr, 1)  # checks the kernel against the image
         self.params = seed_inputs.init_params(IMAGE, kernel, n_out, DTYPES[dtype], seed=seed + 1)
         k = f"k{kernel[0]}" if kernel[0] == kernel[1] else f"k{kernel[0]}x{kernel[1]}"
         self.case_id = f"slides-digits-{k}-out{n_out}-{dtype}-seed{seed}"
