@@ -314,7 +314,12 @@ def _check_member(archive, info, name):
     """One .npy member's header: not an object array, and as many bytes as its shape and dtype need."""
     with archive.open(info) as member:
         version = np.lib.format.read_magic(member)
-        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}[version]
+        # 3.0 is 2.0 with a UTF-8 header, which only a structured dtype's field names need (a run has none)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0,
+                (3, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            raise InputError(f"{name}: not a saved run: {info.filename} is in .npy format version {version[0]}."
+                             f"{version[1]}, needs 1.0, 2.0 or 3.0")
         shape, _, dtype = read(member)
         if dtype.hasobject:
             raise InputError(f"{name}: not a saved run: it holds object arrays (pickled Python objects), needs "
