@@ -1,16 +1,16 @@
-"""Edges of the subjects (crosscheck.subjects) and of the checker's chaos rule (crosscheck.check) that other tests
-leave open: the chaos rule's growth bound at exactly GROWTH-fold, read against the first loss and in float64 (a
-float32 product would round the bound onto the loss it judges); wobble nudges by the subject's seed; entry_subject
-keeps a seed entry's memory budget and a network entry's dtype; a slides' equation that cannot use a replaced factor
-says which and why; a described network's float64 witness and training rows follow the subject's own step count;
-the lockstep takes each step's dropout masks when it judges a step by manual's own forward values, and judges a
-float32 gradient past the table by the float64 witness at that step's masks."""
+"""Edges of the subjects (crosscheck.subjects) and of the checker's chaos rule (crosscheck.check) that other tests leave
+open: the chaos rule's growth bound at exactly GROWTH-fold, read against the first loss and in float64 (a float32
+product would round the bound onto the loss it judges); wobble nudges by the subject's seed; entry_subject keeps a
+seed entry's memory budget and a network entry's dtype; a slides' equation that cannot use a replaced factor says
+which and why; a described network's float64 witness and training rows follow the subject's own step count; the
+lockstep and check() take each step's dropout masks when they judge a gradient by manual's own forward values; the
+lockstep judges a float32 gradient past the table by the float64 witness at that step's masks."""
 
 import numpy as np
 import pytest
 
 from crosscheck.catalogue import catalogue
-from crosscheck.check import chaos, entry_subject, overrides
+from crosscheck.check import DECIDED, chaos, check, entry_subject, overrides
 from crosscheck.compare import compare
 from crosscheck.subjects import NetworkSubject, SeedCase, SeedSubject, wobble
 from crosscheck.tolerances import nudge
@@ -197,6 +197,18 @@ def test_the_lockstep_judges_a_decided_max_with_each_steps_dropout_masks():
     assert masks == [[[True, True]], [[True, False]]]
     assert _tie_subject().lockstep(2) == LOCKSTEP.format(k=2) + DECIDED_AT.format(steps="1, 2")
 
+
+
+def test_check_passes_the_gradients_behind_a_decided_max_by_manuals_own_forward_values_with_the_masks():
+    """check() on the same subject: the max pool's tie, decided the other way, moves every gradient in front of it
+    (the max pool's, the ReLU's and the conv's input, the conv's weight) but not the conv's bias (one pixel's
+    gradient either way); each of the four passes by autograd at manual's own forward values, under the dropout's
+    mask, and nothing else needs a second judge."""
+    rows = check(_tie_subject(), train=False).rows
+    assert all(r.result.passed for r in rows)
+    assert [(r.where, r.quantity) for r in rows if r.result.witnessed == DECIDED] == [
+        ("2 max_pool2d", "dE/dinput"), ("1 relu", "dE/dinput"), ("0 conv2d", "dE/dinput"), ("0 conv2d", "dE/dweight")]
+    assert all(r.result.witnessed in ("", DECIDED) for r in rows)
 
 # A float32 gradient past the table that the float64 witness passes: dE/dW of a bias-free linear after a dropout,
 # from W = 0 under a summed squared error, is sum_n -2 t_n * 2 x_n over the samples the mask keeps (p = 0.5 from
