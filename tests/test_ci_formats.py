@@ -29,6 +29,9 @@ from crosscheck.subjects import SeedCase, SeedSubject
 pytest_plugins = ["pytester"]
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# a folder no process can create (procfs takes no new entries): a mutant that skips the check this path must fail
+# cannot make it exist for the runs after it, as one once made /nonexistent
+NOWHERE = "/proc/nonexistent"
 SCHEMA = xmlschema.XMLSchema(str(ROOT / "tests" / "junit-10.xsd"))
 SMALL3 = str(ROOT / "examples" / "small3conv.toml")
 # The slides' network's quantities in the order of the slides, then one SGD step and a 2-step run (README).
@@ -389,8 +392,8 @@ def test_a_report_file_gets_the_usual_permissions(tmp_path):
 
 def test_writing_into_a_missing_folder_names_the_path():
     with pytest.raises(reports.InputError) as info:  # called as the module's docstring shows
-        reports.write_atomically("/nonexistent/report.xml", "text")
-    assert str(info.value) == "path: got '/nonexistent/report.xml', cannot write it: No such file or directory"
+        reports.write_atomically(f"{NOWHERE}/report.xml", "text")
+    assert str(info.value) == f"path: got '{NOWHERE}/report.xml', cannot write it: No such file or directory"
 
 
 def test_the_junit_report_is_utf8_whatever_the_locale(tmp_path):

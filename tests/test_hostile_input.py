@@ -31,6 +31,9 @@ from manual import optim, seed_network
 from netdesc import InputError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# a folder no process can create (procfs takes no new entries): a mutant that skips the check this path must fail
+# cannot make it exist for the runs after it, as one once made /nonexistent
+NOWHERE = "/proc/nonexistent"
 LENET = str(ROOT / "examples" / "lenet5.toml")
 SMALL3 = str(ROOT / "examples" / "small3conv.toml")
 RAISED = "; --traceback shows where"  # the tail of every exit-3 line
@@ -528,11 +531,11 @@ API = [
      "the keys of crosscheck.runfile.RUN_KEYS"),
     ("run-an-unknown-key", lambda: runfile.check_run(synthetic_run() | {3: np.zeros(1)}),
      "arrays: unknown 3; needs exactly the keys of crosscheck.runfile.RUN_KEYS"),
-    ("run-file-missing", lambda: runfile.load_run("/nonexistent/run.npz"),
-     "/nonexistent/run.npz: cannot read: No such file or directory"),
+    ("run-file-missing", lambda: runfile.load_run(f"{NOWHERE}/run.npz"),
+     f"{NOWHERE}/run.npz: cannot read: No such file or directory"),
     ("run-saved-without-npz", lambda: runfile.save_run("run.zip", synthetic_run()),
      "path: got 'run.zip', needs a file name ending in .npz"),
-    ("plots-format-pdf", lambda: plots.save_plots(synthetic_run(), "/nonexistent", "pdf"),
+    ("plots-format-pdf", lambda: plots.save_plots(synthetic_run(), NOWHERE, "pdf"),
      "formats: got 'pdf', needs one or both of 'png', 'svg'"),
     ("picture-pdf", lambda: plots.save_figure(None, "figure.pdf"),
      "path: got 'figure.pdf', needs a file name ending in .png or .svg"),
