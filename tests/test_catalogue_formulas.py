@@ -291,11 +291,11 @@ def test_group_norm_over_interleaved_channels_is_autograd_of_its_own_forward():
 N_, T_, E_, H_ = 2, 5, 4, 2
 
 
-def _attention_autograd(mask_after):
+def _attention_autograd(mask_after, seed=9, probabilities=None):
     """Causal self-attention in torch, its mask applied to the scores (-inf before the softmax) or, `mask_after`,
-    to the probabilities (softmax over every key, then 0 above the diagonal) -> (arrays, dout, out, cache of
-    torch's intermediates with their gradients kept)."""
-    rng = np.random.default_rng(9)
+    to the probabilities (softmax over every key, then 0 above the diagonal), or probabilities(scores, later) in
+    place of both -> (arrays, dout, out, cache of torch's intermediates with their gradients kept)."""
+    rng = np.random.default_rng(seed)
     arrays = {"x": rng.standard_normal((N_, T_, E_)), "in_proj_weight": rng.standard_normal((3 * E_, E_)) / 2,
               "in_proj_bias": rng.standard_normal(3 * E_), "out_proj.weight": rng.standard_normal((E_, E_)) / 2,
               "out_proj.bias": rng.standard_normal(E_)}
@@ -305,8 +305,12 @@ def _attention_autograd(mask_after):
     q, k, v = (a.reshape(N_, T_, H_, E_ // H_).transpose(1, 2) for a in qkv.split(E_, dim=-1))
     scores = q @ k.transpose(-1, -2) / np.sqrt(E_ // H_)
     later = torch.ones(T_, T_, dtype=torch.bool).triu(1)
-    P = torch.softmax(scores, dim=-1) * ~later if mask_after else torch.softmax(scores.masked_fill(later, -np.inf),
-                                                                                 dim=-1)
+    if probabilities is not None:
+        P = probabilities(scores, later)
+    elif mask_after:
+        P = torch.softmax(scores, dim=-1) * ~later
+    else:
+        P = torch.softmax(scores.masked_fill(later, -np.inf), dim=-1)
     heads = P @ v
     merged = heads.transpose(1, 2).reshape(N_, T_, E_)
     out = merged @ t["out_proj.weight"].T + t["out_proj.bias"]

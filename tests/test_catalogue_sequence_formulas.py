@@ -7,6 +7,7 @@ gradients, layer 1's input detached)."""
 
 import numpy as np
 import torch
+from test_catalogue_formulas import _attention_autograd
 
 from crosscheck.catalogue import find
 from crosscheck.catalogue import recurrent as wrong_recurrent
@@ -28,27 +29,17 @@ def _close(mine, theirs):
 N_, T_, E_, H_ = 2, 5, 4, 2
 
 
+def _softmax_with_backward_diag_p(scores, later):
+    S = torch.softmax(scores.masked_fill(later, -np.inf), dim=-1).detach()
+    return S + S * (scores - scores.detach())  # the value S; d/dscores: S * dP, no - S * sum(dP * S)
+
+
 def test_the_softmax_without_its_row_sum_is_autograd_of_a_softmax_whose_backward_is_diag_p():
     """Causal 2-head self-attention whose softmax sends back P * dP (its value P, its Jacobian diag(P) alone):
     the entry's layer gradients and every term it names (dP, dscores, dq, dk, dv, dheads, dqkv) torch's."""
-    rng = np.random.default_rng(11)
-    arrays = {"x": rng.standard_normal((N_, T_, E_)), "in_proj_weight": rng.standard_normal((3 * E_, E_)) / 2,
-              "in_proj_bias": rng.standard_normal(3 * E_), "out_proj.weight": rng.standard_normal((E_, E_)) / 2,
-              "out_proj.bias": rng.standard_normal(E_)}
-    dout = rng.standard_normal((N_, T_, E_))
-    t = {k: _t(a) for k, a in arrays.items()}
-    qkv = t["x"] @ t["in_proj_weight"].T + t["in_proj_bias"]
-    q, k, v = (a.reshape(N_, T_, H_, E_ // H_).transpose(1, 2) for a in qkv.split(E_, dim=-1))
-    scores = q @ k.transpose(-1, -2) / np.sqrt(E_ // H_)
-    later = torch.ones(T_, T_, dtype=torch.bool).triu(1)
-    S = torch.softmax(scores.masked_fill(later, -np.inf), dim=-1).detach()
-    P = S + S * (scores - scores.detach())  # the value S; d/dscores: S * dP, no - S * sum(dP * S)
-    heads = P @ v
-    merged = heads.transpose(1, 2).reshape(N_, T_, E_)
-    out = merged @ t["out_proj.weight"].T + t["out_proj.bias"]
-    for a in (q, k, v, scores, P, heads, merged):
-        a.retain_grad()
-    out.backward(torch.from_numpy(dout))
+    arrays, dout, _, t = _attention_autograd(False, seed=11, probabilities=_softmax_with_backward_diag_p)
+    P, scores, q, k, v, heads, merged = (t[name] for name in ("P", "scores", "q", "k", "v", "heads", "merged"))
+    S = P.detach()
 
     entry = find("attention-softmax-no-row-sum")
     p = {name: a for name, a in arrays.items() if name != "x"}

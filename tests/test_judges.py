@@ -330,10 +330,8 @@ def test_the_nudge_moves_every_value_by_one_rounding_either_way(dtype):
 
 # --- float64's second judge: autograd's own change under a one-rounding nudge ------------------------------------
 
-def _float64_edge(w, own):
-    """The last float64 above w that |manual - w| <= atol + rtol * |w| + ROUNDING * own lets pass, and the next."""
-    rtol, atol = TABLE["float64"]
-    allowed = atol + rtol * abs(w) + ROUNDING * own
+def _last_inside(w, allowed):
+    """The last float64 m above w with m - w <= allowed, and the next float after it."""
     m = w + allowed
     while m - w > allowed:
         m = np.nextafter(m, -np.inf)
@@ -357,17 +355,17 @@ def test_the_nudged_run_allows_ten_times_autograds_own_change_relative_to_it(w, 
 
 
 
+def _float64_edge(w, own):
+    """The last float64 above w that |manual - w| <= atol + rtol * |w| + ROUNDING * own lets pass, and the next."""
+    rtol, atol = TABLE["float64"]
+    return _last_inside(w, atol + rtol * abs(w) + ROUNDING * own)
+
+
 def _jump_edge(w):
     """The last float64 autograd value above the nudged w that float32's table allows (|autograd - w| <= 1e-6 +
     1e-4 * |w|), and the next: a nudge that moves autograd that far is rounding, one float further a jump."""
     rtol, atol = TABLE["float32"]
-    allowed = atol + rtol * abs(w)
-    d = w + allowed
-    while d - w > allowed:
-        d = np.nextafter(d, -np.inf)
-    while np.nextafter(d, np.inf) - w <= allowed:
-        d = np.nextafter(d, np.inf)
-    return d, np.nextafter(d, np.inf)
+    return _last_inside(w, atol + rtol * abs(w))
 
 
 @pytest.mark.parametrize("w", [0.0, 3.0], ids=["zero", "three"])
