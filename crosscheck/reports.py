@@ -15,6 +15,7 @@ library loads with this module; xml and the renderers (which load torch) load wh
 import os
 import pathlib
 import re
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
@@ -249,11 +250,17 @@ def output_path(text, option, replaced=False):
     return path
 
 
+def temporary_beside(path):
+    """A new name for a temporary file in `path`'s folder: hidden, named after `path` (its first 40 characters, so
+    that a file name of the most bytes a folder takes, 255, still leaves room), this process and 4 random bytes."""
+    return path.with_name(f".{path.name[:40]}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
 def write_atomically(path, text, option="path"):
     """Write `text` to `path` through a temporary file in the same folder and os.replace: a reader sees the old file
     or the whole new one, never half of it. InputError naming `option` and the path where it cannot be written."""
     path = pathlib.Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    temporary = temporary_beside(path)
     try:
         with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w", encoding="utf-8") as f:
             f.write(text)

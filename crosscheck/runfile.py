@@ -46,11 +46,11 @@ import json
 import math
 import os
 import pathlib
-import secrets
 import zipfile
 
 import numpy as np
 
+from crosscheck.reports import temporary_beside
 from netdesc.checks import InputError, is_int
 
 _STEP = ("loss_manual", "loss_autograd", "max_rel_diff")
@@ -224,7 +224,7 @@ def _summary_json(run, name):
 
 def _temporary(target):
     """A new file beside `target` (created with the umask's permissions, as a plain open would) -> its path."""
-    name = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    name = temporary_beside(target)
     os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     return name
 
