@@ -70,7 +70,7 @@ GROUPS = {
                  "catalogue_optimizer_formulas", "catalogue_sequence_formulas", "catalogue_networks",
                  "plots_train_edges", "render_diagnose_edges", "subjects_check_edges", "check_layer_run_edges",
                  "check_layer_arguments_edges", "check_layer_judge_edges", "training_subjects_edges",
-                 "runfile_inject_edges", "seed_walk_edges", "optim"]),
+                 "runfile_inject_edges", "seed_walk_edges", "figures_edges", "optim"]),
 }
 
 
