@@ -243,9 +243,11 @@ def main(argv=None):
         kept = keep_killed(where, files)
         if kept:
             print(kept)
+        # before the run: a run stopped halfway has the stats of `files` already, and a selection.json of the list
+        # before would make the next call's keep_killed keep nothing (and mutmut forget every verdict)
+        (where / "selection.json").write_text(json.dumps(files))
         subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children),
                         *args.mutants], cwd=where)
-        (where / "selection.json").write_text(json.dumps(files))
     print("\n".join(report(*summary(where))))
     return 0
 
