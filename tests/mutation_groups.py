@@ -48,7 +48,7 @@ GROUPS = {
                 "crosscheck/gradcheck.py", "crosscheck/diagnose.py", "crosscheck/hypotheses.py"],
                ["check", "user_api", "numerical", "diagnose", "diagnose_rules", "diagnose_report", "hypotheses",
                 "gradcheck", "catalogue", "catalogue_formulas", "explain_diagnose_cli", "attention", "recurrent",
-                "sequences"]),
+                "sequences", "judges_boundaries_more"]),
     # the hand-written backprop
     "manual": (["manual/*"],
                ["functional", "kernels", "network", "optim", "recurrent", "attention", "seed_network",
@@ -70,7 +70,8 @@ GROUPS = {
                  "catalogue_optimizer_formulas", "catalogue_sequence_formulas", "catalogue_networks",
                  "plots_train_edges", "render_diagnose_edges", "subjects_check_edges", "check_layer_run_edges",
                  "check_layer_arguments_edges", "check_layer_judge_edges", "training_subjects_edges",
-                 "runfile_inject_edges", "seed_walk_edges", "figures_edges", "optim"]),
+                 "runfile_inject_edges", "seed_walk_edges", "figures_edges", "optim", "divergence_train_edges",
+                 "filter_figures_edges", "picture_style"]),
 }
 
 
