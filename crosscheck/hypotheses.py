@@ -124,7 +124,8 @@ def _not_cropped(m, a):
 
 
 def _shifted(m, a):
-    """m[..., i + dy, j + dx] = a[..., i, j] on the overlap, for shifts up to 2 that keep most of a's mass."""
+    """m[..., i + dy, j + dx] = a[..., i, j] on the overlap, for shifts up to 2 that keep most of a's mass (none when
+    a has no mass to keep: an all-zero a is explained by no shift)."""
     if m.shape != a.shape or a.ndim < 3:
         return []
     H, W = a.shape[-2:]
@@ -136,7 +137,7 @@ def _shifted(m, a):
                 continue
             ms = m[..., max(dy, 0):H + min(dy, 0), max(dx, 0):W + min(dx, 0)]
             As = a[..., max(-dy, 0):H + min(-dy, 0), max(-dx, 0):W + min(-dx, 0)]
-            if np.abs(As).sum() >= 0.5 * total:
+            if total > 0 and np.abs(As).sum() >= 0.5 * total:
                 pairs.append((ms, As))
     return pairs
 

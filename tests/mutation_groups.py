@@ -48,7 +48,8 @@ GROUPS = {
                 "crosscheck/gradcheck.py", "crosscheck/diagnose.py", "crosscheck/hypotheses.py"],
                ["check", "user_api", "numerical", "diagnose", "diagnose_rules", "diagnose_report", "hypotheses",
                 "gradcheck", "catalogue", "catalogue_formulas", "explain_diagnose_cli", "attention", "recurrent",
-                "sequences", "judges_boundaries_more"]),
+                "sequences", "judges_boundaries_more", "diagnosis_boundaries", "classify_rules", "loss_hypotheses",
+                "graph"]),
     # the hand-written backprop
     "manual": (["manual/*"],
                ["functional", "kernels", "network", "optim", "recurrent", "attention", "seed_network",

@@ -227,8 +227,10 @@ WRAPPED = {  # a picture -> (its wrapped title's row, one paragraph of the title
         .split("\n")),
     "diagnosis": ("title wrapped at (characters a line)", lambda: plots.diagnosis_figure(
         _diagnosis(np.ones((2, 3)), np.zeros((2, 3)), LONG_SUBJECT)).get_suptitle().split("\n")),
+    # a 76-character word and a 4-character one: 81 characters together, so a break at 81 would keep them on a line
     "diagnosis, autograd alone": ("title wrapped at, autograd alone", lambda: plots.diagnosis_figure(
-        _diagnosis(ManualFailure("returned None"), np.zeros((2, 3)), LONG_SUBJECT)).get_suptitle().split("\n")),
+        _diagnosis(ManualFailure("returned None"), np.zeros((2, 3)), "w" * 76 + " abcd" + " more" * 20))
+        .get_suptitle().split("\n")),
 }
 
 
