@@ -5,6 +5,10 @@ import json
 
 import numpy as np
 
+from crosscheck.compare import compare
+from crosscheck.diagnose import Diagnosis
+from crosscheck.subjects import Step
+
 
 def synthetic_run(steps=60, epochs=3, classes=10, bank=(3, 3), stopped_at=None, seed=0, title="synthetic run"):
     """A run that looks like a real one: a falling loss, autograd's a rounding error away from manual's, relative
@@ -53,3 +57,9 @@ def npy_bytes(array):
 def same_bits(a, b):
     """Whether two arrays are equal bit for bit, with the same dtype and shape."""
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def diagnosis_of(manual, autograd, quantity="q", where="", dtype="float64", subject="a test subject"):
+    """A diagnosis whose first wrong quantity is `manual` against `autograd`, compared under `dtype`'s tolerance."""
+    step = Step(where, quantity, manual, autograd)
+    return Diagnosis(subject, dtype, (step.name,), compare(step.name, manual, autograd, dtype), step=step)

@@ -17,12 +17,11 @@ import numpy as np
 import pytest
 from cycler import cycler
 from matplotlib.colors import to_rgba
-from run_files import synthetic_run
+from run_files import diagnosis_of, synthetic_run
 
 from crosscheck import plots
-from crosscheck.compare import ManualFailure, compare
+from crosscheck.compare import ManualFailure
 from crosscheck.diagnose import Diagnosis
-from crosscheck.subjects import Step
 
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs" / "plots.md"
 # A program's own matplotlib set-up, every value unlike matplotlib's default and unlike the tables'.
@@ -63,11 +62,6 @@ def _pictures(row):
 
 # --- the pictures, drawn under the program's own rcParams ---------------------------------------------------------
 
-def _diagnosis(manual, autograd, subject="a test subject"):
-    step = Step("", "q", manual, autograd)
-    return Diagnosis(subject, "float64", (step.name,), compare(step.name, manual, autograd, "float64"), step=step)
-
-
 def _divergence_run():
     """A run of 8 steps, stopped at step 6: exact zeros (drawn at the floor), an inf and a NaN among its values."""
     run = synthetic_run(steps=8, epochs=2, stopped_at=6)
@@ -84,8 +78,8 @@ BUILD = {
         "filter_grad_manual": np.zeros((3, 3))}),
     "filters": lambda: plots.filters_figure(synthetic_run(bank=BANK)),
     "confusion": lambda: plots.confusion_figure(synthetic_run(classes=4)),
-    "diagnosis": lambda: plots.diagnosis_figure(_diagnosis(np.arange(6.0).reshape(2, 3), np.zeros((2, 3)))),
-    "diagnosis, autograd alone": lambda: plots.diagnosis_figure(_diagnosis(ManualFailure("returned None"),
+    "diagnosis": lambda: plots.diagnosis_figure(diagnosis_of(np.arange(6.0).reshape(2, 3), np.zeros((2, 3)))),
+    "diagnosis, autograd alone": lambda: plots.diagnosis_figure(diagnosis_of(ManualFailure("returned None"),
                                                                            np.zeros((2, 3)))),
     "diagnosis, nothing wrong": lambda: plots.diagnosis_figure(Diagnosis("a test subject", "float64", ("a",))),
 }
@@ -226,10 +220,11 @@ WRAPPED = {  # a picture -> (its wrapped title's row, one paragraph of the title
         synthetic_run(bank=(64, 3, 11, 12)) | {"filters_manual": np.zeros((1, 1, 0, 100000000))}).get_suptitle()
         .split("\n")),
     "diagnosis": ("title wrapped at (characters a line)", lambda: plots.diagnosis_figure(
-        _diagnosis(np.ones((2, 3)), np.zeros((2, 3)), LONG_SUBJECT)).get_suptitle().split("\n")),
+        diagnosis_of(np.ones((2, 3)), np.zeros((2, 3)), subject=LONG_SUBJECT)).get_suptitle().split("\n")),
     # a 76-character word and a 4-character one: 81 characters together, so a break at 81 would keep them on a line
     "diagnosis, autograd alone": ("title wrapped at, autograd alone", lambda: plots.diagnosis_figure(
-        _diagnosis(ManualFailure("returned None"), np.zeros((2, 3)), "w" * 76 + " abcd" + " more" * 20))
+        diagnosis_of(ManualFailure("returned None"), np.zeros((2, 3)),
+                     subject="w" * 76 + " abcd" + " more" * 20))
         .get_suptitle().split("\n")),
 }
 

@@ -14,14 +14,13 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 from matplotlib.image import imread
-from run_files import same_bits, synthetic_run
+from run_files import diagnosis_of, same_bits, synthetic_run
 
 from crosscheck import cli, plots, runfile
 from crosscheck.catalogue import find
 from crosscheck.check import entry_subject
-from crosscheck.compare import ManualFailure, compare
+from crosscheck.compare import ManualFailure
 from crosscheck.diagnose import Diagnosis, diagnose
-from crosscheck.subjects import Step
 from netdesc import InputError
 
 # --- the run's figures ----------------------------------------------------------------------------------------
@@ -326,12 +325,6 @@ def test_arrays_of_any_rank_map_to_two_dimensions():
 
 # --- a diagnosis ---------------------------------------------------------------------------------------------
 
-def _diagnosis(manual, autograd, quantity="q", where="", dtype="float64"):
-    step = Step(where, quantity, manual, autograd)
-    first = compare(step.name, manual, autograd, dtype)
-    return Diagnosis("a test subject", dtype, (step.name,), first, step=step)
-
-
 def _walked(entry):
     """The entry's diagnosis and its first wrong quantity's arrays, walked again."""
     d = diagnose(entry_subject(find(entry, "--wrong")))
@@ -379,7 +372,7 @@ def test_the_difference_title_counts_the_elements_out_of_tolerance():
     a = np.zeros((2, 3))
     m = a.copy()
     m[0, 1], m[1, 2], m[1, 0] = 1.0, -2.0, 1e-13  # the last within atol 1e-12
-    figure = plots.diagnosis_figure(_diagnosis(m, a))
+    figure = plots.diagnosis_figure(diagnosis_of(m, a))
     assert figure.axes[2].get_title() == "manual − autograd\n2 of 6 out of tolerance"
     assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in figure.axes[:3:2]] == [("axis 1", "axis 0")] * 2
 
@@ -389,7 +382,7 @@ def test_a_5d_quantity_shows_the_slice_of_its_worst_element():
     m = a.copy()
     m[1, 2, 0, 3, 4] += 1.0
     m[0, 0, 0, 0, 0] += 1e-3  # out of tolerance too, but less
-    figure = plots.diagnosis_figure(_diagnosis(m, a))
+    figure = plots.diagnosis_figure(diagnosis_of(m, a))
     difference = _images(figure)[2].get_array().data
     assert np.flatnonzero(difference).tolist() == [3 * 5 + 4]
     assert figure.get_suptitle().split("\n")[-1].startswith("showing [1, 2, 0, :, :]")
@@ -398,7 +391,7 @@ def test_a_5d_quantity_shows_the_slice_of_its_worst_element():
 @pytest.mark.parametrize(("manual", "autograd", "shape", "xlabel"), [
     (np.float64(2.0), np.float64(1.0), (1, 1), ""), (np.array([1.0, 5.0]), np.array([1.0, 2.0]), (1, 2), "index")])
 def test_0d_and_1d_quantities_are_a_cell_and_a_row(manual, autograd, shape, xlabel):
-    figure = plots.diagnosis_figure(_diagnosis(manual, autograd))
+    figure = plots.diagnosis_figure(diagnosis_of(manual, autograd))
     images = [image.get_array().data for image in _images(figure)]
     assert [i.shape for i in images] == [shape] * 3
     assert np.array_equal(images[2], np.reshape(np.asarray(manual) - autograd, shape))
@@ -407,7 +400,7 @@ def test_0d_and_1d_quantities_are_a_cell_and_a_row(manual, autograd, shape, xlab
 
 def test_a_manual_side_that_failed_draws_autograd_alone_under_the_problem():
     a = np.arange(6.0).reshape(2, 3)
-    figure = plots.diagnosis_figure(_diagnosis(ManualFailure("dO_dZ2 returned None"), a, "dO/dZ2"))
+    figure = plots.diagnosis_figure(diagnosis_of(ManualFailure("dO_dZ2 returned None"), a, "dO/dZ2"))
     (image,) = _images(figure)
     assert np.array_equal(image.get_array().data, a) and figure.axes[0].get_title() == "autograd"
     assert figure.get_suptitle().split("\n")[-1] == "manual side failed: dO_dZ2 returned None"
@@ -423,11 +416,11 @@ def test_a_transposed_quantity_draws_autograd_alone_under_the_problem():
 
 
 def test_another_dtype_and_no_elements_still_draw():
-    figure = plots.diagnosis_figure(_diagnosis(np.ones(3, np.float32), np.ones(3)))
+    figure = plots.diagnosis_figure(diagnosis_of(np.ones(3, np.float32), np.ones(3)))
     assert len(_images(figure)) == 3
     assert figure.get_suptitle().split("\n")[-1] == "dtype mismatch: manual float32, autograd float64, expected " \
                                                     "float64"
-    empty = plots.diagnosis_figure(_diagnosis(np.zeros((0, 3)), np.zeros((0, 3))))
+    empty = plots.diagnosis_figure(diagnosis_of(np.zeros((0, 3)), np.zeros((0, 3))))
     assert not _images(empty) and empty.axes[2].get_title() == "manual − autograd\n0 of 0 out of tolerance"
     assert "nothing to compare: 0 elements" in empty.get_suptitle()
 
@@ -461,18 +454,18 @@ ODD_FIGURES = {
         "filters_manual": np.zeros((2, 2))}),
     "no-output-channels": lambda: plots.filter_gradient_figure(synthetic_run(bank=(0, 1, 3, 3))),
     "no-input-channels": lambda: plots.filters_figure(synthetic_run(bank=(2, 0, 3, 3))),
-    "diagnosis-empty-3d": lambda: plots.diagnosis_figure(_diagnosis(np.zeros((2, 0, 3)), np.zeros((2, 0, 3)))),
+    "diagnosis-empty-3d": lambda: plots.diagnosis_figure(diagnosis_of(np.zeros((2, 0, 3)), np.zeros((2, 0, 3)))),
     "one-class": lambda: plots.confusion_figure(synthetic_run(classes=1)),
     "no-classes": lambda: plots.confusion_figure(synthetic_run() | {k: np.zeros((0, 0), np.int64) for k in
                                                                    ("confusion_manual", "confusion_autograd")}),
     "many-classes": lambda: plots.confusion_figure(synthetic_run(classes=30)),
     "nan-filters": lambda: plots.filters_figure(synthetic_run() | {"filters_manual": np.full((3, 3), np.nan)}),
-    "diagnosis-0d": lambda: plots.diagnosis_figure(_diagnosis(np.float64(2.0), np.float64(1.0))),
-    "diagnosis-1d": lambda: plots.diagnosis_figure(_diagnosis(np.arange(40.0), np.zeros(40))),
-    "diagnosis-long-column": lambda: plots.diagnosis_figure(_diagnosis(np.ones((300, 1)), np.zeros((300, 1)))),
-    "diagnosis-empty": lambda: plots.diagnosis_figure(_diagnosis(np.zeros((0, 3)), np.zeros((0, 3)))),
-    "diagnosis-failed": lambda: plots.diagnosis_figure(_diagnosis(ManualFailure("x"), np.zeros(()))),
-    "diagnosis-nan": lambda: plots.diagnosis_figure(_diagnosis(np.full((2, 2), np.nan), np.ones((2, 2)))),
+    "diagnosis-0d": lambda: plots.diagnosis_figure(diagnosis_of(np.float64(2.0), np.float64(1.0))),
+    "diagnosis-1d": lambda: plots.diagnosis_figure(diagnosis_of(np.arange(40.0), np.zeros(40))),
+    "diagnosis-long-column": lambda: plots.diagnosis_figure(diagnosis_of(np.ones((300, 1)), np.zeros((300, 1)))),
+    "diagnosis-empty": lambda: plots.diagnosis_figure(diagnosis_of(np.zeros((0, 3)), np.zeros((0, 3)))),
+    "diagnosis-failed": lambda: plots.diagnosis_figure(diagnosis_of(ManualFailure("x"), np.zeros(()))),
+    "diagnosis-nan": lambda: plots.diagnosis_figure(diagnosis_of(np.full((2, 2), np.nan), np.ones((2, 2)))),
     "nothing-wrong": lambda: plots.diagnosis_figure(Diagnosis("s", "float64", ("a",))),
 }
 

@@ -14,20 +14,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from matplotlib.image import imread
+from run_files import diagnosis_of
 
 from crosscheck import check_layer, plots
 from crosscheck.catalogue import find
 from crosscheck.check import entry_subject
 from crosscheck.compare import ManualFailure, compare
 from crosscheck.diagnose import Diagnosis, diagnose
-from crosscheck.subjects import Step
 
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
-
-
-def _diagnosis(manual, autograd, quantity="q", dtype="float64"):
-    step = Step("", quantity, manual, autograd)
-    return Diagnosis("a test subject", dtype, (step.name,), compare(step.name, manual, autograd, dtype), step=step)
 
 
 def _difference_title(figure):
@@ -44,7 +39,7 @@ def test_an_element_exactly_at_the_tolerance_is_in_and_one_past_it_is_out():
     a = np.zeros((2, 3))
     m = a.copy()
     m[0, 0], m[0, 1], m[0, 2] = 1.0, 1e-12, 1.5e-12
-    assert _difference_title(plots.diagnosis_figure(_diagnosis(m, a))) == "manual − autograd\n2 of 6 out of tolerance"
+    assert _difference_title(plots.diagnosis_figure(diagnosis_of(m, a))) == "manual − autograd\n2 of 6 out of tolerance"
 
 
 def test_a_nan_on_the_manual_side_counts_as_out_of_tolerance():
@@ -53,7 +48,7 @@ def test_a_nan_on_the_manual_side_counts_as_out_of_tolerance():
     m = a.copy()
     m[1, 0] = np.nan
     assert not compare("q", m, a).passed
-    assert _difference_title(plots.diagnosis_figure(_diagnosis(m, a))) == "manual − autograd\n1 of 4 out of tolerance"
+    assert _difference_title(plots.diagnosis_figure(diagnosis_of(m, a))) == "manual − autograd\n1 of 4 out of tolerance"
 
 
 def test_a_float32_quantity_is_counted_against_float32s_tolerance():
@@ -63,7 +58,7 @@ def test_a_float32_quantity_is_counted_against_float32s_tolerance():
     m = a.copy()
     m[0, 0], m[1, 1] = 2.0, np.float32(1 + 1e-5)
     assert compare("q", m[1:, 1:], a[1:, 1:], "float32").passed
-    figure = plots.diagnosis_figure(_diagnosis(m, a, dtype="float32"))
+    figure = plots.diagnosis_figure(diagnosis_of(m, a, dtype="float32"))
     assert _difference_title(figure) == "manual − autograd\n1 of 4 out of tolerance"
 
 
@@ -74,7 +69,7 @@ def test_the_worst_slice_is_found_with_errors_near_float64s_overflow():
     a = np.zeros((2, 2, 2), np.float32)
     m = np.zeros((2, 2, 2))
     m[0, 0, 0], m[1, 1, 1] = 1e300, 1.5e302
-    figure = plots.diagnosis_figure(_diagnosis(m, a, dtype="float32"))
+    figure = plots.diagnosis_figure(diagnosis_of(m, a, dtype="float32"))
     assert figure.get_suptitle().split("\n")[-1] == "showing [1, :, :]: the slice holding the element furthest out " \
                                                     "of tolerance"
     assert figure.axes[0].images[0].get_array().data.tolist() == [[0.0, 0.0], [0.0, 1.5e302]]
@@ -91,20 +86,20 @@ def test_a_full_element_index_picks_the_slice_holding_that_element():
 
 def test_a_row_has_no_y_ticks():
     """A 1-D quantity is one row: its three panels carry the index along x and nothing along y."""
-    figure = plots.diagnosis_figure(_diagnosis(np.array([1.0, 5.0, 2.0]), np.array([1.0, 2.0, 2.0])))
+    figure = plots.diagnosis_figure(diagnosis_of(np.array([1.0, 5.0, 2.0]), np.array([1.0, 2.0, 2.0])))
     panels = [ax for ax in figure.axes if ax.images]
     assert len(panels) == 3
     assert [(ax.get_xlabel(), list(ax.get_yticks())) for ax in panels] == [("index", [])] * 3
 
 
 def test_the_three_panels_colour_bars_are_labelled_with_the_quantity_and_the_difference():
-    figure = plots.diagnosis_figure(_diagnosis(np.array([[1.0, 2.0]]), np.array([[1.0, 3.0]]), "dE/dW"))
+    figure = plots.diagnosis_figure(diagnosis_of(np.array([[1.0, 2.0]]), np.array([[1.0, 3.0]]), "dE/dW"))
     labels = [ax.get_ylabel() for ax in figure.axes if ax.get_label() == "<colorbar>"]
     assert labels == ["dE/dW", "manual − autograd"]
 
 
 def test_without_an_injected_mistake_the_subject_line_is_the_subject_and_dtype():
-    figure = plots.diagnosis_figure(_diagnosis(np.array([[1.0, 2.0]]), np.array([[1.0, 3.0]])))
+    figure = plots.diagnosis_figure(diagnosis_of(np.array([[1.0, 2.0]]), np.array([[1.0, 3.0]])))
     assert figure.get_suptitle() == "first wrong quantity: q, shape (1, 2)\na test subject, float64"
 
 
@@ -123,7 +118,7 @@ def test_nothing_to_draw_is_centred_in_its_panel():
 def test_a_long_problem_is_wrapped_inside_the_figure():
     """A manual failure of 108 characters under autograd's panel alone: the title, drawn, stays inside the figure."""
     problem = " ".join(["abcdefghi"] * 12)[:-11] + " the end"
-    figure = plots.diagnosis_figure(_diagnosis(ManualFailure(problem), np.ones((2, 3))))
+    figure = plots.diagnosis_figure(diagnosis_of(ManualFailure(problem), np.ones((2, 3))))
     assert problem.split()[-1] in figure.get_suptitle()
     figure.canvas.draw()
     (title,) = figure.texts
@@ -144,8 +139,8 @@ def test_the_docs_stride_picture_has_the_size_diagnose_draws(tmp_path):
 
 @pytest.mark.parametrize("build", [
     lambda: plots.diagnosis_figure(Diagnosis("s", "float64", ("a",))),
-    lambda: plots.diagnosis_figure(_diagnosis(ManualFailure("x"), np.ones((2, 3)))),
-    lambda: plots.diagnosis_figure(_diagnosis(np.ones((2, 3)), np.zeros((2, 3)))),
+    lambda: plots.diagnosis_figure(diagnosis_of(ManualFailure("x"), np.ones((2, 3)))),
+    lambda: plots.diagnosis_figure(diagnosis_of(np.ones((2, 3)), np.zeros((2, 3)))),
 ], ids=["nothing-wrong", "failed", "three-panels"])
 def test_a_diagnosis_picture_keeps_its_size_whatever_the_callers_rcparams(build):
     """A program with its own figure.figsize still gets crosscheck's picture, at least 800 pixels wide."""
