@@ -24,6 +24,26 @@ they are forked from a process that imported the module before a mutant was chos
 to whichever test imported it first. `--fresh` tests each named mutant (wildcards as mutmut's) in a new pytest
 process started with the mutant chosen, over the group's test files or `--tests`; the verdicts go to fresh.json with
 the mutated function's hash, and count in the report instead of mutmut's while that function's text is unchanged.
+
+    python tests/mutation_groups.py GROUP [MUTANT ...] --fast [--workers W] [--max-tests N] [--max-duration S]
+
+mutmut's loop starts a pytest session per mutant and runs every test that reaches the function: a survivor of a
+helper that 500 tests call costs minutes. `--fast` (after mutmut's first pass has written its stats) collects the
+group's tests once and forks a child per mutant not decided, which runs the fastest tests that reach its function
+(at most N, each under S seconds by the stats) and stops at the first failure. A kill by some of the group's tests
+is a kill by the group: it goes to fresh.json once the failing test has passed in the same forked way without a
+mutant. fast.json keeps each outcome as it comes, so a run stopped halfway goes on where it stopped. A mutant that
+passes its tests stays undecided, for mutmut's loop or a review; one that takes longer than --timeout is no verdict.
+
+    python tests/mutation_groups.py GROUP MUTANT ... --review equivalent|killed WHY
+
+mutants/ lives in .mutation/, which no clone carries: tests/mutation_record/GROUP.json does. Each run ends by writing
+it (each function's hash and one letter per mutant: k killed, s survived, n no tests, . not checked, x anything else;
+the test files they were reached with; mutmut's version, whose numbering the letters follow), and a run on a new
+machine starts from it: a verdict is restored where the function's text and mutmut's version are unchanged, all of
+them if the test files are the same, the kills only if the files grew, none if a file is gone. A survivor read by a
+person is recorded with `--review`: "equivalent" and why no test can tell it from the original, or "killed" and the
+test that kills it; the review is kept while the function's text is unchanged, and the report counts it.
 """
 
 import argparse
@@ -41,6 +61,8 @@ from collections import Counter
 from mutation_sample import DETECTED, NAMES  # mutmut's exit codes, read the same way by both scripts
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+RECORD = ROOT / "tests" / "mutation_record"  # each group's verdicts, committed: mutants/ does not travel
+CODE = {"k": 1, "s": 0, "n": 33}  # a recorded letter -> the exit code restored; "." and "x" restore nothing
 CHECKS = "tests/test_judges.py", "tests/test_suite_can_fail.py"  # the judges' own tests: in every group
 GROUPS = {
     # the comparison rule, the tolerance table, finite differences, gradcheck and the diagnosis
@@ -124,20 +146,111 @@ def read_metas(where):
             for meta in sorted((where / "mutants").rglob("*.meta"))}
 
 
-def summary(where):
+def letter(code):
+    """The record's letter of a mutmut exit code."""
+    return "k" if code in DETECTED else {0: "s", 33: "n", 5: "n", None: "."}.get(code, "x")
+
+
+def reviews(record, metas):
+    """{mutant name: (verdict, why)} of the record's reviews whose function's text is still the one reviewed."""
+    return {name: (verdict, why) for name, (digest, verdict, why) in record.get("reviewed", {}).items()
+            if function_hash(metas, name) == digest}
+
+
+def summary(where, record=None):
     """{module path: Counter of verdicts}, [(verdict, mutant name)] not detected, over where/mutants/**.meta, with
-    where/fresh.json's verdicts in place of mutmut's."""
+    where/fresh.json's verdicts in place of mutmut's and a current review (record's) in place of a survivor's."""
     counts, missed = {}, []
     metas = read_metas(where)
     fresh = fresh_verdicts(where, metas)
+    reviewed = reviews(record or {}, metas)
     for module, data in metas.items():
         for name, code in data["exit_code_by_key"].items():
             code = fresh.get(name, code)
             verdict = "killed" if code in DETECTED else NAMES.get(code, f"exit {code}")
+            if verdict == "survived" and name in reviewed:
+                verdict = reviewed[name][0]
             counts.setdefault(module, Counter())[verdict] += 1
-            if verdict != "killed":
+            if verdict not in ("killed", "equivalent"):
                 missed.append((verdict, name))
     return counts, missed
+
+
+def mutmut_version():
+    """The installed mutmut's version: its mutants' numbers, which the record's letters follow, are its own."""
+    from importlib.metadata import version
+    return version("mutmut")
+
+
+def write_record(where, path, files, mutmut):
+    """where's verdicts into the record at path (see the module's text), with the version of mutmut that made the
+    mutants, keeping the record's reviews that are still current -> {letter: count}."""
+    metas = read_metas(where)
+    fresh = fresh_verdicts(where, metas)
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    modules, counts = {}, Counter()
+    for module, data in metas.items():
+        by_function = {}
+        for name, code in data["exit_code_by_key"].items():
+            function, _, number = name.rpartition("__mutmut_")
+            by_function.setdefault(function, {})[int(number)] = letter(fresh.get(name, code))
+        modules[module] = {}
+        for function, letters in sorted(by_function.items()):
+            text = "".join(letters.get(i, ".") for i in range(1, max(letters) + 1))
+            modules[module][function] = [function_hash(metas, f"{function}__mutmut_1"), text]
+            counts.update(letters.values())
+    reviewed = {name: [function_hash(metas, name), *verdict] for name, verdict in reviews(old, metas).items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"mutmut": mutmut, "tests": files, "modules": modules,
+                                "reviewed": dict(sorted(reviewed.items()))}, indent=1, ensure_ascii=False) + "\n")
+    return dict(counts)
+
+
+def restore_record(where, path, files, mutmut):
+    """Before a run: the record's verdicts into where/mutants/**.meta, for each mutant not decided there whose
+    function's text is the one recorded (a meta mutmut has not written yet takes the record's hashes, and mutmut keeps
+    its verdicts while the text is unchanged) -> a line to print, or None without a record."""
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record["mutmut"] != mutmut:
+        return f"{path.name}: mutants of mutmut {record['mutmut']}, this is {mutmut}: nothing restored"
+    if not set(record["tests"]) <= set(files):
+        return f"{path.name}: a test file it was reached with is not in the group now, nothing restored"
+    keep = "ksn" if record["tests"] == files else "k"
+    restored = 0
+    for module, functions in record["modules"].items():
+        meta = where / "mutants" / f"{module}.meta"
+        data = json.loads(meta.read_text()) if meta.is_file() else {
+            "exit_code_by_key": {}, "hash_by_function_name": {}, "durations_by_key": {},
+            "estimated_durations_by_key": {}}
+        codes, hashes = data["exit_code_by_key"], data["hash_by_function_name"]
+        for function, (digest, letters) in functions.items():
+            if hashes.setdefault(function.rpartition(".")[2], digest) != digest:
+                continue
+            for number, mark in enumerate(letters, 1):
+                name = f"{function}__mutmut_{number}"
+                if mark in keep and codes.get(name) is None:
+                    codes[name] = CODE[mark]
+                    restored += 1
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps(data, indent=4))
+    kind = "verdicts" if keep == "ksn" else "kills (the test files grew since)"
+    return f"{path.name}: {restored} {kind} restored"
+
+
+def review(where, path, patterns, verdict, why):
+    """Record a person's verdict on each survivor matching `patterns`, with the hash of its function's text -> the
+    names recorded."""
+    metas = read_metas(where)
+    record = json.loads(path.read_text())
+    names = [name for data in metas.values() for name, code in data["exit_code_by_key"].items()
+             if any(fnmatch.fnmatch(name, pattern) for pattern in patterns) and letter(code) == "s"]
+    for name in names:
+        record["reviewed"][name] = [function_hash(metas, name), verdict, why]
+    record["reviewed"] = dict(sorted(record["reviewed"].items()))
+    path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    return names
 
 
 def report(counts, missed):
@@ -148,6 +261,14 @@ def report(counts, missed):
         lines.append(f"{module}: {total} mutants, {c['killed']} killed ({c['killed'] / total:.1%}); "
                      + ", ".join(f"{k} {v}" for k, v in sorted(c.items()) if k != "killed"))
     return lines + [f"  {verdict}: {name}" for verdict, name in missed]
+
+
+def score(counts):
+    """The group's score line: killed over all mutants but the equivalent ones."""
+    total = sum(counts.values(), Counter())
+    decided = sum(total.values()) - total["equivalent"]
+    return (f"score: {total['killed']} killed of {decided} mutants not equivalent "
+            f"({total['killed'] / max(decided, 1):.1%}); {total['equivalent']} equivalent")
 
 
 def selection_hash(files):
@@ -220,6 +341,135 @@ def fresh(where, patterns, files, timeout, keyword=None):
     return len(names)
 
 
+def fast_plan(where, patterns, max_tests, max_duration):
+    """{mutant: [test ids]} for each mutant not decided (by mutmut or a current kill in fresh.json) that matches
+    `patterns` (all if none): the fastest tests mutmut's stats say reach its function, at most max_tests, each under
+    max_duration seconds; a mutant with no such test is left out."""
+    metas = read_metas(where)
+    stats = json.loads((where / "mutants" / "mutmut-stats.json").read_text())
+    reach, duration = stats["tests_by_mangled_function_name"], stats["duration_by_test"]
+    done = {name for name, code in fresh_verdicts(where, metas).items() if code in DETECTED}
+    plan = {}
+    for data in metas.values():
+        for name, code in data["exit_code_by_key"].items():
+            if code is not None or name in done or (patterns and not any(
+                    fnmatch.fnmatch(name, pattern) for pattern in patterns)):
+                continue
+            tests = sorted((t for t in reach.get(name.replace("__init__.", "").rpartition("__mutmut_")[0], ())
+                            if duration.get(t, max_duration + 1) <= max_duration), key=lambda t: (duration[t], t))
+            if tests[:max_tests]:
+                plan[name] = tests[:max_tests]
+    return plan
+
+
+class ForkedRuns:
+    """A pytest plugin that, once the tests are collected, runs each of `jobs` ((key, mutant, [test ids])) in a forked
+    child with the mutant chosen ("" none; at most `workers` children at once) and calls done(key, code, the failing
+    test's id or None): code 1 a test failed, 0 all passed, None the child ran past `timeout` seconds or died."""
+
+    def __init__(self, jobs, workers, timeout, done):
+        self.jobs, self.workers, self.timeout, self.done = jobs, workers, timeout, done
+
+    def pytest_runtestloop(self, session):
+        import time
+
+        from _pytest.runner import runtestprotocol
+        items = {item.nodeid: item for item in session.items}
+        running, jobs = {}, list(self.jobs)
+        while jobs or running:
+            while jobs and len(running) < self.workers:
+                key, mutant, tests = jobs.pop(0)
+                reader, writer = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # the child: run the tests, report the first that fails
+                    os.close(reader)
+                    os.environ["MUTANT_UNDER_TEST"] = mutant
+                    failed = next((t for t in tests if t in items and any(
+                        r.failed for r in runtestprotocol(items[t], nextitem=None, log=False))), "")
+                    os.write(writer, failed.encode())
+                    os._exit(1 if failed else 0)
+                os.close(writer)
+                running[pid] = (key, reader, time.monotonic())
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                for pid, (_, _, start) in list(running.items()):
+                    if time.monotonic() - start > self.timeout:
+                        os.kill(pid, 9)
+                time.sleep(0.02)
+                continue
+            key, reader, _ = running.pop(pid)
+            with os.fdopen(reader, "rb") as stream:
+                failed = stream.read().decode()
+            code = os.waitstatus_to_exitcode(status)
+            self.done(key, code if code in (0, 1) else None, failed or None)
+        return True
+
+
+def forked(where, files, jobs, workers, timeout, each=None):
+    """Run `jobs` ((key, mutant, [test ids])) as ForkedRuns in a child process in where/mutants (mutmut's mutated
+    tree), calling each(key, code, failing test) as each job ends -> {key: [code, failing test]}."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        import pytest
+        os.close(reader)
+        os.chdir(where / "mutants")
+        sys.path.insert(0, str(where / "mutants"))
+        os.environ["MUTANT_UNDER_TEST"] = ""
+        out = os.fdopen(writer, "w")
+
+        def done(key, code, failed):
+            out.write(json.dumps([key, code, failed]) + "\n")
+            out.flush()
+
+        code = pytest.main(["-q", "-p", "no:cacheprovider", *files], plugins=[ForkedRuns(jobs, workers, timeout, done)])
+        out.close()
+        os._exit(0 if code in (0, 5) else 3)
+    os.close(writer)
+    found = {}
+    with os.fdopen(reader) as stream:
+        for line in stream:
+            key, code, failed = json.loads(line)
+            found[key] = [code, failed]
+            if each:
+                each(key, code, failed)
+    os.waitpid(pid, 0)
+    return found
+
+
+def fast(where, patterns, files, workers=2, max_tests=150, max_duration=0.5, timeout=60, out=print):
+    """Test each undecided mutant matching `patterns` (all if none) with its fastest tests (fast_plan) in forked
+    children. Each outcome is saved as it comes to where/fast.json ({mutant: [code, failing test, function's hash]}),
+    and a mutant with a current outcome there is not tested again. Then each failing test is run without a mutant in
+    the same way, and a kill whose test passed there goes to where/fresh.json -> {"killed": n, "passed": n,
+    "no verdict": n} over fast.json's current outcomes (a kill whose test fails alone is no verdict)."""
+    metas = read_metas(where)
+    path = where / "fast.json"
+    outcomes = {name: entry for name, entry in (json.loads(path.read_text()) if path.is_file() else {}).items()
+                if entry[2] == function_hash(metas, name)}
+    plan = {name: tests for name, tests in fast_plan(where, patterns, max_tests, max_duration).items()
+            if outcomes.get(name, [None])[0] is None}
+
+    def each(mutant, code, failed):
+        outcomes[mutant] = [code, failed, function_hash(metas, mutant)]
+        path.write_text(json.dumps(outcomes, indent=1))
+        out(f"{len(outcomes)} {mutant}: " + {1: f"killed by {failed}", 0: "passed"}.get(code, "no verdict"))
+
+    forked(where, files, [(mutant, mutant, tests) for mutant, tests in plan.items()], workers, timeout, each)
+    culprits = sorted({failed for code, failed, _ in outcomes.values() if code == 1})
+    clean = forked(where, files, [(test, "", [test]) for test in culprits], workers, timeout) if culprits else {}
+    fresh_path = where / "fresh.json"
+    found = json.loads(fresh_path.read_text()) if fresh_path.is_file() else {}
+    counts = Counter()
+    for mutant, (code, failed, digest) in outcomes.items():
+        killed = code == 1 and clean.get(failed, [None])[0] == 0
+        if killed:
+            found[mutant] = [1, digest]
+        counts["killed" if killed else "passed" if code == 0 else "no verdict"] += 1
+    fresh_path.write_text(json.dumps(found, indent=1))
+    return dict(counts)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("group", choices=sorted(GROUPS))
@@ -229,18 +479,37 @@ def main(argv=None):
                         help="test the named mutants each in a new pytest process (code that runs at import)")
     parser.add_argument("--tests", nargs="+", metavar="NAME", help="with --fresh: these tests/test_NAME.py files")
     parser.add_argument("--keyword", "-k", help="with --fresh: only the tests pytest's -k selects")
-    parser.add_argument("--timeout", type=float, default=600, help="with --fresh: seconds a mutant may take")
+    parser.add_argument("--timeout", type=float,
+                        help="with --fresh or --fast: seconds a mutant may take (default 600, with --fast 60)")
+    parser.add_argument("--fast", action="store_true",
+                        help="after mutmut's first pass: each undecided mutant against its fastest tests, forked")
+    parser.add_argument("--workers", type=int, default=2, help="with --fast: children at once")
+    parser.add_argument("--max-tests", type=int, default=150, help="with --fast: tests per mutant")
+    parser.add_argument("--max-duration", type=float, default=0.5, help="with --fast: seconds a chosen test took")
+    parser.add_argument("--review", nargs=2, metavar=("VERDICT", "WHY"),
+                        help="record the named survivors as 'equivalent' (WHY: the reason) or 'killed' (WHY: the test)")
     args = parser.parse_args(argv)
-    if args.fresh and not args.mutants:
-        parser.error("--fresh needs the names of the mutants to test")
-    where = ROOT / ".mutation" / args.group
+    if (args.fresh or args.review) and not args.mutants:
+        parser.error("--fresh and --review need the names of the mutants")
+    if args.review and args.review[0] not in ("equivalent", "killed"):
+        parser.error(f"--review: got {args.review[0]!r}, needs 'equivalent' or 'killed'")
+    where, record = ROOT / ".mutation" / args.group, RECORD / f"{args.group}.json"
+    if args.review:
+        for name in review(where, record, args.mutants, *args.review):
+            print(f"{args.review[0]}: {name}")
+        return 0
     copy_checkout(where)
     (where / "pyproject.toml").write_text(configured((ROOT / "pyproject.toml").read_text(), args.group))
     files = tomllib.loads((where / "pyproject.toml").read_text())["tool"]["mutmut"][
         "pytest_add_cli_args_test_selection"]
-    if args.fresh:
+    restored = restore_record(where, record, files, mutmut_version())
+    if restored:
+        print(restored)
+    if args.fast:
+        print(fast(where, args.mutants, files, args.workers, args.max_tests, args.max_duration, args.timeout or 60))
+    elif args.fresh:
         fresh(where, args.mutants, [f"tests/test_{name}.py" for name in args.tests] if args.tests else files,
-              args.timeout, args.keyword)
+              args.timeout or 600, args.keyword)
     else:
         kept = keep_killed(where, files)
         if kept:
@@ -250,7 +519,9 @@ def main(argv=None):
         (where / "selection.json").write_text(json.dumps(files))
         subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children),
                         *args.mutants], cwd=where)
-    print("\n".join(report(*summary(where))))
+    write_record(where, record, files, mutmut_version())
+    counts, missed = summary(where, json.loads(record.read_text()))
+    print("\n".join([*report(counts, missed), score(counts)]))
     return 0
 
 

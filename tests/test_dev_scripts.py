@@ -229,3 +229,134 @@ def test_fresh_refuses_tests_that_fail_without_a_mutant_and_counts_a_timeout(tmp
     monkeypatch.setattr(subprocess, "run", slow)
     assert fresh(tmp_path, ["demo.*"], ["tests/t.py"], timeout=1) == 1
     assert json.loads((tmp_path / "fresh.json").read_text()) == {"demo.x_f__mutmut_1": [36, "fff"]}
+
+
+def _recorded(where):
+    """Metas of two functions and a method, with a fresh verdict: what the record is written from."""
+    _metas(where, {"crosscheck/b.py": {"crosscheck.b.x_f__mutmut_1": 1, "crosscheck.b.x_f__mutmut_2": 0,
+                                       "crosscheck.b.x_f__mutmut_3": 33, "crosscheck.b.x_f__mutmut_4": None,
+                                       "crosscheck.b.x_f__mutmut_5": 37, "crosscheck.b.x_g__mutmut_1": -24,
+                                       "crosscheck.b.x_g__mutmut_2": 0, "crosscheck.b.xǁCǁm__mutmut_1": 36}},
+           {"crosscheck/b.py": {"x_f": "aaa", "x_g": "bbb", "xǁCǁm": "ccc"}})
+    (where / "fresh.json").write_text(json.dumps({"crosscheck.b.x_g__mutmut_2": [1, "bbb"]}))
+
+
+def test_a_record_keeps_each_function_hash_and_a_letter_per_mutant(tmp_path):
+    from mutation_groups import write_record
+    _recorded(tmp_path)
+    path = tmp_path / "record" / "harness.json"
+    assert write_record(tmp_path, path, ["tests/a.py"], "3.8.1") == {"k": 4, "s": 1, "n": 1, ".": 1, "x": 1}
+    assert json.loads(path.read_text()) == {
+        "mutmut": "3.8.1", "tests": ["tests/a.py"],
+        "modules": {"crosscheck/b.py": {"crosscheck.b.x_f": ["aaa", "ksn.x"], "crosscheck.b.x_g": ["bbb", "kk"],
+                                        "crosscheck.b.xǁCǁm": ["ccc", "k"]}},
+        "reviewed": {}}
+
+
+@pytest.mark.parametrize(("files", "line", "restored"), [
+    (["tests/a.py"], "harness.json: 3 verdicts restored",
+     {"crosscheck.b.x_f__mutmut_1": 1, "crosscheck.b.x_f__mutmut_2": 0, "crosscheck.b.x_f__mutmut_3": 33}),
+    (["tests/a.py", "tests/b.py"], "harness.json: 1 kills (the test files grew since) restored",
+     {"crosscheck.b.x_f__mutmut_1": 1}),
+    (["tests/b.py"], "harness.json: a test file it was reached with is not in the group now, nothing restored",
+     None),
+])
+def test_a_new_machine_starts_from_the_record_where_the_text_and_the_tests_allow(tmp_path, files, line, restored):
+    """crosscheck/b.py has no meta yet (mutmut has not run here): it gets the record's hashes and verdicts, not those
+    of its fourth and fifth mutants ('.' not checked, 'x' another code). c.py's meta is mutmut's: x_h's text changed
+    since the record, and x_k's mutant is decided here already."""
+    from mutation_groups import restore_record
+    c_codes = {"crosscheck.c.x_h__mutmut_1": None, "crosscheck.c.x_k__mutmut_1": 0}
+    _metas(tmp_path, {"crosscheck/c.py": c_codes}, {"crosscheck/c.py": {"x_h": "new", "x_k": "kkk"}})
+    path = tmp_path / "harness.json"
+    path.write_text(json.dumps({"mutmut": "3.8.1", "tests": ["tests/a.py"], "modules": {
+        "crosscheck/b.py": {"crosscheck.b.x_f": ["aaa", "ksn.x"]},
+        "crosscheck/c.py": {"crosscheck.c.x_h": ["old", "k"], "crosscheck.c.x_k": ["kkk", "k"]}}, "reviewed": {}}))
+    assert restore_record(tmp_path, path, files, "3.8.1") == line
+    b = tmp_path / "mutants/crosscheck/b.py.meta"
+    c = json.loads((tmp_path / "mutants/crosscheck/c.py.meta").read_text())
+    assert c["exit_code_by_key"] == c_codes and c["hash_by_function_name"] == {"x_h": "new", "x_k": "kkk"}
+    if restored is None:
+        assert not b.exists()
+    else:
+        # the keys mutmut's SourceFileMutationData.load() reads, and the hash it compares its own with
+        assert json.loads(b.read_text()) == {"exit_code_by_key": restored, "hash_by_function_name": {"x_f": "aaa"},
+                                             "durations_by_key": {}, "estimated_durations_by_key": {}}
+    assert restore_record(tmp_path, tmp_path / "none.json", files, "3.8.1") is None
+    # another mutmut numbers its mutants its own way
+    assert restore_record(tmp_path / "other", path, files, "3.9.0") == (
+        "harness.json: mutants of mutmut 3.8.1, this is 3.9.0: nothing restored")
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_review_counts_while_its_function_is_unchanged_and_the_score_leaves_equivalents_out(tmp_path):
+    from mutation_groups import report, review, score, summary, write_record
+    _recorded(tmp_path)
+    path = tmp_path / "harness.json"
+    write_record(tmp_path, path, ["tests/a.py"], "3.8.1")
+    # only survivors are reviewed: x_f's first mutant was killed, its third had no tests
+    assert review(tmp_path, path, ["crosscheck.b.x_f__mutmut_*"], "equivalent", "same values") == [
+        "crosscheck.b.x_f__mutmut_2"]
+    record = json.loads(path.read_text())
+    assert record["reviewed"] == {"crosscheck.b.x_f__mutmut_2": ["aaa", "equivalent", "same values"]}
+    counts, missed = summary(tmp_path, record)
+    assert report(counts, missed) == [
+        "crosscheck/b.py: 8 mutants, 4 killed (50.0%); equivalent 1, exit 37 1, no tests 1, not checked 1",
+        "  no tests: crosscheck.b.x_f__mutmut_3", "  not checked: crosscheck.b.x_f__mutmut_4",
+        "  exit 37: crosscheck.b.x_f__mutmut_5"]
+    assert score(counts) == "score: 4 killed of 7 mutants not equivalent (57.1%); 1 equivalent"
+    # x_f's text changes: the review no longer counts, and the next record drops it
+    meta = tmp_path / "mutants/crosscheck/b.py.meta"
+    data = json.loads(meta.read_text())
+    data["hash_by_function_name"]["x_f"] = "changed"
+    meta.write_text(json.dumps(data))
+    assert summary(tmp_path, record)[0]["crosscheck/b.py"]["survived"] == 1
+    write_record(tmp_path, path, ["tests/a.py"], "3.8.1")
+    assert json.loads(path.read_text())["reviewed"] == {}
+
+
+def test_fast_forks_a_child_per_mutant_with_its_fastest_tests_and_keeps_only_clean_kills(tmp_path):
+    """demo.f reads the mutant at each call, as mutmut's trampolines do. Mutant 1 is killed by the fast test, 2
+    passes it, 3 runs forever, 4 is seen only by a test slower than --max-duration, 5 is decided already; g's mutant
+    fails a test that also fails without a mutant, which is no kill."""
+    from mutation_groups import fast, fast_plan
+    mutants = tmp_path / "mutants"
+    (mutants / "tests").mkdir(parents=True)
+    (mutants / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
+    (mutants / "demo.py").write_text(
+        "import os\n\n\ndef f():\n    mutant = os.environ['MUTANT_UNDER_TEST']\n"
+        "    while mutant == 'demo.x_f__mutmut_3':\n        pass\n"
+        "    return {'demo.x_f__mutmut_1': 2, 'demo.x_f__mutmut_4': 3}.get(mutant, 1)\n")
+    (mutants / "tests" / "test_demo.py").write_text(
+        "import demo\n\n\ndef test_fast():\n    assert demo.f() in (1, 3)\n\n\n"
+        "def test_slow():\n    assert demo.f() == 1\n\n\ndef test_broken():\n    assert False\n")
+    codes = {f"demo.x_f__mutmut_{i}": None for i in (1, 2, 3, 4)} | {"demo.x_f__mutmut_5": 0,
+                                                                     "demo.x_g__mutmut_1": None}
+    _metas(tmp_path, {"demo.py": codes}, {"demo.py": {"x_f": "fff", "x_g": "ggg"}})
+    fast_test, slow_test, broken = (f"tests/test_demo.py::test_{n}" for n in ("fast", "slow", "broken"))
+    (mutants / "mutmut-stats.json").write_text(json.dumps({
+        "tests_by_mangled_function_name": {"demo.x_f": [slow_test, fast_test], "demo.x_g": [broken]},
+        "duration_by_test": {fast_test: 0.01, slow_test: 2.0, broken: 0.01}}))
+    assert fast_plan(tmp_path, [], max_tests=5, max_duration=0.5) == {
+        f"demo.x_f__mutmut_{i}": [fast_test] for i in (1, 2, 3, 4)} | {"demo.x_g__mutmut_1": [broken]}
+    assert fast_plan(tmp_path, ["demo.x_f__mutmut_2"], max_tests=5, max_duration=3)["demo.x_f__mutmut_2"] == [
+        fast_test, slow_test]
+    assert fast_plan(tmp_path, [], max_tests=0, max_duration=3) == {}
+    lines = []
+    counts = fast(tmp_path, [], ["tests/test_demo.py"], workers=2, max_tests=5, max_duration=0.5, timeout=3,
+                  out=lines.append)
+    assert counts == {"killed": 1, "passed": 2, "no verdict": 2}
+    assert sorted(line.partition(" ")[2] for line in lines) == [
+        f"demo.x_f__mutmut_1: killed by {fast_test}", "demo.x_f__mutmut_2: passed", "demo.x_f__mutmut_3: no verdict",
+        "demo.x_f__mutmut_4: passed", f"demo.x_g__mutmut_1: killed by {broken}"]
+    assert json.loads((tmp_path / "fresh.json").read_text()) == {"demo.x_f__mutmut_1": [1, "fff"]}
+    assert json.loads((tmp_path / "fast.json").read_text()) == {
+        "demo.x_f__mutmut_1": [1, fast_test, "fff"], "demo.x_f__mutmut_2": [0, None, "fff"],
+        "demo.x_f__mutmut_3": [None, None, "fff"], "demo.x_f__mutmut_4": [0, None, "fff"],
+        "demo.x_g__mutmut_1": [1, broken, "ggg"]}
+    # a current kill is not planned again, and a current outcome is not tested again: only the one with no verdict
+    assert "demo.x_f__mutmut_1" not in fast_plan(tmp_path, [], max_tests=5, max_duration=0.5)
+    lines.clear()
+    assert fast(tmp_path, [], ["tests/test_demo.py"], max_tests=5, max_duration=0.5, timeout=1,
+                out=lines.append) == {"killed": 1, "passed": 2, "no verdict": 2}
+    assert lines == ["5 demo.x_f__mutmut_3: no verdict"]
