@@ -439,29 +439,30 @@ def forked(where, files, jobs, workers, timeout, each=None):
 
 def fast(where, patterns, files, workers=2, max_tests=150, max_duration=0.5, timeout=60, out=print):
     """Test each undecided mutant matching `patterns` (all if none) with its fastest tests (fast_plan) in forked
-    children. Each outcome is saved as it comes to where/fast.json ({mutant: [code, failing test, function's hash]}),
-    and a mutant with a current outcome there is not tested again. Then each failing test is run without a mutant in
-    the same way, and a kill whose test passed there goes to where/fresh.json -> {"killed": n, "passed": n,
-    "no verdict": n} over fast.json's current outcomes (a kill whose test fails alone is no verdict)."""
+    children. Each outcome is saved as it comes to where/fast.json ({mutant: [code, failing test, function's hash,
+    tests planned]}); a mutant with a current outcome there is not tested again, unless it passed fewer tests than it
+    has now (a larger max_tests or max_duration: the plan's fastest tests come first). Then each failing test is run
+    without a mutant in the same way, and a kill whose test passed there goes to where/fresh.json -> {"killed": n,
+    "passed": n, "no verdict": n} over fast.json's current outcomes (a kill whose test fails alone is no verdict)."""
     metas = read_metas(where)
     path = where / "fast.json"
     outcomes = {name: entry for name, entry in (json.loads(path.read_text()) if path.is_file() else {}).items()
                 if entry[2] == function_hash(metas, name)}
     plan = {name: tests for name, tests in fast_plan(where, patterns, max_tests, max_duration).items()
-            if outcomes.get(name, [None])[0] is None}
+            if outcomes.get(name, [None])[0] is None or outcomes[name][0] == 0 and outcomes[name][3] < len(tests)}
 
     def each(mutant, code, failed):
-        outcomes[mutant] = [code, failed, function_hash(metas, mutant)]
+        outcomes[mutant] = [code, failed, function_hash(metas, mutant), len(plan[mutant])]
         path.write_text(json.dumps(outcomes, indent=1))
         out(f"{len(outcomes)} {mutant}: " + {1: f"killed by {failed}", 0: "passed"}.get(code, "no verdict"))
 
     forked(where, files, [(mutant, mutant, tests) for mutant, tests in plan.items()], workers, timeout, each)
-    culprits = sorted({failed for code, failed, _ in outcomes.values() if code == 1})
+    culprits = sorted({failed for code, failed, *_ in outcomes.values() if code == 1})
     clean = forked(where, files, [(test, "", [test]) for test in culprits], workers, timeout) if culprits else {}
     fresh_path = where / "fresh.json"
     found = json.loads(fresh_path.read_text()) if fresh_path.is_file() else {}
     counts = Counter()
-    for mutant, (code, failed, digest) in outcomes.items():
+    for mutant, (code, failed, digest, _) in outcomes.items():
         killed = code == 1 and clean.get(failed, [None])[0] == 0
         if killed:
             found[mutant] = [1, digest]

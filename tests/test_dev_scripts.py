@@ -351,12 +351,19 @@ def test_fast_forks_a_child_per_mutant_with_its_fastest_tests_and_keeps_only_cle
         "demo.x_f__mutmut_4: passed", f"demo.x_g__mutmut_1: killed by {broken}"]
     assert json.loads((tmp_path / "fresh.json").read_text()) == {"demo.x_f__mutmut_1": [1, "fff"]}
     assert json.loads((tmp_path / "fast.json").read_text()) == {
-        "demo.x_f__mutmut_1": [1, fast_test, "fff"], "demo.x_f__mutmut_2": [0, None, "fff"],
-        "demo.x_f__mutmut_3": [None, None, "fff"], "demo.x_f__mutmut_4": [0, None, "fff"],
-        "demo.x_g__mutmut_1": [1, broken, "ggg"]}
+        "demo.x_f__mutmut_1": [1, fast_test, "fff", 1], "demo.x_f__mutmut_2": [0, None, "fff", 1],
+        "demo.x_f__mutmut_3": [None, None, "fff", 1], "demo.x_f__mutmut_4": [0, None, "fff", 1],
+        "demo.x_g__mutmut_1": [1, broken, "ggg", 1]}
     # a current kill is not planned again, and a current outcome is not tested again: only the one with no verdict
     assert "demo.x_f__mutmut_1" not in fast_plan(tmp_path, [], max_tests=5, max_duration=0.5)
     lines.clear()
     assert fast(tmp_path, [], ["tests/test_demo.py"], max_tests=5, max_duration=0.5, timeout=1,
                 out=lines.append) == {"killed": 1, "passed": 2, "no verdict": 2}
     assert lines == ["5 demo.x_f__mutmut_3: no verdict"]
+    # with the slow test allowed, those that passed one test are tested again with two: mutant 4 is killed
+    lines.clear()
+    assert fast(tmp_path, ["demo.x_f__mutmut_[24]"], ["tests/test_demo.py"], max_tests=5, max_duration=3,
+                timeout=10, out=lines.append) == {"killed": 2, "passed": 1, "no verdict": 2}
+    assert sorted(lines) == ["5 demo.x_f__mutmut_2: passed", f"5 demo.x_f__mutmut_4: killed by {slow_test}"]
+    assert json.loads((tmp_path / "fresh.json").read_text()) == {"demo.x_f__mutmut_1": [1, "fff"],
+                                                                 "demo.x_f__mutmut_4": [1, "fff"]}
