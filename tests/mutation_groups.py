@@ -365,10 +365,23 @@ def fast_plan(where, patterns, max_tests, max_duration):
 class ForkedRuns:
     """A pytest plugin that, once the tests are collected, runs each of `jobs` ((key, mutant, [test ids])) in a forked
     child with the mutant chosen ("" none; at most `workers` children at once) and calls done(key, code, the failing
-    test's id or None): code 1 a test failed, 0 all passed, None the child ran past `timeout` seconds or died."""
+    test's id or None): code 1 a test failed, 0 all passed, None the child ran past `timeout` seconds or died. A test
+    that killed a mutant of a function runs first for the function's next mutants (the latest killer first): the
+    mutants of one line or one string are mostly killed by the same test."""
 
     def __init__(self, jobs, workers, timeout, done):
         self.jobs, self.workers, self.timeout, self.done = jobs, workers, timeout, done
+        self.killers = {}  # {function: [test ids that killed one of its mutants, the latest first]}
+
+    def order(self, mutant, tests):
+        """`tests` with the function's killers first."""
+        killers = [t for t in self.killers.get(mutant.rpartition("__mutmut_")[0], []) if t in tests]
+        return killers + [t for t in tests if t not in killers]
+
+    def killed(self, mutant, test):
+        """`test` killed `mutant`: first among its function's killers."""
+        killers = self.killers.setdefault(mutant.rpartition("__mutmut_")[0], [])
+        killers[:] = [test, *(t for t in killers if t != test)]
 
     def pytest_runtestloop(self, session):
         import time
@@ -379,6 +392,7 @@ class ForkedRuns:
         while jobs or running:
             while jobs and len(running) < self.workers:
                 key, mutant, tests = jobs.pop(0)
+                tests = self.order(mutant, tests)
                 reader, writer = os.pipe()
                 pid = os.fork()
                 if pid == 0:  # the child: run the tests, report the first that fails
@@ -389,18 +403,20 @@ class ForkedRuns:
                     os.write(writer, failed.encode())
                     os._exit(1 if failed else 0)
                 os.close(writer)
-                running[pid] = (key, reader, time.monotonic())
+                running[pid] = (key, mutant, reader, time.monotonic())
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
-                for pid, (_, _, start) in list(running.items()):
+                for pid, (*_, start) in list(running.items()):
                     if time.monotonic() - start > self.timeout:
                         os.kill(pid, 9)
                 time.sleep(0.02)
                 continue
-            key, reader, _ = running.pop(pid)
+            key, mutant, reader, _ = running.pop(pid)
             with os.fdopen(reader, "rb") as stream:
                 failed = stream.read().decode()
             code = os.waitstatus_to_exitcode(status)
+            if failed:
+                self.killed(mutant, failed)
             self.done(key, code if code in (0, 1) else None, failed or None)
         return True
 

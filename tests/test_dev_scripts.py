@@ -367,3 +367,18 @@ def test_fast_forks_a_child_per_mutant_with_its_fastest_tests_and_keeps_only_cle
     assert sorted(lines) == ["5 demo.x_f__mutmut_2: passed", f"5 demo.x_f__mutmut_4: killed by {slow_test}"]
     assert json.loads((tmp_path / "fresh.json").read_text()) == {"demo.x_f__mutmut_1": [1, "fff"],
                                                                  "demo.x_f__mutmut_4": [1, "fff"]}
+
+
+def test_forked_runs_try_the_latest_killer_of_a_function_first():
+    from mutation_groups import ForkedRuns
+    runs = ForkedRuns([], workers=1, timeout=1, done=None)
+    assert runs.order("m.x_f__mutmut_1", ["t1", "t2", "t3"]) == ["t1", "t2", "t3"]
+    runs.killed("m.x_f__mutmut_1", "t3")
+    runs.killed("m.x_f__mutmut_2", "t9")
+    runs.killed("m.xǁCǁm__mutmut_1", "t2")
+    assert runs.killers == {"m.x_f": ["t9", "t3"], "m.xǁCǁm": ["t2"]}
+    # t9 is not among mutant 3's tests; another function's killer changes nothing
+    assert runs.order("m.x_f__mutmut_3", ["t1", "t2", "t3"]) == ["t3", "t1", "t2"]
+    assert runs.order("m.x_g__mutmut_1", ["t1", "t2", "t3"]) == ["t1", "t2", "t3"]
+    runs.killed("m.x_f__mutmut_4", "t3")
+    assert runs.killers["m.x_f"] == ["t3", "t9"]
