@@ -369,9 +369,9 @@ class ForkedRuns:
     that killed a mutant of a function runs first for the function's next mutants (the latest killer first): the
     mutants of one line or one string are mostly killed by the same test."""
 
-    def __init__(self, jobs, workers, timeout, done):
+    def __init__(self, jobs, workers, timeout, done, killers=None):
         self.jobs, self.workers, self.timeout, self.done = jobs, workers, timeout, done
-        self.killers = {}  # {function: [test ids that killed one of its mutants, the latest first]}
+        self.killers = killers or {}  # {function: [test ids that killed one of its mutants, the latest first]}
 
     def order(self, mutant, tests):
         """`tests` with the function's killers first."""
@@ -421,9 +421,9 @@ class ForkedRuns:
         return True
 
 
-def forked(where, files, jobs, workers, timeout, each=None):
-    """Run `jobs` ((key, mutant, [test ids])) as ForkedRuns in a child process in where/mutants (mutmut's mutated
-    tree), calling each(key, code, failing test) as each job ends -> {key: [code, failing test]}."""
+def forked(where, files, jobs, workers, timeout, each=None, killers=None):
+    """Run `jobs` ((key, mutant, [test ids])) as ForkedRuns (with `killers`) in a child process in where/mutants
+    (mutmut's mutated tree), calling each(key, code, failing test) as each job ends -> {key: [code, failing test]}."""
     reader, writer = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -438,7 +438,8 @@ def forked(where, files, jobs, workers, timeout, each=None):
             out.write(json.dumps([key, code, failed]) + "\n")
             out.flush()
 
-        code = pytest.main(["-q", "-p", "no:cacheprovider", *files], plugins=[ForkedRuns(jobs, workers, timeout, done)])
+        code = pytest.main(["-q", "-p", "no:cacheprovider", *files],
+                           plugins=[ForkedRuns(jobs, workers, timeout, done, killers)])
         out.close()
         os._exit(0 if code in (0, 5) else 3)
     os.close(writer)
@@ -457,9 +458,10 @@ def fast(where, patterns, files, workers=2, max_tests=150, max_duration=0.5, tim
     """Test each undecided mutant matching `patterns` (all if none) with its fastest tests (fast_plan) in forked
     children. Each outcome is saved as it comes to where/fast.json ({mutant: [code, failing test, function's hash,
     tests planned]}); a mutant with a current outcome there is not tested again, unless it passed fewer tests than it
-    has now (a larger max_tests or max_duration: the plan's fastest tests come first). Then each failing test is run
-    without a mutant in the same way, and a kill whose test passed there goes to where/fresh.json -> {"killed": n,
-    "passed": n, "no verdict": n} over fast.json's current outcomes (a kill whose test fails alone is no verdict)."""
+    has now (a larger max_tests or max_duration: the plan's fastest tests come first). The tests that killed a
+    function's mutants in fast.json run first for its others. Then each failing test is run without a mutant in the
+    same way, and a kill whose test passed there goes to where/fresh.json -> {"killed": n, "passed": n, "no verdict":
+    n} over fast.json's current outcomes (a kill whose test fails alone is no verdict)."""
     metas = read_metas(where)
     path = where / "fast.json"
     outcomes = {name: entry for name, entry in (json.loads(path.read_text()) if path.is_file() else {}).items()
@@ -472,7 +474,12 @@ def fast(where, patterns, files, workers=2, max_tests=150, max_duration=0.5, tim
         path.write_text(json.dumps(outcomes, indent=1))
         out(f"{len(outcomes)} {mutant}: " + {1: f"killed by {failed}", 0: "passed"}.get(code, "no verdict"))
 
-    forked(where, files, [(mutant, mutant, tests) for mutant, tests in plan.items()], workers, timeout, each)
+    killers = {}  # the kills fast.json holds already, as ForkedRuns keeps them
+    for mutant, (code, failed, *_) in outcomes.items():
+        if code == 1:
+            killers.setdefault(mutant.rpartition("__mutmut_")[0], []).append(failed)
+    forked(where, files, [(mutant, mutant, tests) for mutant, tests in plan.items()], workers, timeout, each,
+           {function: list(dict.fromkeys(tests)) for function, tests in killers.items()})
     culprits = sorted({failed for code, failed, *_ in outcomes.values() if code == 1})
     clean = forked(where, files, [(test, "", [test]) for test in culprits], workers, timeout) if culprits else {}
     fresh_path = where / "fresh.json"

@@ -315,7 +315,7 @@ def test_a_review_counts_while_its_function_is_unchanged_and_the_score_leaves_eq
     assert json.loads(path.read_text())["reviewed"] == {}
 
 
-def test_fast_forks_a_child_per_mutant_with_its_fastest_tests_and_keeps_only_clean_kills(tmp_path):
+def test_fast_forks_a_child_per_mutant_with_its_fastest_tests_and_keeps_only_clean_kills(tmp_path, monkeypatch):
     """demo.f reads the mutant at each call, as mutmut's trampolines do. Mutant 1 is killed by the fast test, 2
     passes it, 3 runs forever, 4 is seen only by a test slower than --max-duration, 5 is decided already; g's mutant
     fails a test that also fails without a mutant, which is no kill."""
@@ -360,13 +360,21 @@ def test_fast_forks_a_child_per_mutant_with_its_fastest_tests_and_keeps_only_cle
     assert fast(tmp_path, [], ["tests/test_demo.py"], max_tests=5, max_duration=0.5, timeout=1,
                 out=lines.append) == {"killed": 1, "passed": 2, "no verdict": 2}
     assert lines == ["5 demo.x_f__mutmut_3: no verdict"]
-    # with the slow test allowed, those that passed one test are tested again with two: mutant 4 is killed
+    # with the slow test allowed, those that passed one test are tested again with two: mutant 4 is killed; the
+    # fast test, which killed mutant 1, runs first
     lines.clear()
     assert fast(tmp_path, ["demo.x_f__mutmut_[24]"], ["tests/test_demo.py"], max_tests=5, max_duration=3,
                 timeout=10, out=lines.append) == {"killed": 2, "passed": 1, "no verdict": 2}
     assert sorted(lines) == ["5 demo.x_f__mutmut_2: passed", f"5 demo.x_f__mutmut_4: killed by {slow_test}"]
     assert json.loads((tmp_path / "fresh.json").read_text()) == {"demo.x_f__mutmut_1": [1, "fff"],
                                                                  "demo.x_f__mutmut_4": [1, "fff"]}
+    # a later run starts with the kills fast.json holds: each function's killing tests, to run first
+    import mutation_groups
+    calls = []
+    monkeypatch.setattr(mutation_groups, "forked", lambda *args: calls.append(args) or {})
+    fast(tmp_path, ["demo.x_f__mutmut_3"], ["tests/test_demo.py"], max_tests=5, max_duration=3, out=lines.append)
+    assert calls[0][2] == [("demo.x_f__mutmut_3", "demo.x_f__mutmut_3", [fast_test, slow_test])]
+    assert calls[0][6] == {"demo.x_f": [fast_test, slow_test], "demo.x_g": [broken]}
 
 
 def test_forked_runs_try_the_latest_killer_of_a_function_first():
