@@ -159,7 +159,8 @@ def reviews(record, metas):
 
 def summary(where, record=None):
     """{module path: Counter of verdicts}, [(verdict, mutant name)] not detected, over where/mutants/**.meta, with
-    where/fresh.json's verdicts in place of mutmut's and a current review (record's) in place of a survivor's."""
+    where/fresh.json's verdicts in place of mutmut's and a current review (record's) in place of any other than a
+    kill."""
     counts, missed = {}, []
     metas = read_metas(where)
     fresh = fresh_verdicts(where, metas)
@@ -168,7 +169,7 @@ def summary(where, record=None):
         for name, code in data["exit_code_by_key"].items():
             code = fresh.get(name, code)
             verdict = "killed" if code in DETECTED else NAMES.get(code, f"exit {code}")
-            if verdict == "survived" and name in reviewed:
+            if verdict != "killed" and name in reviewed:
                 verdict = reviewed[name][0]
             counts.setdefault(module, Counter())[verdict] += 1
             if verdict not in ("killed", "equivalent"):
@@ -240,12 +241,14 @@ def restore_record(where, path, files, mutmut):
 
 
 def review(where, path, patterns, verdict, why):
-    """Record a person's verdict on each survivor matching `patterns`, with the hash of its function's text -> the
-    names recorded."""
+    """Record a person's verdict on each mutant matching `patterns` that is not killed (survived, not checked: passed
+    its tests in --fast, or no tests), with the hash of its function's text -> the names recorded."""
     metas = read_metas(where)
+    fresh = fresh_verdicts(where, metas)
     record = json.loads(path.read_text())
     names = [name for data in metas.values() for name, code in data["exit_code_by_key"].items()
-             if any(fnmatch.fnmatch(name, pattern) for pattern in patterns) and letter(code) == "s"]
+             if any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+             and letter(fresh.get(name, code)) != "k"]
     for name in names:
         record["reviewed"][name] = [function_hash(metas, name), verdict, why]
     record["reviewed"] = dict(sorted(record["reviewed"].items()))

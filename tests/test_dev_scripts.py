@@ -294,23 +294,27 @@ def test_a_review_counts_while_its_function_is_unchanged_and_the_score_leaves_eq
     _recorded(tmp_path)
     path = tmp_path / "harness.json"
     write_record(tmp_path, path, ["tests/a.py"], "3.8.1")
-    # only survivors are reviewed: x_f's first mutant was killed, its third had no tests
-    assert review(tmp_path, path, ["crosscheck.b.x_f__mutmut_*"], "equivalent", "same values") == [
-        "crosscheck.b.x_f__mutmut_2"]
+    # a kill is not reviewed (x_f's first mutant by mutmut, x_g's second in a fresh process); the others are
+    assert review(tmp_path, path, ["crosscheck.b.x_f__mutmut_[1-4]", "crosscheck.b.x_g*"], "equivalent",
+                  "same values") == [f"crosscheck.b.x_f__mutmut_{i}" for i in (2, 3, 4)]
+    assert review(tmp_path, path, ["crosscheck.b.x_f__mutmut_4"], "killed", "tests/test_x.py::test_y") == [
+        "crosscheck.b.x_f__mutmut_4"]
     record = json.loads(path.read_text())
-    assert record["reviewed"] == {"crosscheck.b.x_f__mutmut_2": ["aaa", "equivalent", "same values"]}
+    assert record["reviewed"] == {"crosscheck.b.x_f__mutmut_2": ["aaa", "equivalent", "same values"],
+                                  "crosscheck.b.x_f__mutmut_3": ["aaa", "equivalent", "same values"],
+                                  "crosscheck.b.x_f__mutmut_4": ["aaa", "killed", "tests/test_x.py::test_y"]}
     counts, missed = summary(tmp_path, record)
     assert report(counts, missed) == [
-        "crosscheck/b.py: 8 mutants, 4 killed (50.0%); equivalent 1, exit 37 1, no tests 1, not checked 1",
-        "  no tests: crosscheck.b.x_f__mutmut_3", "  not checked: crosscheck.b.x_f__mutmut_4",
+        "crosscheck/b.py: 8 mutants, 5 killed (62.5%); equivalent 2, exit 37 1",
         "  exit 37: crosscheck.b.x_f__mutmut_5"]
-    assert score(counts) == "score: 4 killed of 7 mutants not equivalent (57.1%); 1 equivalent"
+    assert score(counts) == "score: 5 killed of 6 mutants not equivalent (83.3%); 2 equivalent"
     # x_f's text changes: the review no longer counts, and the next record drops it
     meta = tmp_path / "mutants/crosscheck/b.py.meta"
     data = json.loads(meta.read_text())
     data["hash_by_function_name"]["x_f"] = "changed"
     meta.write_text(json.dumps(data))
-    assert summary(tmp_path, record)[0]["crosscheck/b.py"]["survived"] == 1
+    assert summary(tmp_path, record)[0]["crosscheck/b.py"] == {"killed": 4, "survived": 1, "no tests": 1,
+                                                               "not checked": 1, "exit 37": 1}
     write_record(tmp_path, path, ["tests/a.py"], "3.8.1")
     assert json.loads(path.read_text())["reviewed"] == {}
 
