@@ -94,7 +94,8 @@ GROUPS = {
                  "plots_train_edges", "render_diagnose_edges", "subjects_check_edges", "check_layer_run_edges",
                  "check_layer_arguments_edges", "check_layer_judge_edges", "training_subjects_edges",
                  "runfile_inject_edges", "seed_walk_edges", "figures_edges", "optim", "divergence_train_edges",
-                 "filter_figures_edges", "picture_style"]),
+                 "filter_figures_edges", "picture_style", "mutants_cli_main", "mutants_cli_train",
+                 "mutants_reports_runfile"]),
 }
 
 
