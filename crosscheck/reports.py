@@ -84,9 +84,9 @@ def _rule(dtype):
     return rule(dtype)
 
 
-def _row_outcome(row, dtype, injected, diagnosis):
+def _row_outcome(row, dtype, injected, diagnosis, at):
     """A row -> None (passed), ("skipped", ...) for a row that gives no verdict, ("failure", ...) for one that
-    differs: (element, message, type, text)."""
+    differs: (element, message, type, text); the diagnosis' text goes into the row named `at`."""
     c = row.result
     if c.note:
         return "skipped", f"no verdict: {c.note}", "no-verdict", c.note
@@ -94,19 +94,28 @@ def _row_outcome(row, dtype, injected, diagnosis):
         return None
     message = f"{c.describe()}; {_rule(dtype)}"
     text = [c.describe(), _rule(dtype)] + ([f"injected wrong derivation: {injected}"] if injected else [])
-    if diagnosis is not None and diagnosis.quantity == c.name:
+    if c.name == at:
         from crosscheck.render import diagnosis_text
 
         text += ["", diagnosis_text(diagnosis)]
     return "failure", message, "mismatch", "\n".join(text)
 
 
+def _diagnosed_row(result, quantity):
+    """The name of the row a diagnosis of `quantity` belongs to: the failing row of that name, else the first
+    failing row (a training run's rows are named "f at steps 1..k", its diagnosis "dE/df" at the step that
+    stopped it), None where no row fails."""
+    failing = [row.result.name for row in result.rows if not row.result.passed and not row.result.note]
+    return quantity if quantity in failing else next(iter(failing), None)
+
+
 def junit_xml(result, about, seconds=0.0, diagnosis=None, started=None, hostname=None):
     """A check's Result as JUnit XML -> text: one <testcase> per row (its name the quantity), a <failure
     type="mismatch"> with the report for a row that differs, <skipped type="no-verdict"> for an unstable one; with a
-    diagnosis, its text in the failure of the first wrong quantity. seconds: the run's wall time; started: when it
-    began (a datetime, default now); hostname: default this machine's."""
-    cases = [(row.result.name, _row_outcome(row, result.dtype, result.injected, diagnosis)) for row in result.rows]
+    diagnosis, its text in the failure of the quantity it names, else in the first that differs. seconds: the run's
+    wall time; started: when it began (a datetime, default now); hostname: default this machine's."""
+    at = None if diagnosis is None else _diagnosed_row(result, diagnosis.quantity)
+    cases = [(row.result.name, _row_outcome(row, result.dtype, result.injected, diagnosis, at)) for row in result.rows]
     return _document(about, cases, seconds, started, hostname)
 
 

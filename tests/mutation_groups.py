@@ -122,9 +122,14 @@ def copy_checkout(dest):
             shutil.copy2(src, dst)
 
 
+def mutated(name):
+    """The function a mutant changes: 'crosscheck.a.x_f__mutmut_3' -> 'crosscheck.a.x_f'."""
+    return name.rpartition("__mutmut_")[0]
+
+
 def _where_from(name):
     """A mutant's module path and mangled function: 'crosscheck.a.x_f__mutmut_3' -> ('crosscheck/a.py', 'x_f')."""
-    module, _, function = name.rpartition("__mutmut_")[0].rpartition(".")
+    module, _, function = mutated(name).rpartition(".")
     return module.replace(".", "/") + ".py", function
 
 
@@ -359,7 +364,7 @@ def fast_plan(where, patterns, max_tests, max_duration):
             if code is not None or name in done or (patterns and not any(
                     fnmatch.fnmatch(name, pattern) for pattern in patterns)):
                 continue
-            tests = sorted((t for t in reach.get(name.replace("__init__.", "").rpartition("__mutmut_")[0], ())
+            tests = sorted((t for t in reach.get(mutated(name.replace("__init__.", "")), ())
                             if duration.get(t, max_duration + 1) <= max_duration), key=lambda t: (duration[t], t))
             if tests[:max_tests]:
                 plan[name] = tests[:max_tests]
@@ -379,12 +384,12 @@ class ForkedRuns:
 
     def order(self, mutant, tests):
         """`tests` with the function's killers first."""
-        killers = [t for t in self.killers.get(mutant.rpartition("__mutmut_")[0], []) if t in tests]
+        killers = [t for t in self.killers.get(mutated(mutant), []) if t in tests]
         return killers + [t for t in tests if t not in killers]
 
     def killed(self, mutant, test):
         """`test` killed `mutant`: first among its function's killers."""
-        killers = self.killers.setdefault(mutant.rpartition("__mutmut_")[0], [])
+        killers = self.killers.setdefault(mutated(mutant), [])
         killers[:] = [test, *(t for t in killers if t != test)]
 
     def pytest_runtestloop(self, session):
@@ -481,7 +486,7 @@ def fast(where, patterns, files, workers=2, max_tests=150, max_duration=0.5, tim
     killers = {}  # the kills fast.json holds already, as ForkedRuns keeps them
     for mutant, (code, failed, *_) in outcomes.items():
         if code == 1:
-            killers.setdefault(mutant.rpartition("__mutmut_")[0], []).append(failed)
+            killers.setdefault(mutated(mutant), []).append(failed)
     forked(where, files, [(mutant, mutant, tests) for mutant, tests in plan.items()], workers, timeout, each,
            {function: list(dict.fromkeys(tests)) for function, tests in killers.items()})
     culprits = sorted({failed for code, failed, *_ in outcomes.values() if code == 1})

@@ -364,6 +364,16 @@ def _result(rows, title="seed network 4x4-k2-out1-N1-sum-float64-seed0", injecte
     return Result(title, "float64", tuple(rows), injected)
 
 
+@pytest.mark.parametrize("quantity, row", [("c", "c"), ("b", "b"), ("x", "b"), ("a", "b"), ("d", "b"), (None, "b")],
+                         ids=["its-row", "first-failing", "no-such-row", "a-passing-row", "a-row-without-verdict",
+                              "nothing-diagnosed"])
+def test_a_diagnosis_goes_to_its_failing_row_else_to_the_first_that_fails(quantity, row):
+    rows = [Row("", "a", _comparison("a")), Row("", "d", _comparison("d", False, note="unstable")),
+            Row("", "b", _comparison("b", False, error=0.5)), Row("", "c", _comparison("c", False, error=0.5))]
+    assert reports._diagnosed_row(_result(rows), quantity) == row
+    assert reports._diagnosed_row(_result(rows[:2]), quantity) is None  # nothing fails: no row takes it
+
+
 def test_a_failure_without_an_injection_says_only_what_differs_and_the_rule():
     rows = [Row("", "dE/dW", _comparison("dE/dW", False, error=0.5))]
     failure = ET.fromstring(reports.junit_xml(_result(rows), reports.About("seed")))[0].find("testcase/failure")
@@ -721,7 +731,10 @@ def test_train_stopped_by_a_wrong_derivation_fails_its_quantities_with_the_diagn
     # after it does not; W and b do not depend on dH1/dZ1 in one step
     assert list(_failures(suite)) == ["f at steps 1..1"]
     failure = _failures(suite)["f at steps 1..1"]
-    assert "injected wrong derivation: missing-dH1_dZ1" in failure.text and "dH1/dZ1" in failure.text
+    assert "injected wrong derivation: missing-dH1_dZ1" in failure.text
+    # the diagnosis names dH1/dZ1, which is no row of a training run: it goes to the first row that differs
+    assert ("\n\ndiagnosis: seed network 8x8-k3-out1-N32-mean-float64-seed0, float64\n" in failure.text
+            and "\nfirst wrong quantity: dH1/dZ1, shape (32, 6, 6)\n" in failure.text)
     properties = {p.get("name"): p.get("value") for p in suite.find("properties")}
     assert properties["injected"] == "missing-dH1_dZ1" and properties["dtype"] == "float64"
 
