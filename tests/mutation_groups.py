@@ -463,19 +463,23 @@ def forked(where, files, jobs, workers, timeout, each=None, killers=None):
     return found
 
 
-def fast(where, patterns, files, workers=2, max_tests=150, max_duration=0.5, timeout=60, out=print):
-    """Test each undecided mutant matching `patterns` (all if none) with its fastest tests (fast_plan) in forked
-    children. Each outcome is saved as it comes to where/fast.json ({mutant: [code, failing test, function's hash,
-    tests planned]}); a mutant with a current outcome there is not tested again, unless it passed fewer tests than it
-    has now (a larger max_tests or max_duration: the plan's fastest tests come first). The tests that killed a
-    function's mutants in fast.json run first for its others. Then each failing test is run without a mutant in the
-    same way, and a kill whose test passed there goes to where/fresh.json -> {"killed": n, "passed": n, "no verdict":
-    n} over fast.json's current outcomes (a kill whose test fails alone is no verdict)."""
+def fast(where, patterns, files, workers=2, max_tests=150, max_duration=0.5, timeout=60, out=print, first=()):
+    """Test each undecided mutant matching `patterns` (all if none) with its fastest tests (fast_plan), after the
+    test ids `first` (tests the stats do not link, or that the fastest leave out: the docs' --help blocks for a
+    parser's help texts), in forked children. Each outcome is saved as it comes to where/fast.json ({mutant: [code,
+    failing test, function's hash, tests planned]}); a mutant with a current outcome there is not tested again, unless
+    it passed fewer tests than it has now (a larger max_tests or max_duration, or tests `first`: the plan's fastest
+    tests come first). The tests that killed a function's mutants in fast.json run first for its others. Then each
+    failing test is run without a mutant in the same way, and a kill whose test passed there goes to where/fresh.json
+    -> {"killed": n, "passed": n, "no verdict": n} over fast.json's current outcomes (a kill whose test fails alone
+    is no verdict)."""
     metas = read_metas(where)
     path = where / "fast.json"
     outcomes = {name: entry for name, entry in (json.loads(path.read_text()) if path.is_file() else {}).items()
                 if entry[2] == function_hash(metas, name)}
-    plan = {name: tests for name, tests in fast_plan(where, patterns, max_tests, max_duration).items()
+    plan = {name: [*first, *(t for t in tests if t not in first)]
+            for name, tests in fast_plan(where, patterns, max_tests, max_duration).items()}
+    plan = {name: tests for name, tests in plan.items()
             if outcomes.get(name, [None])[0] is None or outcomes[name][0] == 0 and outcomes[name][3] < len(tests)}
 
     def each(mutant, code, failed):
@@ -519,6 +523,8 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2, help="with --fast: children at once")
     parser.add_argument("--max-tests", type=int, default=150, help="with --fast: tests per mutant")
     parser.add_argument("--max-duration", type=float, default=0.5, help="with --fast: seconds a chosen test took")
+    parser.add_argument("--first", nargs="+", default=(), metavar="TEST",
+                        help="with --fast: test ids to run first for each mutant, before its fastest tests")
     parser.add_argument("--review", nargs=2, metavar=("VERDICT", "WHY"),
                         help="record the named survivors as 'equivalent' (WHY: the reason) or 'killed' (WHY: the test)")
     args = parser.parse_args(argv)
@@ -539,7 +545,8 @@ def main(argv=None):
     if restored:
         print(restored)
     if args.fast:
-        print(fast(where, args.mutants, files, args.workers, args.max_tests, args.max_duration, args.timeout or 60))
+        print(fast(where, args.mutants, files, args.workers, args.max_tests, args.max_duration, args.timeout or 60,
+                   first=args.first))
     elif args.fresh:
         fresh(where, args.mutants, [f"tests/test_{name}.py" for name in args.tests] if args.tests else files,
               args.timeout or 600, args.keyword)

@@ -379,6 +379,15 @@ def test_fast_forks_a_child_per_mutant_with_its_fastest_tests_and_keeps_only_cle
     fast(tmp_path, ["demo.x_f__mutmut_3"], ["tests/test_demo.py"], max_tests=5, max_duration=3, out=lines.append)
     assert calls[0][2] == [("demo.x_f__mutmut_3", "demo.x_f__mutmut_3", [fast_test, slow_test])]
     assert calls[0][6] == {"demo.x_f": [fast_test, slow_test], "demo.x_g": [broken]}
+    # tests named first run before the plan's; a mutant that passed is tested again only if that adds a test
+    calls.clear()
+    fast(tmp_path, ["demo.x_f__mutmut_2"], ["tests/test_demo.py"], max_tests=5, max_duration=3, out=lines.append,
+         first=[slow_test])
+    assert calls[0][2] == []
+    calls.clear()
+    fast(tmp_path, ["demo.x_f__mutmut_2"], ["tests/test_demo.py"], max_tests=5, max_duration=3, out=lines.append,
+         first=[broken, slow_test])
+    assert calls[0][2] == [("demo.x_f__mutmut_2", "demo.x_f__mutmut_2", [broken, slow_test, fast_test])]
 
 
 def test_forked_runs_try_the_latest_killer_of_a_function_first():
