@@ -95,7 +95,7 @@ GROUPS = {
                  "check_layer_arguments_edges", "check_layer_judge_edges", "training_subjects_edges",
                  "runfile_inject_edges", "seed_walk_edges", "figures_edges", "optim", "divergence_train_edges",
                  "filter_figures_edges", "picture_style", "mutants_cli_main", "mutants_cli_train",
-                 "mutants_reports_runfile"]),
+                 "mutants_reports_runfile", "mutants_subjects_walk", "mutants_subjects_seed", "mutants_train_api"]),
 }
 
 
