@@ -95,7 +95,9 @@ GROUPS = {
                  "check_layer_arguments_edges", "check_layer_judge_edges", "training_subjects_edges",
                  "runfile_inject_edges", "seed_walk_edges", "figures_edges", "optim", "divergence_train_edges",
                  "filter_figures_edges", "picture_style", "mutants_cli_main", "mutants_cli_train",
-                 "mutants_reports_runfile", "mutants_subjects_walk", "mutants_subjects_seed", "mutants_train_api"]),
+                 "mutants_reports_runfile", "mutants_subjects_walk", "mutants_subjects_seed", "mutants_train_api",
+                 "mutants_plots_runs", "mutants_plots_panels", "mutants_train_plugin", "mutants_render_check",
+                 "mutants_api_catalogue", "mutants_catalogue_layers", "mutants_cli_parser"]),
 }
 
 
