@@ -1,4 +1,5 @@
-"""Synthetic saved runs (crosscheck.runfile's keys) with known values, for the plots' and the run file's tests."""
+"""Synthetic saved runs (crosscheck.runfile's keys) with known values, for the plots' and the run file's tests, and
+what the picture tests share."""
 
 import io
 import json
@@ -63,3 +64,13 @@ def diagnosis_of(manual, autograd, quantity="q", where="", dtype="float64", subj
     """A diagnosis whose first wrong quantity is `manual` against `autograd`, compared under `dtype`'s tolerance."""
     step = Step(where, quantity, manual, autograd)
     return Diagnosis(subject, dtype, (step.name,), compare(step.name, manual, autograd, dtype), step=step)
+
+
+def centred(ax, message):
+    """Assert that a panel's one text is `message`, centred in the panel within a pixel (a picture's empty panel)."""
+    (text,) = ax.texts
+    assert text.get_text() == message
+    box, panel = text.get_window_extent(), ax.get_window_extent()
+    assert abs((box.x0 + box.x1) / 2 - (panel.x0 + panel.x1) / 2) < 1
+    assert abs((box.y0 + box.y1) / 2 - (panel.y0 + panel.y1) / 2) < 1
+    assert box.width > 30 and box.height > 5  # the text itself, not a point

@@ -25,6 +25,14 @@ def _seed_base():
 # CI; tests/fresh_seeds.py runs the whole suite again with fresh bases to show no seed was picked to pass.
 SEED_BASE = _seed_base()
 
+# descriptions the training tests share: the digits through one linear layer, and through a conv and a batch norm
+TINY = {"name": "tiny", "input_shape": [1, 8, 8], "layers": [{"type": "flatten"}, {"type": "linear",
+        "out_features": 10}], "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"lr": 0.1}}
+BATCH_NORM_DIGITS = {"name": "digits-bn", "input_shape": [1, 8, 8], "layers": [
+    {"type": "conv2d", "out_channels": 3, "kernel_size": 3, "padding": 1, "bias": False},
+    {"type": "batch_norm2d"}, {"type": "relu"}, {"type": "flatten"}, {"type": "linear", "out_features": 10}],
+    "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"lr": 0.05, "momentum": 0.9}}
+
 
 def network_rows(spec, seed=0, dtype="float64", steps=None, layer_backward=None, layer_forward=None, train=True,
                  optimizer_step=None, inputs=None):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.image import imread
-from run_files import synthetic_run
+from run_files import centred, synthetic_run
 
 from crosscheck import plots
 
@@ -54,15 +54,6 @@ def test_the_loss_is_the_left_panel_and_the_accuracy_the_right_one():
     assert left.y0 < right.y1 and right.y0 < left.y1  # one row: their heights overlap
 
 
-def _centred(ax, message):
-    (text,) = ax.texts
-    assert text.get_text() == message
-    box, panel = text.get_window_extent(), ax.get_window_extent()
-    assert abs((box.x0 + box.x1) / 2 - (panel.x0 + panel.x1) / 2) < 1
-    assert abs((box.y0 + box.y1) / 2 - (panel.y0 + panel.y1) / 2) < 1
-    assert box.width > 30 and box.height > 5  # the text itself, not a point
-
-
 def test_an_empty_panels_message_is_centred_in_it():
     """A run without steps or epochs: each panel's message, drawn, has the panel's centre as its own (within a
     pixel), in the training and the divergence picture."""
@@ -71,9 +62,9 @@ def test_an_empty_panels_message_is_centred_in_it():
     training.canvas.draw()
     divergence.canvas.draw()
     loss, accuracy = training.axes
-    _centred(loss, "no step done")
-    _centred(accuracy, "no epoch finished")
-    _centred(divergence.axes[0], "no step done")
+    centred(loss, "no step done")
+    centred(accuracy, "no epoch finished")
+    centred(divergence.axes[0], "no step done")
 
 
 @pytest.mark.parametrize("epochs", [1, 2, 3])

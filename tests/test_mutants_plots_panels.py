@@ -14,7 +14,7 @@ import matplotlib
 import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
-from run_files import diagnosis_of, synthetic_run
+from run_files import centred, diagnosis_of, synthetic_run
 
 from crosscheck import plots
 from crosscheck.diagnose import Diagnosis
@@ -66,15 +66,6 @@ def test_the_title_stands_clear_above_every_panel():
 
 # --- a panel with nothing to draw -----------------------------------------------------------------------------------
 
-def _centred(ax, message):
-    (text,) = ax.texts
-    assert text.get_text() == message
-    box, panel = text.get_window_extent(), ax.get_window_extent()
-    assert abs((box.x0 + box.x1) / 2 - (panel.x0 + panel.x1) / 2) < 1
-    assert abs((box.y0 + box.y1) / 2 - (panel.y0 + panel.y1) / 2) < 1
-    assert box.width > 30 and box.height > 5
-
-
 def test_a_panel_with_nothing_to_draw_says_so_in_its_centre():
     """Filters without input channels (their channel ticks stretch the panel's range), confusion matrices without
     classes and a diagnosis with nothing wrong: each panel's message is centred in it, within a pixel."""
@@ -84,10 +75,10 @@ def test_a_panel_with_nothing_to_draw_says_so_in_its_centre():
     for figure in (filters, confusion, nothing):
         figure.canvas.draw()
     for ax in _panels(filters):
-        _centred(ax, "no elements: shape (0, 0)")
+        centred(ax, "no elements: shape (0, 0)")
     for ax in _panels(confusion):
-        _centred(ax, "no classes")
-    _centred(nothing.axes[0], "nothing to draw: all 1 quantities agree with autograd\n(forward, backward from the "
+        centred(ax, "no classes")
+    centred(nothing.axes[0], "nothing to draw: all 1 quantities agree with autograd\n(forward, backward from the "
                               "loss, updates)")
 
 

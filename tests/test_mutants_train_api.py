@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch.nn.functional as F
+from runs import BATCH_NORM_DIGITS, TINY
 from torch import nn
 
 from crosscheck import check_model, params_layer, subjects
@@ -21,13 +22,6 @@ from crosscheck.check import overrides, seed_inject
 from manual import seed_network as manual_seed
 from netdesc.checks import InputError
 from netdesc.description import parse_spec
-
-TINY = {"name": "tiny", "input_shape": [1, 8, 8], "layers": [{"type": "flatten"}, {"type": "linear",
-        "out_features": 10}], "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"lr": 0.1}}
-BATCH_NORM_DIGITS = {"name": "digits-bn", "input_shape": [1, 8, 8], "layers": [
-    {"type": "conv2d", "out_channels": 3, "kernel_size": 3, "padding": 1, "bias": False},
-    {"type": "batch_norm2d"}, {"type": "relu"}, {"type": "flatten"}, {"type": "linear", "out_features": 10}],
-    "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"lr": 0.05, "momentum": 0.9}}
 
 
 def _tiny(out=10, loss="softmax_cross_entropy", **top):

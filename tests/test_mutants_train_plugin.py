@@ -12,6 +12,7 @@ import types
 
 import numpy as np
 import pytest
+from runs import BATCH_NORM_DIGITS, TINY
 
 from crosscheck import render, subjects
 from crosscheck import train as T
@@ -20,13 +21,6 @@ from crosscheck.diagnose import diagnose
 from manual import functional as MF
 from netdesc.checks import InputError
 from netdesc.description import parse_spec
-
-TINY = {"name": "tiny", "input_shape": [1, 8, 8], "layers": [{"type": "flatten"}, {"type": "linear",
-        "out_features": 10}], "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"lr": 0.1}}
-BATCH_NORM_DIGITS = {"name": "digits-bn", "input_shape": [1, 8, 8], "layers": [
-    {"type": "conv2d", "out_channels": 3, "kernel_size": 3, "padding": 1, "bias": False},
-    {"type": "batch_norm2d"}, {"type": "relu"}, {"type": "flatten"}, {"type": "linear", "out_features": 10}],
-    "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"lr": 0.05, "momentum": 0.9}}
 
 
 class _Drifting(T.Slides):
