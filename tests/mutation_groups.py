@@ -71,7 +71,8 @@ GROUPS = {
                ["check", "user_api", "numerical", "diagnose", "diagnose_rules", "diagnose_report", "hypotheses",
                 "gradcheck", "catalogue", "catalogue_formulas", "explain_diagnose_cli", "attention", "recurrent",
                 "sequences", "judges_boundaries_more", "diagnosis_boundaries", "classify_rules", "loss_hypotheses",
-                "graph", "compare_numerical_edges", "hypotheses_scales_edges", "gradcheck_edges"]),
+                "graph", "compare_numerical_edges", "hypotheses_scales_edges", "gradcheck_edges",
+                "mutants_judges_review"]),
     # the hand-written backprop
     "manual": (["manual/*"],
                ["functional", "kernels", "network", "optim", "recurrent", "attention", "seed_network",
