@@ -74,3 +74,10 @@ def centred(ax, message):
     assert abs((box.x0 + box.x1) / 2 - (panel.x0 + panel.x1) / 2) < 1
     assert abs((box.y0 + box.y1) / 2 - (panel.y0 + panel.y1) / 2) < 1
     assert box.width > 30 and box.height > 5  # the text itself, not a point
+
+
+def visible_ticks(ax, which):
+    """The ticks of axis `which` ("x" or "y") that fall inside the panel's limits, as floats."""
+    low, high = sorted(ax.get_xlim() if which == "x" else ax.get_ylim())
+    ticks = ax.get_xticks() if which == "x" else ax.get_yticks()
+    return [float(t) for t in ticks if low <= t <= high]

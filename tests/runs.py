@@ -25,6 +25,12 @@ def _seed_base():
 # CI; tests/fresh_seeds.py runs the whole suite again with fresh bases to show no seed was picked to pass.
 SEED_BASE = _seed_base()
 
+
+def row(result, quantity, dtype=None):
+    """The row of a check's result for `quantity` (and `dtype`, where given)."""
+    return next(r for r in result.rows if r.quantity == quantity and (dtype is None or r.dtype == dtype))
+
+
 # descriptions the training tests share: the digits through one linear layer, and through a conv and a batch norm
 TINY = {"name": "tiny", "input_shape": [1, 8, 8], "layers": [{"type": "flatten"}, {"type": "linear",
         "out_features": 10}], "loss": {"type": "softmax_cross_entropy"}, "optimizer": {"lr": 0.1}}

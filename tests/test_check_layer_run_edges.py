@@ -6,15 +6,12 @@ has a value of 0 to offer it)."""
 
 import numpy as np
 import torch
+from runs import row
 
 from crosscheck import check_layer
 from crosscheck.compare import compare
 
 ONE64 = {"seeds": (0,), "dtypes": ("float64",)}
-
-
-def _row(result, quantity, dtype=None):
-    return next(r for r in result.rows if r.quantity == quantity and (dtype is None or r.dtype == dtype))
 
 
 # --- an input the output does not use ------------------------------------------------------------------------------
@@ -62,10 +59,10 @@ def test_float32s_witness_runs_with_an_input_the_output_does_not_use():
     result = check_layer(_row_sums, _row_sums_backward, lambda x, w: x.sum(dim=1), [(4, 1000), (3,)], seeds=(3,),
                          dtypes=("float32",), input_factory=[_cancelling, None])
     assert result.passed, result.report()
-    out = _row(result, "out").result
+    out = row(result, "out").result
     assert out.witnessed.startswith("float32 rounding: manual is within 1e-06 + 0.0001 * |w| + 10 * ")
     assert not compare("out", np.array([out.worst_manual]), np.array([out.worst_autograd]), "float64").passed
-    assert _row(result, "dw").result.max_abs_error == 0
+    assert row(result, "dw").result.max_abs_error == 0
 
 
 # --- a backward that returns None ----------------------------------------------------------------------------------
@@ -82,7 +79,7 @@ def test_a_backward_returning_none_for_a_differentiable_input_is_a_failing_row_t
     result = check_layer(forward, backward, torch.mul, [(2, 3), (2, 3)], **ONE64)
     assert [r.line() for r in result.failures] == [
         "FAIL seed0-float64  dw: manual side failed: backward returned None for a differentiable input"]
-    assert _row(result, "dx").passed
+    assert row(result, "dx").passed
 
 
 # --- float64's nudged run judges the output too ------------------------------------------------------------------
@@ -107,7 +104,7 @@ def test_float64s_nudged_run_judges_the_output_where_the_table_fails_it():
     result = check_layer(_sum_then_difference, _sum_then_difference_backward, lambda x, y, z: (x + y) - z,
                          [(64,), (64,), (64,)], input_factory=[_near_1e6, None, _near_1e6], **ONE64)
     assert result.passed, result.report()
-    out = _row(result, "out").result
+    out = row(result, "out").result
     assert not compare("out", np.array([out.worst_manual]), np.array([out.worst_autograd]), "float64").passed
     assert out.witnessed.startswith("float64 rounding: manual is within 1e-12 + 1e-10 * |w| + 10 * ")
     assert "autograd on the inputs and parameters nudged by one rounding" in out.witnessed
@@ -120,7 +117,7 @@ def test_float64s_nudged_run_does_not_excuse_an_output_off_by_1e_8():
 
     result = check_layer(forward, _sum_then_difference_backward, lambda x, y, z: (x + y) - z, [(64,), (64,), (64,)],
                          input_factory=[_near_1e6, None, _near_1e6], **ONE64)
-    out = _row(result, "out").result
+    out = row(result, "out").result
     assert not out.passed and out.witnessed == "" and out.max_abs_error > 9e-9
 
 
@@ -135,7 +132,7 @@ def test_a_float32_scalar_output_twice_too_large_fails():
         return 2 * x * dout
 
     result = check_layer(forward, backward, lambda x: (x * x).sum(), [(3, 4)], seeds=(0,), dtypes=("float32",))
-    out = _row(result, "out").result
+    out = row(result, "out").result
     assert [r.quantity for r in result.failures] == ["out"]
     assert out.shape == () and out.witnessed == "" and abs(out.max_rel_error - 1) < 1e-5
 

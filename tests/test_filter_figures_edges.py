@@ -9,7 +9,7 @@ figure; and a 2-D panel beside a tiled one keeps its own pixel ticks."""
 import matplotlib
 import numpy as np
 import pytest
-from run_files import synthetic_run
+from run_files import synthetic_run, visible_ticks
 
 from crosscheck import plots
 
@@ -20,12 +20,6 @@ def _heat_maps(figure):
 
 def _colour_bar_labels(figure):
     return [ax.get_ylabel() for ax in figure.axes if ax.get_label() == "<colorbar>"]
-
-
-def _visible_ticks(ax, which):
-    low, high = sorted(ax.get_xlim() if which == "x" else ax.get_ylim())
-    ticks = ax.get_xticks() if which == "x" else ax.get_yticks()
-    return [float(t) for t in ticks if low <= t <= high]
 
 
 def _block_centres(finite):
@@ -133,8 +127,8 @@ def test_a_2d_weights_panel_beside_a_tiled_one_keeps_its_pixel_ticks():
     manual, autograd = _heat_maps(figure)
     assert list(manual.get_xticks()) == [0.5, 3.5, 6.5] and list(manual.get_yticks()) == [0.5, 3.5]
     assert (autograd.get_xlabel(), autograd.get_ylabel()) == ("KW", "KH")
-    assert _visible_ticks(autograd, "x") == [0.0, 1.0, 2.0]
-    assert _visible_ticks(autograd, "y") == [0.0, 1.0, 2.0]
+    assert visible_ticks(autograd, "x") == [0.0, 1.0, 2.0]
+    assert visible_ticks(autograd, "y") == [0.0, 1.0, 2.0]
 
 
 # --- the filter-gradient picture's labels ---------------------------------------------------------------------------

@@ -5,14 +5,11 @@ draw of default_rng(0), so its verdict on a forward is the same every time."""
 
 import numpy as np
 import torch
+from runs import row
 
 from crosscheck import check_layer
 
 ONE64 = {"seeds": [0], "dtypes": ["float64"]}
-
-
-def _row(result, quantity):
-    return next(r for r in result.rows if r.quantity == quantity)
 
 
 # --- float64's nudged run keeps labels that scale the output -------------------------------------------------------
@@ -40,7 +37,7 @@ def test_float64s_nudged_run_keeps_the_labels_that_scale_the_output_it_excuses()
     result = check_layer(_labelled_difference, _labelled_difference_backward, lambda x, y, z, k: ((x + y) - z) * k,
                          [(64,), (64,), (64,), (64,)], input_factory=[_near_1e6, None, _near_1e6, _labels], **ONE64)
     assert result.passed, result.report()
-    out = _row(result, "out").result
+    out = row(result, "out").result
     assert "autograd on the inputs and parameters nudged by one rounding" in out.witnessed
 
 
@@ -57,7 +54,7 @@ def test_a_tiny_float32_scalar_off_by_a_factor_fails_with_no_second_judge():
 
     result = check_layer(forward, backward, lambda x: 1e-7 * x.sum(), [(4,)], seeds=[0], dtypes=["float32"],
                          input_factory=lambda rng, shape: np.ones(shape))
-    out = _row(result, "out")
+    out = row(result, "out")
     assert [r.quantity for r in result.failures] == ["out"]
     assert out.result.witnessed == ""
     assert out.line() == ("FAIL seed0-float32  out differs; worst element at index (): manual -1.9999999949504854e-06, "

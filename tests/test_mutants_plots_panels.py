@@ -14,7 +14,7 @@ import matplotlib
 import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
-from run_files import centred, diagnosis_of, synthetic_run
+from run_files import centred, diagnosis_of, synthetic_run, visible_ticks
 
 from crosscheck import plots
 from crosscheck.diagnose import Diagnosis
@@ -22,12 +22,6 @@ from crosscheck.diagnose import Diagnosis
 
 def _panels(figure):
     return [ax for ax in figure.axes if ax.get_label() != "<colorbar>"]
-
-
-def _visible_ticks(ax, which):
-    low, high = sorted(ax.get_xlim() if which == "x" else ax.get_ylim())
-    ticks = ax.get_xticks() if which == "x" else ax.get_yticks()
-    return [float(t) for t in ticks if low <= t <= high]
 
 
 def _confusion(manual, autograd):
@@ -119,10 +113,10 @@ def test_a_heat_map_is_ticked_at_whole_indices_even_for_one_cell():
     cell; a row of 3 has ticks 0, 1, 2."""
     figure = plots.diagnosis_figure(diagnosis_of(np.float64(2.0), np.float64(1.0)))
     for ax in _panels(figure):
-        assert (_visible_ticks(ax, "x"), _visible_ticks(ax, "y")) == ([0.0], [0.0])
+        assert (visible_ticks(ax, "x"), visible_ticks(ax, "y")) == ([0.0], [0.0])
     figure = plots.diagnosis_figure(diagnosis_of(np.arange(3.0), np.zeros(3)))
     for ax in _panels(figure):
-        assert _visible_ticks(ax, "x") == [0.0, 1.0, 2.0]
+        assert visible_ticks(ax, "x") == [0.0, 1.0, 2.0]
 
 
 @pytest.mark.parametrize("larger", ["manual", "autograd"])
