@@ -403,3 +403,75 @@ def test_forked_runs_try_the_latest_killer_of_a_function_first():
     assert runs.order("m.x_g__mutmut_1", ["t1", "t2", "t3"]) == ["t1", "t2", "t3"]
     runs.killed("m.x_f__mutmut_4", "t3")
     assert runs.killers["m.x_f"] == ["t3", "t9"]
+
+
+def _checkout(root):
+    """A git checkout at root with a tracked file, an ignored one and a mutation record."""
+    import subprocess
+    (root / "tests" / "mutation_record").mkdir(parents=True)
+    (root / "a.py").write_text("A = 1\n")
+    (root / ".gitignore").write_text("build/\n")
+    (root / "tests" / "mutation_record" / "judges.json").write_text("{}\n")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "."], cwd=root, check=True)
+
+
+def test_the_fresh_seed_digest_is_the_suites_files_and_nothing_else(tmp_path):
+    from fresh_seeds import digest
+    _checkout(tmp_path)
+    first = digest(tmp_path)
+    (tmp_path / "tests" / "fresh_seeds_record.json").write_text('{"runs": []}\n')  # the records: not the suite
+    (tmp_path / "tests" / "mutation_record" / "judges.json").write_text('{"reviewed": {}}\n')
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "x.py").write_text("ignored\n")
+    assert digest(tmp_path) == first
+    (tmp_path / "a.py").write_text("A = 2\n")  # a tracked file's bytes
+    changed = digest(tmp_path)
+    assert changed != first
+    (tmp_path / "a.py").write_text("A = 1\n")
+    assert digest(tmp_path) == first
+    (tmp_path / "tests" / "test_new.py").write_text("")  # an untracked file, even empty
+    assert digest(tmp_path) not in (first, changed)
+
+
+def test_fresh_seed_runs_on_the_same_files_add_up_and_report_counts_only_them(tmp_path, monkeypatch, capsys):
+    import fresh_seeds
+    _checkout(tmp_path)
+    record = tmp_path / "tests" / "fresh_seeds_record.json"
+    outcomes = {11: 0, 12: 0, 13: 1, 14: 0}
+    monkeypatch.setattr(fresh_seeds, "run", lambda seed: (outcomes[seed], f"{seed} passed", 2.4, "the log"))
+    assert fresh_seeds.main(["--seeds", "11,12"], record, tmp_path) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "2 runs, 0 failed; seeds: 11,12",
+        f"on files {fresh_seeds.digest(tmp_path)[:12]}, with the runs recorded before: 2 runs, 0 failed; seeds: 11,12"]
+    assert fresh_seeds.main(["2", "--report"], record, tmp_path) == 0
+    assert fresh_seeds.main(["3", "--report"], record, tmp_path) == 1  # fewer runs than asked for
+    assert fresh_seeds.main(["--seeds", "13"], record, tmp_path) == 1
+    out = capsys.readouterr().out
+    assert "seed      13  FAIL" in out and "the log" in out
+    assert out.splitlines()[-1].endswith("3 runs, 1 failed; seeds: 11,12,13; failed: 13")
+    assert fresh_seeds.main(["3", "--report"], record, tmp_path) == 1  # enough runs, one failed
+    runs = json.loads(record.read_text())["runs"]
+    assert [(r["seed"], r["passed"], r["seconds"], r["summary"]) for r in runs] == [
+        (11, True, 2, "11 passed"), (12, True, 2, "12 passed"), (13, False, 2, "13 passed")]
+    (tmp_path / "a.py").write_text("A = 2\n")  # other files: the runs before do not count
+    capsys.readouterr()
+    assert fresh_seeds.main(["1", "--report"], record, tmp_path) == 1
+    assert capsys.readouterr().out.endswith(": 0 runs, 0 failed; seeds: \n")
+    assert fresh_seeds.main(["--seeds", "14"], record, tmp_path) == 0
+    assert fresh_seeds.main(["1", "--report"], record, tmp_path) == 0
+
+
+def test_a_fresh_seed_run_during_which_the_files_changed_is_not_recorded(tmp_path, monkeypatch, capsys):
+    import fresh_seeds
+    _checkout(tmp_path)
+    record = tmp_path / "tests" / "fresh_seeds_record.json"
+
+    def run(seed):
+        (tmp_path / "a.py").write_text(f"A = {seed}\n")  # an edit while the suite ran
+        return 0, "passed", 1.0, ""
+    monkeypatch.setattr(fresh_seeds, "run", run)
+    assert fresh_seeds.main(["--seeds", "5,6"], record, tmp_path) == 0
+    out = capsys.readouterr().out
+    assert out.count("the files changed while it ran, not recorded") == 2
+    assert not record.exists()
