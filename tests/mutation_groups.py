@@ -72,7 +72,7 @@ GROUPS = {
                 "gradcheck", "catalogue", "catalogue_formulas", "explain_diagnose_cli", "attention", "recurrent",
                 "sequences", "judges_boundaries_more", "diagnosis_boundaries", "classify_rules", "loss_hypotheses",
                 "graph", "compare_numerical_edges", "hypotheses_scales_edges", "gradcheck_edges",
-                "mutants_judges_review"]),
+                "mutants_judges_review", "mutants_judges_nudge", "mutants_judges_transposes", "adapters"]),
     # the hand-written backprop
     "manual": (["manual/*"],
                ["functional", "kernels", "network", "optim", "recurrent", "attention", "seed_network",

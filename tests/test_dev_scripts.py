@@ -62,7 +62,8 @@ def test_a_group_adds_its_modules_and_test_files_to_the_mutmut_table():
             "tests/test_judges_boundaries_more.py", "tests/test_diagnosis_boundaries.py",
             "tests/test_classify_rules.py", "tests/test_loss_hypotheses.py", "tests/test_graph.py",
             "tests/test_compare_numerical_edges.py", "tests/test_hypotheses_scales_edges.py",
-            "tests/test_gradcheck_edges.py", "tests/test_mutants_judges_review.py"]}
+            "tests/test_gradcheck_edges.py", "tests/test_mutants_judges_review.py",
+            "tests/test_mutants_judges_nudge.py", "tests/test_mutants_judges_transposes.py", "tests/test_adapters.py"]}
     with pytest.raises(ValueError, match=r"^pyproject.toml has no \[tool.mutmut\] table$"):
         configured("[tool.ruff]\n", "judges")
 

@@ -315,8 +315,9 @@ def test_assert_close_names_the_quantity_the_case_and_the_dtypes_allowance():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_nudge_moves_every_value_by_one_rounding_either_way(dtype):
     """Ones become 1 - eps or 1 + eps (both exact), with both signs drawn, in the array's own dtype, the same for the
-    same seed. Which sign falls where is the draw's: multiplying by 1 - eps * s instead, or dividing by 1 + eps * s,
-    moves each value by one rounding too (the two mutants of `nudge` judged equivalent in issue 8's note)."""
+    same seed. Which sign falls where is the draw's: multiplying by 1 - eps * s instead moves each value by one
+    rounding too (judged equivalent in the judges' mutation record). Dividing by 1 + eps * s does not always:
+    test_mutants_judges_nudge pins a value where rounding tells the two apart."""
     eps = np.finfo(dtype).eps
     ones = {"x": np.ones(200, dtype), "w": np.ones((4, 5), dtype)}
     nudged = nudge(ones, 3, dtype)
