@@ -43,6 +43,9 @@ def check_float_array(name, value, ndim=None):
         raise InputError(f"{name}: got {type(value).__name__}, needs a NumPy array")
     if value.dtype.type not in FLOAT_DTYPES:
         raise InputError(f"{name}: got dtype {value.dtype}, needs float32 or float64")
+    if not value.dtype.isnative:  # a loss would come back native-order while its dout is checked against this dtype
+        raise InputError(f"{name}: got dtype {value.dtype.str} (not this machine's byte order), needs float32 or "
+                         f"float64 in native byte order: .astype(np.{value.dtype.name})")
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if value.ndim not in allowed:

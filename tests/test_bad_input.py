@@ -32,6 +32,9 @@ BAD = [
     ("X-float16", _with(X=np.zeros((2, 8, 8), dtype=np.float16)), r"X: got dtype float16, needs float32 or float64"),
     ("X-bool", _with(X=np.zeros((2, 8, 8), dtype=bool)), r"X: got dtype bool"),
     ("X-complex", _with(X=np.zeros((2, 8, 8), dtype=complex)), r"X: got dtype complex128"),
+    ("X-byte-swapped", _with(X=np.zeros((2, 8, 8), dtype=np.dtype(np.float64).newbyteorder("S"))),
+     r"X: got dtype [<>]f8 \(not this machine's byte order\), needs float32 or float64 in native byte order: "
+     r"\.astype\(np\.float64\)$"),
     ("X-nan", _with(X=np.full((2, 8, 8), np.nan)), r"X: got non-finite value nan at index \(0, 0, 0\)"),
     ("f-inf", _with(f=np.array([[1.0, np.inf], [0.0, 0.0]])), r"f: got non-finite value inf at index \(0, 1\)"),
     ("Y-nan", _with(Y=np.array([[0.0, np.nan], [0.0, 0.0]])), r"Y: got non-finite value nan"),

@@ -105,3 +105,22 @@ def test_transformer_encoder_backward_returns_dx_and_the_12_parameter_gradients(
 ], ids=["x-int", "w-other-dtype", "b-other-dtype", "b-2d"])
 def test_linear_forward_names_the_argument_that_is_wrong(args, message):
     _raises(message, F.linear_forward, *args)
+
+
+SWAPPED = {dtype: np.dtype(dtype).newbyteorder("S") for dtype in (np.float32, np.float64)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("loss", ["mse", "half_squared_error", "binary_cross_entropy",
+                                  "binary_cross_entropy_with_logits"])
+@pytest.mark.parametrize("swapped", ["pred", "target"])
+def test_a_loss_refuses_an_array_in_the_other_byte_order_in_one_line(loss, swapped, dtype):
+    """A big-endian float32 is still float32 to dtype.type, but the loss is computed in native order and its backward
+    checks dout against the native dtype: refused up front, with the cast that fixes it."""
+    arrays = {"pred": np.full((2, 3), 0.5, dtype), "target": np.full((2, 3), 0.25, dtype)}
+    arrays[swapped] = arrays[swapped].astype(SWAPPED[dtype])
+    message = (f"{swapped}: got dtype {SWAPPED[dtype].str} (not this machine's byte order), needs float32 or float64 "
+               f"in native byte order: .astype(np.{np.dtype(dtype).name})")
+    with pytest.raises(InputError) as raised:
+        getattr(F, f"{loss}_forward")(arrays["pred"], arrays["target"])
+    assert str(raised.value) == message
