@@ -81,7 +81,8 @@ GROUPS = {
                 "recurrent_sequence_edges", "recurrent_backward_edges", "attention_checks_edges", "batch_norm_edges",
                 "functional_input_edges", "recurrent_weight_checks",
                 "attention_mask_edges", "kernels_edges", "pooling_edges", "layer_norm_edges", "optim_normalize_edges",
-                "conv_output_edges", "network_backward_edges", "kernels_more_edges"]),
+                "conv_output_edges", "network_backward_edges", "kernels_more_edges",
+                "mutants_manual_seed_train", "mutants_manual_shapes"]),
     # everything else the harness is: walks, the user API and its adapters, training runs, reports, the CLI
     "harness": (["crosscheck/check.py", "crosscheck/api.py", "crosscheck/adapters.py", "crosscheck/subjects.py",
                  "crosscheck/train.py", "crosscheck/cli.py", "crosscheck/render.py", "crosscheck/reports.py",
