@@ -90,7 +90,7 @@ def main(argv=None, record=RECORD, root=ROOT):
         print(f"on files {tree[:12]}: {tally(runs)}")
         return 0 if len(runs) >= args.runs and all(r["passed"] for r in runs) else 1
     seeds = args.seeds or [secrets.randbelow(10**6) + 1 for _ in range(args.runs)]
-    failed = []
+    done = []
     for i, seed in enumerate(seeds, 1):
         code, summary, seconds, out = run(seed)
         verdict = "ok  " if code == 0 else "FAIL"
@@ -102,13 +102,12 @@ def main(argv=None, record=RECORD, root=ROOT):
         else:
             print(f"run {i:2d}: the files changed while it ran, not recorded", flush=True)
             tree = after
+        done.append({"seed": seed, "passed": code == 0})
         if code != 0:
-            failed.append(seed)
             print(out[-4000:], flush=True)
-    print(f"{len(seeds)} runs, {len(failed)} failed; seeds: {','.join(map(str, seeds))}"
-          + (f"; failed: {','.join(map(str, failed))}" if failed else ""))
+    print(tally(done))
     print(f"on files {tree[:12]}, with the runs recorded before: {tally(recorded(record, tree))}")
-    return 1 if failed else 0
+    return 0 if all(r["passed"] for r in done) else 1
 
 
 if __name__ == "__main__":
