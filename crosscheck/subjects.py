@@ -432,8 +432,8 @@ class NetworkSubject:
             hypotheses = () if layer.merge else \
                 H.output_hypotheses(layer, np.asarray(x if j < 0 else a["outputs"][j], np.float64), params)
             yield Step(_where(layer), "output", m.outputs[layer.index], a["outputs"][layer.index],
-                       hypotheses=hypotheses)
-        yield Step("loss", "E", m.loss, a["loss"])
+                       hypotheses=hypotheses, nudged=_at(nudged, ("outputs", layer.index)))
+        yield Step("loss", "E", m.loss, a["loss"], nudged=_at(nudged, ("loss",)))
         yield Step("loss", "dE/dinput", m.loss_grad, a["loss_grad"], lambda: sites()["loss: dE/dinput"],
                    H.loss_hypotheses(spec, a["outputs"][-1], target), scales=batch + H.loss_scales(spec, target),
                    own=_at(own, ("loss_grad",)), nudged=_at(nudged, ("loss_grad",)))

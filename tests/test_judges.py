@@ -445,6 +445,39 @@ def test_the_nudged_run_excuses_no_bias_off_by_1e_9_and_no_float32_row():
     assert all(step.nudged is None for step in NetworkSubject(spec, 1, "float32").walk())
 
 
+# A forward value that is 0 in exact arithmetic: with batch 1 the global average pool takes the very mean the batch norm
+# made 0, and each layer norm after it divides that noise by about sqrt(eps). Its float64 output holds +-2.1e-12 on one
+# side and +-4.2e-12 on the other, past atol 1e-12 (fresh seed base 715636, test_random_stacks' random graphs): the
+# output rows and E have the nudged run too.
+NOISE_OUTPUT = {"name": "noise-output", "input_shape": [1, 1, 2], "batch_size": 1,
+                "layers": [{"type": "batch_norm2d", "affine": False},
+                           {"type": "conv_transpose2d", "out_channels": 2, "kernel_size": 1, "bias": False},
+                           {"type": "adaptive_avg_pool2d", "output_size": [1, 1]},
+                           {"type": "layer_norm", "elementwise_affine": False},
+                           {"type": "layer_norm", "elementwise_affine": False}], "loss": {"type": "mse"}}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_an_output_that_is_rounding_noise_agrees_by_the_nudged_run_where_the_table_fails_it(seed):
+    subject = NetworkSubject(parse_spec(NOISE_OUTPUT), seed)
+    out = next(s for s in subject.walk() if s.name == "4 layer_norm: output")
+    assert np.abs(out.autograd).max() < 1e-10 and np.abs(out.manual).max() < 1e-10  # noise, both sides
+    alone = compare("out", out.manual, out.autograd, "float64")  # the table's verdict (BLAS-dependent)
+    result = check(subject)
+    row = next(r.result for r in result.rows if r.result.name == out.name)
+    assert result.passed and row.witnessed.startswith("float64 rounding") == (not alone.passed)
+
+
+def test_the_nudged_run_excuses_no_output_off_by_1e_9():
+    """The last layer norm's output off by 1e-9 (hundreds of times the noise) fails: the nudge moves noise, not it."""
+    def forward(x, *params, **options):
+        out, cache = manual_network.FORWARD["layer_norm"](x, *params, **options)
+        return out + 1e-9, cache
+    result = check(NetworkSubject(parse_spec(NOISE_OUTPUT), 0, wrong=overrides(forward={4: forward})), train=False)
+    row = next(r.result for r in result.rows if r.result.name == "4 layer_norm: output")
+    assert not result.passed and not row.passed and row.witnessed == "" and row.max_abs_error > 9e-10
+
+
 # check_layer's float64 rows have the same second judge: a bias added before a layer norm (no affine) over the last
 # axis has a gradient that is 0 in exact arithmetic; with inputs of scale 0.1 both sides hold noise near atol 1e-12.
 def _shifted_layer_check(seed, off=0.0, tolerance=None):
