@@ -621,9 +621,14 @@ class _RunningDrift(T.Described):
 def test_a_running_statistic_that_moves_from_step_3_is_seen_at_step_3():
     run = T.train(_RunningDrift(parse_spec(BATCH_NORM_DIGITS), seed=SEED_BASE), epochs=1, steps=4, batch=16,
                   seed=SEED_BASE)
+    plain = T.train(T.Described(parse_spec(BATCH_NORM_DIGITS), seed=SEED_BASE), epochs=1, steps=4, batch=16,
+                    seed=SEED_BASE)
     # the one-step check from autograd's running statistics takes two steps: it agrees, so this is a drift
     assert run.passed and run.summary["drift_from"] == 3
-    assert run.arrays["max_rel_diff"][1] < 1e-10 < 1e-7 < run.arrays["max_rel_diff"][2]
+    # steps 1 and 2 are the run without the drift, exactly: no bound can say so, since a relative error of rounding
+    # has none (an element near 0 gave 1.4e-9 at step 2, fresh seed base 403110); step 3 holds the 1e-6 put there
+    np.testing.assert_array_equal(run.arrays["max_rel_diff"][:2], plain.arrays["max_rel_diff"][:2])
+    assert run.arrays["max_rel_diff"][2] >= 1e-6 * (1 - 1e-8)
     assert run.summary["buffers"]["1.running_var"] > 1e-7 > run.summary["buffers"]["1.running_mean"]
 
 
