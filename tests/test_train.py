@@ -18,9 +18,12 @@ from crosscheck import train as T
 from crosscheck.catalogue import catalogue
 from crosscheck.check import inject, overrides, seed_inject
 from crosscheck.subjects import SeedSubject, slide_name
+from crosscheck.tolerances import tolerance_for
 from netdesc.checks import InputError
 from netdesc.description import load_spec, parse_spec
 from reference import network as reference_net
+
+F32 = tolerance_for("float32")  # the table's: a float32 run against torch.optim's
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LENET = str(ROOT / "examples" / "digits-lenet.toml")
@@ -157,8 +160,11 @@ def test_a_described_network_trains_with_its_optimizer_state_kept_across_batches
     net = reference_net.build(network.spec, network.params)
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
     losses = _torch_optim_losses(net, opt)
-    np.testing.assert_allclose(run.arrays["loss_autograd"], losses, rtol=1e-5)
-    np.testing.assert_allclose(run.arrays["filters_autograd"], net[0].weight.detach().numpy(), rtol=1e-4, atol=1e-6)
+    # float32 runs by different orders of operations: the table's float32 tolerance (rtol 1e-5 failed one loss by
+    # 1.28e-5 after 12 Adam steps at fresh seed base 239040)
+    np.testing.assert_allclose(run.arrays["loss_autograd"], losses, rtol=F32.rtol, atol=F32.atol)
+    np.testing.assert_allclose(run.arrays["filters_autograd"], net[0].weight.detach().numpy(), rtol=F32.rtol,
+                               atol=F32.atol)
 
 
 def _torch_optim_losses(net, opt, scheduler=None):
@@ -192,8 +198,8 @@ def test_a_described_network_trains_with_adam_and_a_scheduler_as_torch_optim_doe
     opt = torch.optim.Adam(net.parameters(), lr=0.01, amsgrad=True, weight_decay=1e-3)
     scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=4, gamma=0.5)
     losses = _torch_optim_losses(net, opt, scheduler)
-    np.testing.assert_allclose(run.arrays["loss_autograd"], losses, rtol=1e-5)
-    np.testing.assert_allclose(run.arrays["loss_manual"], losses, rtol=1e-5)
+    np.testing.assert_allclose(run.arrays["loss_autograd"], losses, rtol=F32.rtol, atol=F32.atol)
+    np.testing.assert_allclose(run.arrays["loss_manual"], losses, rtol=F32.rtol, atol=F32.atol)
     np.testing.assert_allclose(run.arrays["filters_autograd"], net[0].weight.detach().numpy(), rtol=1e-4, atol=1e-6)
     assert scheduler.get_last_lr() == [0.01 * 0.5 ** 3]
 
