@@ -200,7 +200,8 @@ def test_a_described_network_trains_with_adam_and_a_scheduler_as_torch_optim_doe
     losses = _torch_optim_losses(net, opt, scheduler)
     np.testing.assert_allclose(run.arrays["loss_autograd"], losses, rtol=F32.rtol, atol=F32.atol)
     np.testing.assert_allclose(run.arrays["loss_manual"], losses, rtol=F32.rtol, atol=F32.atol)
-    np.testing.assert_allclose(run.arrays["filters_autograd"], net[0].weight.detach().numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(run.arrays["filters_autograd"], net[0].weight.detach().numpy(), rtol=F32.rtol,
+                               atol=F32.atol)
     assert scheduler.get_last_lr() == [0.01 * 0.5 ** 3]
 
 
