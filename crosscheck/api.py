@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from crosscheck import frames
-from crosscheck.compare import Comparison, ManualFailure, compare, within_rounding
+from crosscheck.compare import Comparison, ManualFailure, compare, within_nudges
 from crosscheck.gradcheck import GradcheckError, as_gradients, gradcheck_pair
-from crosscheck.tolerances import ROUNDING, Tolerance, nudge, tolerance_for
+from crosscheck.tolerances import Tolerance, nudge, tolerance_for
 from netdesc.checks import InputError, is_int
 
 __all__ = ["LayerCheck", "Row", "assert_layer_matches", "check_layer"]
@@ -417,8 +417,8 @@ class _Judge:
 
     def rows(self, seed, dtype, name, manual, autograd, witness=None, nudged=None):
         """Manual against autograd -> [Row]: the comparison, after a note where a policy allowed a convention;
-        witness: () -> autograd in float64 on the same values (crosscheck.compare); nudged: () -> autograd on the
-        inputs nudged by one rounding, float64's second judge where the table fails (crosscheck.tolerances)."""
+        witness: () -> autograd in float64 on the same values (crosscheck.compare); nudged: (j) -> autograd on the
+        inputs nudged by one rounding in run j, float64's second judge where the table fails (crosscheck.tolerances)."""
         tol, given = (self.tolerance, True) if self.tolerance else (tolerance_for(dtype), False)
         notes = []
         if not isinstance(manual, ManualFailure):
@@ -434,7 +434,7 @@ class _Judge:
                 manual = manual.astype(dtype)
         comparison = compare(name, manual, autograd, dtype, tol, witness)
         if not (comparison.passed or comparison.problem or given or nudged is None):
-            reason = within_rounding(manual, autograd, nudged(), tol, ROUNDING, "nudged")
+            reason = within_nudges(manual, autograd, nudged, tol)
             comparison = replace(comparison, passed=True, witnessed=reason) if reason else comparison
         return [Row(seed, dtype, Comparison(name, comparison.shape, True, float("nan"), float("nan"), note=note))
                 for note in notes] + [Row(seed, dtype, comparison, tol, given)]
@@ -472,10 +472,10 @@ def _float64_side(torch_fn, inputs, wants, kwargs, dout):
     return out.detach().numpy(), [g.numpy() for g in grads]
 
 
-def _nudged_side(torch_fn, inputs, wants, kwargs, dout, seed):
+def _nudged_side(torch_fn, inputs, wants, kwargs, dout, seed, j):
     """_float64_side with the floating inputs and the upstream gradient each nudged by one rounding
-    (crosscheck.tolerances.nudge), labels as they are: float64's nudged run."""
-    moved = nudge({i: a for i, a in enumerate((*inputs, dout)) if np.issubdtype(a.dtype, np.floating)}, seed + 1,
+    (crosscheck.tolerances.nudge, drawn from (seed, j)), labels as they are: float64's nudged run j."""
+    moved = nudge({i: a for i, a in enumerate((*inputs, dout)) if np.issubdtype(a.dtype, np.floating)}, (seed, j),
                   np.float64)
     return _float64_side(torch_fn, [moved.get(i, a) for i, a in enumerate(inputs)], wants, kwargs, moved[len(inputs)])
 
@@ -517,10 +517,10 @@ def _run(layer, torch_fn, names, inputs, wants, rng, case, judge, kwargs):
         # A random upstream gradient, never ones: a backward that forgets to multiply by dout cannot pass.
         dout = np.asarray(rng.standard_normal(desired.shape), dtype=dtype)
         witness = functools.cache(lambda: _float64_side(torch_fn, inputs, wants, kwargs, dout))
-        nudged = functools.cache(lambda: _nudged_side(torch_fn, inputs, wants, kwargs, dout, seed)) \
-            if np.dtype(dtype) == np.float64 else lambda: None
+        nudged = functools.cache(lambda j: _nudged_side(torch_fn, inputs, wants, kwargs, dout, seed, j)) \
+            if np.dtype(dtype) == np.float64 else lambda j: None
         rows += judge.rows(seed, dtype, "out", out, desired, lambda: witness() and witness()[0],
-                           lambda: nudged() and nudged()[0])
+                           lambda j: nudged(j) and nudged(j)[0])
         repeat = _repeat(out, again)
         rows += [] if repeat is None else [Row(seed, dtype, repeat)]
         t_grads = iter(torch.autograd.grad(t_out, [t for t, w in zip(tensors, wants, strict=True) if w],
@@ -534,7 +534,7 @@ def _run(layer, torch_fn, names, inputs, wants, rng, case, judge, kwargs):
         for k, (name, grad) in enumerate((n, g) for n, g, want in zip(names, grads, wants, strict=True) if want):
             grad = ManualFailure("backward returned None for a differentiable input") if grad is None else grad
             rows += judge.rows(seed, dtype, f"d{name}", grad, next(t_grads).numpy(),
-                               lambda k=k: witness() and witness()[1][k], lambda k=k: nudged() and nudged()[1][k])
+                               lambda k=k: witness() and witness()[1][k], lambda j, k=k: nudged(j) and nudged(j)[1][k])
     except _Raised as error:
         rows.append(error.row(seed, dtype))
     return rows

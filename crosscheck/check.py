@@ -33,9 +33,9 @@ from functools import cache
 import numpy as np
 
 from crosscheck.catalogue import WrongDerivation, find
-from crosscheck.compare import Comparison, compare, within_rounding
+from crosscheck.compare import Comparison, compare, within_nudges
 from crosscheck.subjects import DTYPES, NetworkSubject, SeedCase, SeedSubject, wobble
-from crosscheck.tolerances import ROUNDING, tolerance_for
+from crosscheck.tolerances import tolerance_for
 from manual import network as manual_net
 from manual import seed_network as manual_seed
 from netdesc.checks import InputError
@@ -110,10 +110,11 @@ def _decided(subject, step):
 
 
 def _noise(subject, step):
-    """float64's second judge: manual within ROUNDING times autograd's own change under a one-rounding nudge."""
+    """float64's second judge: manual within ROUNDING times autograd's own change under a one-rounding nudge, on
+    one of NUDGES nudged runs (crosscheck.compare.within_nudges)."""
     if step.nudged is None:
         return ""
-    return within_rounding(step.manual, step.autograd, step.nudged(), tolerance_for(subject.dtype), ROUNDING, "nudged")
+    return within_nudges(step.manual, step.autograd, step.nudged, tolerance_for(subject.dtype))
 
 
 def _row(subject, step, witnesses):

@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from crosscheck.tolerances import crossed_a_jump, tolerance_for
+from crosscheck.tolerances import NUDGES, ROUNDING, crossed_a_jump, tolerance_for
 from netdesc.checks import ManualFailure, unusable
 
 __all__ = ["Comparison", "ManualFailure", "assert_close", "compare", "excess"]
@@ -83,6 +83,17 @@ def within_rounding(manual, autograd, witness, tol, rounding=None, kind="float64
     title, what, measure = WITNESSES[kind]
     return (f"{title}: manual is within {tol.atol:g} + {tol.rtol:g} * |w| + {rounding:g} * {own:.3e} of w, {what} "
             f"({own:.3e}: {measure})")
+
+
+def within_nudges(manual, autograd, nudged, tol):
+    """float64's second judge: within_rounding against nudged run 0, 1, ... up to NUDGES, each with its own draw of
+    the nudge (a sum that cancels can stay exactly 0 under one: crosscheck.tolerances) -> the first reason, or "".
+    nudged: (j) -> autograd's value on nudged run j, or None where there is none."""
+    for j in range(NUDGES):
+        reason = within_rounding(manual, autograd, nudged(j), tol, ROUNDING, "nudged")
+        if reason:
+            return reason
+    return ""
 
 
 def compare(name, manual, autograd, dtype=None, tol=None, witness=None):

@@ -125,7 +125,8 @@ class Step:
     "dE/dweight", "W after step 1"); site: () -> numerical.Site (gradients only); before: an update's parameter
     before the step; scales: (value, kind, meaning) a fitted constant is read against; own: () -> autograd's value
     taken at manual's own forward values, None where a layer's output differs (a described network's gradients);
-    nudged: () -> autograd's value with the inputs and parameters nudged by one rounding (the same, in float64)."""
+    nudged: (j) -> autograd's value on nudged run j, the input, a target of values and the parameters nudged by one
+    rounding (the same, in float64)."""
 
     where: str
     quantity: str
@@ -425,7 +426,7 @@ class NetworkSubject:
         a = reference_net.run(spec, params, x, target, masks)
         sites = cache(lambda: numerical.network_sites(spec, params, x, target, masks))
         own = cache(lambda: self._at_own_values(params, m.outputs, a["outputs"], masks))
-        nudged = cache(lambda: self._nudged_run(masks)) if self.dtype == "float64" else None
+        nudged = cache(lambda j: self._nudged_run(masks, j)) if self.dtype == "float64" else None
         batch = H.batch_scales(spec.batch_size)
         for layer in spec.layers:
             j = layer.inputs[0]
@@ -561,13 +562,16 @@ class NetworkSubject:
             return None
         return reference_net.run(self.spec, params, self.x, self.target, masks, values=outputs)
 
-    def _nudged_run(self, masks):
-        """Autograd's run with every parameter and the input (not token ids) nudged by one rounding: how far
-        autograd's own values move with their inputs' last bit (crosscheck.check.judge's float64 second judge)."""
+    def _nudged_run(self, masks, j):
+        """Autograd's run j with every parameter, the input (not token ids) and a target of values (not labels) nudged
+        by one rounding, each drawn from (seed, j, k): how far autograd's own values move with their inputs' last bit
+        (crosscheck.check.judge's float64 second judge, crosscheck.tolerances.NUDGES runs)."""
         dtype = DTYPES[self.dtype]
-        params = nudge(self.params, self.seed, dtype)
-        x = self.x if self.spec.indexed else nudge({"x": self.x}, self.seed + 1, dtype)["x"]
-        return reference_net.run(self.spec, params, x, self.target, masks)
+        params = nudge(self.params, (self.seed, j, 0), dtype)
+        x = self.x if self.spec.indexed else nudge({"x": self.x}, (self.seed, j, 1), dtype)["x"]
+        target = nudge({"target": self.target}, (self.seed, j, 2), dtype)["target"] \
+            if np.issubdtype(self.target.dtype, np.floating) else self.target
+        return reference_net.run(self.spec, params, x, target, masks)
 
     def _agree(self, pairs):
         return all(compare("", m, a, self.dtype).passed for m, a in pairs)
@@ -613,11 +617,11 @@ class NetworkSubject:
 
 
 def _at(run, path):
-    """() -> the value at `path` (keys, then indices) of the reference run `run()` returns (None where it returns
-    None), for Step's own= and nudged=; None where there is no such run."""
+    """(*args) -> the value at `path` (keys, then indices) of the reference run `run(*args)` returns (None where it
+    returns None), for Step's own= (no args) and nudged= (the run j); None where there is no such run."""
     if run is None:
         return None
-    return lambda: None if run() is None else reduce(operator.getitem, path, run())
+    return lambda *args: None if run(*args) is None else reduce(operator.getitem, path, run(*args))
 
 
 def _where(layer):

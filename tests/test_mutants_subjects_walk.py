@@ -124,14 +124,14 @@ def test_every_gradient_rows_own_value_is_autograd_at_manuals_forward_values():
 
 
 def test_every_float64_gradient_rows_nudged_value_moves_autograd_by_rounding_only():
-    """nudged() is autograd with the inputs and parameters moved by one rounding, the dropout masks kept: on a
+    """nudged(j) is autograd with the inputs and parameters moved by one rounding, the dropout masks kept: on a
     smooth network it stays within float32's tolerance of autograd's own value (no jump crossed), yet moves."""
     subject = NetworkSubject(parse_spec(DROPOUT_ADD), 1)
     gradients = _gradients(subject)
     moved = []
     for step in gradients:
         assert step.nudged is not None, step.name
-        nudged = step.nudged()
+        nudged = step.nudged(0)
         assert np.shape(nudged) == np.shape(step.autograd), step.name
         assert not crossed_a_jump(step.autograd, nudged), step.name
         moved.append(not np.array_equal(nudged, step.autograd))
@@ -146,7 +146,8 @@ def test_a_nudged_run_leaves_token_ids_as_they_are():
     assert [step.name for step in gradients][:1] == ["loss: dE/dinput"]
     assert "0 embedding: dE/dweight" in [step.name for step in gradients]
     for step in gradients:
-        assert not crossed_a_jump(step.autograd, step.nudged()), step.name
+        assert not crossed_a_jump(step.autograd, step.nudged(0)), step.name
+        assert not crossed_a_jump(step.autograd, step.nudged(1)), step.name
 
 
 def test_a_float32_walks_normalization_hypotheses_read_autograds_values_in_float64():

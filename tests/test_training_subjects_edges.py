@@ -16,7 +16,7 @@ from crosscheck import runfile
 from crosscheck import train as T
 from crosscheck.catalogue import find
 from crosscheck.subjects import NetworkSubject, SeedCase, SeedSubject
-from crosscheck.tolerances import nudge
+from crosscheck.tolerances import NUDGES, nudge
 from netdesc import InputError
 from netdesc.checks import ManualFailure
 from netdesc.description import parse_spec
@@ -103,19 +103,41 @@ TINY = {"name": "tiny", "input_shape": [1, 4], "batch_size": 3, "layers": [{"typ
         "loss": {"type": "mse"}}
 
 
-def test_the_nudged_run_moves_the_parameters_by_the_seed_and_the_input_by_the_next_seed():
-    """float64's nudged run is autograd again with every parameter nudged by one rounding (signs from the
-    subject's seed) and the input too (signs from seed + 1): the same run every time."""
+@pytest.mark.parametrize("j", [0, 3, NUDGES - 1])
+def test_nudged_run_j_moves_the_parameters_the_input_and_the_target_by_draws_of_seed_and_j(j):
+    """float64's nudged run j is autograd again with every parameter nudged by one rounding (signs from (seed, j,
+    0)), the input (from (seed, j, 1)) and a target of values (from (seed, j, 2)): the same run every time, and each
+    of the three moves the run (its output, E and gradients)."""
     spec = parse_spec(TINY)
     subject = NetworkSubject(spec, 5)
     step = next(s for s in subject.walk() if s.name == "0 linear: dE/dweight")
-    params = nudge(subject.params, 5, np.float64)
-    x = nudge({"x": subject.x}, 6, np.float64)["x"]
-    assert not np.array_equal(x, subject.x)
+    params = nudge(subject.params, (5, j, 0), np.float64)
+    x = nudge({"x": subject.x}, (5, j, 1), np.float64)["x"]
+    target = nudge({"target": subject.target}, (5, j, 2), np.float64)["target"]
+    assert not np.array_equal(x, subject.x) and not np.array_equal(target, subject.target)
+    masks = subject.masks(0, len(x))
+    expected = reference_net.run(spec, params, x, target, masks)
+    assert np.array_equal(step.nudged(j), expected["param_grads"]["0.weight"])
+
+    def values(run):
+        grads = (g.ravel() for g in run["param_grads"].values())
+        return np.concatenate([run["outputs"][-1].ravel(), [run["loss"]], *grads])
+    for unmoved in ((subject.params, x, target), (params, subject.x, target), (params, x, subject.target)):
+        assert not np.array_equal(values(expected), values(reference_net.run(spec, *unmoved, masks)))
+    assert not np.array_equal(step.nudged(j), step.nudged((j + 1) % NUDGES))  # another draw
+
+
+def test_a_nudged_run_keeps_labels_as_they_are():
+    """Labels are integers: a nudge would round a label times (1 - eps) down to the class below; they stay."""
+    spec = parse_spec(TINY | {"layers": [{"type": "linear", "out_features": 3}],
+                              "loss": {"type": "softmax_cross_entropy"}})
+    subject = NetworkSubject(spec, 5)
+    assert subject.target.dtype.kind == "i" and np.count_nonzero(subject.target) >= 2
+    step = next(s for s in subject.walk() if s.name == "0 linear: dE/dweight")
+    params = nudge(subject.params, (5, 2, 0), np.float64)
+    x = nudge({"x": subject.x}, (5, 2, 1), np.float64)["x"]
     expected = reference_net.run(spec, params, x, subject.target, subject.masks(0, len(x)))
-    assert np.array_equal(step.nudged(), expected["param_grads"]["0.weight"])
-    unmoved = reference_net.run(spec, params, subject.x, subject.target, subject.masks(0, len(x)))
-    assert not np.array_equal(step.nudged(), unmoved["param_grads"]["0.weight"])
+    assert np.array_equal(step.nudged(2), expected["param_grads"]["0.weight"])
 
 
 # --- the JSON beside a saved run ------------------------------------------------------------------------------------
