@@ -128,16 +128,18 @@ def test_nudged_run_j_moves_the_parameters_the_input_and_the_target_by_draws_of_
 
 
 def test_a_nudged_run_keeps_labels_as_they_are():
-    """Labels are integers: a nudge would round a label times (1 - eps) down to the class below; they stay."""
+    """Labels are integers: a nudge would turn a label times (1 - eps) into class 0 (its factor cast to an integer);
+    in every nudged run they stay."""
     spec = parse_spec(TINY | {"layers": [{"type": "linear", "out_features": 3}],
                               "loss": {"type": "softmax_cross_entropy"}})
     subject = NetworkSubject(spec, 5)
     assert subject.target.dtype.kind == "i" and np.count_nonzero(subject.target) >= 2
     step = next(s for s in subject.walk() if s.name == "0 linear: dE/dweight")
-    params = nudge(subject.params, (5, 2, 0), np.float64)
-    x = nudge({"x": subject.x}, (5, 2, 1), np.float64)["x"]
-    expected = reference_net.run(spec, params, x, subject.target, subject.masks(0, len(x)))
-    assert np.array_equal(step.nudged(2), expected["param_grads"]["0.weight"])
+    for j in range(NUDGES):
+        params = nudge(subject.params, (5, j, 0), np.float64)
+        x = nudge({"x": subject.x}, (5, j, 1), np.float64)["x"]
+        expected = reference_net.run(spec, params, x, subject.target, subject.masks(0, len(x)))
+        assert np.array_equal(step.nudged(j), expected["param_grads"]["0.weight"]), j
 
 
 # --- the JSON beside a saved run ------------------------------------------------------------------------------------
