@@ -28,10 +28,8 @@ def conv(X, f):
     KH, KW = f.shape
     OH, OW = H - KH + 1, W - KW + 1
     taps = _taps(X, KH, KW)
-    # (OH, N*W): row i holds Z1[:, i, :] and W - OW thrown-away places. BLAS writes it with beta = 0 into the
-    # buffer it is given; some OpenBLAS builds scale that buffer by 0 first, and 0 * NaN from uninitialized
-    # memory raised "invalid value encountered in matmul" at random: the buffer is zeroed, never np.empty.
-    out = np.matmul(f.reshape(-1), taps, out=np.zeros((OH, N * W), X.dtype))
+    # (OH, N*W): row i holds Z1[:, i, :] and W - OW thrown-away places
+    out = np.matmul(f.reshape(-1), taps)
     return out.reshape(OH, N, W)[:, :, :OW].transpose(1, 0, 2).copy()
 
 

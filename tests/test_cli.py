@@ -6,6 +6,7 @@ import pathlib
 import runpy
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -127,6 +128,27 @@ def test_console_script_exits_with_mains_code(monkeypatch):
     with pytest.raises(SystemExit) as info:
         cli.console_main()
     assert info.value.code == 1
+
+
+def test_the_console_script_drops_only_openblass_false_invalid_flag_of_matmul(monkeypatch):
+    """The command's own process ignores numpy's "invalid value encountered in matmul", a false flag of the BLAS it
+    ships (docs/testing.md), first among its warning filters; an overflow in matmul still warns."""
+    monkeypatch.setattr(cli.signal, "signal", lambda signum, handler: None)
+    seen = []
+
+    def main():
+        action, message, category, module, lineno = warnings.filters[0]
+        seen.append((action, message.pattern, category, module, lineno))
+        warnings.warn("invalid value encountered in matmul", RuntimeWarning, stacklevel=1)  # ignored: no error
+        with pytest.raises(RuntimeWarning, match="overflow"):
+            warnings.warn("overflow encountered in matmul", RuntimeWarning, stacklevel=1)
+        return 0
+    monkeypatch.setattr(cli, "main", main)
+    with warnings.catch_warnings():
+        with pytest.raises(SystemExit) as info:
+            cli.console_main()
+    assert info.value.code == 0
+    assert seen == [("ignore", "invalid value encountered in matmul", RuntimeWarning, None, 0)]
 
 
 def test_ctrl_c_ends_the_console_script_at_once_with_one_line(monkeypatch, capsys):
