@@ -28,8 +28,9 @@ def conv(X, f):
     KH, KW = f.shape
     OH, OW = H - KH + 1, W - KW + 1
     taps = _taps(X, KH, KW)
-    # (OH, N*W): row i holds Z1[:, i, :] and W - OW thrown-away places
-    out = np.matmul(f.reshape(-1), taps)
+    # (OH, N*W): row i holds Z1[:, i, :] and W - OW thrown-away places, in a buffer of X's dtype: a float64
+    # filter keeps a float32 image's dtype, as the plain twin does
+    out = np.matmul(f.reshape(-1), taps, out=np.zeros((OH, N * W), X.dtype))
     return out.reshape(OH, N, W)[:, :, :OW].transpose(1, 0, 2).copy()
 
 
