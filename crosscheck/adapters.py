@@ -44,11 +44,13 @@ def _place(where, name):
 def params_layer(factory, params, *, values="params", grads="grads"):
     """A layer object that holds its parameters -> a layer object for check_layer (the pair contract).
 
-    factory: () -> the layer object, called for a new object at every forward. params: the parameter names, in
-    the order torch_fn takes them after the layer's inputs. values: where the parameters live ("params": a dict
-    attribute; "{}": attributes layer.W). grads: where backward(dout) leaves their gradients ("grads": a dict
-    attribute; "d{}": attributes layer.dW). The layer's own forward(*inputs) -> out and backward(dout) -> the
-    input gradient(s) are called; the drawn parameters replace the layer's own before each forward.
+    factory: () -> the layer object. params: the parameter names, in the order torch_fn takes them after the
+    layer's inputs. values: where the parameters live ("params": a dict attribute; "{}": attributes layer.W).
+    grads: where backward(dout) leaves their gradients ("grads": a dict attribute; "d{}": attributes layer.dW).
+    The layer's own forward(*inputs) -> out and backward(dout) -> the input gradient(s) are called. Each forward
+    and each backward gets a new object from factory, given the drawn parameters (backward runs forward on it
+    first), so a layer that keeps its inputs or adds into its gradient buffers is checked as one use of a fresh
+    layer.
     """
     if not callable(factory):
         raise InputError(f"factory: got {factory!r}, needs a callable () -> layer object")
@@ -62,15 +64,21 @@ def params_layer(factory, params, *, values="params", grads="grads"):
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     inputs = [p.name for p in inspect.signature(sample.forward).parameters.values() if p.kind in kinds]
 
-    def forward(*args, **kwargs):
+    def run(args, kwargs):
+        """A new object given the drawn parameters, run forward -> (the object, its output, how many inputs)."""
         layer = factory()
         n = len(args) - len(params)
         for name, value in zip(params, args[n:], strict=True):
             set_value(layer, name, value)
-        return layer.forward(*args[:n], **kwargs), (layer, n)
+        return layer, layer.forward(*args[:n], **kwargs), n
+
+    def forward(*args, **kwargs):
+        return run(args, kwargs)[1], (args, kwargs)
 
     def backward(dout, cache):
-        layer, n = cache
+        # each backward gets its own object, run forward again: gradcheck calls backward many times per forward,
+        # and a layer that pops its cache or adds into its gradients can serve only one backward per forward
+        layer, _, n = run(*cache)
         dx = layer.backward(dout)
         dx = (dx,) if n == 1 or not isinstance(dx, (tuple, list)) else tuple(dx)
         found = []

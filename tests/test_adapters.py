@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from crosscheck import Tolerance, assert_model_matches, check_layer, check_model, closure_layer, params_layer
+from crosscheck.api import REENTRANT_HINT
 from netdesc import InputError
 
 pytest_plugins = ["pytester"]
@@ -38,7 +39,7 @@ def _failing(check):
 def test_the_adapter_examples_pass(pytester, monkeypatch):
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     result = pytester.runpytest(str(EXAMPLES), "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
 
 
 # --- (a) parameters and gradients on the object ----------------------------------------------------------
@@ -71,6 +72,48 @@ def test_a_gradient_left_out_is_named_where_it_was_looked_for():
         "FAIL seed0-float32  db: manual side failed: backward left no gradient at layer.grads['b']",
         "FAIL seed0-float64  gradcheck: torch.autograd.gradcheck failed: backward: gradient 2: backward left no "
         "gradient at layer.grads['b']"]
+
+
+# --- (a') a layer that keeps its inputs and adds into its gradient buffers ------------------------------------
+
+LINEAR = {"torch_fn": lambda x, W, b: x @ W + b, "shapes": [(4, 5), (5, 3), (3,)], "gradcheck": True}
+
+
+def _accumulating(factory):
+    return check_layer(params_layer(factory, ["W", "b"], values="{}", grads="d{}"), **LINEAR)
+
+
+def test_a_right_accumulating_layer_passes_gradcheck_too():
+    """gradcheck calls backward once per output element after one forward: each call gets a new object run forward
+    again, so the popped input list and the buffers added into serve one backward each."""
+    check = _accumulating(_module("stateful").AccumulatingLinear)
+    assert check.passed and check.layer == "AccumulatingLinear(4x5, 5x3, 3)"
+    assert sorted({r.quantity for r in check.rows}) == ["dW", "db", "dx", "gradcheck", "out"]
+    assert sum(r.quantity == "gradcheck" for r in check.rows) == 3
+
+
+@pytest.mark.parametrize(("right", "wrong", "caught"), [
+    ("self.db += dy.sum(axis=0)", "self.db += dy.mean(axis=0)", ["db", "gradcheck"]),
+    ("self.dW += x.T @ dy", "self.dW += x.T @ dy / len(x)", ["dW", "gradcheck"]),
+    ("self.dW, self.db = 0.0, 0.0", "self.dW, self.db = 0.0, 1.0", ["db", "gradcheck"]),
+    ("return dy @ self.W.T", "return -dy @ self.W.T", ["dx", "gradcheck"]),
+], ids=["db-mean", "dW-over-batch", "db-buffer-not-cleared", "dx-sign"])
+def test_a_wrong_accumulating_layer_is_caught(right, wrong, caught):
+    assert _failing(_accumulating(_module("stateful", right, wrong).AccumulatingLinear)) == caught
+
+
+def test_one_accumulating_object_reused_is_caught_and_gradcheck_says_why():
+    """The same object for every forward (a factory that returns one layer): the buffers keep what the cases before
+    added, from the second case on, and gradcheck finds the backward not reentrant, with the hint."""
+    shared = _module("stateful").AccumulatingLinear()
+    check = _accumulating(lambda: shared)
+    assert [(r.case, r.quantity) for r in check.failures if r.seed == 0] == [
+        ("seed0-float32", "dW"), ("seed0-float32", "db"), ("seed0-float64", "gradcheck")]
+    # dW and db of the 5 cases after the first (3 seeds x 2 dtypes), and each seed's gradcheck
+    assert {r.quantity for r in check.failures} == {"dW", "db", "gradcheck"} and len(check.failures) == 5 * 2 + 3
+    gradcheck = [r.line() for r in check.failures if r.quantity == "gradcheck"]
+    assert len(gradcheck) == 3 and all("Backward is not reentrant" in line and line.endswith(f" ({REENTRANT_HINT})")
+                                       for line in gradcheck)
 
 
 class AttrDense:
