@@ -16,7 +16,8 @@ The layer is either a pair ``forward(*inputs, **kwargs) -> (out, cache)``, ``bac
 (one gradient per input, None where there is none), or an object with ``.forward`` and ``.backward`` methods:
 if its backward takes ``(dout, cache)`` it is that pair; if it takes ``dout`` alone, the object keeps its own
 state, ``.forward(*inputs, **kwargs) -> out`` and ``.backward(dout) -> gradient(s)``. ``factory=`` (a callable
-without arguments returning such an object) gives every case a new object.
+without arguments returning such an object) gives every case a new object, and every backward call one of its
+own, run forward on the same inputs first (gradcheck calls backward once per output element).
 
 What the user's code raises is caught per case and becomes a failing row naming the exception, the function, its
 file and line; the other rows stay. InputError is for the arguments of check_layer itself (and for code that
@@ -167,6 +168,8 @@ def raised(error):
 def _call(stage, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
+    except _Raised:  # a stage inside this one (a backward's own factory call) keeps its name
+        raise
     except Exception as error:  # the user's code: reported as a row of its case, never raised
         raise _Raised(stage, error) from error
 
@@ -224,7 +227,26 @@ def _from_factory(factory):
     layer = _call("factory", factory)
     if not _is_layer_object(layer):
         raise InputError(f"factory: returned {type(layer).__name__}, needs a layer object with .forward and .backward")
-    return _Layer(type(layer).__name__, lambda: _object_pair(_call("factory", factory)), layer.forward)
+    return _Layer(type(layer).__name__, lambda: _fresh_backward(factory), layer.forward)
+
+
+def _fresh_backward(factory):
+    """A new object's pair, whose every backward runs on an object of its own, made and run forward on the same
+    inputs first: gradcheck calls backward once per output element after one forward, and a layer that adds into
+    its gradient buffers or pops what its forward kept serves one backward per forward. The forward keeps its
+    object, so running it twice still shows a layer whose output depends on how often it ran."""
+    forward = _object_pair(_call("factory", factory))[0]
+
+    def kept(*inputs, **kwargs):
+        result = forward(*inputs, **kwargs)  # anything but (out, cache) goes on to _manual_forward's InputError
+        return (result[0], (inputs, kwargs)) if isinstance(result, tuple) and len(result) == 2 else result
+
+    def backward(dout, cache):
+        inputs, kwargs = cache
+        fresh_forward, fresh_backward = _object_pair(_call("factory", factory))
+        return fresh_backward(dout, _manual_forward(fresh_forward, inputs, kwargs)[1])
+
+    return kept, backward
 
 
 def _layer(forward, backward, factory):

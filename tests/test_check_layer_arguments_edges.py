@@ -49,6 +49,14 @@ def _detached_tanh(x):
      "backward: got function, needs None when forward is a layer object (SimpleNamespace has its own .backward)"),
     ({"forward": lambda x: np.tanh(x)}, "forward: returned ndarray, needs (out, cache) (a layer object that keeps its "
                                         "own cache has a backward that takes dout alone)"),
+    ({"forward": None, "backward": None, "factory": lambda: types.SimpleNamespace(
+        forward=lambda x: np.tanh(x), backward=lambda dout, cache: (dout,))},
+     "forward: returned ndarray, needs (out, cache) (a layer object that keeps its own cache has a backward that "
+     "takes dout alone)"),
+    ({"forward": None, "backward": None, "factory": lambda: types.SimpleNamespace(
+        forward=lambda x: (np.tanh(x), x, x), backward=lambda dout, cache: (dout,))},
+     "forward: returned tuple, needs (out, cache) (a layer object that keeps its own cache has a backward that "
+     "takes dout alone)"),
     ({"torch_fn": _detached_tanh}, "torch_fn: returned a tensor that autograd cannot trace to the inputs (detached, or "
                                    "computed outside torch), needs the forward written in torch operations"),
     ({"input_factory": 3}, "input_factory: got 3, needs None, a callable (rng, shape) -> array, or 1 of them (None "
@@ -57,7 +65,8 @@ def _detached_tanh(x):
      "differentiable: no input is floating point, needs at least one differentiable input"),
     ({"kwargs": {1: 2}}, "kwargs: got {1: 2}, needs None or a dict of keyword options for both forwards"),
     ({"kwargs": 3}, "kwargs: got 3, needs None or a dict of keyword options for both forwards"),
-], ids=["forward-int", "backward-int", "backward-with-a-layer-object", "forward-without-cache", "torch_fn-detached",
+], ids=["forward-int", "backward-int", "backward-with-a-layer-object", "forward-without-cache",
+        "factory-forward-without-cache", "factory-forward-of-three", "torch_fn-detached",
         "input_factory-int", "integer-input-only", "kwargs-key-not-a-string", "kwargs-int"])
 def test_bad_arguments_say_what_they_got_and_what_they_need_in_full(change, message):
     """Each InputError whole: the argument, what it got (the type of the argument itself, not of None) and the

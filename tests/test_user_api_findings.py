@@ -86,10 +86,44 @@ def test_a_factory_gives_every_case_a_new_object():
 
     check = check_layer(factory=factory, torch_fn=_torch_matmul, shapes=[(4, 5), (5, 2)], seeds=[0, 1])
     assert check.passed and check.layer == "Accumulating(4x5, 5x2)"
-    assert len(made) == 1 + 4 and len({id(layer) for layer in made}) == 5  # one to inspect, one per case
+    # one to inspect; per case one for the forward (run twice) and one for the backward, run forward again first
+    assert len(made) == 1 + 4 * 2 and len({id(layer) for layer in made}) == 9
     reused = check_layer(Accumulating(), torch_fn=_torch_matmul, shapes=[(4, 5), (5, 2)], seeds=[0, 1])
     assert [(r.case, r.quantity) for r in reused.failures] == [
         ("seed0-float32", "dw"), ("seed1-float64", "dw"), ("seed1-float32", "dw")]
+
+
+def test_a_factory_gives_every_backward_a_new_object_so_gradcheck_sees_one_use():
+    """gradcheck calls backward once per output element after one forward: an object that adds into its gradient
+    buffer would give a different dw each call ("not reentrant") if they shared it; the same object given without
+    a factory does."""
+    check = check_layer(factory=Accumulating, torch_fn=_torch_matmul, shapes=[(4, 5), (5, 2)], seeds=[0],
+                        gradcheck=True)
+    assert check.passed and [r.quantity for r in check.rows if r.dtype == "float64"] == ["out", "dx", "dw",
+                                                                                         "gradcheck"]
+    reused = check_layer(Accumulating(), torch_fn=_torch_matmul, shapes=[(4, 5), (5, 2)], seeds=[0], gradcheck=True)
+    assert [(r.case, r.quantity) for r in reused.failures] == [("seed0-float32", "dw"), ("seed0-float64", "gradcheck")]
+    assert "Backward is not reentrant" in reused.failures[1].line()
+
+
+class ScaledTanh:
+    """A layer object of the pair contract, backward(dout, cache), with a keyword option: y = scale * tanh(x)."""
+
+    def forward(self, x, scale=1.0):
+        out = np.tanh(x)
+        return scale * out, (out, scale, "its own cache")
+
+    def backward(self, dout, cache):
+        out, scale, _ = cache
+        return (dout * scale * (1 - out ** 2),)
+
+
+def test_a_factory_of_pair_objects_passes_the_options_and_each_backward_its_own_cache():
+    """Each backward's object is run forward again with the same inputs and options, and its backward gets the
+    cache that forward returned."""
+    check = check_layer(factory=ScaledTanh, torch_fn=lambda x, scale: scale * torch.tanh(x), shapes=[(3, 4)],
+                        kwargs={"scale": 2.5}, seeds=[0], gradcheck=True)
+    assert check.passed and [r.quantity for r in check.rows] == ["out", "dx", "out", "dx", "gradcheck"]
 
 
 def test_a_factory_that_raises_is_a_row():
@@ -105,7 +139,7 @@ def test_a_factory_that_raises_is_a_row():
 
     def fails_later():
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == 4:  # the inspected one, then seed0-float64's forward and backward objects
             raise RuntimeError("out of memory")
         return Accumulating()
 
@@ -113,6 +147,18 @@ def test_a_factory_that_raises_is_a_row():
     assert [(r.case, r.quantity, r.passed) for r in check.rows] == [
         ("seed0-float64", "out", True), ("seed0-float64", "dx", True), ("seed0-float64", "dw", True),
         ("seed0-float32", "factory", False)]
+    calls.clear()
+
+    def fails_in_backward():
+        calls.append(1)
+        if len(calls) == 3:  # seed0-float64's backward object: its out row stays, the factory is named
+            raise RuntimeError("out of memory")
+        return Accumulating()
+
+    check = check_layer(factory=fails_in_backward, torch_fn=_torch_matmul, shapes=[(2, 3), (3, 2)], seeds=[0])
+    assert [(r.case, r.quantity, r.passed) for r in check.rows] == [
+        ("seed0-float64", "out", True), ("seed0-float64", "factory", False), ("seed0-float32", "out", True),
+        ("seed0-float32", "dx", True), ("seed0-float32", "dw", True)]
 
 
 @pytest.mark.parametrize(("arguments", "match"), [
