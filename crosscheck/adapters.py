@@ -65,7 +65,9 @@ def params_layer(factory, params, *, values="params", grads="grads"):
     inputs = [p.name for p in inspect.signature(sample.forward).parameters.values() if p.kind in kinds]
 
     def run(args, kwargs):
-        """A new object given the drawn parameters, run forward -> (the object, its output, how many inputs)."""
+        """A new object given copies of the drawn parameters and inputs (its code may write over them), run
+        forward -> (the object, its output, how many inputs)."""
+        args = tuple(a.copy() for a in args)
         layer = factory()
         n = len(args) - len(params)
         for name, value in zip(params, args[n:], strict=True):

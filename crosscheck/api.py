@@ -47,7 +47,8 @@ REPEAT = "repeat"
 KINK_HINT = ("the inputs sit at a kink (ReLU at 0, a max-pool tie): finite differences' one-sided slopes differ "
              "there; move inputs off it with input_factory")
 REENTRANT_HINT = ("gradcheck found the backward not reentrant: the same dout gave different gradients; does the "
-                  "layer keep state between calls?")
+                  "layer keep state between calls (kept inputs, gradients added into buffers)? factory= gives every "
+                  "backward a new object")
 POLICIES = {"dtype_policy": ("strict", "values"), "shape_policy": ("strict", "squeeze")}
 
 
@@ -205,11 +206,12 @@ def _stateful(layer):
     between (gradcheck runs many before it calls backward)."""
 
     def forward(*inputs, **kwargs):
-        return layer.forward(*inputs, **kwargs), (inputs, kwargs)
+        kept = tuple(a.copy() for a in inputs)  # taken first: a layer may write its output over its input
+        return layer.forward(*inputs, **kwargs), (kept, kwargs)
 
     def backward(dout, cache):
         inputs, kwargs = cache
-        layer.forward(*inputs, **kwargs)
+        layer.forward(*(a.copy() for a in inputs), **kwargs)  # copies again: gradcheck reuses one cache
         return layer.backward(dout)
 
     return forward, backward
@@ -238,13 +240,17 @@ def _fresh_backward(factory):
     forward = _object_pair(_call("factory", factory))[0]
 
     def kept(*inputs, **kwargs):
+        copies = tuple(a.copy() for a in inputs)  # taken first: a layer may write its output over its input
         result = forward(*inputs, **kwargs)  # anything but (out, cache) goes on to _manual_forward's InputError
-        return (result[0], (inputs, kwargs)) if isinstance(result, tuple) and len(result) == 2 else result
+        return (result[0], (copies, kwargs)) if isinstance(result, tuple) and len(result) == 2 else result
 
     def backward(dout, cache):
         inputs, kwargs = cache
-        fresh_forward, fresh_backward = _object_pair(_call("factory", factory))
-        return fresh_backward(dout, _manual_forward(fresh_forward, inputs, kwargs)[1])
+        fresh = _call("factory", factory)
+        if _required_positional(fresh.backward) >= 2:
+            return fresh.backward(dout, _manual_forward(fresh.forward, inputs, kwargs)[1])
+        _call("forward", fresh.forward, *(a.copy() for a in inputs), **kwargs)  # once: its state is these inputs'
+        return fresh.backward(dout)
 
     return kept, backward
 
@@ -619,7 +625,8 @@ def check_layer(forward=None, backward=None, torch_fn=None, shapes=None, *, fact
     the layer's own code raises: each is a failing row of its case).
 
     forward, backward: the NumPy pair, or a layer object as forward and backward=None (module docstring).
-    factory: instead of forward and backward, a callable () -> layer object, called for a new object per case.
+    factory: instead of forward and backward, a callable () -> layer object: a new object per case, and one per
+    backward call, run forward on the case's inputs first (gradcheck calls backward many times per forward).
     torch_fn: the same forward in torch, (*tensors, **kwargs) -> tensor; autograd gives its gradients.
     shapes: one shape per forward input. seeds, dtypes: the grid; kwargs: options passed to both forwards.
     differentiable: per input, whether it gets a gradient (default: the floating inputs; labels do not).

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from layer_cases import with_zeros
 
 from crosscheck import Tolerance, assert_close, check_layer, compare
+from crosscheck.adapters import params_layer
 from crosscheck.api import KINK_HINT, REENTRANT_HINT, LayerCheck, Row, _at_kink, raised
 from crosscheck.compare import Comparison
 from manual import functional as M
@@ -106,6 +107,104 @@ def test_a_factory_gives_every_backward_a_new_object_so_gradcheck_sees_one_use()
     assert "Backward is not reentrant" in reused.failures[1].line()
 
 
+class Counted(Accumulating):
+    """Accumulating, writing down the calls made on this object."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, w):
+        self.calls.append("forward")
+        return super().forward(x, w)
+
+    def backward(self, dy):
+        self.calls.append("backward")
+        return super().backward(dy)
+
+
+def test_each_backwards_object_runs_forward_once_then_backward():
+    made = []
+
+    def factory():
+        made.append(Counted())
+        return made[-1]
+
+    check = check_layer(factory=factory, torch_fn=_torch_matmul, shapes=[(4, 5), (5, 2)], seeds=[0])
+    assert check.passed
+    assert [layer.calls for layer in made] == [[]] + [["forward", "forward"], ["forward", "backward"]] * 2
+
+
+class InPlaceTanh:
+    """A layer object that keeps its own cache and writes its output over its input: y = tanh(x), in place."""
+
+    def forward(self, x):
+        self.out = np.tanh(x, out=x)
+        return self.out
+
+    def backward(self, dout):
+        return dout * (1 - self.out ** 2)
+
+
+class InPlaceAddTanh:
+    """A layer object with its parameter on it that writes over its input: y = tanh(x + b), in place."""
+
+    def __init__(self):
+        self.params, self.grads = {}, {}
+
+    def forward(self, x):
+        self.out = np.tanh(np.add(x, self.params["b"], out=x), out=x)
+        return self.out
+
+    def backward(self, dout):
+        dpre = dout * (1 - self.out ** 2)
+        self.grads["b"] = dpre.sum(axis=0)
+        return dpre
+
+
+def _torch_add_tanh(x, b):
+    return torch.tanh(x + b)
+
+
+@pytest.mark.parametrize("gradcheck", [False, True])
+@pytest.mark.parametrize("how", ["object", "factory", "params_layer"])
+def test_a_layer_that_writes_its_output_over_its_input_passes(how, gradcheck):
+    """The inputs a backward's forward runs on are copies taken before any forward ran: a layer that overwrites
+    its input would otherwise run again on its own output (tanh(tanh(x))); gradcheck calls backward many times
+    on one forward's cache, so each of those runs gets copies of its own."""
+    if how == "params_layer":
+        check = check_layer(params_layer(InPlaceAddTanh, ["b"]), torch_fn=_torch_add_tanh, shapes=[(3, 4), (4,)],
+                            seeds=[0], gradcheck=gradcheck)
+        quantities = ["out", "dx", "db"]
+    else:
+        layer = {"object": {"forward": InPlaceTanh()}, "factory": {"factory": InPlaceTanh}}[how]
+        check = check_layer(**layer, torch_fn=torch.tanh, shapes=[(3, 4)], seeds=[0], gradcheck=gradcheck)
+        quantities = ["out", "dx"]
+    assert check.passed, check.report()
+    assert [r.quantity for r in check.rows] == quantities * 2 + ["gradcheck"] * gradcheck
+
+
+class KeptScaledTanh:
+    """A layer object that keeps its own cache, backward(dout), with a keyword option: y = scale * tanh(x)."""
+
+    def forward(self, x, scale=1.0):
+        self.out, self.scale = np.tanh(x), scale
+        return scale * self.out
+
+    def backward(self, dout):
+        return dout * self.scale * (1 - self.out ** 2)
+
+
+@pytest.mark.parametrize("how", ["object", "factory"])
+def test_a_layer_keeping_its_cache_gets_the_options_on_every_forward(how):
+    """The options reach the forward of the case and each forward run again for a backward."""
+    layer = {"object": {"forward": KeptScaledTanh()}, "factory": {"factory": KeptScaledTanh}}[how]
+    check = check_layer(**layer, torch_fn=lambda x, scale: scale * torch.tanh(x), shapes=[(3, 4)],
+                        kwargs={"scale": 2.5}, seeds=[0], gradcheck=True)
+    assert check.passed, check.report()
+    assert [r.quantity for r in check.rows] == ["out", "dx", "out", "dx", "gradcheck"]
+
+
 class ScaledTanh:
     """A layer object of the pair contract, backward(dout, cache), with a keyword option: y = scale * tanh(x)."""
 
@@ -159,6 +258,32 @@ def test_a_factory_that_raises_is_a_row():
     assert [(r.case, r.quantity, r.passed) for r in check.rows] == [
         ("seed0-float64", "out", True), ("seed0-float64", "factory", False), ("seed0-float32", "out", True),
         ("seed0-float32", "dx", True), ("seed0-float32", "dw", True)]
+
+
+class ForwardFailsOnBackwardsObject(Accumulating):
+    """Right, but its forward raises on the object the harness makes for seed0-float64's backward."""
+
+    made = []
+
+    def __init__(self):
+        super().__init__()
+        ForwardFailsOnBackwardsObject.made.append(self)
+
+    def forward(self, x, w):
+        if len(self.made) == 3:  # the inspected one, seed0-float64's forward object, then its backward object
+            raise FloatingPointError("overflow in the backward's forward")
+        return super().forward(x, w)
+
+
+def test_a_forward_raising_on_a_backwards_object_is_a_forward_row():
+    ForwardFailsOnBackwardsObject.made.clear()
+    check = check_layer(factory=ForwardFailsOnBackwardsObject, torch_fn=_torch_matmul, shapes=[(2, 3), (3, 2)],
+                        seeds=[0])
+    assert [(r.case, r.quantity, r.passed) for r in check.rows] == [
+        ("seed0-float64", "out", True), ("seed0-float64", "forward", False), ("seed0-float32", "out", True),
+        ("seed0-float32", "dx", True), ("seed0-float32", "dw", True)]
+    assert check.rows[1].result.problem.startswith(
+        "raised FloatingPointError: overflow in the backward's forward (in forward, test_user_api_findings.py:")
 
 
 @pytest.mark.parametrize(("arguments", "match"), [
